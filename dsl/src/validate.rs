@@ -1,0 +1,403 @@
+//! Checks a typed spec for what types cannot say (ranges, sums, graph references, cycles),
+//! collecting every problem with its spec path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::spec::*;
+use crate::suggest;
+
+/// A problem found by validation: spec path and message (located later from the path).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn positive(&mut self, path: &str, what: &str, v: f64) {
+        if !(v > 0.0 && v.is_finite()) {
+            self.fail(path, format!("{what} must be a positive number, found {v}"));
+        }
+    }
+
+    fn non_negative(&mut self, path: &str, what: &str, v: f64) {
+        if !(v >= 0.0 && v.is_finite()) {
+            self.fail(path, format!("{what} must be >= 0, found {v}"));
+        }
+    }
+
+    fn fraction(&mut self, path: &str, what: &str, v: f64) {
+        if !(0.0..1.0).contains(&v) {
+            self.fail(path, format!("{what} must be in [0, 1), found {v}"));
+        }
+    }
+
+    fn at_least_one(&mut self, path: &str, what: &str, v: usize) {
+        if v == 0 {
+            self.fail(path, format!("{what} must be at least 1, found 0"));
+        }
+    }
+}
+
+/// Every problem in the spec; empty when it is valid.
+pub fn validate(spec: &Spec) -> Vec<Problem> {
+    let mut c = Checker::default();
+    if spec.name.is_empty()
+        || !spec
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        c.fail(
+            "name",
+            format!(
+                "`{}` is not a valid run name; use letters, digits, `-`, `_` and `.`",
+                spec.name
+            ),
+        );
+    }
+    data(&mut c, &spec.data);
+    model(&mut c, &spec.model);
+    train(&mut c, &spec.train);
+    parallelism(&mut c, &spec.parallelism);
+    c.problems
+}
+
+fn data(c: &mut Checker, d: &DataSpec) {
+    let s = &d.split;
+    if !(s.train > 0.0 && s.train <= 1.0) {
+        c.fail(
+            "data.split.train",
+            format!("train fraction must be in (0, 1], found {}", s.train),
+        );
+    }
+    c.fraction("data.split.test", "test fraction", s.test);
+    if let Some(v) = s.validation {
+        c.fraction("data.split.validation", "validation fraction", v);
+    }
+    let sum = s.train + s.test + s.validation.unwrap_or(0.0);
+    if (sum - 1.0).abs() > 1e-6 {
+        let parts = match s.validation {
+            Some(v) => format!("train {} + test {} + validation {v}", s.train, s.test),
+            None => format!("train {} + test {}", s.train, s.test),
+        };
+        c.fail(
+            "data.split",
+            format!("split fractions must sum to 1, found {} ({parts})", round(sum)),
+        );
+    }
+    if let Source::Synthetic(syn) = &d.source {
+        let p = "data.source.synthetic";
+        if syn.rows < 10 {
+            c.fail(
+                format!("{p}.rows"),
+                format!("rows must be at least 10, found {}", syn.rows),
+            );
+        }
+        c.at_least_one(&format!("{p}.features"), "features", syn.features);
+        if syn.classes < 2 {
+            c.fail(
+                format!("{p}.classes"),
+                format!("classes must be at least 2, found {}", syn.classes),
+            );
+        }
+        if let Some(inf) = syn.informative {
+            if inf == 0 || inf > syn.features {
+                c.fail(
+                    format!("{p}.informative"),
+                    format!(
+                        "informative must be in 1..={}, the number of features, found {inf}",
+                        syn.features
+                    ),
+                );
+            }
+        }
+    }
+    match (&d.source, &d.label) {
+        (Source::Csv(_) | Source::Parquet(_), None) => c.fail(
+            "data.label",
+            "missing required key `label` (the label column) for a csv or parquet source",
+        ),
+        _ => {}
+    }
+    if let (Some(label), Some(inc)) = (d.label_column(), &d.features.include) {
+        if let Some(i) = inc.iter().position(|f| f == label) {
+            c.fail(
+                format!("data.features.include[{i}]"),
+                format!("`{label}` is the label column; it cannot also be a feature"),
+            );
+        }
+    }
+    for (i, p) in d.preprocess.iter().enumerate() {
+        if let Preprocess::MinMaxScale(m) = p {
+            if m.min >= m.max {
+                c.fail(
+                    format!("data.preprocess[{i}].min_max_scale"),
+                    format!("min ({}) must be below max ({})", m.min, m.max),
+                );
+            }
+        }
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn layer(c: &mut Checker, path: &str, l: &Layer) {
+    match l {
+        Layer::Dense(d) => {
+            c.at_least_one(&format!("{path}.dense.units"), "units", d.units);
+            activation(c, &format!("{path}.dense.activation"), &d.activation);
+        }
+        Layer::Dropout(d) => c.fraction(&format!("{path}.dropout.rate"), "rate", d.rate),
+        Layer::BatchNorm(n) => {
+            c.positive(&format!("{path}.batch_norm.epsilon"), "epsilon", n.epsilon);
+            if !(0.0..=1.0).contains(&n.momentum) {
+                c.fail(
+                    format!("{path}.batch_norm.momentum"),
+                    format!("momentum must be in [0, 1], found {}", n.momentum),
+                );
+            }
+        }
+        Layer::LayerNorm(n) => c.positive(&format!("{path}.layer_norm.epsilon"), "epsilon", n.epsilon),
+        Layer::Activation(a) => activation(c, &format!("{path}.activation"), a),
+    }
+}
+
+fn activation(c: &mut Checker, path: &str, a: &Activation) {
+    match a {
+        Activation::LeakyRelu { alpha } => c.non_negative(&format!("{path}.leaky_relu.alpha"), "alpha", *alpha),
+        Activation::Elu { alpha } => c.positive(&format!("{path}.elu.alpha"), "alpha", *alpha),
+        _ => {}
+    }
+}
+
+fn model(c: &mut Checker, m: &ModelSpec) {
+    match m {
+        ModelSpec::Sequential(layers) => {
+            for (i, l) in layers.iter().enumerate() {
+                layer(c, &format!("model[{i}]"), l);
+            }
+        }
+        ModelSpec::Graph(g) => graph(c, g),
+    }
+}
+
+fn graph(c: &mut Checker, g: &GraphSpec) {
+    if g.inputs.is_empty() {
+        c.fail("model.inputs", "a graph needs at least one input, e.g. `x: features`");
+    }
+    for name in g.inputs.keys() {
+        if g.nodes.contains_key(name) {
+            c.fail(
+                format!("model.nodes.{name}"),
+                format!("`{name}` is already the name of an input"),
+            );
+        }
+    }
+    let names: Vec<&str> = g
+        .inputs
+        .keys()
+        .chain(g.nodes.keys())
+        .map(String::as_str)
+        .collect();
+    let check_ref = |c: &mut Checker, path: String, r: &str| {
+        if !names.contains(&r) {
+            c.fail(
+                path,
+                format!("unknown node `{r}`{}", suggest::hint(r, &names)),
+            );
+        }
+    };
+    for (name, node) in &g.nodes {
+        let path = format!("model.nodes.{name}");
+        match node {
+            GraphNode::Layer { layer: l, input } => {
+                layer(c, &path, l);
+                check_ref(c, format!("{path}.input"), input);
+            }
+            GraphNode::Merge(m) => {
+                let (kind, refs) = match m {
+                    Merge::Add(r) => ("add", r),
+                    Merge::Concat(r) => ("concat", r),
+                };
+                if refs.len() < 2 {
+                    c.fail(
+                        format!("{path}.{kind}"),
+                        format!("`{kind}` needs at least 2 inputs, found {}", refs.len()),
+                    );
+                }
+                for (i, r) in refs.iter().enumerate() {
+                    check_ref(c, format!("{path}.{kind}[{i}]"), r);
+                }
+            }
+        }
+    }
+    check_ref(c, "model.output".into(), &g.output);
+    if let Some(cycle) = find_cycle(g) {
+        c.fail(
+            format!("model.nodes.{}", cycle[0]),
+            format!("the graph has a cycle: {}", cycle.join(" → ")),
+        );
+    }
+}
+
+/// The inputs a graph node reads (node or input names).
+pub fn node_inputs(node: &GraphNode) -> Vec<&str> {
+    match node {
+        GraphNode::Layer { input, .. } => vec![input.as_str()],
+        GraphNode::Merge(Merge::Add(r) | Merge::Concat(r)) => r.iter().map(String::as_str).collect(),
+    }
+}
+
+/// A cycle among graph nodes as a list of names (first repeated at the end), if any.
+fn find_cycle(g: &GraphSpec) -> Option<Vec<String>> {
+    // 0 = unvisited, 1 = on the stack, 2 = done
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    fn visit<'a>(
+        g: &'a GraphSpec,
+        n: &'a str,
+        state: &mut BTreeMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        let node = g.nodes.get(n)?;
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(n, 1);
+        stack.push(n);
+        for i in node_inputs(node) {
+            if let Some(c) = visit(g, i, state, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        state.insert(n, 2);
+        None
+    }
+    let mut seen = BTreeSet::new();
+    for n in g.nodes.keys() {
+        if seen.insert(n) {
+            if let Some(c) = visit(g, n, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+fn train(c: &mut Checker, t: &TrainSpec) {
+    c.at_least_one("train.batch_size", "batch_size", t.batch_size);
+    c.at_least_one("train.epochs", "epochs", t.epochs);
+    if let Some(v) = t.clip_grad_norm {
+        c.positive("train.clip_grad_norm", "clip_grad_norm", v);
+    }
+    let o = format!("train.optimizer.{}", t.optimizer.name());
+    c.positive(&format!("{o}.lr"), "lr", t.optimizer.lr());
+    match &t.optimizer {
+        Optimizer::Sgd(s) => {
+            c.fraction(&format!("{o}.momentum"), "momentum", s.momentum);
+            c.non_negative(&format!("{o}.weight_decay"), "weight_decay", s.weight_decay);
+            if s.nesterov && s.momentum == 0.0 {
+                c.fail(format!("{o}.nesterov"), "nesterov needs momentum > 0");
+            }
+        }
+        Optimizer::Adagrad(a) => {
+            c.non_negative(&format!("{o}.initial_accumulator"), "initial_accumulator", a.initial_accumulator);
+            c.positive(&format!("{o}.epsilon"), "epsilon", a.epsilon);
+            c.non_negative(&format!("{o}.weight_decay"), "weight_decay", a.weight_decay);
+        }
+        Optimizer::Rmsprop(r) => {
+            c.fraction(&format!("{o}.rho"), "rho", r.rho);
+            c.fraction(&format!("{o}.momentum"), "momentum", r.momentum);
+            c.positive(&format!("{o}.epsilon"), "epsilon", r.epsilon);
+            c.non_negative(&format!("{o}.weight_decay"), "weight_decay", r.weight_decay);
+        }
+        Optimizer::Adam(a) | Optimizer::Adamw(a) => {
+            c.fraction(&format!("{o}.beta1"), "beta1", a.beta1);
+            c.fraction(&format!("{o}.beta2"), "beta2", a.beta2);
+            c.positive(&format!("{o}.epsilon"), "epsilon", a.epsilon);
+            if let Some(wd) = a.weight_decay {
+                c.non_negative(&format!("{o}.weight_decay"), "weight_decay", wd);
+            }
+        }
+        Optimizer::Lbfgs(l) => {
+            c.at_least_one(&format!("{o}.max_iter"), "max_iter", l.max_iter);
+            c.at_least_one(&format!("{o}.history"), "history", l.history);
+        }
+    }
+    match &t.schedule {
+        Schedule::Step(s) => {
+            c.at_least_one("train.schedule.step.every_epochs", "every_epochs", s.every_epochs);
+            if !(s.gamma > 0.0 && s.gamma <= 1.0) {
+                c.fail("train.schedule.step.gamma", format!("gamma must be in (0, 1], found {}", s.gamma));
+            }
+        }
+        Schedule::Cosine(s) => {
+            c.non_negative("train.schedule.cosine.min_lr", "min_lr", s.min_lr);
+            if s.min_lr > t.optimizer.lr() {
+                c.fail(
+                    "train.schedule.cosine.min_lr",
+                    format!("min_lr ({}) must not exceed the optimizer's lr ({})", s.min_lr, t.optimizer.lr()),
+                );
+            }
+        }
+        Schedule::Constant => {}
+    }
+    if let Some(v) = t.stop.target_loss {
+        c.non_negative("train.stop.target_loss", "target_loss", v);
+    }
+    if let Some(p) = t.stop.patience {
+        c.at_least_one("train.stop.patience", "patience", p);
+    }
+    c.non_negative("train.stop.min_delta", "min_delta", t.stop.min_delta);
+}
+
+fn parallelism(c: &mut Checker, p: &ParallelismSpec) {
+    if let Some(d) = &p.data {
+        c.at_least_one("parallelism.data.workers", "workers", d.workers);
+        c.at_least_one(
+            "parallelism.data.communication_window",
+            "communication_window",
+            d.communication_window,
+        );
+        if d.algorithm.is_some() && d.sync != Sync::ParameterServer {
+            c.fail(
+                "parallelism.data.algorithm",
+                "`algorithm` applies to `sync: parameter_server` only",
+            );
+        }
+        if let Compression::Topk(t) = &d.compression {
+            if !(t.ratio > 0.0 && t.ratio <= 1.0) {
+                c.fail(
+                    "parallelism.data.compression.topk.ratio",
+                    format!("ratio must be in (0, 1], found {}", t.ratio),
+                );
+            }
+        }
+    }
+    if let Some(pl) = &p.pipeline {
+        c.at_least_one("parallelism.pipeline.stages", "stages", pl.stages);
+        c.at_least_one("parallelism.pipeline.micro_batches", "micro_batches", pl.micro_batches);
+    }
+}

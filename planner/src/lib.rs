@@ -1,0 +1,2 @@
+//! weft-planner
+pub mod rng;
