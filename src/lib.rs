@@ -1,1 +1,31 @@
-//! weft
+//! weft: declarative deep-learning workflows. One spec (YAML or JSON) → validated → planned
+//! → trained on a CPU (and, later, a GPU or a cluster). This crate is the notebook and
+//! library API (`Experiment`) and the home of the `weft` command line.
+//!
+//! ```no_run
+//! let exp = weft::Experiment::from_file("specs/iris.yaml")?;
+//! let result = exp.run()?;
+//! println!("test accuracy {:?}", result.test("accuracy"));
+//! # Ok::<(), weft::Error>(())
+//! ```
+
+pub mod bench;
+mod error;
+mod experiment;
+pub mod predict;
+pub mod progress;
+pub mod report;
+
+pub use error::{Error, Result};
+pub use experiment::{Experiment, RunResult, TrainSummary};
+pub use weft_dsl::{Spec, SpecError};
+pub use weft_executors::train::{EpochRecord, Progress};
+pub use weft_planner::Plan;
+
+/// Number of layers (sequential) or nodes (graph) of a spec's model.
+pub fn layer_count(spec: &Spec) -> usize {
+    match &spec.model {
+        weft_dsl::ModelSpec::Sequential(l) => l.len(),
+        weft_dsl::ModelSpec::Graph(g) => g.nodes.len(),
+    }
+}

@@ -431,6 +431,16 @@ pub enum Loss {
     Mse,
 }
 
+impl Loss {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::CrossEntropy => "cross_entropy",
+            Loss::BinaryCrossEntropy => "binary_cross_entropy",
+            Loss::Mse => "mse",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Optimizer {

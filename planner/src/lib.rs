@@ -1,2 +1,21 @@
-//! weft-planner
+//! weft-planner: compiles a validated spec into an execution plan — the workflow DAG, the
+//! compute graph with inferred shapes, reverse-mode autodiff, optimizer updates, dead-code
+//! elimination into schedules, a cost model, and text / DOT / JSON forms.
+//!
+//! Pure: no file system, threads or clocks; the same code runs in the CLI and in wasm32.
+
+pub mod autodiff;
+pub mod build;
+pub mod cost;
+pub mod display;
+pub mod error;
+pub mod graph;
+pub mod op;
+pub mod plan;
 pub mod rng;
+pub mod workflow;
+
+pub use build::{DataShape, Task};
+pub use error::PlanError;
+pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
+pub use plan::{ParamRef, Plan, PlanNode, Schedules, PLAN_VERSION};

@@ -1,0 +1,35 @@
+//! `Dataset`: a feature matrix and its targets, ready for training.
+
+use ndarray::{Array1, Array2, Axis};
+
+/// Rows of features and their targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Rows × features, row-major.
+    pub x: Array2<f32>,
+    /// The class index (as f32) for classification, the target value for regression.
+    pub y: Array1<f32>,
+}
+
+impl Dataset {
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.x.nrows()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn num_features(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// The given rows, in the given order (a shard, a batch, a shuffled epoch).
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        Dataset {
+            x: self.x.select(Axis(0), rows),
+            y: self.y.select(Axis(0), rows),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `DataError`: everything that can go wrong loading and preparing data, naming file, column and row.
+
+use std::fmt;
+
+/// Where a value sits: the 1-based data row and, for CSV files, the file line (header = line 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub row: usize,
+    pub line: Option<usize>,
+}
+
+impl At {
+    /// The location of 0-based data row `index` of `table` (lines are given for `.csv` tables).
+    pub fn of(table: &str, index: usize) -> At {
+        let csv = table.to_ascii_lowercase().ends_with(".csv");
+        At {
+            row: index + 1,
+            line: csv.then_some(index + 2),
+        }
+    }
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "row {}", self.row)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    // ------------------------------------------------------------ reading files
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("no files match `{pattern}`")]
+    NoMatch { pattern: String },
+    #[error("{path} holds no .parquet files")]
+    EmptyFolder { path: String },
+    #[error("{path}: unsupported file type; expected a .csv or .parquet file, or a folder of .parquet files")]
+    UnsupportedFile { path: String },
+    #[error("{file} is empty: no header row")]
+    EmptyFile { file: String },
+    #[error("{file} has a header but no rows")]
+    NoRows { file: String },
+    #[error("{file} has no rows")]
+    EmptyTable { file: String },
+    #[error("{file}: {message}")]
+    Csv { file: String, message: String },
+    #[error("{file}: {message}")]
+    Parquet { file: String, message: String },
+    #[error("{file}: its schema differs from {first}: {detail}")]
+    SchemaMismatch {
+        file: String,
+        first: String,
+        detail: String,
+    },
+    #[error("synthetic data: {0}")]
+    Synthetic(String),
+
+    // ------------------------------------------------------------ columns
+    /// `what` is `column` or `label column`; `hint` is the did-you-mean text.
+    #[error("{what} `{column}` not found in {table}{hint}")]
+    ColumnNotFound {
+        what: &'static str,
+        table: String,
+        column: String,
+        hint: String,
+    },
+    #[error("{table} has no default label column; set `data.label` to one of: {}", .columns.join(", "))]
+    NoLabel { table: String, columns: Vec<String> },
+    #[error("column `{column}` is the label and cannot also be a feature")]
+    LabelAsFeature { column: String },
+    #[error("no feature columns left in {table} after features.include/exclude")]
+    NoFeatures { table: String },
+    #[error("{file}: column `{column}` is not numeric: {at} has `{value}`")]
+    NotNumeric {
+        file: String,
+        column: String,
+        at: At,
+        value: String,
+    },
+    #[error("{file}: {what} `{column}` has a missing value at {at}")]
+    MissingValue {
+        file: String,
+        what: &'static str,
+        column: String,
+        at: At,
+    },
+    #[error("{file}: {what} `{column}` has an infinite value at {at}")]
+    Infinite {
+        file: String,
+        what: &'static str,
+        column: String,
+        at: At,
+    },
+    #[error("{file}: column `{column}` holds strings; encode it with a preprocess stage (`string_index: {{column: {column}}}` or `one_hot: {{column: {column}}}`) or exclude it")]
+    StringFeature { file: String, column: String },
+    #[error("{file}: column `{column}` has type {dtype}, which weft cannot use; valid: numbers, booleans, strings")]
+    UnsupportedType {
+        file: String,
+        column: String,
+        dtype: String,
+    },
+
+    // ------------------------------------------------------------ label
+    #[error("{file}: label column `{column}` holds floats ({dtype}) but the task is classification; use integer or string classes, or a regression loss (mse)")]
+    FloatLabel {
+        file: String,
+        column: String,
+        dtype: String,
+    },
+    #[error("{file}: label column `{column}` holds strings but the task is regression (loss: mse), which needs numbers")]
+    StringLabel { file: String, column: String },
+    #[error("{file}: label column `{column}` has a single class `{class}` in the train split; classification needs at least two")]
+    OneClass {
+        file: String,
+        column: String,
+        class: String,
+    },
+    #[error("{file}: label column `{column}` has class `{class}` at {at}, which is not in the train split; classes: {}", .known.join(", "))]
+    UnseenClass {
+        file: String,
+        column: String,
+        class: String,
+        at: At,
+        known: Vec<String>,
+    },
+
+    // ------------------------------------------------------------ preprocessing
+    #[error("{file}: column `{column}` has category `{value}` at {at}, which `string_index` did not see in the train split; categories: {}", .known.join(", "))]
+    UnseenCategory {
+        file: String,
+        column: String,
+        value: String,
+        at: At,
+        known: Vec<String>,
+    },
+    #[error("preprocess `{stage}`: column `{column}` is not a feature{hint}")]
+    NotAFeature {
+        stage: &'static str,
+        column: String,
+        hint: String,
+    },
+    #[error("preprocess `{stage}`: column `{column}` {problem}")]
+    BadStageColumn {
+        stage: &'static str,
+        column: String,
+        problem: String,
+    },
+
+    // ------------------------------------------------------------ split
+    #[error("split: fractions add up to {sum} (train {train} + test {test} + validation {validation}); they must add up to at most 1")]
+    SplitTooLarge {
+        sum: f64,
+        train: f64,
+        test: f64,
+        validation: f64,
+    },
+    #[error(
+        "split: a {split} fraction of {fraction} of {rows} rows leaves the {split} split empty"
+    )]
+    EmptySplit {
+        split: &'static str,
+        fraction: f64,
+        rows: usize,
+    },
+
+    /// A bug in weft, not a problem with the data.
+    #[error("internal error in weft-data (a bug, please report it): {0}")]
+    Internal(String),
+}
+
+/// An I/O error's text without the ` (os error N)` suffix.
+pub(crate) fn io_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// The "did you mean … valid: …" text for an unknown column among `valid`.
+pub(crate) fn column_hint(word: &str, valid: &[String]) -> String {
+    let valid: Vec<&str> = valid.iter().map(String::as_str).collect();
+    weft_dsl::suggest::hint(word, &valid)
+}

@@ -1,0 +1,283 @@
+//! `Frame`: the feature columns of some rows, typed and checked, as the preprocess stages see them.
+
+use std::cmp::Ordering;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use ndarray::Array2;
+
+use crate::error::{At, DataError};
+use crate::table::Table;
+
+/// The values of one column, every one present (missing values are errors when read).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Values {
+    Num(Vec<f32>),
+    Int(Vec<i64>),
+    Text(Vec<String>),
+}
+
+impl Values {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Values::Num(v) => v.len(),
+            Values::Int(v) => v.len(),
+            Values::Text(v) => v.len(),
+        }
+    }
+
+    /// The values at positions `idx`, in that order.
+    fn take(&self, idx: &[usize]) -> Values {
+        match self {
+            Values::Num(v) => Values::Num(idx.iter().map(|&i| v[i]).collect()),
+            Values::Int(v) => Values::Int(idx.iter().map(|&i| v[i]).collect()),
+            Values::Text(v) => Values::Text(idx.iter().map(|&i| v[i].clone()).collect()),
+        }
+    }
+
+    /// The value at `i` as a category name: strings as they are, integers in decimal.
+    /// `None` for a non-integer number, which is no category.
+    pub(crate) fn key(&self, i: usize) -> Option<String> {
+        match self {
+            Values::Text(v) => Some(v[i].clone()),
+            Values::Int(v) => Some(v[i].to_string()),
+            Values::Num(v) => (v[i].fract() == 0.0).then(|| format!("{}", v[i] as i64)),
+        }
+    }
+}
+
+/// Orders category names: integers numerically, then strings by name.
+pub(crate) fn category_order(a: &str, b: &str) -> Ordering {
+    match (a.parse::<i64>(), b.parse::<i64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Col {
+    pub name: String,
+    pub values: Values,
+    /// Made by `one_hot` or `string_index`: scalers leave it alone unless told otherwise.
+    pub categorical: bool,
+}
+
+/// Some rows of a table's feature columns; `rows` are their 0-based rows in the table.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub file: String,
+    pub rows: Vec<usize>,
+    pub cols: Vec<Col>,
+}
+
+impl Frame {
+    /// Reads the named columns of every row of `table`.
+    pub(crate) fn read(table: &Table, names: &[String]) -> Result<Frame, DataError> {
+        let cols = names
+            .iter()
+            .map(|name| {
+                let array = table.column(name, "column")?;
+                Ok(Col {
+                    name: name.clone(),
+                    values: read_values(&table.name, name, "column", array)?,
+                    categorical: false,
+                })
+            })
+            .collect::<Result<Vec<_>, DataError>>()?;
+        Ok(Frame {
+            file: table.name.clone(),
+            rows: (0..table.num_rows()).collect(),
+            cols,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The rows at positions `idx` of this frame.
+    pub(crate) fn take(&self, idx: &[usize]) -> Frame {
+        Frame {
+            file: self.file.clone(),
+            rows: idx.iter().map(|&i| self.rows[i]).collect(),
+            cols: self
+                .cols
+                .iter()
+                .map(|c| Col {
+                    name: c.name.clone(),
+                    values: c.values.take(idx),
+                    categorical: c.categorical,
+                })
+                .collect(),
+        }
+    }
+
+    /// Where position `i` of this frame sits in its table.
+    pub(crate) fn at(&self, i: usize) -> At {
+        At::of(&self.file, self.rows[i])
+    }
+
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.cols.iter().position(|c| c.name == name)
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.cols.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Fails on the first string column that is not in `encoded` (the columns that a
+    /// `string_index` or `one_hot` stage will turn into numbers).
+    pub(crate) fn check_text(&self, encoded: &[&str]) -> Result<(), DataError> {
+        for col in &self.cols {
+            if let Values::Text(v) = &col.values {
+                if !encoded.contains(&col.name.as_str()) {
+                    return Err(self.text_error(&col.name, v));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A string column where numbers were wanted: when most values are numbers, the first
+    /// that is not; otherwise the advice to encode the column.
+    pub(crate) fn text_error(&self, column: &str, values: &[String]) -> DataError {
+        let numeric = values
+            .iter()
+            .filter(|s| s.trim().parse::<f64>().is_ok())
+            .count();
+        match values.iter().position(|s| s.trim().parse::<f64>().is_err()) {
+            Some(i) if 2 * numeric >= values.len() => DataError::NotNumeric {
+                file: self.file.clone(),
+                column: column.into(),
+                at: self.at(i),
+                value: values[i].clone(),
+            },
+            _ => DataError::StringFeature {
+                file: self.file.clone(),
+                column: column.into(),
+            },
+        }
+    }
+
+    /// The rows × columns matrix; every column must be numeric by now.
+    pub(crate) fn to_matrix(&self) -> Result<Array2<f32>, DataError> {
+        let mut x = Array2::<f32>::zeros((self.len(), self.cols.len()));
+        for (j, col) in self.cols.iter().enumerate() {
+            let mut out = x.column_mut(j);
+            match &col.values {
+                Values::Num(v) => out.iter_mut().zip(v).for_each(|(o, &a)| *o = a),
+                Values::Int(v) => out.iter_mut().zip(v).for_each(|(o, &a)| *o = a as f32),
+                Values::Text(v) => return Err(self.text_error(&col.name, v)),
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// Reads one Arrow column: numbers (NaN and nulls are missing values), integers and booleans
+/// (as 0/1), or strings (a string column whose every value is a number is read as numbers).
+/// `what` (`column`, `label column`) words the errors.
+pub(crate) fn read_values(
+    file: &str,
+    column: &str,
+    what: &'static str,
+    array: &ArrayRef,
+) -> Result<Values, DataError> {
+    let missing = |i: usize| DataError::MissingValue {
+        file: file.into(),
+        what,
+        column: column.into(),
+        at: At::of(file, i),
+    };
+    if let Some(i) = (0..array.len()).find(|&i| array.is_null(i)) {
+        return Err(missing(i));
+    }
+    let cast = |to: &DataType| {
+        arrow_cast::cast(array, to)
+            .map_err(|e| DataError::Internal(format!("casting column `{column}` to {to}: {e}")))
+    };
+    let dtype = array.data_type();
+    match dtype {
+        DataType::Null => Err(missing(0)),
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => {
+            let a = cast(&DataType::Int64)?;
+            // A UInt64 beyond i64 casts to null.
+            if let Some(i) = (0..a.len()).find(|&i| a.is_null(i)) {
+                return Err(DataError::UnsupportedType {
+                    file: file.into(),
+                    column: column.into(),
+                    dtype: format!("{dtype} with a value beyond 2^63 at {}", At::of(file, i)),
+                });
+            }
+            Ok(Values::Int(a.as_primitive::<Int64Type>().values().to_vec()))
+        }
+        DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => {
+            let a = cast(&DataType::Float64)?;
+            floats(file, column, what, a.as_primitive::<Float64Type>().values())
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            let a = cast(&DataType::Utf8)?;
+            let text: Vec<String> = a
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or("").to_string())
+                .collect();
+            if let Some(ints) = text.iter().map(|s| s.trim().parse::<i64>().ok()).collect() {
+                return Ok(Values::Int(ints));
+            }
+            match text
+                .iter()
+                .map(|s| s.trim().parse::<f64>().ok())
+                .collect::<Option<Vec<f64>>>()
+            {
+                Some(nums) => floats(file, column, what, &nums),
+                None => Ok(Values::Text(text)),
+            }
+        }
+        other => Err(DataError::UnsupportedType {
+            file: file.into(),
+            column: column.into(),
+            dtype: other.to_string(),
+        }),
+    }
+}
+
+fn floats(file: &str, column: &str, what: &'static str, v: &[f64]) -> Result<Values, DataError> {
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        let (file, column, at) = (file.into(), column.into(), At::of(file, i));
+        return Err(if v[i].is_nan() {
+            DataError::MissingValue {
+                file,
+                what,
+                column,
+                at,
+            }
+        } else {
+            DataError::Infinite {
+                file,
+                what,
+                column,
+                at,
+            }
+        });
+    }
+    Ok(Values::Num(v.iter().map(|&x| x as f32).collect()))
+}

@@ -1,0 +1,253 @@
+//! Loading a `Source` into a `Table`: CSV, Parquet (file, folder or glob), builtin:iris, synthetic.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_csv::reader::{Format, ReaderBuilder};
+use arrow_schema::{ArrowError, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use weft_dsl::{Builtin, Source};
+
+use crate::error::{io_message, DataError};
+use crate::synthetic::synthetic;
+use crate::table::Table;
+
+/// Fisher's Iris data (from scikit-learn's copy), with a header and species names.
+const IRIS_CSV: &str = include_str!("iris.csv");
+
+/// Loads the spec's data source. Relative paths resolve against `base_dir`, the spec file's
+/// folder; messages name paths as the spec wrote them.
+pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> {
+    match source {
+        Source::Csv(path) => read_csv(&base_dir.join(path), path),
+        Source::Parquet(path) => read_parquet(base_dir, path),
+        Source::Builtin(Builtin::Iris) => csv_from_bytes(IRIS_CSV.as_bytes(), "iris"),
+        Source::Synthetic(spec) => synthetic(spec),
+    }
+}
+
+/// Reads one file chosen by its extension (`.csv`, `.parquet`/`.pq`), or a folder of
+/// Parquet files: the input of `weft predict --input FILE`.
+pub fn read_table(path: &Path) -> Result<Table, DataError> {
+    let name = path.display().to_string();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("csv") => read_csv(path, &name),
+        Some("parquet" | "pq") => read_parquet(Path::new(""), &name),
+        _ if path.is_dir() => read_parquet(Path::new(""), &name),
+        _ if !path.exists() => Err(DataError::Io {
+            path: name,
+            message: "No such file or directory".into(),
+        }),
+        _ => Err(DataError::UnsupportedFile { path: name }),
+    }
+}
+
+fn read_csv(path: &Path, name: &str) -> Result<Table, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
+        path: name.to_string(),
+        message: io_message(&e),
+    })?;
+    csv_from_bytes(&bytes, name)
+}
+
+/// Parses CSV text with a header row, inferring column types from every row.
+fn csv_from_bytes(bytes: &[u8], name: &str) -> Result<Table, DataError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(DataError::EmptyFile { file: name.into() });
+    }
+    let csv_error = |e: ArrowError| DataError::Csv {
+        file: name.into(),
+        message: strip_arrow_prefix(e),
+    };
+    let format = Format::default().with_header(true);
+    let (schema, records) = format
+        .infer_schema(Cursor::new(bytes), None)
+        .map_err(csv_error)?;
+    if records == 0 {
+        return Err(DataError::NoRows { file: name.into() });
+    }
+    let schema = Arc::new(schema);
+    let reader = ReaderBuilder::new(schema.clone())
+        .with_header(true)
+        .build(Cursor::new(bytes))
+        .map_err(csv_error)?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(csv_error)?;
+    let batch = arrow_select::concat::concat_batches(&schema, &batches).map_err(csv_error)?;
+    Ok(Table {
+        name: name.into(),
+        batch,
+    })
+}
+
+/// A Parquet file, every `*.parquet` file of a folder (sorted by name), or a glob.
+fn read_parquet(base_dir: &Path, spec_path: &str) -> Result<Table, DataError> {
+    let full = base_dir.join(spec_path);
+    let files: Vec<(PathBuf, String)> = if spec_path.contains(['*', '?', '[']) {
+        let pattern = full.to_string_lossy().into_owned();
+        let paths = glob::glob(&pattern).map_err(|e| DataError::Parquet {
+            file: spec_path.into(),
+            message: format!("bad glob pattern: {e}"),
+        })?;
+        let mut found = Vec::new();
+        for entry in paths {
+            let path = entry.map_err(|e| DataError::Io {
+                path: e.path().display().to_string(),
+                message: io_message(e.error()),
+            })?;
+            if path.is_file() {
+                let shown = shown_path(base_dir, &path);
+                found.push((path, shown));
+            }
+        }
+        if found.is_empty() {
+            return Err(DataError::NoMatch {
+                pattern: spec_path.into(),
+            });
+        }
+        found.sort();
+        found
+    } else if full.is_dir() {
+        let entries = std::fs::read_dir(&full).map_err(|e| DataError::Io {
+            path: spec_path.into(),
+            message: io_message(&e),
+        })?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| DataError::Io {
+                    path: spec_path.into(),
+                    message: io_message(&e),
+                })?
+                .path();
+            if path.is_file() && path.extension().is_some_and(|e| e == "parquet") {
+                let shown = shown_path(base_dir, &path);
+                found.push((path, shown));
+            }
+        }
+        if found.is_empty() {
+            return Err(DataError::EmptyFolder {
+                path: spec_path.into(),
+            });
+        }
+        found.sort();
+        found
+    } else {
+        vec![(full, spec_path.to_string())]
+    };
+
+    let mut schema: Option<(SchemaRef, String)> = None;
+    let mut batches = Vec::new();
+    for (path, shown) in &files {
+        let (file_schema, file_batches) = read_parquet_file(path, shown)?;
+        match &schema {
+            None => schema = Some((loose(&file_schema), shown.clone())),
+            Some((first, first_name)) => {
+                if let Some(detail) = schema_difference(first, &file_schema) {
+                    return Err(DataError::SchemaMismatch {
+                        file: shown.clone(),
+                        first: first_name.clone(),
+                        detail,
+                    });
+                }
+            }
+        }
+        batches.extend(file_batches);
+    }
+    let Some((schema, _)) = schema else {
+        return Err(DataError::Internal("no parquet file was read".into()));
+    };
+    let internal = |e: ArrowError| DataError::Internal(format!("joining parquet parts: {e}"));
+    // Parts may differ in nullability and metadata; re-label each with the common schema.
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    let batch = arrow_select::concat::concat_batches(&schema, &batches).map_err(internal)?;
+    if batch.num_rows() == 0 {
+        return Err(DataError::EmptyTable {
+            file: spec_path.into(),
+        });
+    }
+    Ok(Table {
+        name: spec_path.into(),
+        batch,
+    })
+}
+
+fn read_parquet_file(path: &Path, shown: &str) -> Result<(SchemaRef, Vec<RecordBatch>), DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::Io {
+        path: shown.into(),
+        message: io_message(&e),
+    })?;
+    let parquet_error = |message: String| DataError::Parquet {
+        file: shown.into(),
+        message,
+    };
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(e.to_string()))?;
+    let schema = builder.schema().clone();
+    let reader = builder.build().map_err(|e| parquet_error(e.to_string()))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| parquet_error(strip_arrow_prefix(e)))?;
+    Ok((schema, batches))
+}
+
+/// The schema with every field nullable and no metadata, shared by all parts.
+fn loose(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// How `other` differs from `first` in column names, order or types, if it does.
+fn schema_difference(first: &Schema, other: &Schema) -> Option<String> {
+    let names =
+        |s: &Schema| -> Vec<String> { s.fields().iter().map(|f| f.name().clone()).collect() };
+    let (a, b) = (names(first), names(other));
+    if a != b {
+        return Some(format!(
+            "columns [{}] instead of [{}]",
+            b.join(", "),
+            a.join(", ")
+        ));
+    }
+    first
+        .fields()
+        .iter()
+        .zip(other.fields())
+        .find(|(x, y)| x.data_type() != y.data_type())
+        .map(|(x, y)| {
+            format!(
+                "column `{}` is {} instead of {}",
+                x.name(),
+                y.data_type(),
+                x.data_type()
+            )
+        })
+}
+
+/// A path relative to the spec's folder, as the user would write it.
+fn shown_path(base_dir: &Path, path: &Path) -> String {
+    path.strip_prefix(base_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn strip_arrow_prefix(e: ArrowError) -> String {
+    match e {
+        ArrowError::CsvError(m) | ArrowError::ParseError(m) | ArrowError::ParquetError(m) => m,
+        other => other.to_string(),
+    }
+}

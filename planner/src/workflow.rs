@@ -1,0 +1,104 @@
+//! The workflow DAG: coarse stages (load → preprocess → split → train → evaluate).
+
+use serde::{Deserialize, Serialize};
+use weft_dsl::{Builtin, Preprocess, Source, Spec};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub id: usize,
+    /// `Load`, `Preprocess`, `Split`, `Train`, `Evaluate`.
+    pub kind: String,
+    /// Printed `key=value` details.
+    pub details: Vec<(String, String)>,
+    /// Stages this one reads from.
+    pub inputs: Vec<usize>,
+}
+
+fn describe_source(s: &Source) -> String {
+    match s {
+        Source::Csv(p) => format!("csv:{p}"),
+        Source::Parquet(p) => format!("parquet:{p}"),
+        Source::Builtin(Builtin::Iris) => "builtin:iris".into(),
+        Source::Synthetic(s) => format!(
+            "synthetic(rows={}, features={}, classes={})",
+            s.rows, s.features, s.classes
+        ),
+    }
+}
+
+fn describe_preprocess(p: &Preprocess) -> String {
+    match p {
+        Preprocess::StandardScale(_) => "standard_scale".into(),
+        Preprocess::MinMaxScale(_) => "min_max_scale".into(),
+        Preprocess::StringIndex(c) => format!("string_index({})", c.column),
+        Preprocess::OneHot(c) => format!("one_hot({})", c.column),
+    }
+}
+
+/// The stages of a spec as a DAG (a chain today; the evaluate stage reads train and split).
+pub fn stages(spec: &Spec) -> Vec<Stage> {
+    let kv = |k: &str, v: String| (k.to_string(), v);
+    let d = &spec.data;
+    let split = &d.split;
+    let mut split_details = vec![
+        kv("train", split.train.to_string()),
+        kv("test", split.test.to_string()),
+    ];
+    if let Some(v) = split.validation {
+        split_details.push(kv("validation", v.to_string()));
+    }
+    split_details.push(kv("shuffle", split.shuffle.to_string()));
+    split_details.push(kv("seed", split.seed.unwrap_or(spec.seed).to_string()));
+    let t = &spec.train;
+    let preprocess: Vec<String> = d.preprocess.iter().map(describe_preprocess).collect();
+    vec![
+        Stage {
+            id: 0,
+            kind: "Load".into(),
+            details: vec![
+                kv("source", describe_source(&d.source)),
+                kv("label", d.label_column().unwrap_or("?").to_string()),
+            ],
+            inputs: vec![],
+        },
+        Stage {
+            id: 1,
+            kind: "Split".into(),
+            details: split_details,
+            inputs: vec![0],
+        },
+        Stage {
+            id: 2,
+            kind: "Preprocess".into(),
+            details: vec![
+                kv("stages", format!("[{}]", preprocess.join(", "))),
+                kv("fit_on", "train".into()),
+            ],
+            inputs: vec![1],
+        },
+        Stage {
+            id: 3,
+            kind: "Train".into(),
+            details: vec![
+                kv("loss", t.loss.name().into()),
+                kv("optimizer", t.optimizer.name().into()),
+                kv("lr", t.optimizer.lr().to_string()),
+                kv("batch_size", t.batch_size.to_string()),
+                kv("epochs", t.epochs.to_string()),
+            ],
+            inputs: vec![2],
+        },
+        Stage {
+            id: 4,
+            kind: "Evaluate".into(),
+            details: vec![kv(
+                "metrics",
+                format!(
+                    "[{}]",
+                    spec.evaluate.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                ),
+            )],
+            inputs: vec![2, 3],
+        },
+    ]
+}

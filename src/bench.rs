@@ -1,0 +1,91 @@
+//! `weft bench`: training throughput on the benchmark workloads, optionally side by side
+//! with a baseline command run in the same invocation (ratios, since machines are noisy).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use weft_executors::train::Quiet;
+
+use crate::error::{Error, Result};
+use crate::Experiment;
+
+/// The baseline workloads of `shared/baselines` (same shapes, optimizer and split).
+const HIGGS: &str = "name: bench-higgs
+seed: 0
+data:
+  source: {synthetic: {rows: 100000, features: 28, classes: 2, informative: 20, seed: 0}}
+  split: {train: 0.8, test: 0.2}
+model:
+  - dense: {units: 500, activation: relu}
+  - dense: {units: 500, activation: relu}
+  - dense: {units: 2, activation: softmax}
+train: {loss: cross_entropy, optimizer: {adam: {lr: 0.001}}, batch_size: 32, epochs: 1}
+evaluate: [accuracy]
+";
+
+const MNIST: &str = "name: bench-mnist-shape
+seed: 0
+data:
+  source: {synthetic: {rows: 60000, features: 784, classes: 10, informative: 50, seed: 0}}
+  split: {train: 0.8, test: 0.2}
+model:
+  - dense: {units: 100, activation: relu}
+  - dense: {units: 10, activation: softmax}
+train: {loss: cross_entropy, optimizer: {adam: {lr: 0.001}}, batch_size: 128, epochs: 1}
+evaluate: [accuracy]
+";
+
+/// (name, spec, batch size, baseline workload key)
+const BENCHES: &[(&str, &str, usize, &str)] = &[
+    ("higgs-b32", HIGGS, 32, "w3_b32"),
+    ("higgs-b1024", HIGGS, 1024, "w3_b1024"),
+    ("mnist-b128", MNIST, 128, "w4"),
+];
+
+fn baseline(cmd: &str, key: &str) -> Result<Value> {
+    let line = cmd.replace("{key}", key);
+    let out = Command::new("sh").arg("-c").arg(&line).output().map_err(|e| Error::Io { path: line.clone(), message: e.to_string() })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .ok_or_else(|| Error::Io { path: line, message: format!("printed no JSON line; stderr: {}", String::from_utf8_lossy(&out.stderr).trim()) })
+}
+
+/// Runs the named benchmarks (all when empty) and prints a table or JSON lines.
+pub fn run(names: &[String], rows: Option<usize>, baseline_cmd: Option<&str>, json_out: bool) -> Result<()> {
+    let known: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+    for n in names {
+        if !known.contains(&n.as_str()) {
+            return Err(Error::Io { path: n.clone(), message: format!("unknown benchmark; valid: {}", known.join(", ")) });
+        }
+    }
+    let tmp = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
+    if !json_out {
+        println!("{:<14}{:>14}{:>10}{:>16}{:>9}", "benchmark", "weft samples/s", "test acc", "baseline", "ratio");
+    }
+    for (name, spec, batch, key) in BENCHES.iter().filter(|b| names.is_empty() || names.iter().any(|n| n == b.0)) {
+        let mut exp = Experiment::from_yaml(spec)?.set("train.batch_size", batch)?;
+        if let Some(r) = rows {
+            exp = exp.set("data.source.synthetic.rows", r)?;
+        }
+        let result = exp.run_with(Path::new(&tmp), &mut Quiet)?;
+        let sps = result.train.samples_per_sec;
+        let acc = result.test("accuracy").unwrap_or(f64::NAN);
+        let base = baseline_cmd.map(|c| baseline(c, key)).transpose()?;
+        let base_sps = base.as_ref().and_then(|b| b["samples_per_s"].as_f64());
+        if json_out {
+            println!("{}", json!({"benchmark": name, "samples_per_sec": sps, "test_accuracy": acc, "device": result.train.device, "baseline": base, "ratio": base_sps.map(|b| sps / b)}));
+        } else {
+            let (b, ratio) = match base_sps {
+                Some(b) => (format!("{b:.0}"), format!("{:.2}x", sps / b)),
+                None => ("-".into(), "-".into()),
+            };
+            println!("{name:<14}{sps:>14.0}{acc:>10.4}{b:>16}{ratio:>9}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

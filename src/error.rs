@@ -1,0 +1,24 @@
+//! The facade's error: every stage's error, each already saying where and what.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    Spec(#[from] weft_dsl::SpecError),
+    #[error("{0}")]
+    Data(#[from] weft_data::DataError),
+    #[error("{0}")]
+    Exec(#[from] weft_executors::ExecError),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl Error {
+    /// True when the user can fix it (spec, data, files); false for bugs in weft.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Exec(weft_executors::ExecError::Internal(_)))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

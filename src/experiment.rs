@@ -1,0 +1,231 @@
+//! `Experiment`: a spec with its location, and the steps a user runs on it (check, plan, run).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use weft_data::{Prepared, Table};
+use weft_dsl::{Document, Spec};
+use weft_executors::rundir::{self, RunDir};
+use weft_executors::train::{self, EpochRecord, Progress};
+use weft_executors::{Device, ExecError};
+use weft_planner::{DataShape, Plan, PlanError, Task};
+
+use crate::error::{Error, Result};
+
+/// A validated spec, ready to plan and run.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    doc: Document,
+    spec: Spec,
+    /// Folder that relative data paths resolve against (the spec file's folder).
+    base_dir: PathBuf,
+}
+
+impl Experiment {
+    /// Reads a YAML or JSON spec file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Experiment> {
+        Self::from_file_with(path, &[])
+    }
+
+    /// Reads a spec file and applies `--set path=value` overrides.
+    pub fn from_file_with(path: impl AsRef<Path>, sets: &[String]) -> Result<Experiment> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&path.display().to_string(), &text, sets, base)
+    }
+
+    /// A spec given as YAML text (relative paths resolve against the current folder).
+    pub fn from_yaml(text: &str) -> Result<Experiment> {
+        Self::parse("<spec>", text, &[], PathBuf::from("."))
+    }
+
+    /// A spec given as JSON text.
+    pub fn from_json(text: &str) -> Result<Experiment> {
+        Self::parse("<spec.json>", text, &[], PathBuf::from("."))
+    }
+
+    fn parse(file: &str, text: &str, sets: &[String], base_dir: PathBuf) -> Result<Experiment> {
+        let (spec, doc) = weft_dsl::load(file, text, sets)?;
+        Ok(Experiment { doc, spec, base_dir })
+    }
+
+    /// A new experiment with `path` set to `value` (`"train.optimizer.adam.lr", 0.01`).
+    pub fn set(&self, path: &str, value: impl std::fmt::Display) -> Result<Experiment> {
+        let mut doc = self.doc.clone();
+        doc.set(&format!("{path}={value}"))?;
+        let spec = doc.spec()?;
+        Ok(Experiment { doc, spec, base_dir: self.base_dir.clone() })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The spec with every default filled in.
+    pub fn resolved(&self) -> Value {
+        serde_json::to_value(&self.spec).unwrap_or(Value::Null)
+    }
+
+    /// Loads, splits and preprocesses the data as the spec says.
+    pub fn prepare_data(&self) -> Result<(Table, Prepared)> {
+        let table = weft_data::load_table(&self.spec.data.source, &self.base_dir)?;
+        let task = weft_data::Task::of_loss(self.spec.train.loss);
+        let prepared = weft_data::prepare(&self.spec.data, self.spec.seed, &table, task)?;
+        Ok((table, prepared))
+    }
+
+    /// Compiles the plan for already prepared data.
+    pub fn plan_for(&self, prepared: &Prepared) -> Result<Plan> {
+        let task = match prepared.pipeline.classes() {
+            Some(c) => Task::Classification { classes: c.len() },
+            None => Task::Regression { targets: 1 },
+        };
+        let shape = DataShape { features: prepared.pipeline.feature_names().to_vec(), task };
+        Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))
+    }
+
+    /// Loads the data (for its shape) and compiles the plan.
+    pub fn plan(&self) -> Result<Plan> {
+        let (_, prepared) = self.prepare_data()?;
+        self.plan_for(&prepared)
+    }
+
+    fn plan_error(&self, e: PlanError) -> Error {
+        match e {
+            PlanError::Spec { path, message } => Error::Spec(self.doc.error_at(&path, message)),
+            other => Error::Exec(ExecError::Internal(other.to_string())),
+        }
+    }
+
+    /// Refuses spec sections this build cannot execute, naming them.
+    fn check_runnable(&self) -> Result<Device> {
+        let p = &self.spec.parallelism;
+        let unsupported = |path: &str, what: &str| {
+            Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
+        };
+        if matches!(&p.data, Some(d) if d.workers > 1) {
+            return Err(unsupported("parallelism.data", "distributed data-parallel training"));
+        }
+        if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
+            return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
+        }
+        Device::select(self.spec.executor.device).map_err(|e| match e {
+            ExecError::Unsupported { path, message } => Error::Spec(self.doc.error_at(&path, message)),
+            other => Error::Exec(other),
+        })
+    }
+
+    /// Trains and evaluates, writing a run directory under `runs_root`.
+    pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
+        let device = self.check_runnable()?;
+        let (table, prepared) = self.prepare_data()?;
+        let plan = self.plan_for(&prepared)?;
+        let dir = RunDir::create(runs_root, &self.spec.name)?;
+        dir.write_json(rundir::SPEC_FILE, &self.spec)?;
+        dir.write_json(rundir::PLAN_FILE, &plan)?;
+        dir.write_json(rundir::PREPROCESS_FILE, &prepared.pipeline)?;
+        // The test rows as read, so `weft predict --input <run>/test.csv` can be checked.
+        let split = weft_data::split_rows(table.num_rows(), &self.spec.data.split, self.spec.seed)?;
+        let mut bytes = Vec::new();
+        weft_data::write_csv(&table, &split.test, &mut bytes)?;
+        rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
+
+        let mut exec = device.executor(&plan);
+        let mut writer = MetricsWriter { dir: &dir, records: Vec::new(), inner: progress };
+        let outcome = train::fit(exec.as_mut(), &plan, &prepared.train, prepared.validation.as_ref(), &mut writer)?;
+
+        let mut metrics = BTreeMap::new();
+        let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
+        if let Some(v) = &prepared.validation {
+            splits.push(("validation", v));
+        }
+        for (name, d) in splits {
+            let probs = train::predict_all(exec.as_mut(), &d.x, 4096)?;
+            let mut m = weft_executors::metrics::evaluate(&plan.evaluate, &plan.task, &probs, &d.y);
+            m.insert("loss".into(), serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?));
+            metrics.insert(name.to_string(), m);
+        }
+        let names = plan.params.iter().map(|p| p.name.clone());
+        let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()).collect();
+        tensors.extend(exec.buffers());
+        dir.write_weights(&tensors)?;
+
+        let result = RunResult {
+            run_dir: dir.path.display().to_string(),
+            metrics,
+            train: TrainSummary {
+                samples_per_sec: outcome.samples_per_sec,
+                seconds: outcome.seconds,
+                epochs: outcome.history.len(),
+                steps: outcome.steps,
+                device: exec.device_name(),
+                stopped_early: outcome.stopped_early.clone(),
+                params: plan.num_params(),
+            },
+            history: outcome.history,
+        };
+        dir.write_json(rundir::SUMMARY_FILE, &result)?;
+        Ok(result)
+    }
+
+    /// Trains with no progress output, writing under `runs/`.
+    pub fn run(&self) -> Result<RunResult> {
+        self.run_with(Path::new("runs"), &mut train::Quiet)
+    }
+}
+
+/// Writes metrics.jsonl after every epoch, then forwards to the caller's progress.
+struct MetricsWriter<'a> {
+    dir: &'a RunDir,
+    records: Vec<EpochRecord>,
+    inner: &'a mut dyn Progress,
+}
+
+impl Progress for MetricsWriter<'_> {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        self.inner.epoch_start(epoch, epochs, steps);
+    }
+    fn step(&mut self, done: usize, loss: f32) {
+        self.inner.step(done, loss);
+    }
+    fn epoch_end(&mut self, record: &EpochRecord) -> Result<(), ExecError> {
+        self.records.push(record.clone());
+        self.dir.write_metrics(&self.records)?;
+        self.inner.epoch_end(record)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub samples_per_sec: f64,
+    pub seconds: f64,
+    pub epochs: usize,
+    pub steps: u64,
+    pub device: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    pub params: usize,
+}
+
+/// What a run produced: the shape of `weft run --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub run_dir: String,
+    /// Split name (`train`, `test`, `validation`) → metric name → value.
+    pub metrics: BTreeMap<String, BTreeMap<String, Value>>,
+    pub train: TrainSummary,
+    pub history: Vec<EpochRecord>,
+}
+
+impl RunResult {
+    /// A test metric as a number (`accuracy`, `f1`, …).
+    pub fn test(&self, metric: &str) -> Option<f64> {
+        self.metrics.get("test")?.get(metric)?.as_f64()
+    }
+}
