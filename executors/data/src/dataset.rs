@@ -33,3 +33,22 @@ impl Dataset {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn select_takes_rows_in_order_and_stays_row_major() {
+        let d = Dataset {
+            x: array![[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
+            y: array![0.0, 1.0, 2.0],
+        };
+        let s = d.select(&[2, 0]);
+        assert_eq!(s.x, array![[4.0, 5.0], [0.0, 1.0]]);
+        assert_eq!(s.y, array![2.0, 0.0]);
+        assert!(s.x.is_standard_layout());
+        assert_eq!((s.len(), s.num_features()), (2, 2));
+    }
+}

@@ -6,24 +6,29 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct At {
     pub row: usize,
-    pub line: Option<usize>,
+    /// The table is a CSV file, whose lines are worth giving.
+    pub csv: bool,
 }
 
 impl At {
     /// The location of 0-based data row `index` of `table` (lines are given for `.csv` tables).
     pub fn of(table: &str, index: usize) -> At {
-        let csv = table.to_ascii_lowercase().ends_with(".csv");
         At {
             row: index + 1,
-            line: csv.then_some(index + 2),
+            csv: table.to_ascii_lowercase().ends_with(".csv"),
         }
+    }
+
+    /// The CSV file line (the header is line 1), if the table is a CSV file.
+    pub fn line(&self) -> Option<usize> {
+        self.csv.then_some(self.row + 1)
     }
 }
 
 impl fmt::Display for At {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "row {}", self.row)?;
-        if let Some(line) = self.line {
+        if let Some(line) = self.line() {
             write!(f, " (line {line})")?;
         }
         Ok(())

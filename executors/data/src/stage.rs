@@ -62,7 +62,8 @@ impl Stage {
                     let m = v.iter().sum::<f64>() / n;
                     let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
                     mean.push(m as f32);
-                    std.push(if var > 0.0 { var.sqrt() as f32 } else { 1.0 });
+                    let s = var.sqrt() as f32;
+                    std.push(if s > 0.0 { s } else { 1.0 });
                 }
                 Stage::StandardScale { columns, mean, std }
             }

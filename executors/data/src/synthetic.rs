@@ -1,6 +1,6 @@
 //! Synthetic classification data in the manner of scikit-learn's `make_classification`.
 //!
-//! Each class owns one or two Gaussian clusters centred on distinct vertices of a hypercube
+//! Each class owns up to three Gaussian clusters centred on distinct vertices of a hypercube
 //! (side 2·`CLASS_SEP`) in the informative subspace; each cluster's N(0, 1) points are mixed
 //! by its own random linear map, so classes are not linearly separable but an MLP learns
 //! them. The other features are N(0, 1) noise. Rows are shuffled; a seed fixes everything.
@@ -17,6 +17,8 @@ use crate::table::Table;
 
 /// Half the side of the hypercube whose vertices are the cluster centres.
 const CLASS_SEP: f32 = 1.0;
+/// Clusters per class, when the informative hypercube has enough vertices.
+const CLUSTERS_PER_CLASS: usize = 3;
 /// The random stream of synthetic data (split shuffles use stream 1).
 const STREAM: u64 = 2;
 
@@ -45,8 +47,12 @@ pub fn generate(spec: &SyntheticSpec) -> Result<(Vec<Vec<f32>>, Vec<i64>), DataE
     let (rows, features, classes) = (spec.rows, spec.features, spec.classes);
     let informative = spec.informative.unwrap_or(features);
     check(spec, informative)?;
-    // Two clusters per class when the hypercube has room for them, as scikit-learn does.
-    let per_class = if fits(classes * 2, informative) { 2 } else { 1 };
+    // Three clusters per class where the hypercube has room (scikit-learn's default is two):
+    // a linear model then scores about 0.7–0.8 on two classes while an MLP passes 0.93.
+    let per_class = (1..=CLUSTERS_PER_CLASS)
+        .rev()
+        .find(|&k| fits(classes * k, informative))
+        .unwrap_or(1);
     let clusters = classes * per_class;
 
     let mut gauss = Gauss::new(spec.seed);

@@ -22,7 +22,11 @@ fn spec(source: Source, label: Option<&str>) -> DataSpec {
 
 /// Writes `text` to `data/x.csv` in a temporary folder and runs load + prepare on it.
 fn csv_error(text: &str, label: &str, task: Task) -> String {
-    csv_error_with(text, spec(Source::Csv("data/x.csv".into()), Some(label)), task)
+    csv_error_with(
+        text,
+        spec(Source::Csv("data/x.csv".into()), Some(label)),
+        task,
+    )
 }
 
 fn csv_error_with(text: &str, spec: DataSpec, task: Task) -> String {
@@ -67,7 +71,11 @@ fn unknown_feature_column_suggests_the_nearest() {
 #[test]
 fn a_csv_without_a_label_needs_data_label() {
     assert_eq!(
-        csv_error_with("a,b\n1,2\n3,4\n", spec(Source::Csv("data/x.csv".into()), None), Task::Classification),
+        csv_error_with(
+            "a,b\n1,2\n3,4\n",
+            spec(Source::Csv("data/x.csv".into()), None),
+            Task::Classification
+        ),
         "data/x.csv has no default label column; set `data.label` to one of: a, b"
     );
 }
@@ -76,7 +84,15 @@ fn a_csv_without_a_label_needs_data_label() {
 fn a_word_in_a_numeric_column_names_row_and_line() {
     let mut text = String::from("age,y\n");
     for i in 0..20 {
-        text.push_str(&format!("{},{}\n", if i == 16 { "abc".into() } else { (20 + i).to_string() }, i % 2));
+        text.push_str(&format!(
+            "{},{}\n",
+            if i == 16 {
+                "abc".into()
+            } else {
+                (20 + i).to_string()
+            },
+            i % 2
+        ));
     }
     assert_eq!(
         csv_error(&text, "y", Task::Classification),
@@ -106,25 +122,52 @@ fn empty_cells_and_nan_are_missing_values() {
 
 #[test]
 fn empty_and_header_only_files() {
-    assert_eq!(csv_error("", "y", Task::Classification), "data/x.csv is empty: no header row");
-    assert_eq!(csv_error("age,y\n", "y", Task::Classification), "data/x.csv has a header but no rows");
+    assert_eq!(
+        csv_error("", "y", Task::Classification),
+        "data/x.csv is empty: no header row"
+    );
+    assert_eq!(
+        csv_error("age,y\n", "y", Task::Classification),
+        "data/x.csv has a header but no rows"
+    );
 }
 
 #[test]
 fn missing_files_and_globs_that_match_nothing() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let e = load_table(&Source::Csv("data/x.csv".into()), dir.path()).map(|_| ()).unwrap_err();
-    assert_eq!(e.to_string(), "cannot read data/x.csv: No such file or directory");
-    let e = load_table(&Source::Parquet("data/x.parquet".into()), dir.path()).map(|_| ()).unwrap_err();
-    assert_eq!(e.to_string(), "cannot read data/x.parquet: No such file or directory");
-    let e = load_table(&Source::Parquet("data/*.parquet".into()), dir.path()).map(|_| ()).unwrap_err();
+    let e = load_table(&Source::Csv("data/x.csv".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "cannot read data/x.csv: No such file or directory"
+    );
+    let e = load_table(&Source::Parquet("data/x.parquet".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "cannot read data/x.parquet: No such file or directory"
+    );
+    let e = load_table(&Source::Parquet("data/*.parquet".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
     assert_eq!(e.to_string(), "no files match `data/*.parquet`");
-    let e = load_table(&Source::Parquet(".".into()), dir.path()).map(|_| ()).unwrap_err();
+    let e = load_table(&Source::Parquet(".".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
     assert_eq!(e.to_string(), ". holds no .parquet files");
-    let e = read_table(Path::new("nowhere/new.csv")).map(|_| ()).unwrap_err();
-    assert_eq!(e.to_string(), "cannot read nowhere/new.csv: No such file or directory");
+    let e = read_table(Path::new("nowhere/new.csv"))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "cannot read nowhere/new.csv: No such file or directory"
+    );
     std::fs::write(dir.path().join("notes.txt"), "hi").unwrap_or_else(|e| panic!("{e}"));
-    let e = read_table(&dir.path().join("notes.txt")).map(|_| ()).unwrap_err();
+    let e = read_table(&dir.path().join("notes.txt"))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
     assert!(e.to_string().ends_with("notes.txt: unsupported file type; expected a .csv or .parquet file, or a folder of .parquet files"), "{e}");
 }
 
@@ -164,7 +207,9 @@ fn a_string_feature_needs_an_encoder() {
 #[test]
 fn string_index_fails_on_a_category_unseen_in_training() {
     let mut s = spec(Source::Csv("data/x.csv".into()), Some("y"));
-    s.preprocess = vec![Preprocess::StringIndex(OneColumn { column: "city".into() })];
+    s.preprocess = vec![Preprocess::StringIndex(OneColumn {
+        column: "city".into(),
+    })];
     assert_eq!(
         csv_error_with("city,y\nparis,0\nlyon,1\nparis,0\nnice,1\n", s, Task::Classification),
         "data/x.csv: column `city` has category `nice` at row 4 (line 5), which `string_index` did not see in the train split; categories: lyon, paris"

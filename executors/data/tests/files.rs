@@ -41,15 +41,33 @@ fn csv_types_are_inferred_and_strings_are_one_hot_encoded() {
     let source = Source::Csv("data/people.csv".into());
     let table = load_table(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(table.name, "data/people.csv");
-    let types: Vec<String> = table.batch.schema().fields().iter().map(|f| f.data_type().to_string()).collect();
+    let types: Vec<String> = table
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
     assert_eq!(types, ["Int64", "Float64", "Utf8", "Int64", "Utf8"]);
 
-    let one_hot = Preprocess::OneHot(OneColumn { column: "city".into() });
-    let spec = spec(source, "outcome", vec![one_hot, Preprocess::StandardScale(ColumnsOpt::default())]);
+    let one_hot = Preprocess::OneHot(OneColumn {
+        column: "city".into(),
+    });
+    let spec = spec(
+        source,
+        "outcome",
+        vec![one_hot, Preprocess::StandardScale(ColumnsOpt::default())],
+    );
     let p = prepare(&spec, 0, &table, Task::Classification).unwrap_or_else(|e| panic!("{e}"));
     // Categories come from the train rows (the first three: paris, lyon, paris).
-    assert_eq!(p.pipeline.feature_names(), ["age", "height", "city=lyon", "city=paris", "smoker"]);
-    assert_eq!(p.pipeline.classes(), Some(&["sick".to_string(), "well".into()][..]));
+    assert_eq!(
+        p.pipeline.feature_names(),
+        ["age", "height", "city=lyon", "city=paris", "smoker"]
+    );
+    assert_eq!(
+        p.pipeline.classes(),
+        Some(&["sick".to_string(), "well".into()][..])
+    );
     assert_eq!(p.train.y.to_vec(), [0.0, 1.0, 1.0]);
     // one_hot outputs are not scaled; the numeric columns are.
     assert_eq!(p.train.x.column(2).to_vec(), [0.0, 1.0, 0.0]);
@@ -63,7 +81,9 @@ fn csv_types_are_inferred_and_strings_are_one_hot_encoded() {
 fn string_index_turns_a_string_feature_into_numbers() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.path().join("p.csv"), PEOPLE).unwrap_or_else(|e| panic!("{e}"));
-    let index = Preprocess::StringIndex(OneColumn { column: "city".into() });
+    let index = Preprocess::StringIndex(OneColumn {
+        column: "city".into(),
+    });
     let mut spec = spec(Source::Csv("p.csv".into()), "outcome", vec![index]);
     spec.split.train = 1.0;
     spec.split.test = 0.0;
@@ -89,7 +109,10 @@ fn regression_takes_a_numeric_label() {
 fn batch(offset: i64, rows: usize) -> RecordBatch {
     let ids: Vec<i64> = (0..rows as i64).map(|i| i + offset).collect();
     let x: Vec<f64> = ids.iter().map(|&i| i as f64 * 0.5).collect();
-    let label: Vec<&str> = ids.iter().map(|&i| if i % 2 == 0 { "even" } else { "odd" }).collect();
+    let label: Vec<&str> = ids
+        .iter()
+        .map(|&i| if i % 2 == 0 { "even" } else { "odd" })
+        .collect();
     RecordBatch::try_from_iter([
         ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
         ("x", Arc::new(Float64Array::from(x)) as ArrayRef),
@@ -100,7 +123,8 @@ fn batch(offset: i64, rows: usize) -> RecordBatch {
 
 fn write_parquet(path: &Path, batch: &RecordBatch) {
     let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), None).unwrap_or_else(|e| panic!("{e}"));
     writer.write(batch).unwrap_or_else(|e| panic!("{e}"));
     writer.close().unwrap_or_else(|e| panic!("{e}"));
 }
@@ -110,7 +134,8 @@ fn parquet_file_round_trips() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let original = batch(0, 10);
     write_parquet(&dir.path().join("a.parquet"), &original);
-    let table = load_table(&Source::Parquet("a.parquet".into()), dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let table = load_table(&Source::Parquet("a.parquet".into()), dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(table.name, "a.parquet");
     assert_eq!(table.batch.columns(), original.columns());
     let read = read_table(&dir.path().join("a.parquet")).unwrap_or_else(|e| panic!("{e}"));
@@ -126,13 +151,22 @@ fn parquet_folder_and_glob_read_every_part_in_name_order() {
     write_parquet(&parts.join("part-0.parquet"), &batch(0, 4));
     std::fs::write(parts.join("_SUCCESS"), "").unwrap_or_else(|e| panic!("{e}"));
     for source in ["parts", "parts/*.parquet", "parts/part-?.parquet"] {
-        let table = load_table(&Source::Parquet(source.into()), dir.path()).unwrap_or_else(|e| panic!("{source}: {e}"));
-        let ids = table.batch.column(0).as_any().downcast_ref::<Int64Array>().map(|a| a.values().to_vec());
+        let table = load_table(&Source::Parquet(source.into()), dir.path())
+            .unwrap_or_else(|e| panic!("{source}: {e}"));
+        let ids = table
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.values().to_vec());
         assert_eq!(ids, Some((0..10).collect()), "{source}");
         let spec = spec(Source::Parquet(source.into()), "label", vec![]);
         let p = prepare(&spec, 0, &table, Task::Classification).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((p.train.len(), p.test.len()), (5, 5));
-        assert_eq!(p.pipeline.classes(), Some(&["even".to_string(), "odd".into()][..]));
+        assert_eq!(
+            p.pipeline.classes(),
+            Some(&["even".to_string(), "odd".into()][..])
+        );
     }
 }
 
@@ -140,9 +174,15 @@ fn parquet_folder_and_glob_read_every_part_in_name_order() {
 fn parquet_parts_with_different_schemas_are_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     write_parquet(&dir.path().join("a.parquet"), &batch(0, 3));
-    let other = RecordBatch::try_from_iter([("id", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef)])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let other =
+        RecordBatch::try_from_iter([("id", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef)])
+            .unwrap_or_else(|e| panic!("{e}"));
     write_parquet(&dir.path().join("b.parquet"), &other);
-    let e = load_table(&Source::Parquet("*.parquet".into()), dir.path()).map(|_| ()).unwrap_err();
-    assert_eq!(e.to_string(), "b.parquet: its schema differs from a.parquet: columns [id] instead of [id, x, label]");
+    let e = load_table(&Source::Parquet("*.parquet".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "b.parquet: its schema differs from a.parquet: columns [id] instead of [id, x, label]"
+    );
 }

@@ -7,7 +7,13 @@ use arrow_array::types::{Float32Type, Int64Type};
 use weft_data::{generate, load_table, prepare, Task};
 use weft_dsl::{DataSpec, FeatureSelect, Source, SplitSpec, SyntheticSpec};
 
-fn synth(rows: usize, features: usize, classes: usize, informative: Option<usize>, seed: u64) -> SyntheticSpec {
+fn synth(
+    rows: usize,
+    features: usize,
+    classes: usize,
+    informative: Option<usize>,
+    seed: u64,
+) -> SyntheticSpec {
     SyntheticSpec {
         rows,
         features,
@@ -19,10 +25,17 @@ fn synth(rows: usize, features: usize, classes: usize, informative: Option<usize
 
 #[test]
 fn columns_are_x0_to_xn_and_label() {
-    let table = load_table(&Source::Synthetic(synth(1000, 5, 3, None, 0)), Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let table = load_table(
+        &Source::Synthetic(synth(1000, 5, 3, None, 0)),
+        Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(table.name, "synthetic");
     assert_eq!(table.num_rows(), 1000);
-    assert_eq!(table.column_names(), ["x0", "x1", "x2", "x3", "x4", "label"]);
+    assert_eq!(
+        table.column_names(),
+        ["x0", "x1", "x2", "x3", "x4", "label"]
+    );
     assert_eq!(table.batch.column(0).data_type().to_string(), "Float32");
     let labels = table.batch.column(5).as_primitive::<Int64Type>();
     let mut counts = [0; 3];
@@ -53,9 +66,15 @@ fn rows_are_shuffled() {
 #[test]
 fn noise_features_carry_no_class_signal() {
     // With 2 informative features out of 6, the class means of x2…x5 agree.
-    let (cols, labels) = generate(&synth(20_000, 6, 2, Some(2), 3)).unwrap_or_else(|e| panic!("{e}"));
+    let (cols, labels) =
+        generate(&synth(20_000, 6, 2, Some(2), 3)).unwrap_or_else(|e| panic!("{e}"));
     let mean_of = |j: usize, class: i64| {
-        let v: Vec<f32> = cols[j].iter().zip(&labels).filter(|(_, &l)| l == class).map(|(x, _)| *x).collect();
+        let v: Vec<f32> = cols[j]
+            .iter()
+            .zip(&labels)
+            .filter(|(_, &l)| l == class)
+            .map(|(x, _)| *x)
+            .collect();
         v.iter().sum::<f32>() / v.len() as f32
     };
     for j in 2..6 {
@@ -75,19 +94,34 @@ fn prepare_uses_label_by_default() {
     let table = load_table(&spec.source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let p = prepare(&spec, 0, &table, Task::Classification).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p.train.len(), p.test.len()), (80, 20));
-    assert_eq!(p.pipeline.classes(), Some(&["0".to_string(), "1".into()][..]));
+    assert_eq!(
+        p.pipeline.classes(),
+        Some(&["0".to_string(), "1".into()][..])
+    );
     assert_eq!(p.pipeline.num_features(), 3);
 }
 
 #[test]
 fn impossible_settings_are_explained() {
-    let e = generate(&synth(10, 4, 2, Some(5), 0)).map(|_| ()).unwrap_err();
-    assert_eq!(e.to_string(), "synthetic data: informative is 5; it must be between 1 and features (4)");
-    let e = generate(&synth(10, 4, 5, Some(2), 0)).map(|_| ()).unwrap_err();
+    let e = generate(&synth(10, 4, 2, Some(5), 0))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "synthetic data: informative is 5; it must be between 1 and features (4)"
+    );
+    let e = generate(&synth(10, 4, 5, Some(2), 0))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
     assert_eq!(
         e.to_string(),
         "synthetic data: 5 classes need at least 3 informative features (one hypercube vertex per class); got 2"
     );
-    let e = generate(&synth(10, 4, 1, None, 0)).map(|_| ()).unwrap_err();
-    assert_eq!(e.to_string(), "synthetic data: classes is 1; it must be at least 2");
+    let e = generate(&synth(10, 4, 1, None, 0))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "synthetic data: classes is 1; it must be at least 2"
+    );
 }
