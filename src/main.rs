@@ -141,7 +141,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 None => print!("{csv}"),
             }
             if let Some(acc) = p.accuracy() {
-                eprintln!("accuracy on {}: {acc:.4} ({} rows)", input.display(), p.rows());
+                eprintln!("accuracy on {}: {acc} ({} rows)", input.display(), p.rows());
             }
         }
         Command::Schema => println!("{}", serde_json::to_string_pretty(&weft_dsl::json_schema()).unwrap_or_default()),

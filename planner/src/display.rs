@@ -33,7 +33,8 @@ fn detail(plan: &Plan, id: usize) -> String {
 
 fn init_name(init: weft_dsl::Init, fill: f32) -> String {
     match init {
-        weft_dsl::Init::Zeros if fill != 0.0 => format!("ones*{fill}"),
+        weft_dsl::Init::Zeros if fill == 1.0 => "ones".into(),
+        weft_dsl::Init::Zeros if fill != 0.0 => format!("constant({fill})"),
         other => serde_json::to_value(other)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
