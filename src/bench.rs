@@ -43,8 +43,10 @@ const BENCHES: &[(&str, &str, usize, &str)] = &[
     ("mnist-b128", MNIST, 128, "w4"),
 ];
 
-fn baseline(cmd: &str, key: &str) -> Result<Value> {
-    let line = cmd.replace("{key}", key);
+/// Runs the baseline command with `{key}` (workload key) and `{batch}` filled in; reads the
+/// last JSON line it prints (`samples_per_s`).
+fn baseline(cmd: &str, key: &str, batch: usize) -> Result<Value> {
+    let line = cmd.replace("{key}", key).replace("{batch}", &batch.to_string());
     let out = Command::new("sh").arg("-c").arg(&line).output().map_err(|e| Error::Io { path: line.clone(), message: e.to_string() })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
@@ -74,7 +76,7 @@ pub fn run(names: &[String], rows: Option<usize>, baseline_cmd: Option<&str>, js
         let result = exp.run_with(Path::new(&tmp), &mut Quiet)?;
         let sps = result.train.samples_per_sec;
         let acc = result.test("accuracy").unwrap_or(f64::NAN);
-        let base = baseline_cmd.map(|c| baseline(c, key)).transpose()?;
+        let base = baseline_cmd.map(|c| baseline(c, key, *batch)).transpose()?;
         let base_sps = base.as_ref().and_then(|b| b["samples_per_s"].as_f64());
         if json_out {
             println!("{}", json!({"benchmark": name, "samples_per_sec": sps, "test_accuracy": acc, "device": result.train.device, "baseline": base, "ratio": base_sps.map(|b| sps / b)}));

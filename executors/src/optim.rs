@@ -1,6 +1,7 @@
 //! First-order optimizer updates (sgd, adagrad, rmsprop, adam, adamw) and learning-rate
 //! schedules. Updates run in place over flat slices; state is kept per parameter.
 
+use rayon::prelude::*;
 use weft_dsl::{Optimizer, Schedule, TrainSpec};
 
 /// Per-parameter optimizer state (moments), created on first use.
@@ -9,6 +10,28 @@ pub struct State {
     pub m: Vec<f32>,
     pub v: Vec<f32>,
     pub t: u64,
+}
+
+/// Elements per parallel chunk; parameters smaller than two chunks update on one thread.
+const CHUNK: usize = 16 * 1024;
+
+/// Runs `f(param, grad, m, v)` over every element, in parallel chunks for large tensors.
+/// Elementwise only (no reductions), so the result does not depend on the thread count.
+fn each(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], f: impl Fn(&mut f32, f32, &mut f32, &mut f32) + Sync) {
+    let run = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+        for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            f(p, *g, m, v);
+        }
+    };
+    if p.len() < 2 * CHUNK {
+        run(p, g, m, v);
+    } else {
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| run(p, g, m, v));
+    }
 }
 
 /// Applies one step of `opt` to `param` with gradient `grad` scaled by `gscale` (clipping).
@@ -22,41 +45,43 @@ pub fn update(opt: &Optimizer, lr: f32, param: &mut [f32], grad: &[f32], gscale:
         };
     }
     st.t += 1;
+    let (m, v) = (&mut st.m[..], &mut st.v[..]);
     match opt {
         Optimizer::Sgd(s) => {
             let (mu, wd) = (s.momentum as f32, s.weight_decay as f32);
-            for i in 0..n {
-                let g = grad[i] * gscale + wd * param[i];
-                if mu == 0.0 {
-                    param[i] -= lr * g;
-                } else {
-                    let buf = mu * st.m[i] + g;
-                    st.m[i] = buf;
-                    param[i] -= lr * if s.nesterov { g + mu * buf } else { buf };
-                }
+            if mu == 0.0 {
+                each(param, grad, m, v, |p, g, _, _| *p -= lr * (g * gscale + wd * *p));
+            } else if s.nesterov {
+                each(param, grad, m, v, |p, g, m, _| {
+                    let g = g * gscale + wd * *p;
+                    *m = mu * *m + g;
+                    *p -= lr * (g + mu * *m);
+                });
+            } else {
+                each(param, grad, m, v, |p, g, m, _| {
+                    *m = mu * *m + g * gscale + wd * *p;
+                    *p -= lr * *m;
+                });
             }
         }
         Optimizer::Adagrad(a) => {
             let (eps, wd) = (a.epsilon as f32, a.weight_decay as f32);
-            for i in 0..n {
-                let g = grad[i] * gscale + wd * param[i];
-                st.v[i] += g * g;
-                param[i] -= lr * g / (st.v[i].sqrt() + eps);
-            }
+            each(param, grad, m, v, |p, g, _, v| {
+                let g = g * gscale + wd * *p;
+                *v += g * g;
+                *p -= lr * g / (v.sqrt() + eps);
+            });
         }
         Optimizer::Rmsprop(r) => {
             let (rho, mu, eps, wd) = (r.rho as f32, r.momentum as f32, r.epsilon as f32, r.weight_decay as f32);
-            for i in 0..n {
-                let g = grad[i] * gscale + wd * param[i];
-                st.v[i] = rho * st.v[i] + (1.0 - rho) * g * g;
-                let step = g / (st.v[i].sqrt() + eps);
-                if mu > 0.0 {
-                    st.m[i] = mu * st.m[i] + step;
-                    param[i] -= lr * st.m[i];
-                } else {
-                    param[i] -= lr * step;
-                }
-            }
+            each(param, grad, m, v, |p, g, m, v| {
+                let g = g * gscale + wd * *p;
+                *v = rho * *v + (1.0 - rho) * g * g;
+                let step = g / (v.sqrt() + eps);
+                // momentum 0 keeps m at 0 and makes this plain RMSprop.
+                *m = mu * *m + step;
+                *p -= lr * *m;
+            });
         }
         Optimizer::Adam(a) | Optimizer::Adamw(a) => {
             let decoupled = matches!(opt, Optimizer::Adamw(_));
@@ -67,13 +92,12 @@ pub fn update(opt: &Optimizer, lr: f32, param: &mut [f32], grad: &[f32], gscale:
             let step = lr / bc1;
             let inv_bc2 = 1.0 / bc2;
             let (l2, decay) = if decoupled { (0.0, 1.0 - lr * wd) } else { (wd, 1.0) };
-            let (m, v) = (&mut st.m[..n], &mut st.v[..n]);
-            for i in 0..n {
-                let g = grad[i] * gscale + l2 * param[i];
-                m[i] = b1 * m[i] + (1.0 - b1) * g;
-                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                param[i] = param[i] * decay - step * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
-            }
+            each(param, grad, m, v, |p, g, m, v| {
+                let g = g * gscale + l2 * *p;
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p = *p * decay - step * *m / ((*v * inv_bc2).sqrt() + eps);
+            });
         }
         Optimizer::Lbfgs(_) => {}
     }
