@@ -121,7 +121,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         }
         Command::Run { spec, sets, json, runs_dir } => {
             let exp = Experiment::from_file_with(&spec, &sets)?;
-            let mut progress = weft::progress::Bar::new(std::io::stderr().is_terminal(), json);
+            let mut progress = weft::progress::Bar::new(std::io::stderr().is_terminal());
             let result = exp.run_with(&runs_dir, &mut progress)?;
             progress.finish();
             if json {

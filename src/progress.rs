@@ -12,7 +12,7 @@ pub struct Bar {
 
 impl Bar {
     /// `tty`: draw a bar; otherwise print a line every few epochs (to stderr).
-    pub fn new(tty: bool, _json: bool) -> Bar {
+    pub fn new(tty: bool) -> Bar {
         Bar { tty, bar: None, epochs: 0 }
     }
 

@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod matmul;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use weft_planner::rng::uniform_at;
@@ -31,6 +32,8 @@ pub struct CpuExecutor {
     /// Batch-norm running (mean, var) by node id.
     running: HashMap<usize, (Vec<f32>, Vec<f32>)>,
     param_index: HashMap<usize, usize>,
+    /// Time and calls per node, kept when `RUST_LOG=debug` (reported when dropped).
+    profile: Option<Vec<(Duration, u64)>>,
 }
 
 impl CpuExecutor {
@@ -47,6 +50,7 @@ impl CpuExecutor {
             param_index: plan.params.iter().enumerate().map(|(i, p)| (p.node, i)).collect(),
             opt: vec![State::default(); plan.params.len()],
             running: HashMap::new(),
+            profile: tracing::enabled!(tracing::Level::DEBUG).then(|| vec![(Duration::ZERO, 0); plan.nodes.len()]),
             vals,
             plan: plan.clone(),
         }
@@ -54,9 +58,14 @@ impl CpuExecutor {
 
     fn run(&mut self, ids: &[usize], x: ArrayView2<f32>, y: Option<ArrayView1<f32>>, mode: Mode, step: u64, lr: f32) -> Result<(), ExecError> {
         for &id in ids {
+            let started = self.profile.is_some().then(Instant::now);
             let mut out = std::mem::take(&mut self.vals[id]);
             let r = self.node(id, &mut out, x, y, mode, step, lr);
             self.vals[id] = out;
+            if let (Some(p), Some(t)) = (&mut self.profile, started) {
+                p[id].0 += t.elapsed();
+                p[id].1 += 1;
+            }
             r?;
         }
         Ok(())
@@ -307,6 +316,28 @@ impl Executor for CpuExecutor {
                     self.running.insert(node.id, (m, v));
                 }
             }
+        }
+    }
+}
+
+impl Drop for CpuExecutor {
+    /// With `RUST_LOG=debug`: the time spent per kernel, largest first.
+    fn drop(&mut self) {
+        let Some(profile) = &self.profile else { return };
+        let total: Duration = profile.iter().map(|p| p.0).sum();
+        let mut rows: Vec<(usize, &(Duration, u64))> = profile.iter().enumerate().filter(|(_, p)| p.1 > 0).collect();
+        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        tracing::debug!("cpu executor: {:.3}s in kernels", total.as_secs_f64());
+        for (id, (t, calls)) in rows {
+            let n = &self.plan.nodes[id];
+            tracing::debug!(
+                "{:>6.1}% {:>9.1}us/call {:>8} calls  {} {}",
+                100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12),
+                t.as_secs_f64() * 1e6 / *calls as f64,
+                calls,
+                n.op.name(),
+                n.name
+            );
         }
     }
 }
