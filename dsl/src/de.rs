@@ -19,8 +19,12 @@ pub struct DeError {
     pub loc: Option<Loc>,
     pub path: Option<String>,
     pub message: String,
-    unknown_key: bool,
+    /// Locate at the map key just read rather than at the map (unknown or misplaced keys).
+    at_key: bool,
 }
+
+/// Prefix of a `custom` message that is about the key just read, so it is located there.
+pub(crate) const AT_KEY: &str = "\u{1}at-key:";
 
 impl DeError {
     fn new(message: impl Into<String>) -> DeError {
@@ -28,7 +32,7 @@ impl DeError {
             loc: None,
             path: None,
             message: message.into(),
-            unknown_key: false,
+            at_key: false,
         }
     }
 
@@ -51,7 +55,29 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: Display>(msg: T) -> Self {
-        DeError::new(msg.to_string())
+        let msg = msg.to_string();
+        match msg.strip_prefix(AT_KEY) {
+            Some(rest) => {
+                let mut e = DeError::new(rest);
+                e.at_key = true;
+                e
+            }
+            None => DeError::new(msg),
+        }
+    }
+
+    fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        DeError::new(format!(
+            "expected {exp}, found {}",
+            describe_unexpected(&unexp)
+        ))
+    }
+
+    fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        DeError::new(format!(
+            "expected {exp}, found {}",
+            describe_unexpected(&unexp)
+        ))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -59,7 +85,7 @@ impl de::Error for DeError {
             "unknown key `{field}`{}",
             suggest::hint(field, expected)
         ));
-        e.unknown_key = true;
+        e.at_key = true;
         e
     }
 
@@ -73,6 +99,23 @@ impl de::Error for DeError {
 
     fn missing_field(field: &'static str) -> Self {
         DeError::new(format!("missing required key `{field}`"))
+    }
+}
+
+/// serde's `Unexpected` in the words of `Node::describe`.
+fn describe_unexpected(u: &de::Unexpected) -> String {
+    use de::Unexpected as U;
+    match u {
+        U::Bool(b) => format!("`{b}`"),
+        U::Unsigned(n) => format!("`{n}`"),
+        U::Signed(n) => format!("`{n}`"),
+        U::Float(f) => format!("`{f}`"),
+        U::Char(c) => format!("`{c}`"),
+        U::Str(s) => format!("`{s}`"),
+        U::Unit => "nothing".into(),
+        U::Seq => "a list".into(),
+        U::Map => "a map".into(),
+        other => other.to_string(),
     }
 }
 
@@ -348,7 +391,7 @@ impl<'de> de::Deserializer<'de> for De<'_> {
             last_key: None,
         };
         let r = visitor.visit_map(&mut access);
-        r.map_err(|e| match (e.unknown_key, access.last_key) {
+        r.map_err(|e| match (e.at_key, access.last_key) {
             (true, Some(key_loc)) => e.located(key_loc, &self.path),
             _ => e.located(self.node.loc, &self.path),
         })
@@ -370,15 +413,14 @@ impl<'de> de::Deserializer<'de> for De<'_> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let (tag, payload): (Node, Option<Node>) = match &self.node.kind {
-            Kind::Scalar { text, plain } if !self.node.is_null() => {
-                match text.split_once(':').filter(|_| *plain) {
-                    Some((t, v)) if !t.is_empty() && !v.trim().is_empty() => (
-                        Node::scalar(t, true, self.node.loc),
-                        Some(Node::scalar(v.trim(), true, self.node.loc)),
-                    ),
-                    _ => (self.node.clone(), None),
-                }
-            }
+            // `kind:value` also when quoted: JSON (`"source": "builtin:iris"`) has no plain scalars.
+            Kind::Scalar { text, plain } if !self.node.is_null() => match text.split_once(':') {
+                Some((t, v)) if !t.is_empty() && !v.trim().is_empty() => (
+                    Node::scalar(t, true, self.node.loc),
+                    Some(Node::scalar(v.trim(), *plain, self.node.loc)),
+                ),
+                _ => (self.node.clone(), None),
+            },
             Kind::Map(entries) => {
                 let chosen: Vec<&(Node, Node)> = if entries.len() > 1 {
                     // `--set a.kind.x=…` on a map naming another kind switches kinds.

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::de::AT_KEY;
 use crate::spec::{GraphNode, GraphSpec, InputSource, Layer, Merge, ModelSpec};
 
 const NODE_KEYS: &[&str] = &[
@@ -87,10 +88,18 @@ impl<'de> Deserialize<'de> for GraphNode {
                 let mut layer: Option<Layer> = None;
                 let mut merge: Option<Merge> = None;
                 while let Some(key) = map.next_key::<String>()? {
-                    let kinds = usize::from(layer.is_some()) + usize::from(merge.is_some());
-                    if key != "input" && kinds > 0 {
+                    let first = match (&layer, &merge) {
+                        (Some(l), _) => Some(l.kind()),
+                        (None, Some(Merge::Add(_))) => Some("add"),
+                        (None, Some(Merge::Concat(_))) => Some("concat"),
+                        (None, None) => None,
+                    };
+                    if let Some(first) =
+                        first.filter(|_| key != "input" && NODE_KEYS.contains(&key.as_str()))
+                    {
                         return Err(de::Error::custom(format!(
-                            "a node has one layer or merge; `{key}` is a second one"
+                            "{AT_KEY}a node has one layer or merge, found `{first}` and `{key}`; \
+                             put `{key}` in a node of its own"
                         )));
                     }
                     match key.as_str() {
@@ -108,7 +117,7 @@ impl<'de> Deserialize<'de> for GraphNode {
                 match (layer, merge, input) {
                     (Some(layer), None, Some(input)) => Ok(GraphNode::Layer { layer, input }),
                     (Some(layer), None, None) => Err(de::Error::custom(format!(
-                        "the `{}` node needs `input: <node or input name>`",
+                        "missing required key `input` (the node or input this `{}` layer reads)",
                         layer.kind()
                     ))),
                     (None, Some(_), Some(_)) => Err(de::Error::custom(
@@ -116,7 +125,8 @@ impl<'de> Deserialize<'de> for GraphNode {
                     )),
                     (None, Some(m), None) => Ok(GraphNode::Merge(m)),
                     _ => Err(de::Error::custom(
-                        "a node needs a layer (dense, dropout, batch_norm, layer_norm, activation) or a merge (add, concat)",
+                        "a node needs a layer (dense, dropout, batch_norm, layer_norm, activation) \
+                         or a merge (add, concat)",
                     )),
                 }
             }

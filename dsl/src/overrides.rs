@@ -112,7 +112,10 @@ pub fn apply(root: &mut Node, index: usize, expr: &str) -> Result<(), Diagnostic
                     Diagnostic::at(
                         origin,
                         walked.clone(),
-                        format!("index {idx} is out of range; `{walked}` has {len} items"),
+                        format!(
+                            "index {idx} is out of range; `{walked}` has {len} item{}",
+                            if len == 1 { "" } else { "s" }
+                        ),
                     )
                 })?;
                 walked = format!("{walked}[{idx}]");

@@ -316,7 +316,7 @@ fn default_bn_momentum() -> f64 {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Activation {
     #[default]
     Linear,

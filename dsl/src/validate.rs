@@ -125,12 +125,11 @@ fn data(c: &mut Checker, d: &DataSpec) {
             }
         }
     }
-    match (&d.source, &d.label) {
-        (Source::Csv(_) | Source::Parquet(_), None) => c.fail(
-            "data.label",
-            "missing required key `label` (the label column) for a csv or parquet source",
-        ),
-        _ => {}
+    if let (Source::Csv(_) | Source::Parquet(_), None) = (&d.source, &d.label) {
+        c.fail(
+            "data",
+            "missing required key `label`: a csv or parquet source needs its label column named",
+        );
     }
     if let (Some(label), Some(inc)) = (d.label_column(), &d.features.include) {
         if let Some(i) = inc.iter().position(|f| f == label) {
@@ -273,6 +272,10 @@ fn find_cycle(g: &GraphSpec) -> Option<Vec<String>> {
         state: &mut BTreeMap<&'a str, u8>,
         stack: &mut Vec<&'a str>,
     ) -> Option<Vec<String>> {
+        // An input shadows a node of the same name (reported on its own), as in the planner.
+        if g.inputs.contains_key(n) {
+            return None;
+        }
         let node = g.nodes.get(n)?;
         match state.get(n) {
             Some(2) => return None,

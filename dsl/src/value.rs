@@ -75,7 +75,8 @@ impl Node {
     pub fn describe(&self) -> String {
         match &self.kind {
             Kind::Scalar { text, .. } if self.is_null() && text.is_empty() => "nothing".into(),
-            Kind::Scalar { text, .. } => format!("`{text}`"),
+            Kind::Scalar { text, plain: true } => format!("`{text}`"),
+            Kind::Scalar { text, .. } => format!("the string \"{text}\""),
             Kind::Seq(_) => "a list".into(),
             Kind::Map(_) => "a map".into(),
         }
@@ -97,18 +98,55 @@ impl Node {
 pub fn parse(text: &str) -> Result<Node, Diagnostic> {
     let mut builder = Builder::default();
     for event in Parser::new_from_str(text) {
-        let (event, span) = event.map_err(|e| Diagnostic {
-            loc: Some(Loc {
-                origin: Origin::File,
-                line: e.marker().line(),
-                col: e.marker().col() + 1,
-            }),
-            path: String::new(),
-            message: format!("YAML syntax error: {}", e.info()),
-        })?;
+        let (event, span) = event.map_err(|e| syntax_error(&builder, text, &e))?;
         builder.event(event, span)?;
     }
     builder.finish()
+}
+
+/// A YAML syntax error at the point the parser stopped; an unclosed `{` or `[` is reported
+/// where it was opened (the parser only notices at the end of the text).
+fn syntax_error(builder: &Builder, text: &str, e: &saphyr_parser::ScanError) -> Diagnostic {
+    let at = Loc {
+        origin: Origin::File,
+        line: e.marker().line(),
+        col: e.marker().col() + 1,
+    };
+    let info = e.info();
+    let bracket = if info.starts_with("while parsing a flow mapping") {
+        Some('{')
+    } else if info.starts_with("while parsing a flow sequence") {
+        Some('[')
+    } else {
+        None
+    };
+    let opened = builder.stack.last().map(|open| match open {
+        Open::Seq(_, loc, _) | Open::Map(_, _, loc, _) => *loc,
+    });
+    if let (Some(b), Some(open)) = (bracket, opened) {
+        let rest: String = text.chars().skip(e.marker().index()).collect();
+        let at_end = rest
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        let close = if b == '{' { '}' } else { ']' };
+        return if at_end {
+            Diagnostic::at(
+                open,
+                "",
+                format!("YAML syntax error: this `{b}` is never closed with `{close}`"),
+            )
+        } else {
+            Diagnostic::at(
+                at,
+                "",
+                format!(
+                    "YAML syntax error: {info} (in the `{b}` opened at {}:{})",
+                    open.line, open.col
+                ),
+            )
+        };
+    }
+    Diagnostic::at(at, "", format!("YAML syntax error: {info}"))
 }
 
 enum Open {
@@ -249,7 +287,7 @@ mod tests {
         let node = parse("{\n  \"a\": {\"b\": 2}\n}").unwrap();
         let b = node.get("a").unwrap().get("b").unwrap();
         assert_eq!(b.as_str(), Some("2"));
-        assert_eq!((b.loc.line, b.loc.col), (2, 15));
+        assert_eq!((b.loc.line, b.loc.col), (2, 14)); // `  "a": {"b": 2}`: the 2 is column 14
     }
 
     #[test]

@@ -165,8 +165,22 @@ impl Builder<'_> {
         }
         let n = match node {
             GraphNode::Layer { layer, .. } => self.layer(name, layer, ins[0], &path)?,
-            GraphNode::Merge(Merge::Add(_)) => {
-                self.g.add(name, Op::Add, &ins, Phase::Forward, Some(&format!("{path}.add")))?
+            GraphNode::Merge(Merge::Add(refs)) => {
+                let origin = format!("{path}.add");
+                // Said here in the spec's names (the op would name internal graph nodes).
+                let widths: Vec<usize> = ins.iter().map(|i| self.g.g[*i].shape.cols).collect();
+                if widths.iter().any(|w| *w != widths[0]) {
+                    let listed: Vec<String> =
+                        refs.iter().zip(&widths).map(|(r, w)| format!("`{r}` has {w}")).collect();
+                    return Err(PlanError::spec(
+                        origin,
+                        format!(
+                            "`add` needs inputs of the same width, but {}; use `concat` to put them side by side",
+                            listed.join(", ")
+                        ),
+                    ));
+                }
+                self.g.add(name, Op::Add, &ins, Phase::Forward, Some(&origin))?
             }
             GraphNode::Merge(Merge::Concat(_)) => {
                 self.g.add(name, Op::Concat, &ins, Phase::Forward, Some(&format!("{path}.concat")))?
