@@ -131,9 +131,11 @@ impl CpuExecutor {
             Op::Norm { axis, eps, momentum } => {
                 let (a, gamma, beta) = (input(0), input(1), input(2));
                 let (mean, inv) = match (axis, mode) {
+                    // Before any training step the running statistics are their initial
+                    // values (mean 0, variance 1), so an eval row never depends on its batch.
                     (NormAxis::Batch, Mode::Eval) => match self.running.get(&id) {
                         Some((m, var)) => (m.clone(), var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect()),
-                        None => kernels::norm_stats(*axis, a.view(), *eps),
+                        None => (vec![0.0; a.ncols()], vec![1.0 / (1.0 + eps).sqrt(); a.ncols()]),
                     },
                     _ => kernels::norm_stats(*axis, a.view(), *eps),
                 };
