@@ -4,6 +4,7 @@
 //! `matmul.rs`.
 
 use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
 use weft_dsl::Activation;
 use weft_planner::{LossKind, NormAxis, NormPart};
 
@@ -21,6 +22,42 @@ pub fn flat(a: &Array2<f32>) -> &[f32] {
 
 pub fn flat_mut(a: &mut Array2<f32>) -> &mut [f32] {
     a.as_slice_mut().expect("executor arrays are standard layout")
+}
+
+/// Tensors at least this large are processed on all threads, in chunks of whole rows.
+const PAR_MIN: usize = 1 << 16;
+const PAR_CHUNK: usize = 1 << 14;
+
+/// Applies `f` to chunks of whole rows of `out` (and the matching rows of `ins`), in
+/// parallel for large tensors. Row-local work only, so results do not depend on threads.
+pub fn rows_apply<const N: usize>(cols: usize, ins: [&[f32]; N], out: &mut [f32], f: impl Fn([&[f32]; N], &mut [f32]) + Sync) {
+    if out.len() < PAR_MIN || cols == 0 {
+        f(ins, out);
+        return;
+    }
+    let chunk = (PAR_CHUNK / cols).max(1) * cols;
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+        let start = i * chunk;
+        f(ins.map(|a| &a[start..start + o.len()]), o);
+    });
+}
+
+/// `out[i] = f(x[i])`, in parallel for large tensors.
+fn map1(xs: &[f32], ys: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    rows_apply(1, [xs], ys, |[xs], ys| {
+        for (y, &x) in ys.iter_mut().zip(xs) {
+            *y = f(x);
+        }
+    });
+}
+
+/// `out[i] = dy[i] * f(x[i], y[i])`, in parallel for large tensors.
+fn map_grad(xs: &[f32], ys: &[f32], ds: &[f32], os: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    rows_apply(1, [xs, ys, ds], os, |[xs, ys, ds], os| {
+        for (((o, &x), &y), &d) in os.iter_mut().zip(xs).zip(ys).zip(ds) {
+            *o = d * f(x, y);
+        }
+    });
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -45,9 +82,7 @@ pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
     let (xs, ys) = (flat(x), flat_mut(out));
     macro_rules! map {
         ($f:expr) => {
-            for (y, &x) in ys.iter_mut().zip(xs) {
-                *y = $f(x);
-            }
+            map1(xs, ys, $f)
         };
     }
     match a {
@@ -66,7 +101,7 @@ pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
         }
         Activation::Swish => map!(|x: f32| x * sigmoid(x)),
         Activation::Gelu => map!(gelu),
-        Activation::Softmax => {
+        Activation::Softmax => rows_apply(x.ncols(), [xs], ys, |[xs], ys| {
             let c = x.ncols();
             for (xr, yr) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)) {
                 let m = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -78,7 +113,7 @@ pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
                 let inv = 1.0 / s;
                 yr.iter_mut().for_each(|y| *y *= inv);
             }
-        }
+        }),
     }
 }
 
@@ -88,9 +123,7 @@ pub fn activation_grad(a: Activation, x: &Array2<f32>, y: &Array2<f32>, dy: &Arr
     let (xs, ys, ds, os) = (flat(x), flat(y), flat(dy), flat_mut(out));
     macro_rules! map {
         ($f:expr) => {
-            for i in 0..os.len() {
-                os[i] = ds[i] * $f(xs[i], ys[i]);
-            }
+            map_grad(xs, ys, ds, os, $f)
         };
     }
     match a {
@@ -112,15 +145,15 @@ pub fn activation_grad(a: Activation, x: &Array2<f32>, y: &Array2<f32>, dy: &Arr
             s + x * s * (1.0 - s)
         }),
         Activation::Gelu => map!(|x: f32, _y| gelu_grad(x)),
-        Activation::Softmax => {
+        Activation::Softmax => rows_apply(x.ncols(), [ys, ds], os, |[ys, ds], os| {
             let c = x.ncols();
             for ((yr, dr), or) in ys.chunks_exact(c).zip(ds.chunks_exact(c)).zip(os.chunks_exact_mut(c)) {
                 let dot: f32 = yr.iter().zip(dr).map(|(y, d)| y * d).sum();
-                for i in 0..c {
-                    or[i] = yr[i] * (dr[i] - dot);
+                for ((o, y), d) in or.iter_mut().zip(yr).zip(dr) {
+                    *o = y * (d - dot);
                 }
             }
-        }
+        }),
     }
 }
 

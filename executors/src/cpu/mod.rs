@@ -107,11 +107,13 @@ impl CpuExecutor {
                 ensure(out, a.nrows(), a.ncols());
                 let c = a.ncols();
                 let bias = flat(b);
-                for (orow, arow) in flat_mut(out).chunks_exact_mut(c).zip(flat(a).chunks_exact(c)) {
-                    for j in 0..c {
-                        orow[j] = arow[j] + bias[j];
+                kernels::rows_apply(c, [flat(a)], flat_mut(out), |[a], o| {
+                    for (orow, arow) in o.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
+                        for ((o, a), b) in orow.iter_mut().zip(arow).zip(bias) {
+                            *o = a + b;
+                        }
                     }
-                }
+                });
             }
             Op::Act(a) => kernels::activation(*a, input(0), out),
             Op::Dropout { rate, stream } | Op::DropoutGrad { rate, stream } => {
