@@ -46,29 +46,58 @@ const BENCHES: &[(&str, &str, usize, &str)] = &[
 /// Runs the baseline command with `{key}` (workload key) and `{batch}` filled in; reads the
 /// last JSON line it prints (`samples_per_s`).
 fn baseline(cmd: &str, key: &str, batch: usize) -> Result<Value> {
-    let line = cmd.replace("{key}", key).replace("{batch}", &batch.to_string());
-    let out = Command::new("sh").arg("-c").arg(&line).output().map_err(|e| Error::Io { path: line.clone(), message: e.to_string() })?;
+    let line = cmd
+        .replace("{key}", key)
+        .replace("{batch}", &batch.to_string());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .output()
+        .map_err(|e| Error::Io {
+            path: line.clone(),
+            message: e.to_string(),
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .ok_or_else(|| Error::Io { path: line, message: format!("printed no JSON line; stderr: {}", String::from_utf8_lossy(&out.stderr).trim()) })
+        .ok_or_else(|| Error::Io {
+            path: line,
+            message: format!(
+                "printed no JSON line; stderr: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
 }
 
 /// Runs the named benchmarks (all when empty) and prints a table or JSON lines.
-pub fn run(names: &[String], rows: Option<usize>, baseline_cmd: Option<&str>, json_out: bool) -> Result<()> {
+pub fn run(
+    names: &[String],
+    rows: Option<usize>,
+    baseline_cmd: Option<&str>,
+    json_out: bool,
+) -> Result<()> {
     let known: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
     for n in names {
         if !known.contains(&n.as_str()) {
-            return Err(Error::Io { path: n.clone(), message: format!("unknown benchmark; valid: {}", known.join(", ")) });
+            return Err(Error::Io {
+                path: n.clone(),
+                message: format!("unknown benchmark; valid: {}", known.join(", ")),
+            });
         }
     }
     let tmp = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
     if !json_out {
-        println!("{:<14}{:>14}{:>10}{:>16}{:>9}", "benchmark", "weft samples/s", "test acc", "baseline", "ratio");
+        println!(
+            "{:<14}{:>14}{:>10}{:>16}{:>9}",
+            "benchmark", "weft samples/s", "test acc", "baseline", "ratio"
+        );
     }
-    for (name, spec, batch, key) in BENCHES.iter().filter(|b| names.is_empty() || names.iter().any(|n| n == b.0)) {
+    for (name, spec, batch, key) in BENCHES
+        .iter()
+        .filter(|b| names.is_empty() || names.iter().any(|n| n == b.0))
+    {
         let mut exp = Experiment::from_yaml(spec)?.set("train.batch_size", batch)?;
         if let Some(r) = rows {
             exp = exp.set("data.source.synthetic.rows", r)?;
@@ -79,7 +108,10 @@ pub fn run(names: &[String], rows: Option<usize>, baseline_cmd: Option<&str>, js
         let base = baseline_cmd.map(|c| baseline(c, key, *batch)).transpose()?;
         let base_sps = base.as_ref().and_then(|b| b["samples_per_s"].as_f64());
         if json_out {
-            println!("{}", json!({"benchmark": name, "samples_per_sec": sps, "test_accuracy": acc, "device": result.train.device, "baseline": base, "ratio": base_sps.map(|b| sps / b)}));
+            println!(
+                "{}",
+                json!({"benchmark": name, "samples_per_sec": sps, "test_accuracy": acc, "device": result.train.device, "baseline": base, "ratio": base_sps.map(|b| sps / b)})
+            );
         } else {
             let (b, ratio) = match base_sps {
                 Some(b) => (format!("{b:.0}"), format!("{:.2}x", sps / b)),

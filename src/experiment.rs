@@ -52,7 +52,11 @@ impl Experiment {
 
     fn parse(file: &str, text: &str, sets: &[String], base_dir: PathBuf) -> Result<Experiment> {
         let (spec, doc) = weft_dsl::load(file, text, sets)?;
-        Ok(Experiment { doc, spec, base_dir })
+        Ok(Experiment {
+            doc,
+            spec,
+            base_dir,
+        })
     }
 
     /// A new experiment with `path` set to `value` (`"train.optimizer.adam.lr", 0.01`).
@@ -60,7 +64,11 @@ impl Experiment {
         let mut doc = self.doc.clone();
         doc.set(&format!("{path}={value}"))?;
         let spec = doc.spec()?;
-        Ok(Experiment { doc, spec, base_dir: self.base_dir.clone() })
+        Ok(Experiment {
+            doc,
+            spec,
+            base_dir: self.base_dir.clone(),
+        })
     }
 
     pub fn spec(&self) -> &Spec {
@@ -86,7 +94,10 @@ impl Experiment {
             Some(c) => Task::Classification { classes: c.len() },
             None => Task::Regression { targets: 1 },
         };
-        let shape = DataShape { features: prepared.pipeline.feature_names().to_vec(), task };
+        let shape = DataShape {
+            features: prepared.pipeline.feature_names().to_vec(),
+            task,
+        };
         Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))
     }
 
@@ -110,13 +121,18 @@ impl Experiment {
             Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
         };
         if matches!(&p.data, Some(d) if d.workers > 1) {
-            return Err(unsupported("parallelism.data", "distributed data-parallel training"));
+            return Err(unsupported(
+                "parallelism.data",
+                "distributed data-parallel training",
+            ));
         }
         if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
             return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
         }
         Device::select(self.spec.executor.device).map_err(|e| match e {
-            ExecError::Unsupported { path, message } => Error::Spec(self.doc.error_at(&path, message)),
+            ExecError::Unsupported { path, message } => {
+                Error::Spec(self.doc.error_at(&path, message))
+            }
             other => Error::Exec(other),
         })
     }
@@ -137,8 +153,18 @@ impl Experiment {
         rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
 
         let mut exec = device.executor(&plan);
-        let mut writer = MetricsWriter { dir: &dir, records: Vec::new(), inner: progress };
-        let outcome = train::fit(exec.as_mut(), &plan, &prepared.train, prepared.validation.as_ref(), &mut writer)?;
+        let mut writer = MetricsWriter {
+            dir: &dir,
+            records: Vec::new(),
+            inner: progress,
+        };
+        let outcome = train::fit(
+            exec.as_mut(),
+            &plan,
+            &prepared.train,
+            prepared.validation.as_ref(),
+            &mut writer,
+        )?;
 
         let mut metrics = BTreeMap::new();
         let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
@@ -148,7 +174,10 @@ impl Experiment {
         for (name, d) in splits {
             let probs = train::predict_all(exec.as_mut(), &d.x, 4096)?;
             let mut m = weft_executors::metrics::evaluate(&plan.evaluate, &plan.task, &probs, &d.y);
-            m.insert("loss".into(), serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?));
+            m.insert(
+                "loss".into(),
+                serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?),
+            );
             metrics.insert(name.to_string(), m);
         }
         let names = plan.params.iter().map(|p| p.name.clone());

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weft::{bench, predict, Error, Experiment};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "Declarative deep-learning workflows: one spec, CPU, GPU or cluster")]
+#[command(
+    name = "weft",
+    version,
+    about = "Declarative deep-learning workflows: one spec, CPU, GPU or cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,20 +98,41 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::filter::Targets;
-    let filter: Targets = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::WARN));
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
 }
 
+// The error is printed once and the process exits; its size does not matter here.
+#[allow(clippy::result_large_err)]
 fn try_main(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Check { spec, sets, resolved } => {
+        Command::Check {
+            spec,
+            sets,
+            resolved,
+        } => {
             let exp = Experiment::from_file_with(&spec, &sets)?;
             if resolved {
-                println!("{}", serde_json::to_string_pretty(&exp.resolved()).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&exp.resolved()).unwrap_or_default()
+                );
             } else {
-                println!("{}: ok ({} layers, loss {}, optimizer {})", spec.display(), weft::layer_count(exp.spec()), exp.spec().train.loss.name(), exp.spec().train.optimizer.name());
+                println!(
+                    "{}: ok ({} layers, loss {}, optimizer {})",
+                    spec.display(),
+                    weft::layer_count(exp.spec()),
+                    exp.spec().train.loss.name(),
+                    exp.spec().train.optimizer.name()
+                );
             }
         }
         Command::Plan { spec, sets, format } => {
@@ -119,7 +144,12 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             };
             print!("{text}");
         }
-        Command::Run { spec, sets, json, runs_dir } => {
+        Command::Run {
+            spec,
+            sets,
+            json,
+            runs_dir,
+        } => {
             let exp = Experiment::from_file_with(&spec, &sets)?;
             let mut progress = weft::progress::Bar::new(std::io::stderr().is_terminal());
             let result = exp.run_with(&runs_dir, &mut progress)?;
@@ -130,7 +160,11 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 print!("{}", weft::report::table(&result));
             }
         }
-        Command::Predict { model, input, output } => {
+        Command::Predict {
+            model,
+            input,
+            output,
+        } => {
             let p = predict::predict(&model, &input)?;
             let csv = p.to_csv();
             match output {
@@ -144,8 +178,16 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 eprintln!("accuracy on {}: {acc} ({} rows)", input.display(), p.rows());
             }
         }
-        Command::Schema => println!("{}", serde_json::to_string_pretty(&weft_dsl::json_schema()).unwrap_or_default()),
-        Command::Bench { names, rows, baseline, json } => bench::run(&names, rows, baseline.as_deref(), json)?,
+        Command::Schema => println!(
+            "{}",
+            serde_json::to_string_pretty(&weft_dsl::json_schema()).unwrap_or_default()
+        ),
+        Command::Bench {
+            names,
+            rows,
+            baseline,
+            json,
+        } => bench::run(&names, rows, baseline.as_deref(), json)?,
     }
     Ok(())
 }

@@ -27,7 +27,11 @@ pub fn predict(model_dir: &Path, input: &Path) -> Result<Predictions> {
     exec.set_params(&saved.params()?)?;
     exec.set_buffers(&saved.tensors);
     let outputs = train::predict_all(exec.as_mut(), &x, 4096)?;
-    Ok(Predictions { outputs, classes: saved.pipeline.classes().map(<[String]>::to_vec), labels })
+    Ok(Predictions {
+        outputs,
+        classes: saved.pipeline.classes().map(<[String]>::to_vec),
+        labels,
+    })
 }
 
 impl Predictions {
@@ -45,7 +49,11 @@ impl Predictions {
         let labels = self.labels.as_ref()?;
         self.classes.as_ref()?;
         let pred = self.classes_predicted();
-        let hits = pred.iter().zip(labels).filter(|(p, y)| **p == **y as usize).count();
+        let hits = pred
+            .iter()
+            .zip(labels)
+            .filter(|(p, y)| **p == **y as usize)
+            .count();
         Some(hits as f64 / pred.len().max(1) as f64)
     }
 
@@ -60,7 +68,12 @@ impl Predictions {
                     let _ = write!(out, ",p_{c}");
                 }
                 out.push('\n');
-                for (row, k) in self.outputs.rows().into_iter().zip(self.classes_predicted()) {
+                for (row, k) in self
+                    .outputs
+                    .rows()
+                    .into_iter()
+                    .zip(self.classes_predicted())
+                {
                     let _ = write!(out, "{}", classes.get(k).map(String::as_str).unwrap_or("?"));
                     if binary_sigmoid {
                         let _ = write!(out, ",{},{}", 1.0 - row[0], row[0]);

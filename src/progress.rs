@@ -13,7 +13,11 @@ pub struct Bar {
 impl Bar {
     /// `tty`: draw a bar; otherwise print a line every few epochs (to stderr).
     pub fn new(tty: bool) -> Bar {
-        Bar { tty, bar: None, epochs: 0 }
+        Bar {
+            tty,
+            bar: None,
+            epochs: 0,
+        }
     }
 
     pub fn finish(&mut self) {
@@ -56,13 +60,17 @@ impl Progress for Bar {
             r.epoch,
             self.epochs,
             r.train_loss,
-            r.validation_loss.map(|v| format!(" val_loss {v:.4}")).unwrap_or_default(),
+            r.validation_loss
+                .map(|v| format!(" val_loss {v:.4}"))
+                .unwrap_or_default(),
             r.lr,
             r.samples_per_sec
         );
         match &self.bar {
             Some(b) => b.println(line),
-            None if r.epoch % every == 0 || r.epoch == self.epochs || r.epoch == 1 => eprintln!("{line}"),
+            None if r.epoch.is_multiple_of(every) || r.epoch == self.epochs || r.epoch == 1 => {
+                eprintln!("{line}")
+            }
             None => {}
         }
         Ok(())

@@ -8,7 +8,10 @@ use crate::RunResult;
 
 fn cell(v: &Value) -> String {
     match v {
-        Value::Number(n) => n.as_f64().map(|f| format!("{f:.4}")).unwrap_or_else(|| n.to_string()),
+        Value::Number(n) => n
+            .as_f64()
+            .map(|f| format!("{f:.4}"))
+            .unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
@@ -17,7 +20,12 @@ fn cell(v: &Value) -> String {
 pub fn table(r: &RunResult) -> String {
     let mut out = String::new();
     let splits: Vec<&String> = r.metrics.keys().collect();
-    let mut names: Vec<&String> = r.metrics.values().flat_map(|m| m.keys()).filter(|k| *k != "confusion_matrix").collect();
+    let mut names: Vec<&String> = r
+        .metrics
+        .values()
+        .flat_map(|m| m.keys())
+        .filter(|k| *k != "confusion_matrix")
+        .collect();
     names.sort();
     names.dedup();
     let _ = write!(out, "{:<12}", "metric");
@@ -28,15 +36,28 @@ pub fn table(r: &RunResult) -> String {
     for name in names {
         let _ = write!(out, "{name:<12}");
         for s in &splits {
-            let v = r.metrics[*s].get(name).map(cell).unwrap_or_else(|| "-".into());
+            let v = r.metrics[*s]
+                .get(name)
+                .map(cell)
+                .unwrap_or_else(|| "-".into());
             let _ = write!(out, "{v:>12}");
         }
         out.push('\n');
     }
-    if let Some(Value::Array(rows)) = r.metrics.get("test").and_then(|m| m.get("confusion_matrix")) {
-        let _ = writeln!(out, "\ntest confusion matrix (rows: true class, columns: predicted):");
+    if let Some(Value::Array(rows)) = r
+        .metrics
+        .get("test")
+        .and_then(|m| m.get("confusion_matrix"))
+    {
+        let _ = writeln!(
+            out,
+            "\ntest confusion matrix (rows: true class, columns: predicted):"
+        );
         for row in rows {
-            let cells: Vec<String> = row.as_array().map(|r| r.iter().map(|v| format!("{:>6}", v.to_string())).collect()).unwrap_or_default();
+            let cells: Vec<String> = row
+                .as_array()
+                .map(|r| r.iter().map(|v| format!("{:>6}", v.to_string())).collect())
+                .unwrap_or_default();
             let _ = writeln!(out, "{}", cells.join(""));
         }
     }
@@ -49,7 +70,10 @@ pub fn table(r: &RunResult) -> String {
         t.device,
         t.samples_per_sec,
         t.params,
-        t.stopped_early.as_ref().map(|s| format!("\nstopped early: {s}")).unwrap_or_default(),
+        t.stopped_early
+            .as_ref()
+            .map(|s| format!("\nstopped early: {s}"))
+            .unwrap_or_default(),
         r.run_dir
     );
     out

@@ -1,13 +1,18 @@
 //! The `weft` command line as a user runs it: training reaches its accuracy, runs are saved
 //! and reproducible, predict replays a saved model, plans match their golden files.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 fn weft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().expect("weft runs")
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .expect("weft runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -28,7 +33,9 @@ fn run_json(spec: &str, runs: &Path, extra: &[&str]) -> Value {
 }
 
 fn accuracy(v: &Value) -> f64 {
-    v["metrics"]["test"]["accuracy"].as_f64().expect("test accuracy")
+    v["metrics"]["test"]["accuracy"]
+        .as_f64()
+        .expect("test accuracy")
 }
 
 #[test]
@@ -40,13 +47,25 @@ fn iris_trains_to_the_target_accuracy_and_saves_a_complete_run() {
     assert!(v["train"]["samples_per_sec"].as_f64().unwrap() > 0.0);
     let dir = PathBuf::from(v["run_dir"].as_str().unwrap());
     assert!(dir.starts_with(runs.path().join("iris")));
-    for f in ["spec.resolved.json", "plan.json", "metrics.jsonl", "model.safetensors", "preprocess.json", "summary.json", "test.csv"] {
+    for f in [
+        "spec.resolved.json",
+        "plan.json",
+        "metrics.jsonl",
+        "model.safetensors",
+        "preprocess.json",
+        "summary.json",
+        "test.csv",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
     }
     let lines = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 60, "one metrics line per epoch");
     // No temporary files are left behind by the atomic writes.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -54,7 +73,11 @@ fn iris_trains_to_the_target_accuracy_and_saves_a_complete_run() {
 fn iris_graph_form_with_a_residual_add_reaches_the_same_accuracy() {
     let runs = tempfile::tempdir().unwrap();
     let v = run_json("specs/iris-graph.yaml", runs.path(), &[]);
-    assert!(accuracy(&v) >= 0.93, "iris-graph test accuracy {}", accuracy(&v));
+    assert!(
+        accuracy(&v) >= 0.93,
+        "iris-graph test accuracy {}",
+        accuracy(&v)
+    );
 }
 
 #[test]
@@ -63,13 +86,40 @@ fn predict_on_the_saved_test_split_reproduces_the_test_accuracy() {
     let v = run_json("specs/iris.yaml", runs.path(), &[]);
     let dir = v["run_dir"].as_str().unwrap();
     let out = runs.path().join("pred.csv");
-    let o = weft(&["predict", "--model", dir, "--input", &format!("{dir}/test.csv"), "--output", out.to_str().unwrap()]);
+    let o = weft(&[
+        "predict",
+        "--model",
+        dir,
+        "--input",
+        &format!("{dir}/test.csv"),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let line = stderr(&o).lines().find(|l| l.starts_with("accuracy on")).map(str::to_string).expect("accuracy line");
-    let acc: f64 = line.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!((acc - accuracy(&v)).abs() < 1e-9, "predict {acc} vs run {}", accuracy(&v));
+    let line = stderr(&o)
+        .lines()
+        .find(|l| l.starts_with("accuracy on"))
+        .map(str::to_string)
+        .expect("accuracy line");
+    let acc: f64 = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (acc - accuracy(&v)).abs() < 1e-9,
+        "predict {acc} vs run {}",
+        accuracy(&v)
+    );
     let csv = std::fs::read_to_string(out).unwrap();
-    assert!(csv.starts_with("prediction,p_setosa,p_versicolor,p_virginica\n"), "{csv}");
+    assert!(
+        csv.starts_with("prediction,p_setosa,p_versicolor,p_virginica\n"),
+        "{csv}"
+    );
     assert_eq!(csv.lines().count(), 46, "header + 45 test rows");
 }
 
@@ -78,8 +128,14 @@ fn the_same_seed_gives_bit_identical_weights() {
     let runs = tempfile::tempdir().unwrap();
     let a = run_json("specs/iris.yaml", runs.path(), &["--set", "train.epochs=5"]);
     let b = run_json("specs/iris.yaml", runs.path(), &["--set", "train.epochs=5"]);
-    let c = run_json("specs/iris.yaml", runs.path(), &["--set", "train.epochs=5", "--set", "seed=43"]);
-    let weights = |v: &Value| std::fs::read(Path::new(v["run_dir"].as_str().unwrap()).join("model.safetensors")).unwrap();
+    let c = run_json(
+        "specs/iris.yaml",
+        runs.path(),
+        &["--set", "train.epochs=5", "--set", "seed=43"],
+    );
+    let weights = |v: &Value| {
+        std::fs::read(Path::new(v["run_dir"].as_str().unwrap()).join("model.safetensors")).unwrap()
+    };
     assert_ne!(a["run_dir"], b["run_dir"], "every run gets its own folder");
     assert_eq!(weights(&a), weights(&b));
     assert_ne!(weights(&a), weights(&c));
@@ -88,11 +144,27 @@ fn the_same_seed_gives_bit_identical_weights() {
 #[test]
 fn set_overrides_change_the_run() {
     let runs = tempfile::tempdir().unwrap();
-    let v = run_json("specs/iris.yaml", runs.path(), &["--set", "train.epochs=3", "--set", "train.optimizer.sgd.lr=0.1"]);
+    let v = run_json(
+        "specs/iris.yaml",
+        runs.path(),
+        &[
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "train.optimizer.sgd.lr=0.1",
+        ],
+    );
     assert_eq!(v["train"]["epochs"], 3);
-    let spec: Value = serde_json::from_slice(&std::fs::read(Path::new(v["run_dir"].as_str().unwrap()).join("spec.resolved.json")).unwrap()).unwrap();
+    let spec: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(v["run_dir"].as_str().unwrap()).join("spec.resolved.json"))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(spec["train"]["optimizer"]["sgd"]["lr"], 0.1);
-    assert_eq!(spec["train"]["optimizer"]["sgd"]["momentum"], 0.0, "defaults are filled in");
+    assert_eq!(
+        spec["train"]["optimizer"]["sgd"]["momentum"], 0.0,
+        "defaults are filled in"
+    );
 }
 
 #[test]
@@ -113,11 +185,18 @@ fn bad_data_names_the_file_column_and_row() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("d.csv"), "a,b,y\n1,2,x\n3,oops,y\n5,6,x\n").unwrap();
     let spec = dir.path().join("s.yaml");
-    std::fs::write(&spec, "name: d\ndata: {source: {csv: d.csv}, label: y}\nmodel: [dense: {units: 2}]\n").unwrap();
+    std::fs::write(
+        &spec,
+        "name: d\ndata: {source: {csv: d.csv}, label: y}\nmodel: [dense: {units: 2}]\n",
+    )
+    .unwrap();
     let o = weft(&["run", spec.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("column `b` is not numeric: row 2 (line 3) has `oops`"), "{err}");
+    assert!(
+        err.contains("column `b` is not numeric: row 2 (line 3) has `oops`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,7 +214,15 @@ fn schema_describes_the_spec() {
     let o = weft(&["schema"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let props = v["properties"].as_object().expect("properties");
-    for key in ["name", "data", "model", "train", "evaluate", "parallelism", "executor"] {
+    for key in [
+        "name",
+        "data",
+        "model",
+        "train",
+        "evaluate",
+        "parallelism",
+        "executor",
+    ] {
         assert!(props.contains_key(key), "schema lacks {key}");
     }
 }
@@ -147,14 +234,24 @@ fn unsupported_sections_are_refused_with_their_location() {
     std::fs::write(&spec, "name: g\ndata: {source: builtin:iris}\nmodel: [dense: {units: 3}]\nexecutor: {device: gpu}\n").unwrap();
     let o = weft(&["run", spec.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("gpu.yaml:4:20: executor.device: this build of weft has no GPU executor yet"), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("gpu.yaml:4:20: executor.device: this build of weft has no GPU executor yet"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `weft plan` output is locked by golden files; `UPDATE_GOLDEN=1 cargo test` rewrites them.
 #[test]
 fn plans_match_their_golden_files() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let mut specs: Vec<PathBuf> = std::fs::read_dir("specs").unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
+    let mut specs: Vec<PathBuf> = std::fs::read_dir("specs")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
     specs.sort();
     assert!(specs.len() >= 5);
     let mut failures = Vec::new();
@@ -162,15 +259,22 @@ fn plans_match_their_golden_files() {
         for (format, ext) in [("text", "plan.txt"), ("dot", "plan.dot")] {
             let o = weft(&["plan", spec.to_str().unwrap(), "--format", format]);
             assert!(o.status.success(), "{}: {}", spec.display(), stderr(&o));
-            let golden = Path::new("specs/golden").join(format!("{}.{ext}", spec.file_stem().unwrap().to_string_lossy()));
+            let golden = Path::new("specs/golden").join(format!(
+                "{}.{ext}",
+                spec.file_stem().unwrap().to_string_lossy()
+            ));
             if update {
                 std::fs::write(&golden, stdout(&o)).unwrap();
-            } else if std::fs::read_to_string(&golden).ok().as_deref() != Some(stdout(&o).as_str()) {
+            } else if std::fs::read_to_string(&golden).ok().as_deref() != Some(stdout(&o).as_str())
+            {
                 failures.push(golden.display().to_string());
             }
         }
     }
-    assert!(failures.is_empty(), "plans changed (review, then UPDATE_GOLDEN=1 cargo test --test cli): {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "plans changed (review, then UPDATE_GOLDEN=1 cargo test --test cli): {failures:?}"
+    );
 }
 
 #[test]

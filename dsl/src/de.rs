@@ -438,7 +438,11 @@ impl<'de> de::Deserializer<'de> for De<'_> {
                 };
                 match chosen.as_slice() {
                     [(k, v)] => (k.clone(), Some(v.clone())),
-                    [] => return Err(self.fail("expected one key naming the kind, found an empty map")),
+                    [] => {
+                        return Err(
+                            self.fail("expected one key naming the kind, found an empty map")
+                        )
+                    }
                     many => {
                         let names: Vec<String> = many
                             .iter()

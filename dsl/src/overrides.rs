@@ -47,8 +47,11 @@ pub fn apply(root: &mut Node, index: usize, expr: &str) -> Result<(), Diagnostic
     let (path, text) = expr
         .split_once('=')
         .ok_or_else(|| fail("expected `path=value`, e.g. `train.optimizer.adam.lr=0.01`".into()))?;
-    let steps = parse_path(path.trim())
-        .ok_or_else(|| fail(format!("`{path}` is not a spec path like `model[2].dense.units`")))?;
+    let steps = parse_path(path.trim()).ok_or_else(|| {
+        fail(format!(
+            "`{path}` is not a spec path like `model[2].dense.units`"
+        ))
+    })?;
     let mut value = if text.trim().is_empty() {
         Node::scalar("", true, origin)
     } else {

@@ -95,7 +95,10 @@ fn data(c: &mut Checker, d: &DataSpec) {
         };
         c.fail(
             "data.split",
-            format!("split fractions must sum to 1, found {} ({parts})", round(sum)),
+            format!(
+                "split fractions must sum to 1, found {} ({parts})",
+                round(sum)
+            ),
         );
     }
     if let Source::Synthetic(syn) = &d.source {
@@ -171,14 +174,18 @@ fn layer(c: &mut Checker, path: &str, l: &Layer) {
                 );
             }
         }
-        Layer::LayerNorm(n) => c.positive(&format!("{path}.layer_norm.epsilon"), "epsilon", n.epsilon),
+        Layer::LayerNorm(n) => {
+            c.positive(&format!("{path}.layer_norm.epsilon"), "epsilon", n.epsilon)
+        }
         Layer::Activation(a) => activation(c, &format!("{path}.activation"), a),
     }
 }
 
 fn activation(c: &mut Checker, path: &str, a: &Activation) {
     match a {
-        Activation::LeakyRelu { alpha } => c.non_negative(&format!("{path}.leaky_relu.alpha"), "alpha", *alpha),
+        Activation::LeakyRelu { alpha } => {
+            c.non_negative(&format!("{path}.leaky_relu.alpha"), "alpha", *alpha)
+        }
         Activation::Elu { alpha } => c.positive(&format!("{path}.elu.alpha"), "alpha", *alpha),
         _ => {}
     }
@@ -197,7 +204,10 @@ fn model(c: &mut Checker, m: &ModelSpec) {
 
 fn graph(c: &mut Checker, g: &GraphSpec) {
     if g.inputs.is_empty() {
-        c.fail("model.inputs", "a graph needs at least one input, e.g. `x: features`");
+        c.fail(
+            "model.inputs",
+            "a graph needs at least one input, e.g. `x: features`",
+        );
     }
     for name in g.inputs.keys() {
         if g.nodes.contains_key(name) {
@@ -258,7 +268,9 @@ fn graph(c: &mut Checker, g: &GraphSpec) {
 pub fn node_inputs(node: &GraphNode) -> Vec<&str> {
     match node {
         GraphNode::Layer { input, .. } => vec![input.as_str()],
-        GraphNode::Merge(Merge::Add(r) | Merge::Concat(r)) => r.iter().map(String::as_str).collect(),
+        GraphNode::Merge(Merge::Add(r) | Merge::Concat(r)) => {
+            r.iter().map(String::as_str).collect()
+        }
     }
 }
 
@@ -326,7 +338,11 @@ fn train(c: &mut Checker, t: &TrainSpec) {
             }
         }
         Optimizer::Adagrad(a) => {
-            c.non_negative(&format!("{o}.initial_accumulator"), "initial_accumulator", a.initial_accumulator);
+            c.non_negative(
+                &format!("{o}.initial_accumulator"),
+                "initial_accumulator",
+                a.initial_accumulator,
+            );
             c.positive(&format!("{o}.epsilon"), "epsilon", a.epsilon);
             c.non_negative(&format!("{o}.weight_decay"), "weight_decay", a.weight_decay);
         }
@@ -351,9 +367,16 @@ fn train(c: &mut Checker, t: &TrainSpec) {
     }
     match &t.schedule {
         Schedule::Step(s) => {
-            c.at_least_one("train.schedule.step.every_epochs", "every_epochs", s.every_epochs);
+            c.at_least_one(
+                "train.schedule.step.every_epochs",
+                "every_epochs",
+                s.every_epochs,
+            );
             if !(s.gamma > 0.0 && s.gamma <= 1.0) {
-                c.fail("train.schedule.step.gamma", format!("gamma must be in (0, 1], found {}", s.gamma));
+                c.fail(
+                    "train.schedule.step.gamma",
+                    format!("gamma must be in (0, 1], found {}", s.gamma),
+                );
             }
         }
         Schedule::Cosine(s) => {
@@ -361,7 +384,11 @@ fn train(c: &mut Checker, t: &TrainSpec) {
             if s.min_lr > t.optimizer.lr() {
                 c.fail(
                     "train.schedule.cosine.min_lr",
-                    format!("min_lr ({}) must not exceed the optimizer's lr ({})", s.min_lr, t.optimizer.lr()),
+                    format!(
+                        "min_lr ({}) must not exceed the optimizer's lr ({})",
+                        s.min_lr,
+                        t.optimizer.lr()
+                    ),
                 );
             }
         }
@@ -401,6 +428,10 @@ fn parallelism(c: &mut Checker, p: &ParallelismSpec) {
     }
     if let Some(pl) = &p.pipeline {
         c.at_least_one("parallelism.pipeline.stages", "stages", pl.stages);
-        c.at_least_one("parallelism.pipeline.micro_batches", "micro_batches", pl.micro_batches);
+        c.at_least_one(
+            "parallelism.pipeline.micro_batches",
+            "micro_batches",
+            pl.micro_batches,
+        );
     }
 }

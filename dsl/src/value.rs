@@ -36,7 +36,10 @@ impl Loc {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     /// Scalar text; `plain` is false for quoted and block scalars, which are always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }

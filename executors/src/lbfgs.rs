@@ -13,8 +13,14 @@ pub struct LbfgsState {
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
 }
+
+/// The function being minimised: (loss, gradient) at a point.
+pub type Objective<'a> = dyn FnMut(&[f32]) -> Result<(f32, Vec<f32>), ExecError> + 'a;
 
 /// Runs up to `cfg.max_iter` iterations from `x`; `f` returns (loss, gradient) at a point.
 /// Returns the final point, its loss and the number of iterations done.
@@ -22,7 +28,7 @@ pub fn minimize(
     cfg: &weft_dsl::Lbfgs,
     st: &mut LbfgsState,
     mut x: Vec<f32>,
-    f: &mut dyn FnMut(&[f32]) -> Result<(f32, Vec<f32>), ExecError>,
+    f: &mut Objective<'_>,
 ) -> Result<(Vec<f32>, f32, usize), ExecError> {
     let (mut loss, mut g) = f(&x)?;
     let mut iters = 0;
@@ -36,7 +42,11 @@ pub fn minimize(
         let mut alphas = Vec::with_capacity(st.s.len());
         for (s, y) in st.s.iter().zip(&st.y).rev() {
             let rho = 1.0 / dot(y, s);
-            let a = rho * s.iter().zip(&q).map(|(s, q)| f64::from(*s) * q).sum::<f64>();
+            let a = rho
+                * s.iter()
+                    .zip(&q)
+                    .map(|(s, q)| f64::from(*s) * q)
+                    .sum::<f64>();
             for (qi, yi) in q.iter_mut().zip(y) {
                 *qi -= a * f64::from(*yi);
             }
@@ -49,7 +59,11 @@ pub fn minimize(
         };
         q.iter_mut().for_each(|v| *v *= gamma);
         for ((s, y), (a, rho)) in st.s.iter().zip(&st.y).zip(alphas.into_iter().rev()) {
-            let b = rho * y.iter().zip(&q).map(|(y, q)| f64::from(*y) * q).sum::<f64>();
+            let b = rho
+                * y.iter()
+                    .zip(&q)
+                    .map(|(y, q)| f64::from(*y) * q)
+                    .sum::<f64>();
             for (qi, si) in q.iter_mut().zip(s) {
                 *qi += (a - b) * f64::from(*si);
             }
@@ -103,7 +117,13 @@ mod tests {
 
     #[test]
     fn minimises_the_rosenbrock_function() {
-        let cfg = weft_dsl::Lbfgs { lr: 1.0, max_iter: 200, history: 10, tolerance_grad: 1e-6, tolerance_change: 0.0 };
+        let cfg = weft_dsl::Lbfgs {
+            lr: 1.0,
+            max_iter: 200,
+            history: 10,
+            tolerance_grad: 1e-6,
+            tolerance_change: 0.0,
+        };
         let mut f = |x: &[f32]| -> Result<(f32, Vec<f32>), ExecError> {
             let (a, b) = (f64::from(x[0]), f64::from(x[1]));
             let loss = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
@@ -111,8 +131,12 @@ mod tests {
             let gb = 200.0 * (b - a * a);
             Ok((loss as f32, vec![ga as f32, gb as f32]))
         };
-        let (x, loss, _) = minimize(&cfg, &mut LbfgsState::default(), vec![-1.2, 1.0], &mut f).unwrap();
+        let (x, loss, _) =
+            minimize(&cfg, &mut LbfgsState::default(), vec![-1.2, 1.0], &mut f).unwrap();
         assert!(loss < 1e-4, "loss {loss} at {x:?}");
-        assert!((x[0] - 1.0).abs() < 0.02 && (x[1] - 1.0).abs() < 0.04, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 0.02 && (x[1] - 1.0).abs() < 0.04,
+            "{x:?}"
+        );
     }
 }

@@ -21,9 +21,20 @@ pub trait Executor {
     /// Human-readable device name (`cpu (2 threads)`).
     fn device_name(&self) -> String;
     /// Forward, backward and optimizer update on one batch; returns the batch's mean loss.
-    fn train_step(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>, step: u64, lr: f32) -> Result<f32, ExecError>;
+    fn train_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        lr: f32,
+    ) -> Result<f32, ExecError>;
     /// Forward and backward only (training mode); returns the loss, gradients via [`Executor::grads`].
-    fn loss_and_grads(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>, step: u64) -> Result<f32, ExecError>;
+    fn loss_and_grads(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+    ) -> Result<f32, ExecError>;
     /// Mean loss in evaluation mode (no dropout, running batch-norm statistics).
     fn eval_loss(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>) -> Result<f32, ExecError>;
     /// Predictions (class probabilities or values), one row per input row.

@@ -11,7 +11,11 @@ use weft_planner::Task;
 /// Predicted class per row: argmax of probabilities, or p ≥ 0.5 for one sigmoid column.
 pub fn predicted_classes(probs: &Array2<f32>) -> Vec<usize> {
     if probs.ncols() == 1 {
-        return probs.column(0).iter().map(|p| usize::from(*p >= 0.5)).collect();
+        return probs
+            .column(0)
+            .iter()
+            .map(|p| usize::from(*p >= 0.5))
+            .collect();
     }
     probs
         .rows()
@@ -19,7 +23,13 @@ pub fn predicted_classes(probs: &Array2<f32>) -> Vec<usize> {
         .map(|r| {
             r.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
                 .0
         })
         .collect()
@@ -35,7 +45,12 @@ fn positive_scores(probs: &Array2<f32>) -> Vec<f32> {
 }
 
 /// Every requested metric, by name. `probs` are the model's outputs for the rows of `y`.
-pub fn evaluate(metrics: &[Metric], task: &Task, probs: &Array2<f32>, y: &Array1<f32>) -> BTreeMap<String, Value> {
+pub fn evaluate(
+    metrics: &[Metric],
+    task: &Task,
+    probs: &Array2<f32>,
+    y: &Array1<f32>,
+) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     match task {
         Task::Classification { classes } => {
@@ -51,15 +66,19 @@ pub fn evaluate(metrics: &[Metric], task: &Task, probs: &Array2<f32>, y: &Array1
             let n = truth.len().max(1) as f64;
             let correct: u64 = (0..k).map(|i| cm[i][i]).sum();
             let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
-            for c in 0..k {
-                let tp = cm[c][c] as f64;
-                let predicted: f64 = (0..k).map(|t| cm[t][c] as f64).sum();
-                let actual: f64 = cm[c].iter().map(|v| *v as f64).sum();
+            for (c, row) in cm.iter().enumerate() {
+                let tp = row[c] as f64;
+                let predicted: f64 = cm.iter().map(|r| r[c] as f64).sum();
+                let actual: f64 = row.iter().map(|v| *v as f64).sum();
                 let p = if predicted > 0.0 { tp / predicted } else { 0.0 };
                 let r = if actual > 0.0 { tp / actual } else { 0.0 };
                 p_sum += p;
                 r_sum += r;
-                f_sum += if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+                f_sum += if p + r > 0.0 {
+                    2.0 * p * r / (p + r)
+                } else {
+                    0.0
+                };
             }
             let kf = k.max(1) as f64;
             for m in metrics {
@@ -79,15 +98,31 @@ pub fn evaluate(metrics: &[Metric], task: &Task, probs: &Array2<f32>, y: &Array1
             let pred: Vec<f64> = probs.column(0).iter().map(|v| f64::from(*v)).collect();
             let truth: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
             let n = truth.len().max(1) as f64;
-            let mse = pred.iter().zip(&truth).map(|(p, t)| (p - t).powi(2)).sum::<f64>() / n;
-            let mae = pred.iter().zip(&truth).map(|(p, t)| (p - t).abs()).sum::<f64>() / n;
+            let mse = pred
+                .iter()
+                .zip(&truth)
+                .map(|(p, t)| (p - t).powi(2))
+                .sum::<f64>()
+                / n;
+            let mae = pred
+                .iter()
+                .zip(&truth)
+                .map(|(p, t)| (p - t).abs())
+                .sum::<f64>()
+                / n;
             let mean = truth.iter().sum::<f64>() / n;
             let var = truth.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n;
             for m in metrics {
                 let v = match m {
                     Metric::Mse => mse,
                     Metric::Mae => mae,
-                    Metric::R2 => if var > 0.0 { 1.0 - mse / var } else { 0.0 },
+                    Metric::R2 => {
+                        if var > 0.0 {
+                            1.0 - mse / var
+                        } else {
+                            0.0
+                        }
+                    }
                     _ => continue,
                 };
                 out.insert(m.name().to_string(), json!(v));
@@ -119,7 +154,12 @@ pub fn auc(scores: &[f32], truth: &[usize]) -> f64 {
     if pos == 0.0 || neg == 0.0 {
         return f64::NAN;
     }
-    let rank_sum: f64 = truth.iter().zip(&ranks).filter(|(t, _)| **t == 1).map(|(_, r)| r).sum();
+    let rank_sum: f64 = truth
+        .iter()
+        .zip(&ranks)
+        .filter(|(t, _)| **t == 1)
+        .map(|(_, r)| r)
+        .sum();
     (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
@@ -131,15 +171,30 @@ mod tests {
     #[test]
     fn classification_metrics_match_hand_computed_values() {
         // truth: 0 0 1 1 2 ; predicted: 0 1 1 1 2
-        let probs = array![[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1], [0.0, 0.1, 0.9]];
+        let probs = array![
+            [0.9, 0.1, 0.0],
+            [0.2, 0.7, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.3, 0.6, 0.1],
+            [0.0, 0.1, 0.9]
+        ];
         let y = array![0.0, 0.0, 1.0, 1.0, 2.0];
-        let all = [Metric::Accuracy, Metric::Precision, Metric::Recall, Metric::F1, Metric::ConfusionMatrix];
+        let all = [
+            Metric::Accuracy,
+            Metric::Precision,
+            Metric::Recall,
+            Metric::F1,
+            Metric::ConfusionMatrix,
+        ];
         let m = evaluate(&all, &Task::Classification { classes: 3 }, &probs, &y);
         assert_eq!(m["accuracy"], json!(0.8));
         // precision: 1, 2/3, 1 → 0.8889; recall: 0.5, 1, 1 → 0.8333
         assert!((m["precision"].as_f64().unwrap() - 8.0 / 9.0).abs() < 1e-9);
         assert!((m["recall"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-9);
-        assert_eq!(m["confusion_matrix"], json!([[1, 1, 0], [0, 2, 0], [0, 0, 1]]));
+        assert_eq!(
+            m["confusion_matrix"],
+            json!([[1, 1, 0], [0, 2, 0], [0, 0, 1]])
+        );
     }
 
     #[test]

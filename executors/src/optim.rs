@@ -17,7 +17,13 @@ const CHUNK: usize = 16 * 1024;
 
 /// Runs `f(param, grad, m, v)` over every element, in parallel chunks for large tensors.
 /// Elementwise only (no reductions), so the result does not depend on the thread count.
-fn each(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], f: impl Fn(&mut f32, f32, &mut f32, &mut f32) + Sync) {
+fn each(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    f: impl Fn(&mut f32, f32, &mut f32, &mut f32) + Sync,
+) {
     let run = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
         for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             f(p, *g, m, v);
@@ -35,7 +41,14 @@ fn each(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], f: impl Fn(&mut 
 }
 
 /// Applies one step of `opt` to `param` with gradient `grad` scaled by `gscale` (clipping).
-pub fn update(opt: &Optimizer, lr: f32, param: &mut [f32], grad: &[f32], gscale: f32, st: &mut State) {
+pub fn update(
+    opt: &Optimizer,
+    lr: f32,
+    param: &mut [f32],
+    grad: &[f32],
+    gscale: f32,
+    st: &mut State,
+) {
     let n = param.len();
     if st.m.len() != n {
         st.m = vec![0.0; n];
@@ -50,7 +63,9 @@ pub fn update(opt: &Optimizer, lr: f32, param: &mut [f32], grad: &[f32], gscale:
         Optimizer::Sgd(s) => {
             let (mu, wd) = (s.momentum as f32, s.weight_decay as f32);
             if mu == 0.0 {
-                each(param, grad, m, v, |p, g, _, _| *p -= lr * (g * gscale + wd * *p));
+                each(param, grad, m, v, |p, g, _, _| {
+                    *p -= lr * (g * gscale + wd * *p)
+                });
             } else if s.nesterov {
                 each(param, grad, m, v, |p, g, m, _| {
                     let g = g * gscale + wd * *p;
@@ -73,7 +88,12 @@ pub fn update(opt: &Optimizer, lr: f32, param: &mut [f32], grad: &[f32], gscale:
             });
         }
         Optimizer::Rmsprop(r) => {
-            let (rho, mu, eps, wd) = (r.rho as f32, r.momentum as f32, r.epsilon as f32, r.weight_decay as f32);
+            let (rho, mu, eps, wd) = (
+                r.rho as f32,
+                r.momentum as f32,
+                r.epsilon as f32,
+                r.weight_decay as f32,
+            );
             each(param, grad, m, v, |p, g, m, v| {
                 let g = g * gscale + wd * *p;
                 *v = rho * *v + (1.0 - rho) * g * g;
@@ -91,7 +111,11 @@ pub fn update(opt: &Optimizer, lr: f32, param: &mut [f32], grad: &[f32], gscale:
             let bc2 = 1.0 - b2.powi(st.t as i32);
             let step = lr / bc1;
             let inv_bc2 = 1.0 / bc2;
-            let (l2, decay) = if decoupled { (0.0, 1.0 - lr * wd) } else { (wd, 1.0) };
+            let (l2, decay) = if decoupled {
+                (0.0, 1.0 - lr * wd)
+            } else {
+                (wd, 1.0)
+            };
             each(param, grad, m, v, |p, g, m, v| {
                 let g = g * gscale + l2 * *p;
                 *m = b1 * *m + (1.0 - b1) * g;
@@ -132,12 +156,17 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let mut t = TrainSpec::default();
-        t.warmup_steps = 10;
+        let mut t = TrainSpec {
+            warmup_steps: 10,
+            ..TrainSpec::default()
+        };
         assert!((learning_rate(&t, 0, 100, 1000) - 1e-4).abs() < 1e-9);
         assert!((learning_rate(&t, 50, 100, 1000) - 1e-3).abs() < 1e-9);
         t.warmup_steps = 0;
-        t.schedule = Schedule::Step(StepSchedule { every_epochs: 2, gamma: 0.5 });
+        t.schedule = Schedule::Step(StepSchedule {
+            every_epochs: 2,
+            gamma: 0.5,
+        });
         assert!((learning_rate(&t, 450, 100, 1000) - 2.5e-4).abs() < 1e-9);
         t.schedule = Schedule::Cosine(CosineSchedule { min_lr: 0.0 });
         assert!((learning_rate(&t, 500, 100, 1000) - 5e-4).abs() < 1e-7);

@@ -43,7 +43,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
 
 /// UTC `YYYYMMDD-HHMMSS` for run ids (civil-from-days, no time-zone database needed).
 fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -54,7 +57,12 @@ fn timestamp() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// A run's folder.
@@ -70,7 +78,11 @@ impl RunDir {
         fs::create_dir_all(&base).map_err(|e| ExecError::io(&base, e))?;
         let stamp = timestamp();
         for k in 1.. {
-            let id = if k == 1 { stamp.clone() } else { format!("{stamp}-{k}") };
+            let id = if k == 1 {
+                stamp.clone()
+            } else {
+                format!("{stamp}-{k}")
+            };
             let path = base.join(id);
             match fs::create_dir(&path) {
                 Ok(()) => return Ok(RunDir { path }),
@@ -86,7 +98,8 @@ impl RunDir {
     }
 
     pub fn write_json(&self, name: &str, value: &impl serde::Serialize) -> Result<(), ExecError> {
-        let text = serde_json::to_string_pretty(value).map_err(|e| ExecError::Internal(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(value).map_err(|e| ExecError::Internal(e.to_string()))?;
         write_atomic(&self.file(name), text.as_bytes())
     }
 
@@ -94,7 +107,9 @@ impl RunDir {
     pub fn write_metrics<T: serde::Serialize>(&self, records: &[T]) -> Result<(), ExecError> {
         let mut text = String::new();
         for r in records {
-            text.push_str(&serde_json::to_string(r).map_err(|e| ExecError::Internal(e.to_string()))?);
+            text.push_str(
+                &serde_json::to_string(r).map_err(|e| ExecError::Internal(e.to_string()))?,
+            );
             text.push('\n');
         }
         write_atomic(&self.file(METRICS_FILE), text.as_bytes())
@@ -117,7 +132,8 @@ impl RunDir {
                     .map_err(|e| ExecError::Internal(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let data = safetensors::serialize(views, None).map_err(|e| ExecError::Internal(e.to_string()))?;
+        let data =
+            safetensors::serialize(views, None).map_err(|e| ExecError::Internal(e.to_string()))?;
         write_atomic(&self.file(WEIGHTS_FILE), &data)
     }
 }
@@ -134,35 +150,63 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>, ExecError> {
     fs::read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ExecError::Model {
             path: dir.display().to_string(),
-            message: format!("no {name} here; is this a run directory (runs/<name>/<id>) of a finished run?"),
+            message: format!(
+                "no {name} here; is this a run directory (runs/<name>/<id>) of a finished run?"
+            ),
         },
         _ => ExecError::io(&path, e),
     })
 }
 
 fn bad(dir: &Path, name: &str, e: impl std::fmt::Display) -> ExecError {
-    ExecError::Model { path: dir.join(name).display().to_string(), message: e.to_string() }
+    ExecError::Model {
+        path: dir.join(name).display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Loads a saved model from a run directory.
 pub fn load_model(dir: &Path) -> Result<SavedModel, ExecError> {
-    let plan: Plan = serde_json::from_slice(&read(dir, PLAN_FILE)?).map_err(|e| bad(dir, PLAN_FILE, e))?;
+    let plan: Plan =
+        serde_json::from_slice(&read(dir, PLAN_FILE)?).map_err(|e| bad(dir, PLAN_FILE, e))?;
     if plan.version != weft_planner::PLAN_VERSION {
-        return Err(bad(dir, PLAN_FILE, format!("plan version {} is not supported (this weft reads {})", plan.version, weft_planner::PLAN_VERSION)));
+        return Err(bad(
+            dir,
+            PLAN_FILE,
+            format!(
+                "plan version {} is not supported (this weft reads {})",
+                plan.version,
+                weft_planner::PLAN_VERSION
+            ),
+        ));
     }
-    let pipeline: Pipeline = serde_json::from_slice(&read(dir, PREPROCESS_FILE)?).map_err(|e| bad(dir, PREPROCESS_FILE, e))?;
+    let pipeline: Pipeline = serde_json::from_slice(&read(dir, PREPROCESS_FILE)?)
+        .map_err(|e| bad(dir, PREPROCESS_FILE, e))?;
     let bytes = read(dir, WEIGHTS_FILE)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(dir, WEIGHTS_FILE, e))?;
     let mut tensors = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
-            return Err(bad(dir, WEIGHTS_FILE, format!("tensor `{name}` is not a 2-D f32 tensor")));
+            return Err(bad(
+                dir,
+                WEIGHTS_FILE,
+                format!("tensor `{name}` is not a 2-D f32 tensor"),
+            ));
         }
-        let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let a = Array2::from_shape_vec((view.shape()[0], view.shape()[1]), data).map_err(|e| bad(dir, WEIGHTS_FILE, e))?;
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let a = Array2::from_shape_vec((view.shape()[0], view.shape()[1]), data)
+            .map_err(|e| bad(dir, WEIGHTS_FILE, e))?;
         tensors.push((name, a));
     }
-    Ok(SavedModel { plan, pipeline, tensors })
+    Ok(SavedModel {
+        plan,
+        pipeline,
+        tensors,
+    })
 }
 
 impl SavedModel {
@@ -176,7 +220,10 @@ impl SavedModel {
                     .iter()
                     .find(|(n, _)| *n == p.name)
                     .map(|(_, a)| a.clone())
-                    .ok_or_else(|| ExecError::Model { path: WEIGHTS_FILE.into(), message: format!("parameter `{}` is missing", p.name) })
+                    .ok_or_else(|| ExecError::Model {
+                        path: WEIGHTS_FILE.into(),
+                        message: format!("parameter `{}` is missing", p.name),
+                    })
             })
             .collect()
     }

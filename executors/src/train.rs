@@ -70,14 +70,21 @@ pub fn mean_loss(exec: &mut dyn Executor, d: &Dataset, chunk: usize) -> Result<f
     let mut total = 0.0f64;
     for start in (0..d.len()).step_by(chunk.max(1)) {
         let end = (start + chunk).min(d.len());
-        let l = exec.eval_loss(d.x.slice(ndarray::s![start..end, ..]), d.y.slice(ndarray::s![start..end]))?;
+        let l = exec.eval_loss(
+            d.x.slice(ndarray::s![start..end, ..]),
+            d.y.slice(ndarray::s![start..end]),
+        )?;
         total += f64::from(l) * (end - start) as f64;
     }
     Ok((total / d.len().max(1) as f64) as f32)
 }
 
 /// Predictions for a whole data set, in chunks.
-pub fn predict_all(exec: &mut dyn Executor, x: &Array2<f32>, chunk: usize) -> Result<Array2<f32>, ExecError> {
+pub fn predict_all(
+    exec: &mut dyn Executor,
+    x: &Array2<f32>,
+    chunk: usize,
+) -> Result<Array2<f32>, ExecError> {
     let mut parts = Vec::new();
     for start in (0..x.nrows()).step_by(chunk.max(1)) {
         let end = (start + chunk).min(x.nrows());
@@ -157,12 +164,16 @@ pub fn fit(
             ((sum / n as f64) as f32, lr)
         };
         if !train_loss.is_finite() {
-            return Err(ExecError::Diverged { epoch, step, loss: train_loss });
+            return Err(ExecError::Diverged {
+                epoch,
+                step,
+                loss: train_loss,
+            });
         }
         let seconds = started.elapsed().as_secs_f64();
         train_seconds += seconds;
         let validation_loss = match validation {
-            Some(v) if v.len() > 0 => Some(mean_loss(exec, v, 4096)?),
+            Some(v) if !v.is_empty() => Some(mean_loss(exec, v, 4096)?),
             _ => None,
         };
         let record = EpochRecord {
@@ -171,14 +182,20 @@ pub fn fit(
             validation_loss,
             lr,
             seconds,
-            samples_per_sec: if matches!(t.optimizer, Optimizer::Lbfgs(_)) { f64::NAN } else { n as f64 / seconds.max(1e-9) },
+            samples_per_sec: if matches!(t.optimizer, Optimizer::Lbfgs(_)) {
+                f64::NAN
+            } else {
+                n as f64 / seconds.max(1e-9)
+            },
         };
         progress.epoch_end(&record)?;
         history.push(record);
 
         if let Some(target) = t.stop.target_loss {
             if f64::from(train_loss) <= target {
-                stopped_early = Some(format!("train loss {train_loss:.4} reached the target {target} at epoch {epoch}"));
+                stopped_early = Some(format!(
+                    "train loss {train_loss:.4} reached the target {target} at epoch {epoch}"
+                ));
                 break;
             }
         }
@@ -190,7 +207,11 @@ pub fn fit(
             } else {
                 since_best += 1;
                 if since_best >= patience {
-                    let what = if validation_loss.is_some() { "validation" } else { "train" };
+                    let what = if validation_loss.is_some() {
+                        "validation"
+                    } else {
+                        "train"
+                    };
                     stopped_early = Some(format!("{what} loss did not improve for {patience} epochs (best {best:.4}); stopped at epoch {epoch}"));
                     break;
                 }
@@ -208,7 +229,10 @@ pub fn fit(
 }
 
 fn get_flat(exec: &dyn Executor) -> Vec<f32> {
-    exec.params().iter().flat_map(|p| p.iter().copied().collect::<Vec<_>>()).collect()
+    exec.params()
+        .iter()
+        .flat_map(|p| p.iter().copied().collect::<Vec<_>>())
+        .collect()
 }
 
 fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> {
@@ -227,16 +251,29 @@ fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> {
 }
 
 /// Mean loss and gradient over the whole data set (chunked, weighted by chunk size).
-fn full_batch(exec: &mut dyn Executor, d: &Dataset, chunk: usize, step: u64) -> Result<(f32, Vec<f32>), ExecError> {
+fn full_batch(
+    exec: &mut dyn Executor,
+    d: &Dataset,
+    chunk: usize,
+    step: u64,
+) -> Result<(f32, Vec<f32>), ExecError> {
     let n = d.len();
     let mut loss = 0.0f64;
     let mut grad: Vec<f64> = Vec::new();
     for start in (0..n).step_by(chunk) {
         let end = (start + chunk).min(n);
         let w = (end - start) as f64 / n as f64;
-        let l = exec.loss_and_grads(d.x.slice(ndarray::s![start..end, ..]), d.y.slice(ndarray::s![start..end]), step)?;
+        let l = exec.loss_and_grads(
+            d.x.slice(ndarray::s![start..end, ..]),
+            d.y.slice(ndarray::s![start..end]),
+            step,
+        )?;
         loss += f64::from(l) * w;
-        let g: Vec<f32> = exec.grads().iter().flat_map(|g| g.iter().copied().collect::<Vec<_>>()).collect();
+        let g: Vec<f32> = exec
+            .grads()
+            .iter()
+            .flat_map(|g| g.iter().copied().collect::<Vec<_>>())
+            .collect();
         if grad.is_empty() {
             grad = vec![0.0; g.len()];
         }

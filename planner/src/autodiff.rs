@@ -36,7 +36,10 @@ pub fn backward(
         }
         let node = g.g[n].clone();
         let ins = g.inputs(n);
-        let names: Vec<String> = ins.iter().map(|i| format!("{}.grad", g.g[*i].name)).collect();
+        let names: Vec<String> = ins
+            .iter()
+            .map(|i| format!("{}.grad", g.g[*i].name))
+            .collect();
         let name = |i: usize| names[i].clone();
         let give = |c: &mut BTreeMap<NodeIndex, Vec<NodeIndex>>, to: NodeIndex, grad: NodeIndex| {
             c.entry(to).or_default().push(grad)
@@ -59,13 +62,34 @@ pub fn backward(
                 // Leaves: a parameter's summed gradient is put back for the caller.
                 contributions.insert(n, vec![dy]);
             }
-            Op::MatMul { ta: false, tb: false } => {
+            Op::MatMul {
+                ta: false,
+                tb: false,
+            } => {
                 if needs(0) {
-                    let d = g.add(&name(0), Op::MatMul { ta: false, tb: true }, &[dy, ins[1]], bwd, None)?;
+                    let d = g.add(
+                        &name(0),
+                        Op::MatMul {
+                            ta: false,
+                            tb: true,
+                        },
+                        &[dy, ins[1]],
+                        bwd,
+                        None,
+                    )?;
                     give(&mut contributions, ins[0], d);
                 }
                 if needs(1) {
-                    let d = g.add(&name(1), Op::MatMul { ta: true, tb: false }, &[ins[0], dy], bwd, None)?;
+                    let d = g.add(
+                        &name(1),
+                        Op::MatMul {
+                            ta: true,
+                            tb: false,
+                        },
+                        &[ins[0], dy],
+                        bwd,
+                        None,
+                    )?;
                     give(&mut contributions, ins[1], d);
                 }
             }
@@ -83,16 +107,33 @@ pub fn backward(
                 give(&mut contributions, ins[0], d);
             }
             Op::Dropout { rate, stream } => {
-                let d = g.add(&name(0), Op::DropoutGrad { rate: *rate, stream: *stream }, &[dy], bwd, None)?;
+                let d = g.add(
+                    &name(0),
+                    Op::DropoutGrad {
+                        rate: *rate,
+                        stream: *stream,
+                    },
+                    &[dy],
+                    bwd,
+                    None,
+                )?;
                 give(&mut contributions, ins[0], d);
             }
             Op::Norm { axis, eps, .. } => {
                 if needs(0) {
-                    let op = Op::NormGrad { axis: *axis, eps: *eps, part: NormPart::Input };
+                    let op = Op::NormGrad {
+                        axis: *axis,
+                        eps: *eps,
+                        part: NormPart::Input,
+                    };
                     let d = g.add(&name(0), op, &[ins[0], ins[1], dy], bwd, None)?;
                     give(&mut contributions, ins[0], d);
                 }
-                let op = Op::NormGrad { axis: *axis, eps: *eps, part: NormPart::Gamma };
+                let op = Op::NormGrad {
+                    axis: *axis,
+                    eps: *eps,
+                    part: NormPart::Gamma,
+                };
                 let dgamma = g.add(&name(1), op, &[ins[0], ins[1], dy], bwd, None)?;
                 give(&mut contributions, ins[1], dgamma);
                 let dbeta = g.add(&name(2), Op::SumRows, &[dy], bwd, None)?;
@@ -110,7 +151,16 @@ pub fn backward(
                 for (i, input) in ins.iter().enumerate() {
                     let w = g.g[*input].shape.cols;
                     if needs(i) {
-                        let d = g.add(&name(i), Op::Slice { start, end: start + w }, &[dy], bwd, None)?;
+                        let d = g.add(
+                            &name(i),
+                            Op::Slice {
+                                start,
+                                end: start + w,
+                            },
+                            &[dy],
+                            bwd,
+                            None,
+                        )?;
                         give(&mut contributions, *input, d);
                     }
                     start += w;
@@ -146,7 +196,11 @@ pub fn backward(
 }
 
 /// The sum of a node's gradient contributions (an `Add` node when there are several).
-fn sum(g: &mut Graph, n: NodeIndex, parts: Option<Vec<NodeIndex>>) -> Result<Option<NodeIndex>, PlanError> {
+fn sum(
+    g: &mut Graph,
+    n: NodeIndex,
+    parts: Option<Vec<NodeIndex>>,
+) -> Result<Option<NodeIndex>, PlanError> {
     match parts.as_deref() {
         None | Some([]) => Ok(None),
         Some([one]) => Ok(Some(*one)),

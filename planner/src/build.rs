@@ -58,7 +58,14 @@ impl Builder<'_> {
         self.streams
     }
 
-    fn param(&mut self, name: &str, shape: Shape, init: Init, fill: f32, origin: &str) -> NodeIndex {
+    fn param(
+        &mut self,
+        name: &str,
+        shape: Shape,
+        init: Init,
+        fill: f32,
+        origin: &str,
+    ) -> NodeIndex {
         let stream = self.stream();
         let fan_in = match shape.rows {
             crate::op::Rows::Fixed(r) => r,
@@ -71,12 +78,20 @@ impl Builder<'_> {
             fill,
             stream,
         };
-        let n = self.g.leaf(name, Op::Param { init: p }, shape, Some(origin));
+        let n = self
+            .g
+            .leaf(name, Op::Param { init: p }, shape, Some(origin));
         self.params.push(n);
         n
     }
 
-    fn layer(&mut self, name: &str, layer: &Layer, x: NodeIndex, path: &str) -> Result<NodeIndex, PlanError> {
+    fn layer(
+        &mut self,
+        name: &str,
+        layer: &Layer,
+        x: NodeIndex,
+        path: &str,
+    ) -> Result<NodeIndex, PlanError> {
         let width = self.g.g[x].shape.cols;
         let fwd = Phase::Forward;
         Ok(match layer {
@@ -90,20 +105,62 @@ impl Builder<'_> {
                     | Activation::Swish => Init::HeUniform,
                     _ => Init::GlorotUniform,
                 });
-                let w = self.param(&format!("{name}.weight"), Shape::fixed(width, d.units), init, 0.0, &origin);
-                let mut h = self.g.add(&format!("{name}.matmul"), Op::MatMul { ta: false, tb: false }, &[x, w], fwd, Some(&origin))?;
+                let w = self.param(
+                    &format!("{name}.weight"),
+                    Shape::fixed(width, d.units),
+                    init,
+                    0.0,
+                    &origin,
+                );
+                let mut h = self.g.add(
+                    &format!("{name}.matmul"),
+                    Op::MatMul {
+                        ta: false,
+                        tb: false,
+                    },
+                    &[x, w],
+                    fwd,
+                    Some(&origin),
+                )?;
                 if d.use_bias {
-                    let b = self.param(&format!("{name}.bias"), Shape::fixed(1, d.units), Init::Zeros, 0.0, &origin);
-                    h = self.g.add(&format!("{name}.bias_add"), Op::BiasAdd, &[h, b], fwd, Some(&origin))?;
+                    let b = self.param(
+                        &format!("{name}.bias"),
+                        Shape::fixed(1, d.units),
+                        Init::Zeros,
+                        0.0,
+                        &origin,
+                    );
+                    h = self.g.add(
+                        &format!("{name}.bias_add"),
+                        Op::BiasAdd,
+                        &[h, b],
+                        fwd,
+                        Some(&origin),
+                    )?;
                 }
                 if d.activation != Activation::Linear {
-                    h = self.g.add(&format!("{name}.{}", d.activation.name()), Op::Act(d.activation), &[h], fwd, Some(&origin))?;
+                    h = self.g.add(
+                        &format!("{name}.{}", d.activation.name()),
+                        Op::Act(d.activation),
+                        &[h],
+                        fwd,
+                        Some(&origin),
+                    )?;
                 }
                 h
             }
             Layer::Dropout(d) => {
                 let stream = self.stream();
-                self.g.add(name, Op::Dropout { rate: d.rate as f32, stream }, &[x], fwd, Some(&format!("{path}.dropout")))?
+                self.g.add(
+                    name,
+                    Op::Dropout {
+                        rate: d.rate as f32,
+                        stream,
+                    },
+                    &[x],
+                    fwd,
+                    Some(&format!("{path}.dropout")),
+                )?
             }
             Layer::BatchNorm(n) | Layer::LayerNorm(n) => {
                 let (axis, key) = match layer {
@@ -111,18 +168,44 @@ impl Builder<'_> {
                     _ => (NormAxis::Layer, "layer_norm"),
                 };
                 let origin = format!("{path}.{key}");
-                let gamma = self.param(&format!("{name}.gamma"), Shape::fixed(1, width), Init::Zeros, 1.0, &origin);
-                let beta = self.param(&format!("{name}.beta"), Shape::fixed(1, width), Init::Zeros, 0.0, &origin);
-                let op = Op::Norm { axis, eps: n.epsilon as f32, momentum: n.momentum as f32 };
-                self.g.add(name, op, &[x, gamma, beta], fwd, Some(&origin))?
+                let gamma = self.param(
+                    &format!("{name}.gamma"),
+                    Shape::fixed(1, width),
+                    Init::Zeros,
+                    1.0,
+                    &origin,
+                );
+                let beta = self.param(
+                    &format!("{name}.beta"),
+                    Shape::fixed(1, width),
+                    Init::Zeros,
+                    0.0,
+                    &origin,
+                );
+                let op = Op::Norm {
+                    axis,
+                    eps: n.epsilon as f32,
+                    momentum: n.momentum as f32,
+                };
+                self.g
+                    .add(name, op, &[x, gamma, beta], fwd, Some(&origin))?
             }
-            Layer::Activation(a) => {
-                self.g.add(name, Op::Act(*a), &[x], fwd, Some(&format!("{path}.activation")))?
-            }
+            Layer::Activation(a) => self.g.add(
+                name,
+                Op::Act(*a),
+                &[x],
+                fwd,
+                Some(&format!("{path}.activation")),
+            )?,
         })
     }
 
-    fn input(&mut self, name: &str, source: &InputSource, path: &str) -> Result<NodeIndex, PlanError> {
+    fn input(
+        &mut self,
+        name: &str,
+        source: &InputSource,
+        path: &str,
+    ) -> Result<NodeIndex, PlanError> {
         let all = &self.data.features;
         let columns: Vec<usize> = match source {
             InputSource::All(_) => (0..all.len()).collect(),
@@ -142,7 +225,9 @@ impl Builder<'_> {
             }
         };
         let width = columns.len();
-        Ok(self.g.leaf(name, Op::Input { columns }, Shape::batch(width), Some(path)))
+        Ok(self
+            .g
+            .leaf(name, Op::Input { columns }, Shape::batch(width), Some(path)))
     }
 
     fn graph_node(
@@ -170,8 +255,11 @@ impl Builder<'_> {
                 // Said here in the spec's names (the op would name internal graph nodes).
                 let widths: Vec<usize> = ins.iter().map(|i| self.g.g[*i].shape.cols).collect();
                 if widths.iter().any(|w| *w != widths[0]) {
-                    let listed: Vec<String> =
-                        refs.iter().zip(&widths).map(|(r, w)| format!("`{r}` has {w}")).collect();
+                    let listed: Vec<String> = refs
+                        .iter()
+                        .zip(&widths)
+                        .map(|(r, w)| format!("`{r}` has {w}"))
+                        .collect();
                     return Err(PlanError::spec(
                         origin,
                         format!(
@@ -180,11 +268,16 @@ impl Builder<'_> {
                         ),
                     ));
                 }
-                self.g.add(name, Op::Add, &ins, Phase::Forward, Some(&origin))?
+                self.g
+                    .add(name, Op::Add, &ins, Phase::Forward, Some(&origin))?
             }
-            GraphNode::Merge(Merge::Concat(_)) => {
-                self.g.add(name, Op::Concat, &ins, Phase::Forward, Some(&format!("{path}.concat")))?
-            }
+            GraphNode::Merge(Merge::Concat(_)) => self.g.add(
+                name,
+                Op::Concat,
+                &ins,
+                Phase::Forward,
+                Some(&format!("{path}.concat")),
+            )?,
         };
         done.insert(name.to_string(), n);
         Ok(n)
@@ -193,13 +286,23 @@ impl Builder<'_> {
 
 /// Builds the forward graph: inputs, layers, loss, and the prediction output.
 pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
-    let mut b = Builder { g: Graph::default(), params: Vec::new(), streams: 0, data };
+    let mut b = Builder {
+        g: Graph::default(),
+        params: Vec::new(),
+        streams: 0,
+        data,
+    };
     let (inputs, out) = match &spec.model {
         ModelSpec::Sequential(layers) => {
             let x = b.input("x", &InputSource::All("features".into()), "data.features")?;
             let mut h = x;
             for (i, layer) in layers.iter().enumerate() {
-                h = b.layer(&format!("{}_{i}", layer.kind()), layer, h, &format!("model[{i}]"))?;
+                h = b.layer(
+                    &format!("{}_{i}", layer.kind()),
+                    layer,
+                    h,
+                    &format!("model[{i}]"),
+                )?;
             }
             (vec![x], h)
         }
@@ -219,9 +322,17 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
         Task::Classification { .. } => 1,
         Task::Regression { targets } => targets,
     };
-    let target = b.g.leaf("target", Op::Target, Shape::batch(target_cols), None);
+    let target =
+        b.g.leaf("target", Op::Target, Shape::batch(target_cols), None);
     let (loss, output) = attach_loss(&mut b.g, spec.train.loss, &data.task, out, target)?;
-    Ok(Forward { graph: b.g, inputs, target, loss, output, params: b.params })
+    Ok(Forward {
+        graph: b.g,
+        inputs,
+        target,
+        loss,
+        output,
+        params: b.params,
+    })
 }
 
 /// Fuses the final softmax/sigmoid into the loss and checks the output width against the data.
@@ -237,8 +348,16 @@ fn attach_loss(
         _ => (Activation::Linear, out),
     };
     let origin = g.g[out].origin.clone().unwrap_or_else(|| "model".into());
-    let act_path = if origin.ends_with(".activation") { origin.clone() } else { format!("{origin}.activation") };
-    let units_path = if origin.ends_with(".dense") { format!("{origin}.units") } else { origin.clone() };
+    let act_path = if origin.ends_with(".activation") {
+        origin.clone()
+    } else {
+        format!("{origin}.activation")
+    };
+    let units_path = if origin.ends_with(".dense") {
+        format!("{origin}.units")
+    } else {
+        origin.clone()
+    };
     let width = g.g[out].shape.cols;
     let fwd = Phase::Forward;
     let want = |what: &str, n: usize| -> Result<(), PlanError> {
@@ -257,10 +376,19 @@ fn attach_loss(
             if !matches!(final_act, Activation::Softmax | Activation::Linear) {
                 return Err(PlanError::spec(
                     act_path,
-                    format!("cross_entropy needs a softmax (or linear) output, found {}", final_act.name()),
+                    format!(
+                        "cross_entropy needs a softmax (or linear) output, found {}",
+                        final_act.name()
+                    ),
                 ));
             }
-            let l = g.add("loss", Op::Loss(LossKind::SoftmaxCrossEntropy), &[logits, target], fwd, None)?;
+            let l = g.add(
+                "loss",
+                Op::Loss(LossKind::SoftmaxCrossEntropy),
+                &[logits, target],
+                fwd,
+                None,
+            )?;
             let probs = if final_act == Activation::Softmax {
                 out
             } else {
@@ -275,14 +403,26 @@ fn attach_loss(
                     format!("binary_cross_entropy needs 2 classes, the data has {classes}; use cross_entropy"),
                 ));
             }
-            want("binary_cross_entropy needs 1 (the probability of class 1)", 1)?;
+            want(
+                "binary_cross_entropy needs 1 (the probability of class 1)",
+                1,
+            )?;
             if !matches!(final_act, Activation::Sigmoid | Activation::Linear) {
                 return Err(PlanError::spec(
                     act_path,
-                    format!("binary_cross_entropy needs a sigmoid (or linear) output, found {}", final_act.name()),
+                    format!(
+                        "binary_cross_entropy needs a sigmoid (or linear) output, found {}",
+                        final_act.name()
+                    ),
                 ));
             }
-            let l = g.add("loss", Op::Loss(LossKind::SigmoidBinaryCrossEntropy), &[logits, target], fwd, None)?;
+            let l = g.add(
+                "loss",
+                Op::Loss(LossKind::SigmoidBinaryCrossEntropy),
+                &[logits, target],
+                fwd,
+                None,
+            )?;
             let probs = if final_act == Activation::Sigmoid {
                 out
             } else {
@@ -291,13 +431,31 @@ fn attach_loss(
             Ok((l, probs))
         }
         (Loss::Mse, Task::Classification { classes }) => {
-            want(&format!("the data has {classes} classes (mse compares with one-hot labels)"), *classes)?;
-            let l = g.add("loss", Op::Loss(LossKind::Mse { one_hot: true }), &[out, target], fwd, None)?;
+            want(
+                &format!("the data has {classes} classes (mse compares with one-hot labels)"),
+                *classes,
+            )?;
+            let l = g.add(
+                "loss",
+                Op::Loss(LossKind::Mse { one_hot: true }),
+                &[out, target],
+                fwd,
+                None,
+            )?;
             Ok((l, out))
         }
         (Loss::Mse, Task::Regression { targets }) => {
-            want(&format!("the data has {targets} target column(s)"), *targets)?;
-            let l = g.add("loss", Op::Loss(LossKind::Mse { one_hot: false }), &[out, target], fwd, None)?;
+            want(
+                &format!("the data has {targets} target column(s)"),
+                *targets,
+            )?;
+            let l = g.add(
+                "loss",
+                Op::Loss(LossKind::Mse { one_hot: false }),
+                &[out, target],
+                fwd,
+                None,
+            )?;
             Ok((l, out))
         }
         (_, Task::Regression { .. }) => Err(PlanError::spec(

@@ -53,7 +53,11 @@ pub struct Cost {
 impl Cost {
     pub fn of(nodes: &[PlanNode], params: &[ParamRef], s: &Schedules, batch: usize) -> Cost {
         let sum = |ids: &[usize]| ids.iter().map(|i| nodes[*i].flops).sum::<u64>();
-        let per_row = if batch > 0 { sum(&s.predict) / batch as u64 } else { 0 };
+        let per_row = if batch > 0 {
+            sum(&s.predict) / batch as u64
+        } else {
+            0
+        };
         let n_params: usize = params.iter().map(|p| p.shape.numel(1)).sum();
         let activation_bytes = s
             .train

@@ -11,7 +11,11 @@ fn detail(plan: &Plan, id: usize) -> String {
     let n = &plan.nodes[id];
     let mut parts = vec![format!("name={}", n.name)];
     if !n.inputs.is_empty() {
-        let ins: Vec<&str> = n.inputs.iter().map(|i| plan.nodes[*i].name.as_str()).collect();
+        let ins: Vec<&str> = n
+            .inputs
+            .iter()
+            .map(|i| plan.nodes[*i].name.as_str())
+            .collect();
         parts.push(format!("in=[{}]", ins.join(", ")));
     }
     parts.push(format!("shape={}", n.shape));
@@ -20,7 +24,9 @@ fn detail(plan: &Plan, id: usize) -> String {
             parts.push(format!("params={}", n.shape.numel(1)));
             parts.push(format!("init={}", init_name(init.init, init.fill)));
         }
-        Op::Dropout { rate, .. } | Op::DropoutGrad { rate, .. } => parts.push(format!("rate={rate}")),
+        Op::Dropout { rate, .. } | Op::DropoutGrad { rate, .. } => {
+            parts.push(format!("rate={rate}"))
+        }
         Op::Norm { eps, .. } => parts.push(format!("eps={eps}")),
         Op::Input { columns } => parts.push(format!("columns={}", columns.len())),
         _ => {}
@@ -61,7 +67,11 @@ pub fn text(plan: &Plan) -> String {
         c.batch_size
     );
     for stage in &plan.workflow {
-        let details: Vec<String> = stage.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let details: Vec<String> = stage
+            .details
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(out, "  {}: {}", stage.kind, details.join(", "));
         if stage.kind == "Train" {
             for (phase, label) in [
@@ -80,9 +90,18 @@ pub fn text(plan: &Plan) -> String {
                     .filter(|i| plan.schedules.train.contains(i))
                     .map(|i| plan.nodes[*i].flops)
                     .sum();
-                let _ = writeln!(out, "    {label}: nodes={}, flops={}", ids.len(), human(flops));
+                let _ = writeln!(
+                    out,
+                    "    {label}: nodes={}, flops={}",
+                    ids.len(),
+                    human(flops)
+                );
                 for id in ids {
-                    let dead = if plan.schedules.train.contains(&id) { "" } else { " (predict only)" };
+                    let dead = if plan.schedules.train.contains(&id) {
+                        ""
+                    } else {
+                        " (predict only)"
+                    };
                     let _ = writeln!(out, "      {}{dead}", detail(plan, id));
                 }
             }
@@ -95,7 +114,10 @@ pub fn text(plan: &Plan) -> String {
 pub fn dot(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", plan.name);
-    let _ = writeln!(out, "  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];");
+    let _ = writeln!(
+        out,
+        "  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];"
+    );
     for (phase, label, color) in [
         (Phase::Forward, "forward", "#dbeafe"),
         (Phase::Backward, "backward", "#fee2e2"),
@@ -116,7 +138,11 @@ pub fn dot(plan: &Plan) -> String {
     }
     for n in &plan.nodes {
         for i in &n.inputs {
-            let _ = writeln!(out, "  n{i} -> n{} [label=\"{}\"];", n.id, plan.nodes[*i].shape);
+            let _ = writeln!(
+                out,
+                "  n{i} -> n{} [label=\"{}\"];",
+                n.id, plan.nodes[*i].shape
+            );
         }
     }
     let _ = writeln!(out, "}}");

@@ -83,7 +83,7 @@ impl Graph {
     /// A deterministic topological order (smallest index first among ready nodes).
     /// A cycle is an error, never a hang or a panic.
     pub fn topo_order(&self) -> Result<Vec<NodeIndex>, PlanError> {
-        let mut indegree: Vec<usize> = vec![0; (&self.g).node_bound()];
+        let mut indegree: Vec<usize> = vec![0; self.g.node_bound()];
         for e in (&self.g).edge_references() {
             indegree[e.target().index()] += 1;
         }
@@ -122,7 +122,7 @@ impl Graph {
 
     /// All ancestors of `roots` (inclusive), in topological order: dead-code elimination.
     pub fn needed(&self, roots: &[NodeIndex]) -> Result<Vec<NodeIndex>, PlanError> {
-        let mut keep = vec![false; (&self.g).node_bound()];
+        let mut keep = vec![false; self.g.node_bound()];
         let mut stack: Vec<NodeIndex> = roots.to_vec();
         while let Some(n) = stack.pop() {
             if !keep[n.index()] {
@@ -159,7 +159,11 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
         if inputs.len() == n {
             Ok(())
         } else {
-            Err(format!("{} takes {n} inputs, got {}", op.name(), inputs.len()))
+            Err(format!(
+                "{} takes {n} inputs, got {}",
+                op.name(),
+                inputs.len()
+            ))
         }
     };
     let s = |i: usize| inputs[i].1;

@@ -86,20 +86,34 @@ pub enum NormAxis {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// Feature columns (indices into the prepared feature matrix).
-    Input { columns: Vec<usize> },
+    Input {
+        columns: Vec<usize>,
+    },
     /// Labels: class indices or regression targets.
     Target,
     /// A trainable tensor and how it starts.
-    Param { init: ParamInit },
+    Param {
+        init: ParamInit,
+    },
     /// `a @ b`, with either operand read transposed (no copy).
-    MatMul { ta: bool, tb: bool },
+    MatMul {
+        ta: bool,
+        tb: bool,
+    },
     /// `x + bias` broadcast over rows.
     BiasAdd,
     Act(Activation),
     /// Zeroes each element with probability `rate` (counter-based mask from `stream`).
-    Dropout { rate: f32, stream: u64 },
+    Dropout {
+        rate: f32,
+        stream: u64,
+    },
     /// Normalise `x`, then `gamma * x̂ + beta` (inputs x, gamma, beta).
-    Norm { axis: NormAxis, eps: f32, momentum: f32 },
+    Norm {
+        axis: NormAxis,
+        eps: f32,
+        momentum: f32,
+    },
     /// Elementwise sum of same-shaped inputs.
     Add,
     /// Columns side by side.
@@ -111,13 +125,23 @@ pub enum Op {
     /// dL/dx of an activation (inputs x, y, dy).
     ActGrad(Activation),
     /// The same mask as the forward dropout, applied to dy.
-    DropoutGrad { rate: f32, stream: u64 },
+    DropoutGrad {
+        rate: f32,
+        stream: u64,
+    },
     /// Sum over rows → [1, cols] (bias and beta gradients).
     SumRows,
     /// Gradient of a normalisation (inputs x, gamma, dy).
-    NormGrad { axis: NormAxis, eps: f32, part: NormPart },
+    NormGrad {
+        axis: NormAxis,
+        eps: f32,
+        part: NormPart,
+    },
     /// Columns `start..end` of the input.
-    Slice { start: usize, end: usize },
+    Slice {
+        start: usize,
+        end: usize,
+    },
     /// dL/d(logits or predictions) of the loss (inputs as the loss).
     LossGrad(LossKind),
 
@@ -125,7 +149,9 @@ pub enum Op {
     /// Global L2 norm of all gradients (inputs: every gradient) → [1,1].
     GradNorm,
     /// Optimizer step on one parameter in place (inputs param, grad [, grad norm]).
-    Update { param: String },
+    Update {
+        param: String,
+    },
     /// One full-batch L-BFGS iteration over all parameters (inputs: params then grads).
     LbfgsStep,
 }
@@ -166,10 +192,14 @@ impl Op {
             Op::DropoutGrad { .. } => "DropoutGrad".into(),
             Op::SumRows => "SumRows".into(),
             Op::NormGrad { axis, part, .. } => {
-                format!("{}Grad({})", norm_name(*axis), match part {
-                    NormPart::Input => "x",
-                    NormPart::Gamma => "gamma",
-                })
+                format!(
+                    "{}Grad({})",
+                    norm_name(*axis),
+                    match part {
+                        NormPart::Input => "x",
+                        NormPart::Gamma => "gamma",
+                    }
+                )
             }
             Op::Slice { start, end } => format!("Slice({start}..{end})"),
             Op::LossGrad(k) => format!("LossGrad({})", loss_name(*k)),

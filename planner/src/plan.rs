@@ -79,7 +79,8 @@ impl Plan {
         let ends = updates(&mut g, &spec.train, &fwd.params, &grads)?;
 
         let order = g.topo_order()?;
-        let id: HashMap<NodeIndex, usize> = order.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let id: HashMap<NodeIndex, usize> =
+            order.iter().enumerate().map(|(i, n)| (*n, i)).collect();
         let ids = |v: Vec<NodeIndex>| v.into_iter().map(|n| id[&n]).collect::<Vec<_>>();
         let batch = spec.train.batch_size;
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -89,7 +90,11 @@ impl Plan {
                 let node = &g.g[n];
                 let count = seen.entry(node.name.clone()).or_insert(0);
                 *count += 1;
-                let name = if *count == 1 { node.name.clone() } else { format!("{}#{count}", node.name) };
+                let name = if *count == 1 {
+                    node.name.clone()
+                } else {
+                    format!("{}#{count}", node.name)
+                };
                 let inputs = g.inputs(n);
                 let in_shapes: Vec<Shape> = inputs.iter().map(|i| g.g[*i].shape).collect();
                 PlanNode {
@@ -154,11 +159,18 @@ fn updates(
 ) -> Result<Vec<NodeIndex>, PlanError> {
     let all_grads: Vec<NodeIndex> = params.iter().map(|p| grads[p]).collect();
     if let Optimizer::Lbfgs(_) = train.optimizer {
-        let inputs: Vec<NodeIndex> = params.iter().copied().chain(all_grads.iter().copied()).collect();
+        let inputs: Vec<NodeIndex> = params
+            .iter()
+            .copied()
+            .chain(all_grads.iter().copied())
+            .collect();
         // The L-BFGS loop evaluates loss and gradients itself; the step node shows it in plans.
         g.add("lbfgs", Op::LbfgsStep, &inputs, Phase::Update, None)?;
         let mut ends = all_grads;
-        ends.extend(g.g.node_indices().filter(|n| matches!(g.g[*n].op, Op::Loss(_))));
+        ends.extend(
+            g.g.node_indices()
+                .filter(|n| matches!(g.g[*n].op, Op::Loss(_))),
+        );
         return Ok(ends);
     }
     let norm = match train.clip_grad_norm {
@@ -170,10 +182,19 @@ fn updates(
         let name = g.g[*p].name.clone();
         let mut inputs = vec![*p, grads[p]];
         inputs.extend(norm);
-        ends.push(g.add(&format!("{name}.update"), Op::Update { param: name }, &inputs, Phase::Update, None)?);
+        ends.push(g.add(
+            &format!("{name}.update"),
+            Op::Update { param: name },
+            &inputs,
+            Phase::Update,
+            None,
+        )?);
     }
     // The loss is computed in the step too (it is what the progress bar shows).
-    ends.extend(g.g.node_indices().filter(|n| matches!(g.g[*n].op, Op::Loss(_))));
+    ends.extend(
+        g.g.node_indices()
+            .filter(|n| matches!(g.g[*n].op, Op::Loss(_))),
+    );
     Ok(ends)
 }
 
@@ -182,7 +203,10 @@ fn check_metrics(spec: &Spec, task: &Task) -> Result<(), PlanError> {
         let path = format!("evaluate[{i}]");
         match (m, task) {
             (Metric::Auc, Task::Classification { classes }) if *classes != 2 => {
-                return Err(PlanError::spec(path, format!("auc needs a binary problem; the data has {classes} classes")));
+                return Err(PlanError::spec(
+                    path,
+                    format!("auc needs a binary problem; the data has {classes} classes"),
+                ));
             }
             (Metric::Mse | Metric::Mae | Metric::R2, Task::Classification { .. }) => {
                 return Err(PlanError::spec(
@@ -191,12 +215,20 @@ fn check_metrics(spec: &Spec, task: &Task) -> Result<(), PlanError> {
                 ));
             }
             (
-                Metric::Accuracy | Metric::Precision | Metric::Recall | Metric::F1 | Metric::Auc | Metric::ConfusionMatrix,
+                Metric::Accuracy
+                | Metric::Precision
+                | Metric::Recall
+                | Metric::F1
+                | Metric::Auc
+                | Metric::ConfusionMatrix,
                 Task::Regression { .. },
             ) => {
                 return Err(PlanError::spec(
                     path,
-                    format!("{} is a classification metric; for regression use mse, mae or r2", m.name()),
+                    format!(
+                        "{} is a classification metric; for regression use mse, mae or r2",
+                        m.name()
+                    ),
                 ));
             }
             _ => {}

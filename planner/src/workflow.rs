@@ -95,7 +95,11 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
                 "metrics",
                 format!(
                     "[{}]",
-                    spec.evaluate.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                    spec.evaluate
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )],
             inputs: vec![2, 3],

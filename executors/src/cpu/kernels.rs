@@ -21,7 +21,8 @@ pub fn flat(a: &Array2<f32>) -> &[f32] {
 }
 
 pub fn flat_mut(a: &mut Array2<f32>) -> &mut [f32] {
-    a.as_slice_mut().expect("executor arrays are standard layout")
+    a.as_slice_mut()
+        .expect("executor arrays are standard layout")
 }
 
 /// Tensors at least this large are processed on all threads, in chunks of whole rows.
@@ -30,7 +31,12 @@ const PAR_CHUNK: usize = 1 << 14;
 
 /// Applies `f` to chunks of whole rows of `out` (and the matching rows of `ins`), in
 /// parallel for large tensors. Row-local work only, so results do not depend on threads.
-pub fn rows_apply<const N: usize>(cols: usize, ins: [&[f32]; N], out: &mut [f32], f: impl Fn([&[f32]; N], &mut [f32]) + Sync) {
+pub fn rows_apply<const N: usize>(
+    cols: usize,
+    ins: [&[f32]; N],
+    out: &mut [f32],
+    f: impl Fn([&[f32]; N], &mut [f32]) + Sync,
+) {
     if out.len() < PAR_MIN || cols == 0 {
         f(ins, out);
         return;
@@ -52,7 +58,13 @@ fn map1(xs: &[f32], ys: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
 }
 
 /// `out[i] = dy[i] * f(x[i], y[i])`, in parallel for large tensors.
-fn map_grad(xs: &[f32], ys: &[f32], ds: &[f32], os: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+fn map_grad(
+    xs: &[f32],
+    ys: &[f32],
+    ds: &[f32],
+    os: &mut [f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
     rows_apply(1, [xs, ys, ds], os, |[xs, ys, ds], os| {
         for (((o, &x), &y), &d) in os.iter_mut().zip(xs).zip(ys).zip(ds) {
             *o = d * f(x, y);
@@ -118,7 +130,13 @@ pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
 }
 
 /// dx from x, y = act(x) and dy.
-pub fn activation_grad(a: Activation, x: &Array2<f32>, y: &Array2<f32>, dy: &Array2<f32>, out: &mut Array2<f32>) {
+pub fn activation_grad(
+    a: Activation,
+    x: &Array2<f32>,
+    y: &Array2<f32>,
+    dy: &Array2<f32>,
+    out: &mut Array2<f32>,
+) {
     ensure(out, x.nrows(), x.ncols());
     let (xs, ys, ds, os) = (flat(x), flat(y), flat(dy), flat_mut(out));
     macro_rules! map {
@@ -147,7 +165,11 @@ pub fn activation_grad(a: Activation, x: &Array2<f32>, y: &Array2<f32>, dy: &Arr
         Activation::Gelu => map!(|x: f32, _y| gelu_grad(x)),
         Activation::Softmax => rows_apply(x.ncols(), [ys, ds], os, |[ys, ds], os| {
             let c = x.ncols();
-            for ((yr, dr), or) in ys.chunks_exact(c).zip(ds.chunks_exact(c)).zip(os.chunks_exact_mut(c)) {
+            for ((yr, dr), or) in ys
+                .chunks_exact(c)
+                .zip(ds.chunks_exact(c))
+                .zip(os.chunks_exact_mut(c))
+            {
                 let dot: f32 = yr.iter().zip(dr).map(|(y, d)| y * d).sum();
                 for ((o, y), d) in or.iter_mut().zip(yr).zip(dr) {
                     *o = y * (d - dot);
@@ -180,11 +202,23 @@ pub fn norm_stats(axis: NormAxis, x: ArrayView2<f32>, eps: f32) -> (Vec<f32>, Ve
 }
 
 /// `gamma * (x - mean) * inv + beta` with per-group statistics.
-pub fn norm_apply(axis: NormAxis, x: &Array2<f32>, mean: &[f32], inv: &[f32], gamma: &Array2<f32>, beta: &Array2<f32>, out: &mut Array2<f32>) {
+pub fn norm_apply(
+    axis: NormAxis,
+    x: &Array2<f32>,
+    mean: &[f32],
+    inv: &[f32],
+    gamma: &Array2<f32>,
+    beta: &Array2<f32>,
+    out: &mut Array2<f32>,
+) {
     ensure(out, x.nrows(), x.ncols());
     let c = x.ncols();
     let (g, b) = (flat(gamma), flat(beta));
-    for (i, (xr, or)) in flat(x).chunks_exact(c).zip(flat_mut(out).chunks_exact_mut(c)).enumerate() {
+    for (i, (xr, or)) in flat(x)
+        .chunks_exact(c)
+        .zip(flat_mut(out).chunks_exact_mut(c))
+        .enumerate()
+    {
         for j in 0..c {
             let k = if axis == NormAxis::Batch { j } else { i };
             or[j] = g[j] * (xr[j] - mean[k]) * inv[k] + b[j];
@@ -193,7 +227,15 @@ pub fn norm_apply(axis: NormAxis, x: &Array2<f32>, mean: &[f32], inv: &[f32], ga
 }
 
 /// Gradient of a normalisation in training mode (statistics recomputed from x).
-pub fn norm_grad(axis: NormAxis, part: NormPart, eps: f32, x: &Array2<f32>, gamma: &Array2<f32>, dy: &Array2<f32>, out: &mut Array2<f32>) {
+pub fn norm_grad(
+    axis: NormAxis,
+    part: NormPart,
+    eps: f32,
+    x: &Array2<f32>,
+    gamma: &Array2<f32>,
+    dy: &Array2<f32>,
+    out: &mut Array2<f32>,
+) {
     let (r, c) = x.dim();
     let (mean, inv) = norm_stats(axis, x.view(), eps);
     let xhat = |i: usize, j: usize| {

@@ -24,8 +24,16 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, ta: bool, tb: bool, out: &
         out.fill(0.0);
         return;
     }
-    let threads = if m * n * k >= 1 << 20 { rayon::current_num_threads() } else { 1 };
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let threads = if m * n * k >= 1 << 20 {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     let (o_rs, o_cs) = (out.strides()[0], out.strides()[1]);

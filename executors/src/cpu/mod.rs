@@ -47,16 +47,30 @@ impl CpuExecutor {
             }
         }
         CpuExecutor {
-            param_index: plan.params.iter().enumerate().map(|(i, p)| (p.node, i)).collect(),
+            param_index: plan
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.node, i))
+                .collect(),
             opt: vec![State::default(); plan.params.len()],
             running: HashMap::new(),
-            profile: tracing::enabled!(tracing::Level::DEBUG).then(|| vec![(Duration::ZERO, 0); plan.nodes.len()]),
+            profile: tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| vec![(Duration::ZERO, 0); plan.nodes.len()]),
             vals,
             plan: plan.clone(),
         }
     }
 
-    fn run(&mut self, ids: &[usize], x: ArrayView2<f32>, y: Option<ArrayView1<f32>>, mode: Mode, step: u64, lr: f32) -> Result<(), ExecError> {
+    fn run(
+        &mut self,
+        ids: &[usize],
+        x: ArrayView2<f32>,
+        y: Option<ArrayView1<f32>>,
+        mode: Mode,
+        step: u64,
+        lr: f32,
+    ) -> Result<(), ExecError> {
         for &id in ids {
             let started = self.profile.is_some().then(Instant::now);
             let mut out = std::mem::take(&mut self.vals[id]);
@@ -72,7 +86,16 @@ impl CpuExecutor {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn node(&mut self, id: usize, out: &mut Array2<f32>, x: ArrayView2<f32>, y: Option<ArrayView1<f32>>, mode: Mode, step: u64, lr: f32) -> Result<(), ExecError> {
+    fn node(
+        &mut self,
+        id: usize,
+        out: &mut Array2<f32>,
+        x: ArrayView2<f32>,
+        y: Option<ArrayView1<f32>>,
+        mode: Mode,
+        step: u64,
+        lr: f32,
+    ) -> Result<(), ExecError> {
         let node = &self.plan.nodes[id];
         let v = &self.vals;
         let input = |i: usize| &v[node.inputs[i]];
@@ -96,12 +119,15 @@ impl CpuExecutor {
                 }
             }
             Op::Target => {
-                let y = y.ok_or_else(|| ExecError::Internal("labels needed but not given".into()))?;
+                let y =
+                    y.ok_or_else(|| ExecError::Internal("labels needed but not given".into()))?;
                 ensure(out, y.len(), 1);
                 out.column_mut(0).assign(&y);
             }
             Op::Param { .. } => {}
-            Op::MatMul { ta, tb } => matmul::matmul(input(0).view(), input(1).view(), *ta, *tb, out),
+            Op::MatMul { ta, tb } => {
+                matmul::matmul(input(0).view(), input(1).view(), *ta, *tb, out)
+            }
             Op::BiasAdd => {
                 let (a, b) = (input(0), input(1));
                 ensure(out, a.nrows(), a.ncols());
@@ -130,14 +156,24 @@ impl CpuExecutor {
                     }
                 }
             }
-            Op::Norm { axis, eps, momentum } => {
+            Op::Norm {
+                axis,
+                eps,
+                momentum,
+            } => {
                 let (a, gamma, beta) = (input(0), input(1), input(2));
                 let (mean, inv) = match (axis, mode) {
                     // Before any training step the running statistics are their initial
                     // values (mean 0, variance 1), so an eval row never depends on its batch.
                     (NormAxis::Batch, Mode::Eval) => match self.running.get(&id) {
-                        Some((m, var)) => (m.clone(), var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect()),
-                        None => (vec![0.0; a.ncols()], vec![1.0 / (1.0 + eps).sqrt(); a.ncols()]),
+                        Some((m, var)) => (
+                            m.clone(),
+                            var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+                        ),
+                        None => (
+                            vec![0.0; a.ncols()],
+                            vec![1.0 / (1.0 + eps).sqrt(); a.ncols()],
+                        ),
                     },
                     _ => kernels::norm_stats(*axis, a.view(), *eps),
                 };
@@ -145,7 +181,10 @@ impl CpuExecutor {
                 if *axis == NormAxis::Batch && mode == Mode::Train {
                     let var: Vec<f32> = inv.iter().map(|i| 1.0 / (i * i) - eps).collect();
                     let m = *momentum;
-                    let entry = self.running.entry(id).or_insert_with(|| (vec![0.0; mean.len()], vec![1.0; mean.len()]));
+                    let entry = self
+                        .running
+                        .entry(id)
+                        .or_insert_with(|| (vec![0.0; mean.len()], vec![1.0; mean.len()]));
                     for j in 0..mean.len() {
                         entry.0[j] = (1.0 - m) * entry.0[j] + m * mean[j];
                         entry.1[j] = (1.0 - m) * entry.1[j] + m * var[j];
@@ -166,7 +205,8 @@ impl CpuExecutor {
                 let mut start = 0;
                 for i in 0..node.inputs.len() {
                     let a = input(i);
-                    out.slice_mut(ndarray::s![.., start..start + a.ncols()]).assign(a);
+                    out.slice_mut(ndarray::s![.., start..start + a.ncols()])
+                        .assign(a);
                     start += a.ncols();
                 }
             }
@@ -187,7 +227,9 @@ impl CpuExecutor {
                     }
                 }
             }
-            Op::NormGrad { axis, eps, part } => kernels::norm_grad(*axis, *part, *eps, input(0), input(1), input(2), out),
+            Op::NormGrad { axis, eps, part } => {
+                kernels::norm_grad(*axis, *part, *eps, input(0), input(1), input(2), out)
+            }
             Op::Slice { start, end } => {
                 let a = input(0);
                 ensure(out, a.nrows(), end - start);
@@ -197,7 +239,10 @@ impl CpuExecutor {
             Op::GradNorm => {
                 let mut s = 0.0f64;
                 for i in 0..node.inputs.len() {
-                    s += flat(input(i)).iter().map(|g| f64::from(*g) * f64::from(*g)).sum::<f64>();
+                    s += flat(input(i))
+                        .iter()
+                        .map(|g| f64::from(*g) * f64::from(*g))
+                        .sum::<f64>();
                 }
                 ensure(out, 1, 1);
                 out[[0, 0]] = s.sqrt() as f32;
@@ -207,13 +252,24 @@ impl CpuExecutor {
                 let gscale = match (node.inputs.get(2), self.plan.train.clip_grad_norm) {
                     (Some(n), Some(max)) => {
                         let norm = v[*n][[0, 0]];
-                        if norm > max as f32 { max as f32 / (norm + 1e-6) } else { 1.0 }
+                        if norm > max as f32 {
+                            max as f32 / (norm + 1e-6)
+                        } else {
+                            1.0
+                        }
                     }
                     _ => 1.0,
                 };
                 let pi = self.param_index[&p_id];
                 let mut param = std::mem::take(&mut self.vals[p_id]);
-                optim::update(&self.plan.train.optimizer, lr, flat_mut(&mut param), flat(&self.vals[g_id]), gscale, &mut self.opt[pi]);
+                optim::update(
+                    &self.plan.train.optimizer,
+                    lr,
+                    flat_mut(&mut param),
+                    flat(&self.vals[g_id]),
+                    gscale,
+                    &mut self.opt[pi],
+                );
                 self.vals[p_id] = param;
             }
             Op::LbfgsStep => {}
@@ -222,14 +278,20 @@ impl CpuExecutor {
     }
 
     fn loss_value(&self) -> f32 {
-        self.vals[self.plan.loss].first().copied().unwrap_or(f32::NAN)
+        self.vals[self.plan.loss]
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN)
     }
 }
 
 fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecError> {
     let want = plan.features.len();
     if x.ncols() != want {
-        return Err(ExecError::Shape(format!("input has {} feature columns, the model expects {want}", x.ncols())));
+        return Err(ExecError::Shape(format!(
+            "input has {} feature columns, the model expects {want}",
+            x.ncols()
+        )));
     }
     Ok(())
 }
@@ -239,7 +301,13 @@ impl Executor for CpuExecutor {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
-    fn train_step(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>, step: u64, lr: f32) -> Result<f32, ExecError> {
+    fn train_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        lr: f32,
+    ) -> Result<f32, ExecError> {
         check_batch(&self.plan, &x)?;
         let ids = std::mem::take(&mut self.plan.schedules.train);
         let r = self.run(&ids, x, Some(y), Mode::Train, step, lr);
@@ -248,7 +316,12 @@ impl Executor for CpuExecutor {
         Ok(self.loss_value())
     }
 
-    fn loss_and_grads(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>, step: u64) -> Result<f32, ExecError> {
+    fn loss_and_grads(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+    ) -> Result<f32, ExecError> {
         check_batch(&self.plan, &x)?;
         let ids: Vec<usize> = self
             .plan
@@ -281,18 +354,30 @@ impl Executor for CpuExecutor {
     }
 
     fn params(&self) -> Vec<Array2<f32>> {
-        self.plan.params.iter().map(|p| self.vals[p.node].clone()).collect()
+        self.plan
+            .params
+            .iter()
+            .map(|p| self.vals[p.node].clone())
+            .collect()
     }
 
     fn grads(&self) -> Vec<Array2<f32>> {
-        self.plan.params.iter().map(|p| self.vals[p.grad].clone()).collect()
+        self.plan
+            .params
+            .iter()
+            .map(|p| self.vals[p.grad].clone())
+            .collect()
     }
 
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
         for (p, v) in self.plan.params.iter().zip(params) {
             let want = (p.shape.rows_at(1), p.shape.cols);
             if v.dim() != want {
-                return Err(ExecError::Shape(format!("parameter `{}` is {:?}, the model expects {want:?}", p.name, v.dim())));
+                return Err(ExecError::Shape(format!(
+                    "parameter `{}` is {:?}, the model expects {want:?}",
+                    p.name,
+                    v.dim()
+                )));
             }
             self.vals[p.node] = v.as_standard_layout().to_owned();
         }
@@ -306,16 +391,31 @@ impl Executor for CpuExecutor {
         for id in ids {
             let (m, v) = &self.running[id];
             let name = &self.plan.nodes[*id].name;
-            out.push((format!("{name}.running_mean"), Array2::from_shape_vec((1, m.len()), m.clone()).unwrap_or_default()));
-            out.push((format!("{name}.running_var"), Array2::from_shape_vec((1, v.len()), v.clone()).unwrap_or_default()));
+            out.push((
+                format!("{name}.running_mean"),
+                Array2::from_shape_vec((1, m.len()), m.clone()).unwrap_or_default(),
+            ));
+            out.push((
+                format!("{name}.running_var"),
+                Array2::from_shape_vec((1, v.len()), v.clone()).unwrap_or_default(),
+            ));
         }
         out
     }
 
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {
         for node in &self.plan.nodes {
-            if let Op::Norm { axis: NormAxis::Batch, .. } = node.op {
-                let find = |suffix: &str| buffers.iter().find(|(n, _)| *n == format!("{}.{suffix}", node.name)).map(|(_, a)| a.iter().copied().collect::<Vec<f32>>());
+            if let Op::Norm {
+                axis: NormAxis::Batch,
+                ..
+            } = node.op
+            {
+                let find = |suffix: &str| {
+                    buffers
+                        .iter()
+                        .find(|(n, _)| *n == format!("{}.{suffix}", node.name))
+                        .map(|(_, a)| a.iter().copied().collect::<Vec<f32>>())
+                };
                 if let (Some(m), Some(v)) = (find("running_mean"), find("running_var")) {
                     self.running.insert(node.id, (m, v));
                 }
@@ -329,8 +429,12 @@ impl Drop for CpuExecutor {
     fn drop(&mut self) {
         let Some(profile) = &self.profile else { return };
         let total: Duration = profile.iter().map(|p| p.0).sum();
-        let mut rows: Vec<(usize, &(Duration, u64))> = profile.iter().enumerate().filter(|(_, p)| p.1 > 0).collect();
-        rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        let mut rows: Vec<(usize, &(Duration, u64))> = profile
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.1 > 0)
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
         tracing::debug!("cpu executor: {:.3}s in kernels", total.as_secs_f64());
         for (id, (t, calls)) in rows {
             let n = &self.plan.nodes[id];
