@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Error)]
 pub enum Error {
     #[error("{0}")]
     Spec(#[from] weft_dsl::SpecError),
@@ -18,6 +18,14 @@ impl Error {
     /// True when the user can fix it (spec, data, files); false for bugs in weft.
     pub fn is_user_error(&self) -> bool {
         !matches!(self, Error::Exec(weft_executors::ExecError::Internal(_)))
+    }
+}
+
+/// Debug prints the located message too: notebooks and `fn main() -> Result` show errors
+/// with Debug, and users should see the same text as the CLI prints.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 

@@ -7,12 +7,14 @@ use serde::Serialize;
 use serde_json::Value;
 use weft_data::{Prepared, Table};
 use weft_dsl::{Document, Spec};
-use weft_executors::rundir::{self, RunDir};
+use weft_executors::rundir::{self, RunDir, SavedModel};
 use weft_executors::train::{self, EpochRecord, Progress};
 use weft_executors::{Device, ExecError};
 use weft_planner::{DataShape, Plan, PlanError, Task};
 
 use crate::error::{Error, Result};
+use crate::plan_view::PlanView;
+use crate::predict::Predictions;
 
 /// A validated spec, ready to plan and run.
 #[derive(Debug, Clone)]
@@ -102,9 +104,26 @@ impl Experiment {
     }
 
     /// Loads the data (for its shape) and compiles the plan.
-    pub fn plan(&self) -> Result<Plan> {
+    pub fn plan(&self) -> Result<PlanView> {
         let (_, prepared) = self.prepare_data()?;
-        self.plan_for(&prepared)
+        Ok(PlanView {
+            plan: self.plan_for(&prepared)?,
+        })
+    }
+
+    /// Checks everything short of training: the spec, that this build can run it, that the
+    /// data loads and that the model compiles against it.
+    pub fn check(&self) -> Result<Check> {
+        self.check_runnable()?;
+        let (table, prepared) = self.prepare_data()?;
+        let plan = self.plan_for(&prepared)?;
+        Ok(Check {
+            name: self.spec.name.clone(),
+            rows: table.num_rows(),
+            features: plan.features.len(),
+            classes: prepared.pipeline.classes().map(<[String]>::len),
+            params: plan.num_params(),
+        })
     }
 
     fn plan_error(&self, e: PlanError) -> Error {
@@ -152,6 +171,7 @@ impl Experiment {
         weft_data::write_csv(&table, &split.test, &mut bytes)?;
         rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
 
+        let pipeline = prepared.pipeline.clone();
         let mut exec = device.executor(&plan);
         let mut writer = MetricsWriter {
             dir: &dir,
@@ -184,6 +204,7 @@ impl Experiment {
         let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()).collect();
         tensors.extend(exec.buffers());
         dir.write_weights(&tensors)?;
+        let device_name = exec.device_name();
 
         let result = RunResult {
             run_dir: dir.path.display().to_string(),
@@ -193,19 +214,24 @@ impl Experiment {
                 seconds: outcome.seconds,
                 epochs: outcome.history.len(),
                 steps: outcome.steps,
-                device: exec.device_name(),
+                device: device_name,
                 stopped_early: outcome.stopped_early.clone(),
                 params: plan.num_params(),
             },
             history: outcome.history,
+            model: SavedModel {
+                plan,
+                pipeline,
+                tensors,
+            },
         };
         dir.write_json(rundir::SUMMARY_FILE, &result)?;
         Ok(result)
     }
 
-    /// Trains with no progress output, writing under `runs/`.
+    /// Trains, printing a line every few epochs, and writes the run under `runs/`.
     pub fn run(&self) -> Result<RunResult> {
-        self.run_with(Path::new("runs"), &mut train::Quiet)
+        self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
     }
 }
 
@@ -250,11 +276,55 @@ pub struct RunResult {
     pub metrics: BTreeMap<String, BTreeMap<String, Value>>,
     pub train: TrainSummary,
     pub history: Vec<EpochRecord>,
+    /// The trained model: plan, fitted preprocessing and weights.
+    #[serde(skip)]
+    pub model: SavedModel,
 }
 
 impl RunResult {
     /// A test metric as a number (`accuracy`, `f1`, …).
     pub fn test(&self, metric: &str) -> Option<f64> {
         self.metrics.get("test")?.get(metric)?.as_f64()
+    }
+
+    /// Predictions of the trained model for a table with the input columns.
+    pub fn predict(&self, table: &Table) -> Result<Predictions> {
+        crate::predict::predict_with(&self.model, table)
+    }
+
+    /// Jupyter (evcxr): metrics table, confusion matrix and loss curve.
+    pub fn evcxr_display(&self) {
+        crate::notebook::emit("text/html", &crate::notebook::run_html(self));
+    }
+}
+
+/// What `Experiment::check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub rows: usize,
+    pub features: usize,
+    pub classes: Option<usize>,
+    pub params: usize,
+}
+
+impl Check {
+    /// Jupyter (evcxr): the one-line summary.
+    pub fn evcxr_display(&self) {
+        crate::notebook::emit("text/plain", &self.to_string());
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let task = match self.classes {
+            Some(k) => format!("{k} classes"),
+            None => "regression".into(),
+        };
+        write!(
+            f,
+            "{}: ok — {} rows, {} features, {task}, {} parameters",
+            self.name, self.rows, self.features, self.params
+        )
     }
 }

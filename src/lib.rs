@@ -1,6 +1,6 @@
 //! weft: declarative deep-learning workflows. One spec (YAML or JSON) → validated → planned
-//! → trained on a CPU (and, later, a GPU or a cluster). This crate is the notebook and
-//! library API (`Experiment`) and the home of the `weft` command line.
+//! → trained on a CPU. This crate is the notebook and library API (`Experiment`) and the
+//! home of the `weft` command line (feature `cli`, on by default).
 //!
 //! ```no_run
 //! let exp = weft::Experiment::from_file("specs/iris.yaml")?;
@@ -8,17 +8,25 @@
 //! println!("test accuracy {:?}", result.test("accuracy"));
 //! # Ok::<(), weft::Error>(())
 //! ```
+//!
+//! In Jupyter (evcxr), plans, run results and predictions display themselves (SVG, HTML).
 
 pub mod bench;
 mod error;
 mod experiment;
+pub mod notebook;
+mod plan_view;
 pub mod predict;
 pub mod progress;
 pub mod report;
 
 pub use error::{Error, Result};
-pub use experiment::{Experiment, RunResult, TrainSummary};
+pub use experiment::{Check, Experiment, RunResult, TrainSummary};
+pub use plan_view::PlanView;
+pub use predict::Predictions;
+pub use weft_data::{read_table, Table};
 pub use weft_dsl::{Spec, SpecError};
+pub use weft_executors::rundir::SavedModel;
 pub use weft_executors::train::{EpochRecord, Progress};
 pub use weft_planner::Plan;
 

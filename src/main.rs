@@ -151,9 +151,14 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             runs_dir,
         } => {
             let exp = Experiment::from_file_with(&spec, &sets)?;
-            let mut progress = weft::progress::Bar::new(std::io::stderr().is_terminal());
-            let result = exp.run_with(&runs_dir, &mut progress)?;
-            progress.finish();
+            let result = if std::io::stderr().is_terminal() {
+                let mut bar = weft::progress::Bar::new();
+                let r = exp.run_with(&runs_dir, &mut bar);
+                bar.finish();
+                r?
+            } else {
+                exp.run_with(&runs_dir, &mut weft::progress::Lines::stderr())?
+            };
             if json {
                 println!("{}", serde_json::to_string(&result).unwrap_or_default());
             } else {

@@ -4,7 +4,9 @@ use std::fmt::Write;
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
-use weft_executors::{metrics, rundir, train, Device};
+use weft_data::Table;
+use weft_executors::rundir::{self, SavedModel};
+use weft_executors::{metrics, train, Device};
 
 use crate::error::Result;
 
@@ -21,8 +23,13 @@ pub struct Predictions {
 pub fn predict(model_dir: &Path, input: &Path) -> Result<Predictions> {
     let saved = rundir::load_model(model_dir)?;
     let table = weft_data::read_table(input)?;
-    let x = saved.pipeline.transform(&table)?;
-    let labels = saved.pipeline.labels(&table)?;
+    predict_with(&saved, &table)
+}
+
+/// Predicts every row of `table` with a model in memory.
+pub fn predict_with(saved: &SavedModel, table: &Table) -> Result<Predictions> {
+    let x = saved.pipeline.transform(table)?;
+    let labels = saved.pipeline.labels(table)?;
     let mut exec = Device::Cpu.executor(&saved.plan);
     exec.set_params(&saved.params()?)?;
     exec.set_buffers(&saved.tensors);
@@ -55,6 +62,35 @@ impl Predictions {
             .filter(|(p, y)| **p == **y as usize)
             .count();
         Some(hits as f64 / pred.len().max(1) as f64)
+    }
+
+    /// Jupyter (evcxr): the first 20 predictions as a table, and the accuracy if known.
+    pub fn evcxr_display(&self) {
+        let mut h = String::new();
+        if let Some(acc) = self.accuracy() {
+            let _ = write!(
+                h,
+                r#"<p>accuracy: <span class="accuracy">{acc:.4}</span> on {} rows</p>"#,
+                self.rows()
+            );
+        }
+        h.push_str("<table><tr>");
+        let csv = self.to_csv();
+        for (i, line) in csv.lines().take(21).enumerate() {
+            let tag = if i == 0 { "th" } else { "td" };
+            if i > 0 {
+                h.push_str("<tr>");
+            }
+            for cell in line.split(',') {
+                let _ = write!(h, "<{tag}>{}</{tag}>", crate::notebook::esc(cell));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+        if self.rows() > 20 {
+            let _ = write!(h, "<p>… {} more rows</p>", self.rows() - 20);
+        }
+        crate::notebook::emit("text/html", &h);
     }
 
     /// `prediction` (class name or value) and, for classification, one probability per class.

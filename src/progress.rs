@@ -1,20 +1,77 @@
-//! Training progress for the terminal: an indicatif bar on a TTY, plain lines otherwise.
+//! Training progress: plain lines (notebooks, logs, pipes) or, in the CLI on a terminal, an
+//! indicatif bar.
 
-use indicatif::{ProgressBar, ProgressStyle};
 use weft_executors::train::{EpochRecord, Progress};
 use weft_executors::ExecError;
 
-pub struct Bar {
-    tty: bool,
-    bar: Option<ProgressBar>,
+/// The line printed for an epoch.
+pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    format!(
+        "epoch {}/{epochs}: loss {:.4}{} lr {:.3e} {:.0} samples/s",
+        r.epoch,
+        r.train_loss,
+        r.validation_loss
+            .map(|v| format!(" val_loss {v:.4}"))
+            .unwrap_or_default(),
+        r.lr,
+        r.samples_per_sec
+    )
+}
+
+/// Prints about 20 epoch lines per run (the first, the last, evenly between).
+pub struct Lines {
+    stdout: bool,
     epochs: usize,
 }
 
+impl Lines {
+    /// Lines on standard output (notebooks: evcxr shows a cell's output as it comes).
+    pub fn stdout() -> Lines {
+        Lines {
+            stdout: true,
+            epochs: 0,
+        }
+    }
+
+    /// Lines on standard error (the CLI when its output is not a terminal).
+    pub fn stderr() -> Lines {
+        Lines {
+            stdout: false,
+            epochs: 0,
+        }
+    }
+}
+
+impl Progress for Lines {
+    fn epoch_start(&mut self, _epoch: usize, epochs: usize, _steps: usize) {
+        self.epochs = epochs;
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord) -> Result<(), ExecError> {
+        let every = self.epochs.div_ceil(20).max(1);
+        if r.epoch.is_multiple_of(every) || r.epoch == self.epochs || r.epoch == 1 {
+            let line = epoch_line(r, self.epochs);
+            if self.stdout {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A terminal progress bar per epoch, with one printed line per epoch above it.
+#[cfg(feature = "cli")]
+pub struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    epochs: usize,
+}
+
+#[cfg(feature = "cli")]
 impl Bar {
-    /// `tty`: draw a bar; otherwise print a line every few epochs (to stderr).
-    pub fn new(tty: bool) -> Bar {
+    pub fn new() -> Bar {
         Bar {
-            tty,
             bar: None,
             epochs: 0,
         }
@@ -27,17 +84,24 @@ impl Bar {
     }
 }
 
+#[cfg(feature = "cli")]
+impl Default for Bar {
+    fn default() -> Self {
+        Bar::new()
+    }
+}
+
+#[cfg(feature = "cli")]
 impl Progress for Bar {
     fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
         self.epochs = epochs;
-        if !self.tty {
-            return;
-        }
         let bar = self.bar.get_or_insert_with(|| {
-            let b = ProgressBar::new(steps as u64);
-            let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+            let b = indicatif::ProgressBar::new(steps as u64);
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
             b.set_style(style);
             b
         });
@@ -54,24 +118,8 @@ impl Progress for Bar {
     }
 
     fn epoch_end(&mut self, r: &EpochRecord) -> Result<(), ExecError> {
-        let every = self.epochs.div_ceil(20).max(1);
-        let line = format!(
-            "epoch {}/{}: loss {:.4}{} lr {:.3e} {:.0} samples/s",
-            r.epoch,
-            self.epochs,
-            r.train_loss,
-            r.validation_loss
-                .map(|v| format!(" val_loss {v:.4}"))
-                .unwrap_or_default(),
-            r.lr,
-            r.samples_per_sec
-        );
-        match &self.bar {
-            Some(b) => b.println(line),
-            None if r.epoch.is_multiple_of(every) || r.epoch == self.epochs || r.epoch == 1 => {
-                eprintln!("{line}")
-            }
-            None => {}
+        if let Some(b) = &self.bar {
+            b.println(epoch_line(r, self.epochs));
         }
         Ok(())
     }

@@ -38,7 +38,7 @@ fn json_errors(text: &str) -> Vec<String> {
 
 /// Parses, validates and plans `text` (loading builtin:iris for its shape).
 #[allow(clippy::result_large_err)] // the size of `weft::Error` is the facade's business
-fn plan(text: &str) -> weft::Result<weft::Plan> {
+fn plan(text: &str) -> weft::Result<weft::PlanView> {
     weft::Experiment::from_yaml(text)?.plan()
 }
 

@@ -139,6 +139,7 @@ impl RunDir {
 }
 
 /// Everything `weft predict` needs from a finished run.
+#[derive(Debug, Clone)]
 pub struct SavedModel {
     pub plan: Plan,
     pub pipeline: Pipeline,

@@ -10,9 +10,11 @@ pub mod cost;
 pub mod display;
 pub mod error;
 pub mod graph;
+pub mod layout;
 pub mod op;
 pub mod plan;
 pub mod rng;
+pub mod svg;
 pub mod workflow;
 
 pub use build::{DataShape, Task};
