@@ -82,6 +82,8 @@ enum Format {
     Text,
     Dot,
     Json,
+    /// The workflow and compute graph drawn as SVG.
+    Svg,
 }
 
 fn main() -> ExitCode {
@@ -141,6 +143,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 Format::Text => weft_planner::display::text(&plan),
                 Format::Dot => weft_planner::display::dot(&plan),
                 Format::Json => weft_planner::display::json(&plan),
+                Format::Svg => plan.svg(),
             };
             print!("{text}");
         }

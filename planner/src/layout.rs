@@ -60,6 +60,14 @@ pub fn layered(n: usize, edges: &[(usize, usize)], sp: Spacing) -> Layout {
     for v in 0..n {
         layer[v] = preds[v].iter().map(|p| layer[*p] + 1).max().unwrap_or(0);
     }
+    // Sources (inputs, parameters) sit just above their first reader, not all at the top.
+    for v in 0..n {
+        if preds[v].is_empty() {
+            if let Some(first) = succs[v].iter().map(|s| layer[*s]).min() {
+                layer[v] = first.saturating_sub(1);
+            }
+        }
+    }
     let depth = layer.iter().max().map_or(0, |m| m + 1);
     let mut rows: Vec<Vec<usize>> = vec![Vec::new(); depth];
     for v in 0..n {
