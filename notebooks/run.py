@@ -55,6 +55,8 @@ def problems(nb):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    # evcxr.toml points the kernel's build folder here; evcxr expects it to exist.
+    os.makedirs(os.path.join(HERE, "..", "target", "evcxr"), exist_ok=True)
     paths = sorted(glob.glob(os.path.join(HERE, "*.ipynb")))
     if len(sys.argv) > 1:
         paths = [p for p in paths if any(a in os.path.basename(p) for a in sys.argv[1:])]

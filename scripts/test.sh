@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, conformance and CLI tests, plus the wasm32 build of the pure
-# crates (dsl, planner). Run from anywhere; CI runs exactly this. Ends with one line
-# `tests: N passed, M failed` summing every cargo test binary.
+# The whole test suite: unit, conformance and CLI tests, the wasm32 build of the pure crates
+# (dsl, planner), and every notebook executed with the evcxr kernel. Run from anywhere; CI
+# runs exactly this. Ends with one line `tests: N passed, M failed` over all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
 cargo check --quiet -p weft-dsl -p weft-planner --target wasm32-unknown-unknown
 echo "wasm32 check: dsl and planner build for wasm32-unknown-unknown"
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+.tools/venv/bin/python notebooks/run.py 2>&1 | tee -a "$log" || status=$?
+awk '/^(test result:|notebooks:)/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

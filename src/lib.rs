@@ -24,11 +24,17 @@ pub use error::{Error, Result};
 pub use experiment::{Check, Experiment, RunResult, TrainSummary};
 pub use plan_view::PlanView;
 pub use predict::Predictions;
-pub use weft_data::{read_table, Table};
+pub use weft_data::Table;
 pub use weft_dsl::{Spec, SpecError};
 pub use weft_executors::rundir::SavedModel;
 pub use weft_executors::train::{EpochRecord, Progress};
 pub use weft_planner::Plan;
+
+/// Reads a CSV or Parquet file (or a folder of Parquet files) into a table, e.g. for
+/// `RunResult::predict`.
+pub fn read_table(path: impl AsRef<std::path::Path>) -> Result<Table> {
+    Ok(weft_data::read_table(path.as_ref())?)
+}
 
 /// Number of layers (sequential) or nodes (graph) of a spec's model.
 pub fn layer_count(spec: &Spec) -> usize {
