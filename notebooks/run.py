@@ -53,7 +53,22 @@ def problems(nb):
     return out
 
 
+def self_check():
+    """The checks must catch what evcxr does not fail on: run them on known-bad outputs."""
+    v4 = nbformat.v4
+    bad = v4.new_notebook(cells=[
+        v4.new_code_cell("x", outputs=[v4.new_output("stream", name="stderr", text="thread '<unnamed>' panicked at src/lib.rs:1:1:\nboom")]),
+        v4.new_code_cell("y", outputs=[v4.new_output("error", ename="Error", evalue="mismatched types", traceback=[])]),
+        v4.new_code_cell("z", metadata={"weft": {"expect": "svg"}}, outputs=[]),
+        v4.new_code_cell("w", metadata={"weft": {"expect": "accuracy", "min": 0.9}},
+                         outputs=[v4.new_output("execute_result", data={"text/html": '<td class="accuracy test">0.5000</td>'})]),
+    ])
+    found = problems(bad)
+    assert len(found) == 4, f"the notebook checks missed problems: {found}"
+
+
 def main():
+    self_check()
     os.makedirs(OUT, exist_ok=True)
     # evcxr.toml points the kernel's build folder here; evcxr expects it to exist.
     os.makedirs(os.path.join(HERE, "..", "target", "evcxr"), exist_ok=True)

@@ -311,7 +311,10 @@ pub struct Check {
 impl Check {
     /// Jupyter (evcxr): the one-line summary.
     pub fn evcxr_display(&self) {
-        crate::notebook::emit("text/html", &format!("<p>{}</p>", crate::notebook::esc(&self.to_string())));
+        crate::notebook::emit(
+            "text/html",
+            &format!("<p>{}</p>", crate::notebook::esc(&self.to_string())),
+        );
     }
 }
 
