@@ -18,14 +18,16 @@ pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
     )
 }
 
-/// Prints about 20 epoch lines per run (the first, the last, evenly between).
+/// Prints epoch lines: every epoch on standard output (notebooks), about 20 per run on
+/// standard error (the first, the last, evenly between).
 pub struct Lines {
     stdout: bool,
     epochs: usize,
 }
 
 impl Lines {
-    /// Lines on standard output (notebooks: evcxr shows a cell's output as it comes).
+    /// One line per epoch on standard output (notebooks: evcxr shows a cell's output as it
+    /// comes, and cannot redraw a bar).
     pub fn stdout() -> Lines {
         Lines {
             stdout: true,
@@ -48,7 +50,7 @@ impl Progress for Lines {
     }
 
     fn epoch_end(&mut self, r: &EpochRecord) -> Result<(), ExecError> {
-        let every = self.epochs.div_ceil(20).max(1);
+        let every = if self.stdout { 1 } else { self.epochs.div_ceil(20).max(1) };
         if r.epoch.is_multiple_of(every) || r.epoch == self.epochs || r.epoch == 1 {
             let line = epoch_line(r, self.epochs);
             if self.stdout {
