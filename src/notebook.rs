@@ -70,6 +70,13 @@ pub fn loss_chart(history: &[EpochRecord]) -> String {
     );
     let _ = write!(
         s,
+        r#"<text x="{m}" y="{0}" text-anchor="middle">1</text><text x="{1}" y="{0}" text-anchor="middle">{2}</text>"#,
+        h - m + 14.0,
+        w - m,
+        history.len()
+    );
+    let _ = write!(
+        s,
         r#"<text x="4" y="{}">{hi:.3}</text><text x="4" y="{}">{lo:.3}</text>"#,
         m,
         h - m
