@@ -50,7 +50,11 @@ impl Progress for Lines {
     }
 
     fn epoch_end(&mut self, r: &EpochRecord) -> Result<(), ExecError> {
-        let every = if self.stdout { 1 } else { self.epochs.div_ceil(20).max(1) };
+        let every = if self.stdout {
+            1
+        } else {
+            self.epochs.div_ceil(20).max(1)
+        };
         if r.epoch.is_multiple_of(every) || r.epoch == self.epochs || r.epoch == 1 {
             let line = epoch_line(r, self.epochs);
             if self.stdout {
