@@ -106,6 +106,18 @@ pub fn backward(
                 let d = g.add(&name(0), Op::ActGrad(*a), &[ins[0], n, dy], bwd, None)?;
                 give(&mut contributions, ins[0], d);
             }
+            Op::BiasAct(a) => {
+                // The pre-activation is not kept: these activations' gradients follow from
+                // the output, so the output stands in for the input (see fuse.rs).
+                let dpre = g.add(&name(0), Op::ActGrad(*a), &[n, n, dy], bwd, None)?;
+                if needs(0) {
+                    give(&mut contributions, ins[0], dpre);
+                }
+                if needs(1) {
+                    let d = g.add(&name(1), Op::SumRows, &[dpre], bwd, None)?;
+                    give(&mut contributions, ins[1], d);
+                }
+            }
             Op::Dropout { rate, stream } => {
                 let d = g.add(
                     &name(0),

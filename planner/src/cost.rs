@@ -21,6 +21,7 @@ pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
         }
         Op::Concat => 0,
         Op::Act(_) => 4 * n,
+        Op::BiasAct(_) => 5 * n,
         Op::ActGrad(_) => 6 * n,
         Op::Norm { .. } => 8 * n,
         Op::NormGrad { .. } => 12 * first,

@@ -189,7 +189,7 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
                 Rows::Batch => Err("matmul output columns cannot be the batch".into()),
             }
         }
-        Op::BiasAdd => {
+        Op::BiasAdd | Op::BiasAct(_) => {
             arity(2)?;
             if s(1) != Shape::fixed(1, s(0).cols) {
                 return Err(format!("bias {} does not fit {}", s(1), s(0)));

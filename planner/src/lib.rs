@@ -9,6 +9,7 @@ pub mod build;
 pub mod cost;
 pub mod display;
 pub mod error;
+pub mod fuse;
 pub mod graph;
 pub mod layout;
 pub mod op;

@@ -103,6 +103,8 @@ pub enum Op {
     /// `x + bias` broadcast over rows.
     BiasAdd,
     Act(Activation),
+    /// `act(x + bias)` in one pass (made by the fusion pass; inputs x, bias).
+    BiasAct(Activation),
     /// Zeroes each element with probability `rate` (counter-based mask from `stream`).
     Dropout {
         rate: f32,
@@ -122,7 +124,7 @@ pub enum Op {
     Loss(LossKind),
 
     // ---- backward
-    /// dL/dx of an activation (inputs x, y, dy).
+    /// dL/dx of an activation (inputs x, y, dy; after fusion x is y, see `fuse.rs`).
     ActGrad(Activation),
     /// The same mask as the forward dropout, applied to dy.
     DropoutGrad {
@@ -183,6 +185,7 @@ impl Op {
             },
             Op::BiasAdd => "BiasAdd".into(),
             Op::Act(a) => format!("Act({})", a.name()),
+            Op::BiasAct(a) => format!("BiasAct({})", a.name()),
             Op::Dropout { .. } => "Dropout".into(),
             Op::Norm { axis, .. } => norm_name(*axis).into(),
             Op::Add => "Add".into(),
@@ -214,7 +217,7 @@ impl Op {
         matches!(
             self,
             Op::BiasAdd | Op::Add | Op::Dropout { .. } | Op::DropoutGrad { .. }
-        ) || matches!(self, Op::Act(a) | Op::ActGrad(a) if *a != Activation::Softmax)
+        ) || matches!(self, Op::Act(a) | Op::BiasAct(a) | Op::ActGrad(a) if *a != Activation::Softmax)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::autodiff;
 use crate::build::{self, DataShape, Task};
 use crate::cost;
 use crate::error::PlanError;
+use crate::fuse;
 use crate::graph::Graph;
 use crate::op::{Op, Phase, Shape};
 use crate::workflow::{self, Stage};
@@ -73,7 +74,12 @@ impl Plan {
     /// Plans a validated spec for data of the given shape.
     pub fn new(spec: &Spec, data: &DataShape) -> Result<Plan, PlanError> {
         check_metrics(spec, &data.task)?;
-        let fwd = build::forward(spec, data)?;
+        let mut fwd = build::forward(spec, data)?;
+        for (old, new) in fuse::bias_activation(&mut fwd.graph)? {
+            if fwd.output == old {
+                fwd.output = new;
+            }
+        }
         let mut g = fwd.graph;
         let grads = autodiff::backward(&mut g, fwd.loss, &fwd.params)?;
         let ends = updates(&mut g, &spec.train, &fwd.params, &grads)?;

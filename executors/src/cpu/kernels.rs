@@ -129,6 +129,57 @@ pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
     }
 }
 
+/// `out = x + bias`, the bias broadcast over rows.
+pub fn bias_add(x: &Array2<f32>, bias: &Array2<f32>, out: &mut Array2<f32>) {
+    let c = x.ncols();
+    ensure(out, x.nrows(), c);
+    let b = flat(bias);
+    rows_apply(c, [flat(x)], flat_mut(out), |[xs], os| {
+        for (orow, xrow) in os.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+            for ((o, x), b) in orow.iter_mut().zip(xrow).zip(b) {
+                *o = x + b;
+            }
+        }
+    });
+}
+
+/// `out = act(x + bias)` in one pass, for the activations the fusion pass fuses.
+pub fn bias_activation(a: Activation, x: &Array2<f32>, bias: &Array2<f32>, out: &mut Array2<f32>) {
+    let c = x.ncols();
+    ensure(out, x.nrows(), c);
+    let b = flat(bias);
+    macro_rules! fused {
+        ($f:expr) => {
+            rows_apply(c, [flat(x)], flat_mut(out), |[xs], os| {
+                for (orow, xrow) in os.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                    for ((o, x), b) in orow.iter_mut().zip(xrow).zip(b) {
+                        *o = $f(x + b);
+                    }
+                }
+            })
+        };
+    }
+    match a {
+        Activation::Relu => fused!(|v: f32| v.max(0.0)),
+        Activation::Sigmoid => fused!(sigmoid),
+        Activation::Tanh => fused!(f32::tanh),
+        Activation::LeakyRelu { alpha } => {
+            let al = alpha as f32;
+            fused!(|v: f32| if v > 0.0 { v } else { al * v })
+        }
+        Activation::Elu { alpha } => {
+            let al = alpha as f32;
+            fused!(|v: f32| if v > 0.0 { v } else { al * v.exp_m1() })
+        }
+        // Not produced by the fusion pass; computed in two steps for completeness.
+        other => {
+            let mut pre = Array2::zeros((0, 0));
+            bias_add(x, bias, &mut pre);
+            activation(other, &pre, out);
+        }
+    }
+}
+
 /// dx from x, y = act(x) and dy.
 pub fn activation_grad(
     a: Activation,

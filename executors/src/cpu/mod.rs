@@ -128,20 +128,9 @@ impl CpuExecutor {
             Op::MatMul { ta, tb } => {
                 matmul::matmul(input(0).view(), input(1).view(), *ta, *tb, out)
             }
-            Op::BiasAdd => {
-                let (a, b) = (input(0), input(1));
-                ensure(out, a.nrows(), a.ncols());
-                let c = a.ncols();
-                let bias = flat(b);
-                kernels::rows_apply(c, [flat(a)], flat_mut(out), |[a], o| {
-                    for (orow, arow) in o.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
-                        for ((o, a), b) in orow.iter_mut().zip(arow).zip(bias) {
-                            *o = a + b;
-                        }
-                    }
-                });
-            }
+            Op::BiasAdd => kernels::bias_add(input(0), input(1), out),
             Op::Act(a) => kernels::activation(*a, input(0), out),
+            Op::BiasAct(a) => kernels::bias_activation(*a, input(0), input(1), out),
             Op::Dropout { rate, stream } | Op::DropoutGrad { rate, stream } => {
                 let a = input(0);
                 ensure(out, a.nrows(), a.ncols());
