@@ -6,15 +6,20 @@ use weft_executors::ExecError;
 
 /// The line printed for an epoch.
 pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    // L-BFGS epochs evaluate the whole set several times: no per-sample rate to show.
+    let rate = if r.samples_per_sec.is_finite() {
+        format!(" {:.0} samples/s", r.samples_per_sec)
+    } else {
+        String::new()
+    };
     format!(
-        "epoch {}/{epochs}: loss {:.4}{} lr {:.3e} {:.0} samples/s",
+        "epoch {}/{epochs}: loss {:.4}{} lr {:.3e}{rate}",
         r.epoch,
         r.train_loss,
         r.validation_loss
             .map(|v| format!(" val_loss {v:.4}"))
             .unwrap_or_default(),
         r.lr,
-        r.samples_per_sec
     )
 }
 
