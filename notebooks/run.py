@@ -2,7 +2,7 @@
 """Executes every notebook here with the evcxr (Rust) kernel and checks what a reader sees.
 
 evcxr does not fail a cell on a panic or a top-level `?` error, so this reads the executed
-notebook: any error output, "panicked at", or "Error:" line fails it, and each cell's
+notebook: any error output, any stderr output, "panicked at", or an "Error:" line fails it, and each cell's
 `metadata.weft` expectation is checked: `svg` (an image/svg+xml output), `accuracy` with
 `min` (the HTML metrics show an accuracy >= min), `text` with `contains`.
 Executed copies go to target/notebooks/. Ends with `notebooks: N passed, M failed`.
@@ -34,7 +34,9 @@ def problems(nb):
             if o.get("output_type") == "error":
                 out.append(f"{where}: error output {o.get('ename')}: {o.get('evalue')}")
         for kind, text in texts(cell):
-            if "panicked at" in text or re.search(r"^(Error|error)(\[E\d+\])?:", text, re.M):
+            # A top-level `?` error prints its message on stderr and nothing else: any
+            # stderr output is a failure (weft's notebooks print nothing there).
+            if kind == "stderr" or "panicked at" in text or re.search(r"^(Error|error)(\[E\d+\])?:", text, re.M):
                 out.append(f"{where}: {kind} says: {text.strip()[:400]}")
         want = cell.get("metadata", {}).get("weft", {})
         expect = want.get("expect")
@@ -59,12 +61,13 @@ def self_check():
     bad = v4.new_notebook(cells=[
         v4.new_code_cell("x", outputs=[v4.new_output("stream", name="stderr", text="thread '<unnamed>' panicked at src/lib.rs:1:1:\nboom")]),
         v4.new_code_cell("y", outputs=[v4.new_output("error", ename="Error", evalue="mismatched types", traceback=[])]),
+        v4.new_code_cell("v", outputs=[v4.new_output("stream", name="stderr", text="<spec>:3:39: model[0]: unknown activation")]),
         v4.new_code_cell("z", metadata={"weft": {"expect": "svg"}}, outputs=[]),
         v4.new_code_cell("w", metadata={"weft": {"expect": "accuracy", "min": 0.9}},
                          outputs=[v4.new_output("execute_result", data={"text/html": '<td class="accuracy test">0.5000</td>'})]),
     ])
     found = problems(bad)
-    assert len(found) == 4, f"the notebook checks missed problems: {found}"
+    assert len(found) == 5, f"the notebook checks missed problems: {found}"
 
 
 def main():
