@@ -10,7 +10,7 @@ use weft_dsl::{Document, Spec};
 use weft_executors::rundir::{self, RunDir, SavedModel};
 use weft_executors::train::{self, EpochRecord, Progress};
 use weft_executors::{Device, ExecError};
-use weft_planner::{DataShape, Plan, PlanError, Task};
+use weft_planner::{DataShape, PassLog, Plan, PlanError, Task};
 
 use crate::error::{Error, Result};
 use crate::plan_view::PlanView;
@@ -92,15 +92,15 @@ impl Experiment {
 
     /// Compiles the plan for already prepared data.
     pub fn plan_for(&self, prepared: &Prepared) -> Result<Plan> {
-        let task = match prepared.pipeline.classes() {
-            Some(c) => Task::Classification { classes: c.len() },
-            None => Task::Regression { targets: 1 },
-        };
-        let shape = DataShape {
-            features: prepared.pipeline.feature_names().to_vec(),
-            task,
-        };
-        Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))
+        Plan::new(&self.spec, &data_shape(prepared)).map_err(|e| self.plan_error(e))
+    }
+
+    /// The plan and what each planner pass did (`weft plan --verbose`).
+    pub fn plan_traced(&self) -> Result<(PlanView, Vec<PassLog>)> {
+        let (_, prepared) = self.prepare_data()?;
+        let (plan, log) =
+            Plan::traced(&self.spec, &data_shape(&prepared)).map_err(|e| self.plan_error(e))?;
+        Ok((PlanView { plan }, log))
     }
 
     /// Loads the data (for its shape) and compiles the plan.
@@ -232,6 +232,18 @@ impl Experiment {
     /// Trains, printing a line every few epochs, and writes the run under `runs/`.
     pub fn run(&self) -> Result<RunResult> {
         self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
+    }
+}
+
+/// What the planner needs to know of prepared data: feature names and the task.
+fn data_shape(prepared: &Prepared) -> DataShape {
+    let task = match prepared.pipeline.classes() {
+        Some(c) => Task::Classification { classes: c.len() },
+        None => Task::Regression { targets: 1 },
+    };
+    DataShape {
+        features: prepared.pipeline.feature_names().to_vec(),
+        task,
     }
 }
 

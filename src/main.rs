@@ -37,6 +37,9 @@ enum Command {
         sets: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Print the graph after every planner pass first (build, fusion, autodiff, updates).
+        #[arg(long)]
+        verbose: bool,
     },
     /// Train and evaluate; writes runs/<name>/<id>/.
     Run {
@@ -137,8 +140,34 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 );
             }
         }
-        Command::Plan { spec, sets, format } => {
-            let plan = Experiment::from_file_with(&spec, &sets)?.plan()?;
+        Command::Plan {
+            spec,
+            sets,
+            format,
+            verbose,
+        } => {
+            let exp = Experiment::from_file_with(&spec, &sets)?;
+            let plan = if !verbose {
+                exp.plan()?
+            } else {
+                let (plan, passes) = exp.plan_traced()?;
+                for p in &passes {
+                    println!("== after {}: {}", p.pass, p.summary);
+                    for line in p.graph.lines() {
+                        println!("  {line}");
+                    }
+                }
+                let s = &plan.schedules;
+                println!(
+                    "== after dead-code elimination: a training step runs {} of {} nodes, an evaluation {}, a prediction {}",
+                    s.train.len(),
+                    plan.nodes.len(),
+                    s.eval.len(),
+                    s.predict.len()
+                );
+                println!("== plan");
+                plan
+            };
             let text = match format {
                 Format::Text => weft_planner::display::text(&plan),
                 Format::Dot => weft_planner::display::dot(&plan),

@@ -278,6 +278,36 @@ fn plans_match_their_golden_files() {
 }
 
 #[test]
+fn plan_verbose_shows_every_pass_and_says_when_one_changed_nothing() {
+    let o = weft(&["plan", "specs/iris.yaml", "--verbose"]);
+    let out = stdout(&o);
+    let passes: Vec<&str> = out.lines().filter(|l| l.starts_with("== ")).collect();
+    assert_eq!(
+        passes,
+        [
+            "== after build: forward graph with shapes: 18 nodes",
+            "== after fusion: fused 2 BiasAdd → activation pair(s) into BiasAct",
+            "== after autodiff: added 11 backward nodes for 6 parameters",
+            "== after updates: added 6 adam node(s)",
+            "== after dead-code elimination: a training step runs 32 of 33 nodes, an evaluation 16, a prediction 14",
+            "== plan",
+        ]
+    );
+    let o = weft(&[
+        "plan",
+        "specs/iris.yaml",
+        "--verbose",
+        "--set",
+        "model[0].dense.activation=gelu",
+        "--set",
+        "model[1].dense.activation=gelu",
+    ]);
+    assert!(
+        stdout(&o).contains("== after fusion: no change (no BiasAdd → activation pair to fuse)")
+    );
+}
+
+#[test]
 fn plan_json_is_versioned_and_has_schedules() {
     let o = weft(&["plan", "specs/iris.yaml", "--format", "json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();

@@ -48,6 +48,29 @@ fn init_name(init: weft_dsl::Init, fill: f32) -> String {
     }
 }
 
+/// A compute graph (between passes) as one line per node in topological order.
+pub fn graph_text(g: &crate::graph::Graph) -> Result<String, crate::PlanError> {
+    let mut out = String::new();
+    for n in g.topo_order()? {
+        let node = &g.g[n];
+        let ins: Vec<&str> = g.inputs(n).iter().map(|i| g.g[*i].name.as_str()).collect();
+        let ins = if ins.is_empty() {
+            String::new()
+        } else {
+            format!(", in=[{}]", ins.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{}: name={}{ins}, shape={}, phase={:?}",
+            node.op.name(),
+            node.name,
+            node.shape,
+            node.phase
+        );
+    }
+    Ok(out)
+}
+
 /// DataFusion-style indented text: workflow stages, and inside Train the compute graph
 /// grouped by phase, two spaces per level.
 pub fn text(plan: &Plan) -> String {

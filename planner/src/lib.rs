@@ -21,4 +21,4 @@ pub mod workflow;
 pub use build::{DataShape, Task};
 pub use error::PlanError;
 pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
-pub use plan::{ParamRef, Plan, PlanNode, Schedules, PLAN_VERSION};
+pub use plan::{ParamRef, PassLog, Plan, PlanNode, Schedules, PLAN_VERSION};

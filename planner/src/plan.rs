@@ -10,6 +10,7 @@ use weft_dsl::{Metric, Optimizer, Spec, TrainSpec};
 use crate::autodiff;
 use crate::build::{self, DataShape, Task};
 use crate::cost;
+use crate::display;
 use crate::error::PlanError;
 use crate::fuse;
 use crate::graph::Graph;
@@ -70,19 +71,87 @@ pub struct Plan {
     pub cost: cost::Cost,
 }
 
+/// What one planner pass did, for `weft plan --verbose`: a summary line and the graph after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassLog {
+    pub pass: &'static str,
+    pub summary: String,
+    pub graph: String,
+}
+
 impl Plan {
     /// Plans a validated spec for data of the given shape.
     pub fn new(spec: &Spec, data: &DataShape) -> Result<Plan, PlanError> {
+        Plan::build(spec, data, None)
+    }
+
+    /// Plans and records the graph after every pass (build, fusion, autodiff, updates).
+    pub fn traced(spec: &Spec, data: &DataShape) -> Result<(Plan, Vec<PassLog>), PlanError> {
+        let mut log = Vec::new();
+        let plan = Plan::build(spec, data, Some(&mut log))?;
+        Ok((plan, log))
+    }
+
+    fn build(
+        spec: &Spec,
+        data: &DataShape,
+        mut log: Option<&mut Vec<PassLog>>,
+    ) -> Result<Plan, PlanError> {
+        let mut record =
+            |pass: &'static str, summary: String, g: &Graph| -> Result<(), PlanError> {
+                if let Some(log) = log.as_deref_mut() {
+                    log.push(PassLog {
+                        pass,
+                        summary,
+                        graph: display::graph_text(g)?,
+                    });
+                }
+                Ok(())
+            };
         check_metrics(spec, &data.task)?;
         let mut fwd = build::forward(spec, data)?;
-        for (old, new) in fuse::bias_activation(&mut fwd.graph)? {
-            if fwd.output == old {
-                fwd.output = new;
+        record(
+            "build",
+            format!(
+                "forward graph with shapes: {} nodes",
+                fwd.graph.g.node_count()
+            ),
+            &fwd.graph,
+        )?;
+        let fused = fuse::bias_activation(&mut fwd.graph)?;
+        for (old, new) in &fused {
+            if fwd.output == *old {
+                fwd.output = *new;
             }
         }
+        let summary = match fused.len() {
+            0 => "no change (no BiasAdd → activation pair to fuse)".to_string(),
+            n => format!("fused {n} BiasAdd → activation pair(s) into BiasAct"),
+        };
+        record("fusion", summary, &fwd.graph)?;
         let mut g = fwd.graph;
+        let before = g.g.node_count();
         let grads = autodiff::backward(&mut g, fwd.loss, &fwd.params)?;
+        record(
+            "autodiff",
+            format!(
+                "added {} backward nodes for {} parameters",
+                g.g.node_count() - before,
+                grads.len()
+            ),
+            &g,
+        )?;
+        let before = g.g.node_count();
         let ends = updates(&mut g, &spec.train, &fwd.params, &grads)?;
+        record(
+            "updates",
+            format!(
+                "added {} {} node(s)",
+                g.g.node_count() - before,
+                spec.train.optimizer.name()
+            ),
+            &g,
+        )?;
 
         let order = g.topo_order()?;
         let id: HashMap<NodeIndex, usize> =
