@@ -299,6 +299,19 @@ impl RunResult {
         self.metrics.get("test")?.get(metric)?.as_f64()
     }
 
+    /// Names of the single-number metrics over all splits, sorted (the rows of a table).
+    pub fn scalar_metric_names(&self) -> Vec<&String> {
+        let mut names: Vec<&String> = self
+            .metrics
+            .values()
+            .flat_map(|m| m.keys())
+            .filter(|k| *k != "confusion_matrix")
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Predictions of the trained model for a table with the input columns.
     pub fn predict(&self, table: &Table) -> Result<Predictions> {
         crate::predict::predict_with(&self.model, table)

@@ -113,14 +113,7 @@ pub fn run_html(r: &RunResult) -> String {
         let _ = write!(h, "<th>{}</th>", esc(s));
     }
     h.push_str("</tr></thead><tbody>");
-    let mut names: Vec<&String> = r
-        .metrics
-        .values()
-        .flat_map(|m| m.keys())
-        .filter(|k| *k != "confusion_matrix")
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = r.scalar_metric_names();
     for name in names {
         let _ = write!(h, "<tr><td>{}</td>", esc(name));
         for s in &splits {

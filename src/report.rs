@@ -20,14 +20,7 @@ fn cell(v: &Value) -> String {
 pub fn table(r: &RunResult) -> String {
     let mut out = String::new();
     let splits: Vec<&String> = r.metrics.keys().collect();
-    let mut names: Vec<&String> = r
-        .metrics
-        .values()
-        .flat_map(|m| m.keys())
-        .filter(|k| *k != "confusion_matrix")
-        .collect();
-    names.sort();
-    names.dedup();
+    let names = r.scalar_metric_names();
     let _ = write!(out, "{:<12}", "metric");
     for s in &splits {
         let _ = write!(out, "{s:>12}");
