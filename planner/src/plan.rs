@@ -45,6 +45,8 @@ pub struct ParamRef {
 pub struct Schedules {
     /// Forward, backward and updates (for L-BFGS: forward and backward only).
     pub train: Vec<usize>,
+    /// Forward and backward to the loss and every gradient, no updates (L-BFGS, gradient checks).
+    pub gradients: Vec<usize>,
     /// Forward in evaluation mode, with the loss.
     pub eval: Vec<usize>,
     /// Forward to the predictions, without labels.
@@ -193,8 +195,15 @@ impl Plan {
                 shape: g.g[*p].shape,
             })
             .collect();
+        let gradient_ends: Vec<NodeIndex> = fwd
+            .params
+            .iter()
+            .map(|p| grads[p])
+            .chain([fwd.loss])
+            .collect();
         let schedules = Schedules {
             train: ids(g.needed(&ends)?),
+            gradients: ids(g.needed(&gradient_ends)?),
             eval: ids(g.needed(&[fwd.output, fwd.loss])?),
             predict: ids(g.needed(&[fwd.output])?),
         };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use weft_planner::rng::uniform_at;
-use weft_planner::{NormAxis, Op, Plan};
+use weft_planner::{NormAxis, Op, Plan, Schedules};
 
 use crate::error::ExecError;
 use crate::init::init_param;
@@ -62,6 +62,24 @@ impl CpuExecutor {
         }
     }
 
+    /// Runs one of the plan's schedules on a batch (the schedule is lent out while it runs).
+    #[allow(clippy::too_many_arguments)]
+    fn run_schedule(
+        &mut self,
+        pick: fn(&mut Schedules) -> &mut Vec<usize>,
+        x: ArrayView2<f32>,
+        y: Option<ArrayView1<f32>>,
+        mode: Mode,
+        step: u64,
+        lr: f32,
+    ) -> Result<(), ExecError> {
+        check_batch(&self.plan, &x)?;
+        let ids = std::mem::take(pick(&mut self.plan.schedules));
+        let r = self.run(&ids, x, y, mode, step, lr);
+        *pick(&mut self.plan.schedules) = ids;
+        r
+    }
+
     fn run(
         &mut self,
         ids: &[usize],
@@ -101,15 +119,8 @@ impl CpuExecutor {
         let input = |i: usize| &v[node.inputs[i]];
         match &node.op {
             Op::Input { columns } => {
-                let b = x.nrows();
-                if x.ncols() < columns.iter().max().map_or(0, |m| m + 1) {
-                    return Err(ExecError::Shape(format!(
-                        "input has {} feature columns, the model expects {}",
-                        x.ncols(),
-                        columns.len()
-                    )));
-                }
-                ensure(out, b, columns.len());
+                // `check_batch` has made sure x has every feature column.
+                ensure(out, x.nrows(), columns.len());
                 if columns.len() == x.ncols() && columns.iter().enumerate().all(|(i, c)| i == *c) {
                     out.assign(&x);
                 } else {
@@ -297,11 +308,7 @@ impl Executor for CpuExecutor {
         step: u64,
         lr: f32,
     ) -> Result<f32, ExecError> {
-        check_batch(&self.plan, &x)?;
-        let ids = std::mem::take(&mut self.plan.schedules.train);
-        let r = self.run(&ids, x, Some(y), Mode::Train, step, lr);
-        self.plan.schedules.train = ids;
-        r?;
+        self.run_schedule(|s| &mut s.train, x, Some(y), Mode::Train, step, lr)?;
         Ok(self.loss_value())
     }
 
@@ -311,34 +318,17 @@ impl Executor for CpuExecutor {
         y: ArrayView1<f32>,
         step: u64,
     ) -> Result<f32, ExecError> {
-        check_batch(&self.plan, &x)?;
-        let ids: Vec<usize> = self
-            .plan
-            .schedules
-            .train
-            .iter()
-            .copied()
-            .filter(|i| !matches!(self.plan.nodes[*i].op, Op::Update { .. } | Op::GradNorm))
-            .collect();
-        self.run(&ids, x, Some(y), Mode::Train, step, 0.0)?;
+        self.run_schedule(|s| &mut s.gradients, x, Some(y), Mode::Train, step, 0.0)?;
         Ok(self.loss_value())
     }
 
     fn eval_loss(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>) -> Result<f32, ExecError> {
-        check_batch(&self.plan, &x)?;
-        let ids = std::mem::take(&mut self.plan.schedules.eval);
-        let r = self.run(&ids, x, Some(y), Mode::Eval, 0, 0.0);
-        self.plan.schedules.eval = ids;
-        r?;
+        self.run_schedule(|s| &mut s.eval, x, Some(y), Mode::Eval, 0, 0.0)?;
         Ok(self.loss_value())
     }
 
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>, ExecError> {
-        check_batch(&self.plan, &x)?;
-        let ids = std::mem::take(&mut self.plan.schedules.predict);
-        let r = self.run(&ids, x, None, Mode::Eval, 0, 0.0);
-        self.plan.schedules.predict = ids;
-        r?;
+        self.run_schedule(|s| &mut s.predict, x, None, Mode::Eval, 0, 0.0)?;
         Ok(self.vals[self.plan.output].clone())
     }
 
