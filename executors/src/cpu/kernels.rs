@@ -89,32 +89,44 @@ fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044_715 * x * x)
 }
 
+/// Expands to `$apply!(f)` with the elementwise function `f` of activation `$a`, or to
+/// `$softmax` for the row-wise softmax: the one place the activation formulas are written.
+macro_rules! elementwise {
+    ($a:expr, $apply:ident, $softmax:expr) => {
+        match $a {
+            Activation::Linear => $apply!(|x: f32| x),
+            Activation::Sigmoid => $apply!(sigmoid),
+            Activation::Tanh => $apply!(f32::tanh),
+            Activation::Softplus => $apply!(|x: f32| x.max(0.0) + (-x.abs()).exp().ln_1p()),
+            Activation::Relu => $apply!(|x: f32| x.max(0.0)),
+            Activation::LeakyRelu { alpha } => {
+                let al = alpha as f32;
+                $apply!(|x: f32| if x > 0.0 { x } else { al * x })
+            }
+            Activation::Elu { alpha } => {
+                let al = alpha as f32;
+                $apply!(|x: f32| if x > 0.0 { x } else { al * x.exp_m1() })
+            }
+            Activation::Swish => $apply!(|x: f32| x * sigmoid(x)),
+            Activation::Gelu => $apply!(gelu),
+            Activation::Softmax => $softmax,
+        }
+    };
+}
+
 pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
     ensure(out, x.nrows(), x.ncols());
+    let c = x.ncols();
     let (xs, ys) = (flat(x), flat_mut(out));
     macro_rules! map {
         ($f:expr) => {
             map1(xs, ys, $f)
         };
     }
-    match a {
-        Activation::Linear => ys.copy_from_slice(xs),
-        Activation::Sigmoid => map!(sigmoid),
-        Activation::Tanh => map!(f32::tanh),
-        Activation::Softplus => map!(|x: f32| x.max(0.0) + (-x.abs()).exp().ln_1p()),
-        Activation::Relu => map!(|x: f32| x.max(0.0)),
-        Activation::LeakyRelu { alpha } => {
-            let al = alpha as f32;
-            map!(|x: f32| if x > 0.0 { x } else { al * x })
-        }
-        Activation::Elu { alpha } => {
-            let al = alpha as f32;
-            map!(|x: f32| if x > 0.0 { x } else { al * x.exp_m1() })
-        }
-        Activation::Swish => map!(|x: f32| x * sigmoid(x)),
-        Activation::Gelu => map!(gelu),
-        Activation::Softmax => rows_apply(x.ncols(), [xs], ys, |[xs], ys| {
-            let c = x.ncols();
+    elementwise!(
+        a,
+        map,
+        rows_apply(c, [xs], ys, |[xs], ys| {
             for (xr, yr) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)) {
                 let m = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut s = 0.0;
@@ -125,8 +137,8 @@ pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
                 let inv = 1.0 / s;
                 yr.iter_mut().for_each(|y| *y *= inv);
             }
-        }),
-    }
+        })
+    )
 }
 
 /// `out = x + bias`, the bias broadcast over rows.
@@ -143,7 +155,7 @@ pub fn bias_add(x: &Array2<f32>, bias: &Array2<f32>, out: &mut Array2<f32>) {
     });
 }
 
-/// `out = act(x + bias)` in one pass, for the activations the fusion pass fuses.
+/// `out = act(x + bias)` in one pass (any elementwise activation).
 pub fn bias_activation(a: Activation, x: &Array2<f32>, bias: &Array2<f32>, out: &mut Array2<f32>) {
     let c = x.ncols();
     ensure(out, x.nrows(), c);
@@ -159,25 +171,12 @@ pub fn bias_activation(a: Activation, x: &Array2<f32>, bias: &Array2<f32>, out: 
             })
         };
     }
-    match a {
-        Activation::Relu => fused!(|v: f32| v.max(0.0)),
-        Activation::Sigmoid => fused!(sigmoid),
-        Activation::Tanh => fused!(f32::tanh),
-        Activation::LeakyRelu { alpha } => {
-            let al = alpha as f32;
-            fused!(|v: f32| if v > 0.0 { v } else { al * v })
-        }
-        Activation::Elu { alpha } => {
-            let al = alpha as f32;
-            fused!(|v: f32| if v > 0.0 { v } else { al * v.exp_m1() })
-        }
-        // Not produced by the fusion pass; computed in two steps for completeness.
-        other => {
-            let mut pre = Array2::zeros((0, 0));
-            bias_add(x, bias, &mut pre);
-            activation(other, &pre, out);
-        }
-    }
+    // Softmax is row-wise, not elementwise: two steps (the fusion pass never asks for it).
+    elementwise!(a, fused, {
+        let mut pre = Array2::zeros((0, 0));
+        bias_add(x, bias, &mut pre);
+        activation(a, &pre, out);
+    })
 }
 
 /// dx from x, y = act(x) and dy.
