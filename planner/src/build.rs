@@ -373,28 +373,17 @@ fn attach_loss(
     match (loss, task) {
         (Loss::CrossEntropy, Task::Classification { classes }) => {
             want(&format!("the data has {classes} classes"), *classes)?;
-            if !matches!(final_act, Activation::Softmax | Activation::Linear) {
-                return Err(PlanError::spec(
-                    act_path,
-                    format!(
-                        "cross_entropy needs a softmax (or linear) output, found {}",
-                        final_act.name()
-                    ),
-                ));
-            }
-            let l = g.add(
-                "loss",
-                Op::Loss(LossKind::SoftmaxCrossEntropy),
-                &[logits, target],
-                fwd,
-                None,
-            )?;
-            let probs = if final_act == Activation::Softmax {
-                out
-            } else {
-                g.add("probs", Op::Act(Activation::Softmax), &[logits], fwd, None)?
-            };
-            Ok((l, probs))
+            let probe = Activation::Softmax;
+            check_output(final_act, probe, "cross_entropy", act_path)?;
+            fused_loss(
+                g,
+                LossKind::SoftmaxCrossEntropy,
+                probe,
+                final_act,
+                logits,
+                target,
+                out,
+            )
         }
         (Loss::BinaryCrossEntropy, Task::Classification { classes }) => {
             if *classes != 2 {
@@ -407,28 +396,17 @@ fn attach_loss(
                 "binary_cross_entropy needs 1 (the probability of class 1)",
                 1,
             )?;
-            if !matches!(final_act, Activation::Sigmoid | Activation::Linear) {
-                return Err(PlanError::spec(
-                    act_path,
-                    format!(
-                        "binary_cross_entropy needs a sigmoid (or linear) output, found {}",
-                        final_act.name()
-                    ),
-                ));
-            }
-            let l = g.add(
-                "loss",
-                Op::Loss(LossKind::SigmoidBinaryCrossEntropy),
-                &[logits, target],
-                fwd,
-                None,
-            )?;
-            let probs = if final_act == Activation::Sigmoid {
-                out
-            } else {
-                g.add("probs", Op::Act(Activation::Sigmoid), &[logits], fwd, None)?
-            };
-            Ok((l, probs))
+            let probe = Activation::Sigmoid;
+            check_output(final_act, probe, "binary_cross_entropy", act_path)?;
+            fused_loss(
+                g,
+                LossKind::SigmoidBinaryCrossEntropy,
+                probe,
+                final_act,
+                logits,
+                target,
+                out,
+            )
         }
         (Loss::Mse, Task::Classification { classes }) => {
             want(
@@ -463,4 +441,45 @@ fn attach_loss(
             "a numeric (regression) label needs `loss: mse`",
         )),
     }
+}
+
+/// The output activation must be the loss's own (fused into it) or linear (logits).
+fn check_output(
+    final_act: Activation,
+    probe: Activation,
+    loss: &str,
+    act_path: String,
+) -> Result<(), PlanError> {
+    if final_act == probe || final_act == Activation::Linear {
+        return Ok(());
+    }
+    Err(PlanError::spec(
+        act_path,
+        format!(
+            "{loss} needs a {} (or linear) output, found {}",
+            probe.name(),
+            final_act.name()
+        ),
+    ))
+}
+
+/// A loss that reads logits, with `probe` (softmax or sigmoid) kept for predictions: the
+/// model's own output node when it ends in `probe`, else a new `probs` node.
+fn fused_loss(
+    g: &mut Graph,
+    kind: LossKind,
+    probe: Activation,
+    final_act: Activation,
+    logits: NodeIndex,
+    target: NodeIndex,
+    out: NodeIndex,
+) -> Result<(NodeIndex, NodeIndex), PlanError> {
+    let fwd = Phase::Forward;
+    let loss = g.add("loss", Op::Loss(kind), &[logits, target], fwd, None)?;
+    let probs = if final_act == probe {
+        out
+    } else {
+        g.add("probs", Op::Act(probe), &[logits], fwd, None)?
+    };
+    Ok((loss, probs))
 }
