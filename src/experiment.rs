@@ -166,9 +166,8 @@ impl Experiment {
         dir.write_json(rundir::PLAN_FILE, &plan)?;
         dir.write_json(rundir::PREPROCESS_FILE, &prepared.pipeline)?;
         // The test rows as read, so `weft predict --input <run>/test.csv` can be checked.
-        let split = weft_data::split_rows(table.num_rows(), &self.spec.data.split, self.spec.seed)?;
         let mut bytes = Vec::new();
-        weft_data::write_csv(&table, &split.test, &mut bytes)?;
+        weft_data::write_csv(&table, &prepared.split.test, &mut bytes)?;
         rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
 
         let pipeline = prepared.pipeline.clone();

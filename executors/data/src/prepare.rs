@@ -7,7 +7,7 @@ use crate::error::DataError;
 use crate::frame::Frame;
 use crate::label::{class_keys, encode_classes, fit_classes, read_label, targets, ClassOrder};
 use crate::pipeline::Pipeline;
-use crate::split::split_rows;
+use crate::split::{split_rows, Split};
 use crate::stage::Stage;
 use crate::table::Table;
 
@@ -37,6 +37,8 @@ pub struct Prepared {
     pub test: Dataset,
     pub validation: Option<Dataset>,
     pub pipeline: Pipeline,
+    /// Which rows of the table went to which split.
+    pub split: Split,
 }
 
 /// Selects features and label, splits the rows (shuffled with `spec.split.seed`, default
@@ -119,6 +121,7 @@ pub fn prepare(
             label,
             classes,
         },
+        split,
     })
 }
 
