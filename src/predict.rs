@@ -64,8 +64,35 @@ impl Predictions {
         Some(hits as f64 / pred.len().max(1) as f64)
     }
 
+    /// Column names: `prediction`, then `p_<class>` per class (classification).
+    pub fn header(&self) -> Vec<String> {
+        let mut h = vec!["prediction".to_string()];
+        h.extend(self.classes.iter().flatten().map(|c| format!("p_{c}")));
+        h
+    }
+
+    /// Row `i` as cells matching [`Predictions::header`]: the class name (or value), then the
+    /// class probabilities (a single sigmoid output gives both classes' probabilities).
+    pub fn row(&self, i: usize, predicted: &[usize]) -> Vec<String> {
+        let out = self.outputs.row(i);
+        match &self.classes {
+            Some(classes) => {
+                let name = classes.get(predicted[i]).map(String::as_str).unwrap_or("?");
+                let mut cells = vec![name.to_string()];
+                if out.len() == 1 {
+                    cells.extend([(1.0 - out[0]).to_string(), out[0].to_string()]);
+                } else {
+                    cells.extend(out.iter().map(f32::to_string));
+                }
+                cells
+            }
+            None => vec![out[0].to_string()],
+        }
+    }
+
     /// Jupyter (evcxr): the first 20 predictions as a table, and the accuracy if known.
     pub fn evcxr_display(&self) {
+        use crate::notebook::esc;
         let mut h = String::new();
         if let Some(acc) = self.accuracy() {
             let _ = write!(
@@ -75,14 +102,15 @@ impl Predictions {
             );
         }
         h.push_str("<table><tr>");
-        let csv = self.to_csv();
-        for (i, line) in csv.lines().take(21).enumerate() {
-            let tag = if i == 0 { "th" } else { "td" };
-            if i > 0 {
-                h.push_str("<tr>");
-            }
-            for cell in line.split(',') {
-                let _ = write!(h, "<{tag}>{}</{tag}>", crate::notebook::esc(cell));
+        for name in self.header() {
+            let _ = write!(h, "<th>{}</th>", esc(&name));
+        }
+        h.push_str("</tr>");
+        let predicted = self.classes_predicted();
+        for i in 0..self.rows().min(20) {
+            h.push_str("<tr>");
+            for cell in self.row(i, &predicted) {
+                let _ = write!(h, "<td>{}</td>", esc(&cell));
             }
             h.push_str("</tr>");
         }
@@ -93,41 +121,46 @@ impl Predictions {
         crate::notebook::emit("text/html", &h);
     }
 
-    /// `prediction` (class name or value) and, for classification, one probability per class.
+    /// Every row as CSV (RFC 4180 quoting), with the header.
     pub fn to_csv(&self) -> String {
-        let mut out = String::new();
-        match &self.classes {
-            Some(classes) => {
-                let binary_sigmoid = self.outputs.ncols() == 1;
-                let _ = write!(out, "prediction");
-                for c in classes {
-                    let _ = write!(out, ",p_{c}");
-                }
-                out.push('\n');
-                for (row, k) in self
-                    .outputs
-                    .rows()
-                    .into_iter()
-                    .zip(self.classes_predicted())
-                {
-                    let _ = write!(out, "{}", classes.get(k).map(String::as_str).unwrap_or("?"));
-                    if binary_sigmoid {
-                        let _ = write!(out, ",{},{}", 1.0 - row[0], row[0]);
-                    } else {
-                        for p in row {
-                            let _ = write!(out, ",{p}");
-                        }
-                    }
-                    out.push('\n');
-                }
-            }
-            None => {
-                out.push_str("prediction\n");
-                for v in self.outputs.column(0) {
-                    let _ = writeln!(out, "{v}");
-                }
-            }
+        let line = |cells: Vec<String>| {
+            let quoted: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+            quoted.join(",") + "\n"
+        };
+        let mut out = line(self.header());
+        let predicted = self.classes_predicted();
+        for i in 0..self.rows() {
+            out.push_str(&line(self.row(i, &predicted)));
         }
         out
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn csv_quotes_class_names_and_matches_the_accuracy() {
+        let p = Predictions {
+            outputs: array![[0.9, 0.1], [0.2, 0.8]],
+            classes: Some(vec!["small, cheap".into(), "big".into()]),
+            labels: Some(array![0.0, 0.0]),
+        };
+        assert_eq!(
+            p.to_csv(),
+            "prediction,\"p_small, cheap\",p_big\n\"small, cheap\",0.9,0.1\nbig,0.2,0.8\n"
+        );
+        assert_eq!(p.accuracy(), Some(0.5));
     }
 }
