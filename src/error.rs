@@ -12,6 +12,24 @@ pub enum Error {
     Exec(#[from] weft_executors::ExecError),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    /// A distributed run stopped (a worker died, a network problem); says how to resume.
+    #[error("{message}{}", resume.as_ref().map(|r| format!("\n{r}")).unwrap_or_default())]
+    Stopped {
+        message: String,
+        resume: Option<String>,
+    },
+}
+
+impl From<weft_dist::DistError> for Error {
+    fn from(e: weft_dist::DistError) -> Error {
+        match e {
+            weft_dist::DistError::Exec(e) => Error::Exec(e),
+            other => Error::Stopped {
+                message: other.to_string(),
+                resume: None,
+            },
+        }
+    }
 }
 
 impl Error {

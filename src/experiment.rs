@@ -8,7 +8,7 @@ use serde_json::Value;
 use weft_data::{Prepared, Table};
 use weft_dsl::{Document, Spec};
 use weft_executors::rundir::{self, RunDir, SavedModel};
-use weft_executors::train::{self, EpochRecord, Progress};
+use weft_executors::train::{self, EpochRecord, Progress, Start};
 use weft_executors::{Device, ExecError};
 use weft_planner::{DataShape, PassLog, Plan, PlanError, Task};
 
@@ -139,11 +139,17 @@ impl Experiment {
         let unsupported = |path: &str, what: &str| {
             Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
         };
-        if matches!(&p.data, Some(d) if d.workers > 1) {
-            return Err(unsupported(
-                "parallelism.data",
-                "distributed data-parallel training",
-            ));
+        if let (Some(d), weft_dsl::Cluster::Hosts(h)) = (&p.data, &self.spec.executor.cluster) {
+            if d.workers != h.len() {
+                return Err(Error::Spec(self.doc.error_at(
+                    "parallelism.data.workers",
+                    format!(
+                        "{} workers, but executor.cluster.hosts lists {}; make them equal",
+                        d.workers,
+                        h.len()
+                    ),
+                )));
+            }
         }
         if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
             return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
@@ -154,6 +160,16 @@ impl Experiment {
             }
             other => Error::Exec(other),
         })
+    }
+
+    /// True when the spec trains on several workers (`parallelism.data`).
+    pub fn is_distributed(&self) -> bool {
+        match &self.spec.parallelism.data {
+            Some(d) => {
+                d.workers > 1 || !matches!(self.spec.executor.cluster, weft_dsl::Cluster::Local)
+            }
+            None => false,
+        }
     }
 
     /// Trains and evaluates, writing a run directory under `runs_root`.
@@ -169,21 +185,146 @@ impl Experiment {
         let mut bytes = Vec::new();
         weft_data::write_csv(&table, &prepared.split.test, &mut bytes)?;
         rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
+        self.train_into(
+            &dir,
+            device,
+            plan,
+            prepared,
+            Start::default(),
+            None,
+            progress,
+        )
+    }
 
+    /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
+    /// same run directory. The spec may differ from the run's only in `parallelism` and
+    /// `executor` (resume a 4-worker run on 2 workers, say).
+    pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
+        let device = self.check_runnable()?;
+        let dir = RunDir::open(run_dir)?;
+        let theirs: Value =
+            serde_json::from_slice(&std::fs::read(dir.file(rundir::SPEC_FILE)).map_err(|e| {
+                Error::Io {
+                    path: dir.file(rundir::SPEC_FILE).display().to_string(),
+                    message: e.to_string(),
+                }
+            })?)
+            .unwrap_or(Value::Null);
+        let strip = |mut v: Value| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("parallelism");
+                o.remove("executor");
+            }
+            v
+        };
+        if strip(theirs) != strip(self.resolved()) {
+            return Err(Error::Io {
+                path: run_dir.display().to_string(),
+                message: format!(
+                    "this run was made from a different spec (only `parallelism` and `executor` may change when resuming); compare with {}",
+                    dir.file(rundir::SPEC_FILE).display()
+                ),
+            });
+        }
+        let (state, tensors) = dir.read_checkpoint()?;
+        let (_, prepared) = self.prepare_data()?;
+        let plan = self.plan_for(&prepared)?;
+        let model = SavedModel {
+            plan: plan.clone(),
+            pipeline: prepared.pipeline.clone(),
+            tensors,
+        };
+        let flat: Vec<f32> = model
+            .params()?
+            .iter()
+            .flat_map(|a| a.iter().copied())
+            .collect();
+        let start = Start {
+            epoch: state.epoch + 1,
+            step: state.step,
+        };
+        progress.note(&format!(
+            "resuming {} after epoch {} (step {})",
+            dir.path.display(),
+            state.epoch,
+            state.step
+        ));
+        self.train_into(&dir, device, plan, prepared, start, Some(flat), progress)
+    }
+
+    /// Trains from `start` (with `init` as the model if resuming), evaluates, and writes
+    /// the model, metrics and summary into `dir`.
+    #[allow(clippy::too_many_arguments)]
+    fn train_into(
+        &self,
+        dir: &RunDir,
+        device: Device,
+        plan: Plan,
+        prepared: Prepared,
+        start: Start,
+        init: Option<Vec<f32>>,
+        progress: &mut dyn Progress,
+    ) -> Result<RunResult> {
         let pipeline = prepared.pipeline.clone();
-        let mut exec = device.executor(&plan);
+        let mut previous = match start.epoch {
+            1 => Vec::new(),
+            _ => read_metrics(dir),
+        };
+        previous.retain(|r| r.epoch < start.epoch);
         let mut writer = MetricsWriter {
-            dir: &dir,
-            records: Vec::new(),
+            dir,
+            records: previous,
             inner: progress,
         };
-        let outcome = train::fit(
-            exec.as_mut(),
-            &plan,
-            &prepared.train,
-            prepared.validation.as_ref(),
-            &mut writer,
-        )?;
+        let (mut exec, outcome, comm, notes, device_name) = if self.is_distributed() {
+            let d = crate::distributed::train(
+                &self.spec,
+                &plan,
+                &prepared,
+                dir,
+                start,
+                init,
+                &mut writer,
+            )
+            .map_err(|e| self.stopped(e, dir))?;
+            (d.exec, d.outcome, Some(d.comm), d.notes, d.device)
+        } else {
+            let mut exec = device.executor(&plan);
+            if let Some(init) = &init {
+                train::set_flat(exec.as_mut(), init)?;
+            }
+            let names: Vec<(String, (usize, usize))> = plan
+                .params
+                .iter()
+                .map(|p| (p.name.clone(), (p.shape.rows_at(1), p.shape.cols)))
+                .collect();
+            let mut save = |epoch: usize, step: u64, flat: &[f32]| {
+                let mut at = 0;
+                let tensors: Vec<(String, ndarray::Array2<f32>)> = names
+                    .iter()
+                    .filter_map(|(n, (r, c))| {
+                        let part = flat.get(at..at + r * c)?.to_vec();
+                        at += r * c;
+                        Some((
+                            n.clone(),
+                            ndarray::Array2::from_shape_vec((*r, *c), part).ok()?,
+                        ))
+                    })
+                    .collect();
+                dir.write_checkpoint(rundir::CheckpointState { epoch, step }, &tensors)
+            };
+            let outcome = train::fit_from(
+                exec.as_mut(),
+                &plan,
+                &prepared.train,
+                prepared.validation.as_ref(),
+                &mut writer,
+                start,
+                Some(&mut save),
+            )?;
+            let name = exec.device_name();
+            (exec, outcome, None, Vec::new(), name)
+        };
 
         let mut metrics = BTreeMap::new();
         let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
@@ -203,7 +344,6 @@ impl Experiment {
         let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()).collect();
         tensors.extend(exec.buffers());
         dir.write_weights(&tensors)?;
-        let device_name = exec.device_name();
 
         let result = RunResult {
             run_dir: dir.path.display().to_string(),
@@ -217,6 +357,8 @@ impl Experiment {
                 stopped_early: outcome.stopped_early.clone(),
                 params: plan.num_params(),
             },
+            comm,
+            notes,
             history: outcome.history,
             model: SavedModel {
                 plan,
@@ -228,10 +370,34 @@ impl Experiment {
         Ok(result)
     }
 
+    /// A distributed failure, with where the last checkpoint is and how to resume.
+    fn stopped(&self, e: weft_dist::DistError, dir: &RunDir) -> Error {
+        let checkpoint = dir.read_checkpoint().ok().map(|(s, _)| s.epoch);
+        Error::Stopped {
+            message: e.to_string(),
+            resume: checkpoint.map(|epoch| {
+                format!(
+                    "the checkpoint after epoch {epoch} is saved; resume with:\n  weft run {} --resume {}",
+                    self.doc.file,
+                    dir.path.display()
+                )
+            }),
+        }
+    }
+
     /// Trains, printing a line every few epochs, and writes the run under `runs/`.
     pub fn run(&self) -> Result<RunResult> {
         self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
     }
+}
+
+/// The records of metrics.jsonl (to continue it when resuming).
+fn read_metrics(dir: &RunDir) -> Vec<EpochRecord> {
+    std::fs::read_to_string(dir.file(rundir::METRICS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// What the planner needs to know of prepared data: feature names and the task.
@@ -260,6 +426,9 @@ impl Progress for MetricsWriter<'_> {
     fn step(&mut self, done: usize, loss: f32) {
         self.inner.step(done, loss);
     }
+    fn note(&mut self, message: &str) {
+        self.inner.note(message);
+    }
     fn epoch_end(&mut self, record: &EpochRecord) -> Result<(), ExecError> {
         self.records.push(record.clone());
         self.dir.write_metrics(&self.records)?;
@@ -286,6 +455,12 @@ pub struct RunResult {
     /// Split name (`train`, `test`, `validation`) → metric name → value.
     pub metrics: BTreeMap<String, BTreeMap<String, Value>>,
     pub train: TrainSummary,
+    /// Communication of a distributed run (measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<weft_dist::driver::Comm>,
+    /// Things the user should know about the run (a worker lost by an asynchronous run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub history: Vec<EpochRecord>,
     /// The trained model: plan, fitted preprocessing and weights.
     #[serde(skip)]

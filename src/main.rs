@@ -52,6 +52,26 @@ enum Command {
         /// Folder that run directories go into.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+        /// Continue a run from its last checkpoint, in its own folder (runs/<name>/<id>).
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+    },
+    /// Serve as a worker for distributed runs (`parallelism.data`): an HTTP control API for
+    /// the driver and a TCP data plane for the other workers. Needs the cluster's token in
+    /// WEFT_TOKEN or --token-file.
+    Worker {
+        /// Control API address; binds loopback unless told otherwise (`0.0.0.0:7000`).
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: String,
+        /// Data-plane address (default: a free port on the control address's interface).
+        #[arg(long)]
+        data_listen: Option<String>,
+        /// File holding the token (instead of WEFT_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Exit when standard input closes (how a driver's local workers end with it).
+        #[arg(long)]
+        exit_with_parent: bool,
     },
     /// Predict with a trained model (a run directory) on a CSV or Parquet file.
     Predict {
@@ -181,15 +201,26 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             sets,
             json,
             runs_dir,
+            resume,
         } => {
             let exp = Experiment::from_file_with(&spec, &sets)?;
+            if let Some(role) = weft::distributed::env_worker_role(&exp)? {
+                // A launcher started this process as rank > 0: it serves as a worker.
+                eprintln!("{role}");
+                weft::distributed::serve_env_worker(&exp)?;
+                return Ok(());
+            }
+            let go = |p: &mut dyn weft::Progress| match &resume {
+                Some(dir) => exp.resume_with(dir, p),
+                None => exp.run_with(&runs_dir, p),
+            };
             let result = if std::io::stderr().is_terminal() {
                 let mut bar = weft::progress::Bar::new();
-                let r = exp.run_with(&runs_dir, &mut bar);
+                let r = go(&mut bar);
                 bar.finish();
                 r?
             } else {
-                exp.run_with(&runs_dir, &mut weft::progress::Lines::stderr())?
+                go(&mut weft::progress::Lines::stderr())?
             };
             if json {
                 println!("{}", serde_json::to_string(&result).unwrap_or_default());
@@ -213,6 +244,34 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             }
             if let Some(acc) = p.accuracy() {
                 eprintln!("accuracy on {}: {acc} ({} rows)", input.display(), p.rows());
+            }
+        }
+        Command::Worker {
+            listen,
+            data_listen,
+            token_file,
+            exit_with_parent,
+        } => {
+            if let Some(f) = token_file {
+                std::env::set_var("WEFT_TOKEN_FILE", f);
+            }
+            let token = weft::distributed::token(false)?;
+            let w = weft_dist::worker::start_worker(&listen, data_listen.as_deref(), &token)?;
+            // The driver reads this line to learn the addresses (keep its format).
+            println!(
+                "weft worker: control {} data {} pid {}",
+                w.control,
+                w.data,
+                std::process::id()
+            );
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            if exit_with_parent {
+                let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            } else {
+                loop {
+                    std::thread::park();
+                }
             }
         }
         Command::Schema => println!(

@@ -70,6 +70,14 @@ impl Progress for Lines {
         }
         Ok(())
     }
+
+    fn note(&mut self, message: &str) {
+        if self.stdout {
+            println!("note: {message}");
+        } else {
+            eprintln!("note: {message}");
+        }
+    }
 }
 
 /// A terminal progress bar per epoch, with one printed line per epoch above it.
@@ -133,5 +141,12 @@ impl Progress for Bar {
             b.println(epoch_line(r, self.epochs));
         }
         Ok(())
+    }
+
+    fn note(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("note: {message}")),
+            None => eprintln!("note: {message}"),
+        }
     }
 }

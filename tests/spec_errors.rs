@@ -1047,6 +1047,147 @@ fn leaky_relu_bare_and_with_alpha() {
     );
 }
 
+// ---------------------------------------------------------------- parallelism and executor
+
+/// A one-layer iris spec followed by `tail` (the parallelism and executor sections).
+fn with_tail(tail: &[&str]) -> Vec<String> {
+    let mut lines = vec![
+        "name: t",
+        "data:",
+        "  source: builtin:iris",
+        "model:",
+        "  - dense: {units: 3}",
+    ];
+    lines.extend_from_slice(tail);
+    errors(&lines)
+}
+
+#[test]
+fn parameter_server_without_an_algorithm() {
+    let e = with_tail(&[
+        "parallelism:",
+        "  data:",
+        "    workers: 4",
+        "    sync: parameter_server",
+    ]);
+    assert_eq!(
+        e,
+        ["spec.yaml:8:5: parallelism.data: missing required key `algorithm`: `sync: parameter_server` needs one of sync, downpour, easgd, aeasgd, eamsgd, adag, dynsgd, hogwild"]
+    );
+}
+
+#[test]
+fn algorithm_without_parameter_server() {
+    let e = with_tail(&["parallelism:", "  data: {workers: 2, algorithm: downpour}"]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:33: parallelism.data.algorithm: `algorithm` applies to `sync: parameter_server` only, and sync is `allreduce`; set `sync: parameter_server` or remove `algorithm`"]
+    );
+}
+
+#[test]
+fn unknown_parameter_server_algorithm() {
+    let e = with_tail(&[
+        "parallelism:",
+        "  data: {workers: 2, sync: parameter_server, algorithm: downpoor}",
+    ]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:57: parallelism.data.algorithm: unknown parameter-server algorithm `downpoor`; did you mean `downpour`? valid: sync, downpour, easgd, aeasgd, eamsgd, adag, dynsgd, hogwild"]
+    );
+}
+
+#[test]
+fn staleness_with_a_synchronous_algorithm() {
+    let e = with_tail(&[
+        "parallelism:",
+        "  data: {workers: 2, sync: parameter_server, algorithm: easgd, staleness: 2}",
+    ]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:75: parallelism.data.staleness: `staleness` bounds the asynchronous parameter-server algorithms only (downpour, aeasgd, eamsgd, adag, dynsgd, hogwild), and `easgd` is synchronous"]
+    );
+}
+
+#[test]
+fn staleness_with_allreduce() {
+    let e = with_tail(&[
+        "parallelism:",
+        "  data: {workers: 2, sync: local_sgd, staleness: 2}",
+    ]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:50: parallelism.data.staleness: `staleness` bounds the asynchronous parameter-server algorithms only (downpour, aeasgd, eamsgd, adag, dynsgd, hogwild), and sync is `local_sgd`"]
+    );
+}
+
+#[test]
+fn data_parallel_settings_out_of_range_are_all_reported() {
+    let e = with_tail(&[
+        "parallelism:",
+        "  data:",
+        "    workers: 0",
+        "    sync: parameter_server",
+        "    algorithm: eamsgd",
+        "    rho: 0",
+        "    learning_rate: -0.1",
+        "    momentum: 1",
+        "    bucket_mb: 0",
+        "    timeout_s: -1",
+        "    compression: {topk: {ratio: 1.5}}",
+    ]);
+    assert_eq!(
+        e,
+        [
+            "spec.yaml:8:14: parallelism.data.workers: workers must be at least 1, found 0",
+            "spec.yaml:16:33: parallelism.data.compression.topk.ratio: ratio must be in (0, 1], found 1.5",
+            "spec.yaml:11:10: parallelism.data.rho: rho must be a positive number, found 0",
+            "spec.yaml:12:20: parallelism.data.learning_rate: learning_rate must be a positive number, found -0.1",
+            "spec.yaml:13:15: parallelism.data.momentum: momentum must be in [0, 1), found 1",
+            "spec.yaml:14:16: parallelism.data.bucket_mb: bucket_mb must be a positive number, found 0",
+            "spec.yaml:15:16: parallelism.data.timeout_s: timeout_s must be a positive number, found -1",
+        ]
+    );
+}
+
+#[test]
+fn unknown_data_parallel_key_suggests_the_nearest() {
+    let e = with_tail(&["parallelism:", "  data: {workers: 2, timeout: 5}"]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:22: parallelism.data: unknown key `timeout`; did you mean `timeout_s`? valid: workers, sync, algorithm, communication_window, staleness, compression, rho, learning_rate, momentum, bucket_mb, timeout_s"]
+    );
+}
+
+#[test]
+fn empty_hosts_list() {
+    let e = with_tail(&["executor:", "  cluster: {hosts: []}"]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:20: executor.cluster.hosts: `hosts` needs at least one `host:port` address, e.g. `[10.0.0.2:7070]`"]
+    );
+}
+
+#[test]
+fn hosts_that_are_not_host_port_are_named_by_index() {
+    let e = with_tail(&[
+        "executor:",
+        "  cluster:",
+        "    hosts:",
+        "      - 10.0.0.1:7070",
+        "      - 10.0.0.2",
+        "      - \"[::1]:7070\"",
+        "      - node-3:0",
+    ]);
+    assert_eq!(
+        e,
+        [
+            "spec.yaml:10:9: executor.cluster.hosts[1]: `10.0.0.2` is not a `host:port` address (e.g. `10.0.0.2:7070` or `[::1]:7070`)",
+            "spec.yaml:12:9: executor.cluster.hosts[3]: `node-3:0` is not a `host:port` address (e.g. `10.0.0.2:7070` or `[::1]:7070`)",
+        ]
+    );
+}
+
 // ---------------------------------------------------------------- planner errors (builtin:iris)
 
 #[test]

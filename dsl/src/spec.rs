@@ -695,65 +695,201 @@ pub struct ParallelismSpec {
     pub pipeline: Option<Pipeline>,
 }
 
+/// Data-parallel training: every worker holds a full model replica and a shard of the
+/// training rows; replicas are kept in step by `sync`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataParallel {
+    /// Worker processes (one per device); 1 trains on one device through the same path.
     pub workers: usize,
     #[serde(default)]
     pub sync: Sync,
-    /// Parameter-server algorithm (with `sync: parameter_server`).
+    /// Parameter-server algorithm; required with `sync: parameter_server`, and only there.
     #[serde(default)]
     pub algorithm: Option<PsAlgorithm>,
+    /// Steps between exchanges with the server or the peers (parameter_server algorithms
+    /// other than `sync`, local_sgd, gossip); allreduce exchanges every step.
     #[serde(default = "default_window")]
     pub communication_window: usize,
-    /// Stale-synchronous bound, in steps.
+    /// Stale-synchronous bound, in steps: how far the fastest worker may run ahead of the
+    /// slowest (asynchronous parameter-server algorithms only).
     #[serde(default)]
     pub staleness: Option<usize>,
+    /// How gradients or parameters are encoded on the wire.
     #[serde(default)]
     pub compression: Compression,
+    /// Elasticity ρ of the EASGD family (easgd, aeasgd, eamsgd), as in Distributed Keras.
+    #[serde(default = "default_elastic_rho")]
+    pub rho: f64,
+    /// Worker learning rate of the EASGD family: the elastic pull is
+    /// alpha = learning_rate × rho; eamsgd also takes its local SGD steps at this rate.
+    #[serde(default = "default_elastic_lr")]
+    pub learning_rate: f64,
+    /// Nesterov momentum of eamsgd's local steps, in [0, 1).
+    #[serde(default = "default_elastic_momentum")]
+    pub momentum: f64,
+    /// All-reduce fusion bucket size in MiB: gradients are packed into buckets of at most
+    /// this size and each bucket is reduced as soon as its gradients are ready.
+    #[serde(default = "default_bucket_mb")]
+    pub bucket_mb: f64,
+    /// Seconds any blocking network call may wait before its peer is declared dead or
+    /// stalled and the run fails with an error naming it.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: f64,
+}
+
+impl DataParallel {
+    /// The strategy's name in plans and reports: `allreduce`, `parameter_server/downpour`,
+    /// `local_sgd`, `gossip` (`parameter_server` alone when the algorithm is missing).
+    pub fn strategy(&self) -> String {
+        match (self.sync, self.algorithm) {
+            (Sync::ParameterServer, Some(a)) => format!("parameter_server/{}", a.name()),
+            (s, _) => s.name().to_string(),
+        }
+    }
 }
 
 fn default_window() -> usize {
     5
 }
+fn default_elastic_rho() -> f64 {
+    5.0
+}
+fn default_elastic_lr() -> f64 {
+    0.01
+}
+fn default_elastic_momentum() -> f64 {
+    0.9
+}
+fn default_bucket_mb() -> f64 {
+    25.0
+}
+fn default_timeout_s() -> f64 {
+    10.0
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sync {
+    /// Ring all-reduce of the gradients every step (scatter-reduce, then all-gather).
     #[default]
     Allreduce,
+    /// A parameter server that workers push to and pull from (see `algorithm`).
     ParameterServer,
+    /// Local steps, then an all-reduce average of the parameters every window.
     LocalSgd,
+    /// Average parameters with ring neighbours every window, no global step.
     Gossip,
 }
 
+impl Sync {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sync::Allreduce => "allreduce",
+            Sync::ParameterServer => "parameter_server",
+            Sync::LocalSgd => "local_sgd",
+            Sync::Gossip => "gossip",
+        }
+    }
+}
+
+/// The parameter-server algorithms of Distributed Keras / Elephas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PsAlgorithm {
+    /// Synchronous: the server averages every worker's gradient each step.
     Sync,
+    /// Asynchronous: workers push accumulated gradients every window (Dean et al.).
     Downpour,
+    /// Elastic averaging, synchronous rounds every window.
     Easgd,
+    /// Asynchronous elastic averaging.
     Aeasgd,
+    /// Asynchronous elastic averaging with Nesterov momentum on the workers.
     Eamsgd,
+    /// Accumulated gradients normalised by the window (Hermans).
     Adag,
+    /// Staleness-aware updates scaled down by how stale they are.
     Dynsgd,
+    /// Lock-free asynchronous updates.
     Hogwild,
+}
+
+impl PsAlgorithm {
+    /// Every algorithm, in declaration order.
+    pub const ALL: [PsAlgorithm; 8] = [
+        PsAlgorithm::Sync,
+        PsAlgorithm::Downpour,
+        PsAlgorithm::Easgd,
+        PsAlgorithm::Aeasgd,
+        PsAlgorithm::Eamsgd,
+        PsAlgorithm::Adag,
+        PsAlgorithm::Dynsgd,
+        PsAlgorithm::Hogwild,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            PsAlgorithm::Sync => "sync",
+            PsAlgorithm::Downpour => "downpour",
+            PsAlgorithm::Easgd => "easgd",
+            PsAlgorithm::Aeasgd => "aeasgd",
+            PsAlgorithm::Eamsgd => "eamsgd",
+            PsAlgorithm::Adag => "adag",
+            PsAlgorithm::Dynsgd => "dynsgd",
+            PsAlgorithm::Hogwild => "hogwild",
+        }
+    }
+
+    /// Workers proceed without waiting for each other (so `staleness` can bound them).
+    pub fn is_async(&self) -> bool {
+        !matches!(self, PsAlgorithm::Sync | PsAlgorithm::Easgd)
+    }
+
+    /// The EASGD family, whose workers use `rho`, `learning_rate` (and eamsgd `momentum`).
+    pub fn is_elastic(&self) -> bool {
+        matches!(
+            self,
+            PsAlgorithm::Easgd | PsAlgorithm::Aeasgd | PsAlgorithm::Eamsgd
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
+    /// fp32 as computed.
     #[default]
     None,
+    /// Half precision on the wire.
     Fp16,
+    /// 8-bit integers with one fp32 scale per tensor.
     Int8,
+    /// Only the largest `ratio` of the values, with their indices.
     Topk(TopK),
+}
+
+impl Compression {
+    /// `none`, `fp16`, `int8`, `topk(ratio=0.01, error_feedback)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Compression::None => "none".into(),
+            Compression::Fp16 => "fp16".into(),
+            Compression::Int8 => "int8".into(),
+            Compression::Topk(t) if t.error_feedback => {
+                format!("topk(ratio={}, error_feedback)", t.ratio)
+            }
+            Compression::Topk(t) => format!("topk(ratio={})", t.ratio),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopK {
+    /// Fraction of the values sent, in (0, 1].
     pub ratio: f64,
+    /// Keep what was not sent and add it to the next step's values.
     #[serde(default = "yes")]
     pub error_feedback: bool,
 }
@@ -791,9 +927,13 @@ pub enum Device {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cluster {
+    /// Worker processes on this machine.
     #[default]
     Local,
+    /// Workers already listening at these `host:port` addresses.
     Hosts(Vec<String>),
+    /// Spark barrier-mode tasks.
     Spark,
+    /// Whatever launcher set RANK / WORLD_SIZE / MASTER_ADDR (Kubernetes, Slurm, MPI).
     Env,
 }

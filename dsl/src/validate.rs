@@ -72,6 +72,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     model(&mut c, &spec.model);
     train(&mut c, &spec.train);
     parallelism(&mut c, &spec.parallelism);
+    executor(&mut c, &spec.executor);
     c.problems
 }
 
@@ -405,26 +406,7 @@ fn train(c: &mut Checker, t: &TrainSpec) {
 
 fn parallelism(c: &mut Checker, p: &ParallelismSpec) {
     if let Some(d) = &p.data {
-        c.at_least_one("parallelism.data.workers", "workers", d.workers);
-        c.at_least_one(
-            "parallelism.data.communication_window",
-            "communication_window",
-            d.communication_window,
-        );
-        if d.algorithm.is_some() && d.sync != Sync::ParameterServer {
-            c.fail(
-                "parallelism.data.algorithm",
-                "`algorithm` applies to `sync: parameter_server` only",
-            );
-        }
-        if let Compression::Topk(t) = &d.compression {
-            if !(t.ratio > 0.0 && t.ratio <= 1.0) {
-                c.fail(
-                    "parallelism.data.compression.topk.ratio",
-                    format!("ratio must be in (0, 1], found {}", t.ratio),
-                );
-            }
-        }
+        data_parallel(c, d);
     }
     if let Some(pl) = &p.pipeline {
         c.at_least_one("parallelism.pipeline.stages", "stages", pl.stages);
@@ -434,4 +416,120 @@ fn parallelism(c: &mut Checker, p: &ParallelismSpec) {
             pl.micro_batches,
         );
     }
+}
+
+fn data_parallel(c: &mut Checker, d: &DataParallel) {
+    let p = "parallelism.data";
+    c.at_least_one(&format!("{p}.workers"), "workers", d.workers);
+    c.at_least_one(
+        &format!("{p}.communication_window"),
+        "communication_window",
+        d.communication_window,
+    );
+    match (d.sync, d.algorithm) {
+        (Sync::ParameterServer, None) => c.fail(
+            p,
+            format!(
+                "missing required key `algorithm`: `sync: parameter_server` needs one of {}",
+                ps_algorithms(|_| true)
+            ),
+        ),
+        (Sync::ParameterServer, Some(_)) | (_, None) => {}
+        (sync, Some(_)) => c.fail(
+            format!("{p}.algorithm"),
+            format!(
+                "`algorithm` applies to `sync: parameter_server` only, and sync is `{}`; set `sync: parameter_server` or remove `algorithm`",
+                sync.name()
+            ),
+        ),
+    }
+    if d.staleness.is_some() {
+        let asynchronous = ps_algorithms(PsAlgorithm::is_async);
+        let why = match (d.sync, d.algorithm) {
+            (Sync::ParameterServer, Some(a)) if a.is_async() => None,
+            (Sync::ParameterServer, Some(a)) => Some(format!("and `{}` is synchronous", a.name())),
+            (Sync::ParameterServer, None) => None,
+            (sync, _) => Some(format!("and sync is `{}`", sync.name())),
+        };
+        if let Some(why) = why {
+            c.fail(
+                format!("{p}.staleness"),
+                format!("`staleness` bounds the asynchronous parameter-server algorithms only ({asynchronous}), {why}"),
+            );
+        }
+    }
+    if let Compression::Topk(t) = &d.compression {
+        if !(t.ratio > 0.0 && t.ratio <= 1.0) {
+            c.fail(
+                format!("{p}.compression.topk.ratio"),
+                format!("ratio must be in (0, 1], found {}", t.ratio),
+            );
+        }
+    }
+    c.positive(&format!("{p}.rho"), "rho", d.rho);
+    c.positive(
+        &format!("{p}.learning_rate"),
+        "learning_rate",
+        d.learning_rate,
+    );
+    c.fraction(&format!("{p}.momentum"), "momentum", d.momentum);
+    c.positive(&format!("{p}.bucket_mb"), "bucket_mb", d.bucket_mb);
+    c.positive(&format!("{p}.timeout_s"), "timeout_s", d.timeout_s);
+}
+
+/// The parameter-server algorithms that pass `keep`, comma-separated.
+fn ps_algorithms(keep: fn(&PsAlgorithm) -> bool) -> String {
+    PsAlgorithm::ALL
+        .iter()
+        .filter(|a| keep(a))
+        .map(PsAlgorithm::name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn executor(c: &mut Checker, e: &ExecutorSpec) {
+    if let Cluster::Hosts(hosts) = &e.cluster {
+        let p = "executor.cluster.hosts";
+        if hosts.is_empty() {
+            c.fail(
+                p,
+                "`hosts` needs at least one `host:port` address, e.g. `[10.0.0.2:7070]`",
+            );
+        }
+        for (i, h) in hosts.iter().enumerate() {
+            if !is_host_port(h) {
+                c.fail(
+                    format!("{p}[{i}]"),
+                    format!(
+                        "`{h}` is not a `host:port` address (e.g. `10.0.0.2:7070` or `[::1]:7070`)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `name:port`, `1.2.3.4:port` or `[ipv6]:port`, with a port in 1..=65535.
+fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = !port.is_empty()
+        && port.chars().all(|ch| ch.is_ascii_digit())
+        && matches!(port.parse::<u16>(), Ok(p) if p > 0);
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|ch| ch.is_ascii_hexdigit() || ch == ':' || ch == '.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-._".contains(ch))
+        }
+    };
+    port_ok && host_ok
 }

@@ -44,6 +44,10 @@ pub trait Executor {
     /// Gradients from the last backward pass, in the plan's `params` order.
     fn grads(&self) -> Vec<Array2<f32>>;
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError>;
+    /// Runs the optimizer update (with clipping) on the given gradients, in the plan's
+    /// `params` order, instead of the executor's own: data-parallel training reduces the
+    /// gradients of every worker first.
+    fn apply_grads(&mut self, grads: &[Array2<f32>], step: u64, lr: f32) -> Result<(), ExecError>;
     /// Non-trainable state saved with the model (batch-norm running statistics).
     fn buffers(&self) -> Vec<(String, Array2<f32>)>;
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]);

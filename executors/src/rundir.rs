@@ -23,6 +23,16 @@ pub const PREPROCESS_FILE: &str = "preprocess.json";
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The test split's rows as they were read (before preprocessing), for `weft predict`.
 pub const TEST_FILE: &str = "test.csv";
+/// The model after the last finished epoch, and where training stood (`weft run --resume`).
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const CHECKPOINT_STATE_FILE: &str = "checkpoint.json";
+
+/// Where a checkpointed run stood: the last finished epoch and the global step after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointState {
+    pub epoch: usize,
+    pub step: u64,
+}
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExecError> {
@@ -115,8 +125,52 @@ impl RunDir {
         write_atomic(&self.file(METRICS_FILE), text.as_bytes())
     }
 
+    /// An existing run's folder (to resume it).
+    pub fn open(path: &Path) -> Result<RunDir, ExecError> {
+        if !path.join(SPEC_FILE).is_file() {
+            return Err(ExecError::Model {
+                path: path.display().to_string(),
+                message: format!(
+                    "no {SPEC_FILE} here; is this a run directory (runs/<name>/<id>)?"
+                ),
+            });
+        }
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Saves parameters and buffers as safetensors (f32, little-endian).
     pub fn write_weights(&self, tensors: &[(String, Array2<f32>)]) -> Result<(), ExecError> {
+        self.write_tensors(WEIGHTS_FILE, tensors)
+    }
+
+    /// Saves a checkpoint: the tensors first, then the state that points at them, so a
+    /// crash between the two leaves the previous state describing older, still whole files.
+    pub fn write_checkpoint(
+        &self,
+        state: CheckpointState,
+        tensors: &[(String, Array2<f32>)],
+    ) -> Result<(), ExecError> {
+        self.write_tensors(CHECKPOINT_FILE, tensors)?;
+        self.write_json(CHECKPOINT_STATE_FILE, &state)
+    }
+
+    /// The last checkpoint: where training stood and the tensors.
+    pub fn read_checkpoint(
+        &self,
+    ) -> Result<(CheckpointState, Vec<(String, Array2<f32>)>), ExecError> {
+        let dir = &self.path;
+        let state: CheckpointState = serde_json::from_slice(&read(dir, CHECKPOINT_STATE_FILE)?)
+            .map_err(|e| bad(dir, CHECKPOINT_STATE_FILE, e))?;
+        Ok((state, read_tensors(dir, CHECKPOINT_FILE)?))
+    }
+
+    fn write_tensors(
+        &self,
+        name: &str,
+        tensors: &[(String, Array2<f32>)],
+    ) -> Result<(), ExecError> {
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
             .iter()
             .map(|(n, a)| {
@@ -134,7 +188,7 @@ impl RunDir {
             .collect::<Result<Vec<_>, _>>()?;
         let data =
             safetensors::serialize(views, None).map_err(|e| ExecError::Internal(e.to_string()))?;
-        write_atomic(&self.file(WEIGHTS_FILE), &data)
+        write_atomic(&self.file(name), &data)
     }
 }
 
@@ -183,14 +237,23 @@ pub fn load_model(dir: &Path) -> Result<SavedModel, ExecError> {
     }
     let pipeline: Pipeline = serde_json::from_slice(&read(dir, PREPROCESS_FILE)?)
         .map_err(|e| bad(dir, PREPROCESS_FILE, e))?;
-    let bytes = read(dir, WEIGHTS_FILE)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(dir, WEIGHTS_FILE, e))?;
+    Ok(SavedModel {
+        plan,
+        pipeline,
+        tensors: read_tensors(dir, WEIGHTS_FILE)?,
+    })
+}
+
+/// 2-D f32 tensors from a safetensors file in `dir`.
+fn read_tensors(dir: &Path, file: &str) -> Result<Vec<(String, Array2<f32>)>, ExecError> {
+    let bytes = read(dir, file)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(dir, file, e))?;
     let mut tensors = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
             return Err(bad(
                 dir,
-                WEIGHTS_FILE,
+                file,
                 format!("tensor `{name}` is not a 2-D f32 tensor"),
             ));
         }
@@ -200,14 +263,10 @@ pub fn load_model(dir: &Path) -> Result<SavedModel, ExecError> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let a = Array2::from_shape_vec((view.shape()[0], view.shape()[1]), data)
-            .map_err(|e| bad(dir, WEIGHTS_FILE, e))?;
+            .map_err(|e| bad(dir, file, e))?;
         tensors.push((name, a));
     }
-    Ok(SavedModel {
-        plan,
-        pipeline,
-        tensors,
-    })
+    Ok(tensors)
 }
 
 impl SavedModel {

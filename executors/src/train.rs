@@ -35,6 +35,9 @@ pub trait Progress {
     fn epoch_end(&mut self, _record: &EpochRecord) -> Result<(), ExecError> {
         Ok(())
     }
+    /// Something the user should know that is not an error (a worker lost by an
+    /// asynchronous run).
+    fn note(&mut self, _message: &str) {}
 }
 
 /// Progress that ignores everything.
@@ -53,7 +56,7 @@ pub struct TrainOutcome {
 }
 
 /// Rows `idx` of a data set into reusable batch buffers.
-fn gather(d: &Dataset, idx: &[usize], xb: &mut Array2<f32>, yb: &mut Array1<f32>) {
+pub fn gather(d: &Dataset, idx: &[usize], xb: &mut Array2<f32>, yb: &mut Array1<f32>) {
     let f = d.x.ncols();
     if xb.dim() != (idx.len(), f) {
         *xb = Array2::zeros((idx.len(), f));
@@ -97,6 +100,75 @@ pub fn predict_all(
     ndarray::concatenate(Axis(0), &views).map_err(|e| ExecError::Internal(e.to_string()))
 }
 
+/// The spec's `train.stop` rules: a target loss, and patience on the validation loss (the
+/// train loss without a validation split).
+pub struct EarlyStop {
+    stop: weft_dsl::StopSpec,
+    best: f32,
+    since_best: usize,
+}
+
+impl EarlyStop {
+    pub fn new(stop: &weft_dsl::StopSpec) -> EarlyStop {
+        EarlyStop {
+            stop: stop.clone(),
+            best: f32::INFINITY,
+            since_best: 0,
+        }
+    }
+
+    /// Why to stop after `epoch`, if training should.
+    pub fn check(
+        &mut self,
+        epoch: usize,
+        train_loss: f32,
+        validation_loss: Option<f32>,
+    ) -> Option<String> {
+        if let Some(target) = self.stop.target_loss {
+            if f64::from(train_loss) <= target {
+                return Some(format!(
+                    "train loss {train_loss:.4} reached the target {target} at epoch {epoch}"
+                ));
+            }
+        }
+        let patience = self.stop.patience?;
+        let monitored = validation_loss.unwrap_or(train_loss);
+        if monitored < self.best - self.stop.min_delta as f32 {
+            self.best = monitored;
+            self.since_best = 0;
+            return None;
+        }
+        self.since_best += 1;
+        let what = if validation_loss.is_some() {
+            "validation"
+        } else {
+            "train"
+        };
+        (self.since_best >= patience).then(|| {
+            format!(
+                "{what} loss did not improve for {patience} epochs (best {:.4}); stopped at epoch {epoch}",
+                self.best
+            )
+        })
+    }
+}
+
+/// Where training starts: epoch 1, step 0, unless resuming from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub epoch: usize,
+    pub step: u64,
+}
+
+impl Default for Start {
+    fn default() -> Start {
+        Start { epoch: 1, step: 0 }
+    }
+}
+
+/// Called after every epoch with the epoch, the global step and the model (flat).
+pub type Checkpoint<'a> = &'a mut dyn FnMut(usize, u64, &[f32]) -> Result<(), ExecError>;
+
 /// Trains `exec` on `train` as the plan says; `validation` drives early stopping if given.
 pub fn fit(
     exec: &mut dyn Executor,
@@ -104,6 +176,28 @@ pub fn fit(
     train: &Dataset,
     validation: Option<&Dataset>,
     progress: &mut dyn Progress,
+) -> Result<TrainOutcome, ExecError> {
+    fit_from(
+        exec,
+        plan,
+        train,
+        validation,
+        progress,
+        Start::default(),
+        None,
+    )
+}
+
+/// [`fit`] from `start` (resuming: `exec` holds the checkpoint's model), calling
+/// `checkpoint` after every epoch. The data order is the same as an uninterrupted run's.
+pub fn fit_from(
+    exec: &mut dyn Executor,
+    plan: &Plan,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    progress: &mut dyn Progress,
+    start: Start,
+    mut checkpoint: Option<Checkpoint>,
 ) -> Result<TrainOutcome, ExecError> {
     let t = &plan.train;
     let n = train.len();
@@ -114,17 +208,19 @@ pub fn fit(
     let steps_per_epoch = n.div_ceil(batch) as u64;
     let total_steps = steps_per_epoch * t.epochs as u64;
     let mut history = Vec::new();
-    let mut step: u64 = 0;
+    let mut step: u64 = start.step;
     let mut samples: u64 = 0;
     let mut train_seconds = 0.0;
-    let mut best = f32::INFINITY;
-    let mut since_best = 0;
+    let mut stopper = EarlyStop::new(&t.stop);
     let mut stopped_early = None;
     let mut lbfgs_state = LbfgsState::default();
     let (mut xb, mut yb) = (Array2::zeros((0, 0)), Array1::zeros(0));
     let mut order: Vec<usize> = (0..n).collect();
+    for epoch in 1..start.epoch {
+        Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
+    }
 
-    for epoch in 1..=t.epochs {
+    for epoch in start.epoch..=t.epochs {
         let started = Instant::now();
         let (train_loss, lr) = if let Optimizer::Lbfgs(cfg) = &t.optimizer {
             progress.epoch_start(epoch, t.epochs, cfg.max_iter);
@@ -188,34 +284,15 @@ pub fn fit(
                 n as f64 / seconds.max(1e-9)
             },
         };
+        if let Some(save) = checkpoint.as_mut() {
+            save(epoch, step, &get_flat(exec))?;
+        }
         progress.epoch_end(&record)?;
         history.push(record);
 
-        if let Some(target) = t.stop.target_loss {
-            if f64::from(train_loss) <= target {
-                stopped_early = Some(format!(
-                    "train loss {train_loss:.4} reached the target {target} at epoch {epoch}"
-                ));
-                break;
-            }
-        }
-        if let Some(patience) = t.stop.patience {
-            let monitored = validation_loss.unwrap_or(train_loss);
-            if monitored < best - t.stop.min_delta as f32 {
-                best = monitored;
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= patience {
-                    let what = if validation_loss.is_some() {
-                        "validation"
-                    } else {
-                        "train"
-                    };
-                    stopped_early = Some(format!("{what} loss did not improve for {patience} epochs (best {best:.4}); stopped at epoch {epoch}"));
-                    break;
-                }
-            }
+        if let Some(reason) = stopper.check(epoch, train_loss, validation_loss) {
+            stopped_early = Some(reason);
+            break;
         }
     }
     Ok(TrainOutcome {
@@ -228,17 +305,26 @@ pub fn fit(
     })
 }
 
-fn get_flat(exec: &dyn Executor) -> Vec<f32> {
+/// Every parameter, flattened in the plan's `params` order.
+pub fn get_flat(exec: &dyn Executor) -> Vec<f32> {
     exec.params()
         .iter()
         .flat_map(|p| p.iter().copied().collect::<Vec<_>>())
         .collect()
 }
 
-fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> {
+/// Sets every parameter from one flat vector in the plan's `params` order.
+pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> {
+    let params = exec.params();
+    let want: usize = params.iter().map(|p| p.len()).sum();
+    if flat.len() != want {
+        return Err(ExecError::Shape(format!(
+            "{} parameter values given, the model has {want}",
+            flat.len()
+        )));
+    }
     let mut at = 0;
-    let params: Vec<Array2<f32>> = exec
-        .params()
+    let params: Vec<Array2<f32>> = params
         .iter()
         .map(|p| {
             let n = p.len();

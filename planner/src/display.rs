@@ -5,6 +5,7 @@ use std::fmt::Write;
 use crate::build::Task;
 use crate::cost::human;
 use crate::op::{Op, Phase};
+use crate::parallel::{human_bytes, DataParallelPlan};
 use crate::plan::Plan;
 
 fn detail(plan: &Plan, id: usize) -> String {
@@ -128,9 +129,72 @@ pub fn text(plan: &Plan) -> String {
                     let _ = writeln!(out, "      {}{dead}", detail(plan, id));
                 }
             }
+            if let Some(p) = &plan.parallel {
+                data_parallel_text(&mut out, plan, p);
+            }
         }
     }
     out
+}
+
+/// Parameter names of a bucket, shortened to the first four and last two when long.
+fn bucket_params(plan: &Plan, params: &[usize]) -> String {
+    let name = |i: &usize| plan.params.get(*i).map_or("?", |p| p.name.as_str());
+    let names: Vec<&str> = if params.len() > 8 {
+        let mut v: Vec<&str> = params[..4].iter().map(name).collect();
+        v.push("…");
+        v.extend(params[params.len() - 2..].iter().map(name));
+        v
+    } else {
+        params.iter().map(name).collect()
+    };
+    format!("[{}]", names.join(", "))
+}
+
+/// The data-parallel section of the Train stage: buckets, then every strategy's traffic
+/// (the chosen one starred) so strategies can be compared from the plan alone.
+fn data_parallel_text(out: &mut String, plan: &Plan, p: &DataParallelPlan) {
+    let _ = writeln!(
+        out,
+        "    DataParallel: workers={}, strategy={}, window={}, compression={}, buckets={}",
+        p.workers,
+        p.strategy,
+        p.window,
+        p.compression,
+        p.buckets.len()
+    );
+    for b in &p.buckets {
+        let _ = writeln!(
+            out,
+            "      Bucket: id={}, params={}, elements={}, size={}",
+            b.id,
+            bucket_params(plan, &b.params),
+            b.elements,
+            human_bytes(b.bytes as f64)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "      Traffic: bytes per worker per step, K={} of parameters, N={}",
+        human_bytes(plan.cost.param_bytes as f64),
+        p.workers
+    );
+    let width = p
+        .traffic
+        .iter()
+        .map(|t| t.strategy.len())
+        .max()
+        .unwrap_or(0);
+    for t in &p.traffic {
+        let _ = writeln!(
+            out,
+            "      {} {:<width$}  {:>10}  {}",
+            if t.chosen { "*" } else { " " },
+            t.strategy,
+            human_bytes(t.bytes_per_worker_per_step),
+            t.formula
+        );
+    }
 }
 
 /// Graphviz DOT: one cluster per phase, edges labelled with shapes.
@@ -168,8 +232,109 @@ pub fn dot(plan: &Plan) -> String {
             );
         }
     }
+    if let Some(p) = &plan.parallel {
+        collective_dot(&mut out, plan, p);
+    }
     let _ = writeln!(out, "}}");
     out
+}
+
+/// The node that applies parameter `i`'s update (its `Update`, or the L-BFGS step).
+fn update_node(plan: &Plan, i: usize) -> Option<usize> {
+    let name = &plan.params.get(i)?.name;
+    plan.nodes
+        .iter()
+        .find(|n| match &n.op {
+            Op::Update { param } => param == name,
+            Op::LbfgsStep => true,
+            _ => false,
+        })
+        .map(|n| n.id)
+}
+
+/// The data-parallel exchange as its own cluster: one all-reduce node per fusion bucket fed
+/// by its gradients (dashed on to the updates), or one node for a strategy that exchanges
+/// every few steps — fed by the gradients when it pushes gradients (sync, downpour, adag,
+/// dynsgd, hogwild), by the updates when it averages parameters (easgd family, local_sgd,
+/// gossip).
+fn collective_dot(out: &mut String, plan: &Plan, p: &DataParallelPlan) {
+    let _ = writeln!(
+        out,
+        "  subgraph cluster_collective {{\n    label=\"{} ({} workers, compression {})\"; style=filled; color=\"#fef3c7\";",
+        p.strategy, p.workers, p.compression
+    );
+    let all: Vec<usize> = (0..plan.params.len()).collect();
+    // (node name, label, the params it carries)
+    let exchanges: Vec<(String, String, &[usize])> = if p.strategy == "allreduce" {
+        p.buckets
+            .iter()
+            .map(|b| {
+                (
+                    format!("c{}", b.id),
+                    format!(
+                        "AllReduce bucket {}\\n{}",
+                        b.id,
+                        human_bytes(b.bytes as f64)
+                    ),
+                    b.params.as_slice(),
+                )
+            })
+            .collect()
+    } else {
+        let what = match p.strategy.as_str() {
+            "local_sgd" => "AllReduce average of parameters".to_string(),
+            "gossip" => "Gossip average with neighbours".to_string(),
+            ps => format!(
+                "ParameterServer push/pull ({})",
+                ps.trim_start_matches("parameter_server/")
+            ),
+        };
+        let every = match p.window {
+            1 => "every step".to_string(),
+            w => format!("every {w} steps"),
+        };
+        vec![(
+            "c0".to_string(),
+            format!("{what}\\n{every}"),
+            all.as_slice(),
+        )]
+    };
+    for (node, label, _) in &exchanges {
+        let _ = writeln!(out, "    {node} [label=\"{label}\", shape=ellipse];");
+    }
+    let _ = writeln!(out, "  }}");
+    let averages_params = matches!(
+        p.strategy.as_str(),
+        "local_sgd"
+            | "gossip"
+            | "parameter_server/easgd"
+            | "parameter_server/aeasgd"
+            | "parameter_server/eamsgd"
+    );
+    for (node, _, params) in &exchanges {
+        let mut edges: Vec<String> = Vec::new();
+        for &i in *params {
+            let grad = plan.params.get(i).map(|p| p.grad);
+            let lines = match (averages_params, grad, update_node(plan, i)) {
+                (true, _, Some(u)) => vec![format!("  n{u} -> {node};")],
+                (false, Some(g), Some(u)) => vec![
+                    format!("  n{g} -> {node};"),
+                    format!("  {node} -> n{u} [style=dashed];"),
+                ],
+                (_, Some(g), _) => vec![format!("  n{g} -> {node};")],
+                _ => vec![],
+            };
+            // The L-BFGS step serves every parameter: one edge to it is enough.
+            for line in lines {
+                if !edges.contains(&line) {
+                    edges.push(line);
+                }
+            }
+        }
+        for e in edges {
+            let _ = writeln!(out, "{e}");
+        }
+    }
 }
 
 /// The plan as pretty JSON (versioned: `version` is `PLAN_VERSION`).

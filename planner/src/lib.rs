@@ -1,6 +1,7 @@
 //! weft-planner: compiles a validated spec into an execution plan — the workflow DAG, the
 //! compute graph with inferred shapes, reverse-mode autodiff, optimizer updates, dead-code
-//! elimination into schedules, a cost model, and text / DOT / JSON forms.
+//! elimination into schedules, data-parallel planning (fusion buckets, bytes on the wire), a
+//! cost model, and text / DOT / JSON forms.
 //!
 //! Pure: no file system, threads or clocks; the same code runs in the CLI and in wasm32.
 
@@ -13,6 +14,7 @@ pub mod fuse;
 pub mod graph;
 pub mod layout;
 pub mod op;
+pub mod parallel;
 pub mod plan;
 pub mod rng;
 pub mod svg;
@@ -21,4 +23,5 @@ pub mod workflow;
 pub use build::{DataShape, Task};
 pub use error::PlanError;
 pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
+pub use parallel::{Bucket, DataParallelPlan, Traffic};
 pub use plan::{ParamRef, PassLog, Plan, PlanNode, Schedules, PLAN_VERSION};

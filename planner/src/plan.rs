@@ -15,6 +15,7 @@ use crate::error::PlanError;
 use crate::fuse;
 use crate::graph::Graph;
 use crate::op::{Op, Phase, Shape};
+use crate::parallel::DataParallelPlan;
 use crate::workflow::{self, Stage};
 
 /// Plan JSON format version; bump on any incompatible change.
@@ -71,6 +72,9 @@ pub struct Plan {
     pub params: Vec<ParamRef>,
     pub schedules: Schedules,
     pub cost: cost::Cost,
+    /// Data-parallel training (`parallelism.data`, even with one worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<DataParallelPlan>,
 }
 
 /// What one planner pass did, for `weft plan --verbose`: a summary line and the graph after it.
@@ -208,6 +212,11 @@ impl Plan {
             predict: ids(g.needed(&[fwd.output])?),
         };
         let cost = cost::Cost::of(&nodes, &params, &schedules, batch);
+        let parallel = spec
+            .parallelism
+            .data
+            .as_ref()
+            .map(|d| DataParallelPlan::new(d, &params));
         Ok(Plan {
             version: PLAN_VERSION,
             name: spec.name.clone(),
@@ -225,6 +234,7 @@ impl Plan {
             params,
             schedules,
             cost,
+            parallel,
         })
     }
 

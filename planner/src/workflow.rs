@@ -51,6 +51,17 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
     split_details.push(kv("seed", split.seed.unwrap_or(spec.seed).to_string()));
     let t = &spec.train;
     let preprocess: Vec<String> = d.preprocess.iter().map(describe_preprocess).collect();
+    let mut train_details = vec![
+        kv("loss", t.loss.name().into()),
+        kv("optimizer", t.optimizer.name().into()),
+        kv("lr", t.optimizer.lr().to_string()),
+        kv("batch_size", t.batch_size.to_string()),
+        kv("epochs", t.epochs.to_string()),
+    ];
+    if let Some(dp) = &spec.parallelism.data {
+        train_details.push(kv("workers", dp.workers.to_string()));
+        train_details.push(kv("sync", dp.strategy()));
+    }
     vec![
         Stage {
             id: 0,
@@ -79,13 +90,7 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
         Stage {
             id: 3,
             kind: "Train".into(),
-            details: vec![
-                kv("loss", t.loss.name().into()),
-                kv("optimizer", t.optimizer.name().into()),
-                kv("lr", t.optimizer.lr().to_string()),
-                kv("batch_size", t.batch_size.to_string()),
-                kv("epochs", t.epochs.to_string()),
-            ],
+            details: train_details,
             inputs: vec![2],
         },
         Stage {

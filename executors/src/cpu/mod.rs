@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use weft_planner::rng::uniform_at;
-use weft_planner::{NormAxis, Op, Plan, Schedules};
+use weft_planner::{NormAxis, Op, Phase, Plan, Schedules};
 
 use crate::error::ExecError;
 use crate::init::init_param;
@@ -32,6 +32,8 @@ pub struct CpuExecutor {
     /// Batch-norm running (mean, var) by node id.
     running: HashMap<usize, (Vec<f32>, Vec<f32>)>,
     param_index: HashMap<usize, usize>,
+    /// The update part of the train schedule (grad norm, optimizer updates).
+    updates: Vec<usize>,
     /// Time and calls per node, kept when `RUST_LOG=debug` (reported when dropped).
     profile: Option<Vec<(Duration, u64)>>,
 }
@@ -54,6 +56,13 @@ impl CpuExecutor {
                 .map(|(i, p)| (p.node, i))
                 .collect(),
             opt: vec![State::default(); plan.params.len()],
+            updates: plan
+                .schedules
+                .train
+                .iter()
+                .copied()
+                .filter(|&id| plan.nodes[id].phase == Phase::Update)
+                .collect(),
             running: HashMap::new(),
             profile: tracing::enabled!(tracing::Level::DEBUG)
                 .then(|| vec![(Duration::ZERO, 0); plan.nodes.len()]),
@@ -361,6 +370,35 @@ impl Executor for CpuExecutor {
             self.vals[p.node] = v.as_standard_layout().to_owned();
         }
         Ok(())
+    }
+
+    fn apply_grads(&mut self, grads: &[Array2<f32>], step: u64, lr: f32) -> Result<(), ExecError> {
+        if grads.len() != self.plan.params.len() {
+            return Err(ExecError::Shape(format!(
+                "{} gradients given, the model has {} parameters",
+                grads.len(),
+                self.plan.params.len()
+            )));
+        }
+        for (p, g) in self.plan.params.iter().zip(grads) {
+            if g.len() != self.vals[p.node].len() {
+                return Err(ExecError::Shape(format!(
+                    "gradient of `{}` has {} values, the parameter has {}",
+                    p.name,
+                    g.len(),
+                    self.vals[p.node].len()
+                )));
+            }
+            self.vals[p.grad] = g
+                .clone()
+                .into_shape_with_order(self.vals[p.node].dim())
+                .map_err(|e| ExecError::Internal(e.to_string()))?;
+        }
+        let ids = std::mem::take(&mut self.updates);
+        let dummy = Array2::<f32>::zeros((0, self.plan.features.len()));
+        let r = self.run(&ids, dummy.view(), None, Mode::Train, step, lr);
+        self.updates = ids;
+        r
     }
 
     fn buffers(&self) -> Vec<(String, Array2<f32>)> {

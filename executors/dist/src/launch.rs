@@ -1,0 +1,288 @@
+//! Where workers come from: started here (`executor.cluster: local`), already running on
+//! other machines (`{hosts: [...]}`), or one per process of a launcher that sets RANK /
+//! WORLD_SIZE / MASTER_ADDR (torchrun, Kubernetes indexed Jobs, Slurm, MPI: `env`).
+//!
+//! Local workers are child processes tied to the driver: they are killed when the driver
+//! drops them (on success, error or panic), and they exit by themselves when the driver
+//! dies in a way that runs no code (their stdin, a pipe from the driver, closes), so no
+//! worker outlives its driver.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{DistError, Result};
+
+/// A worker the driver talks to.
+pub struct WorkerProc {
+    pub rank: usize,
+    /// Control API base URL (`http://127.0.0.1:4312`).
+    pub control: String,
+    /// Data-plane address.
+    pub data: String,
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    /// Held open so the child sees EOF when the driver goes away.
+    _stdin: Option<ChildStdin>,
+    /// An env-cluster worker's registration, closed when the run ends.
+    _hold: Option<crate::transport::Link>,
+}
+
+impl WorkerProc {
+    /// A worker this process did not start.
+    pub fn remote(
+        rank: usize,
+        control: String,
+        data: String,
+        pid: Option<u32>,
+        hold: Option<crate::transport::Link>,
+    ) -> WorkerProc {
+        WorkerProc {
+            rank,
+            control,
+            data,
+            pid,
+            child: None,
+            _stdin: None,
+            _hold: hold,
+        }
+    }
+
+    /// How the worker is named in messages: `worker 1 (pid 4242, 127.0.0.1:4312)`.
+    pub fn name(&self) -> String {
+        let addr = self.control.trim_start_matches("http://");
+        match self.pid {
+            Some(pid) => format!("worker {} (pid {pid}, {addr})", self.rank),
+            None => format!("worker {} ({addr})", self.rank),
+        }
+    }
+
+    /// True for a worker this driver started as a child process.
+    pub fn is_child(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// For a local child: how it ended, if it has.
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        Some(describe_exit(status))
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let name = match sig {
+                9 => " (SIGKILL)",
+                15 => " (SIGTERM)",
+                2 => " (SIGINT)",
+                6 => " (SIGABRT)",
+                11 => " (SIGSEGV)",
+                _ => "",
+            };
+            return format!("it was killed by signal {sig}{name}");
+        }
+    }
+    format!("it exited with {status}")
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The `weft` executable to start workers with: `WEFT_BIN`, this program if it is weft,
+/// a `weft` next to it or one folder up (tests run from `target/*/deps`), else `weft` on
+/// the PATH.
+pub fn weft_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEFT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe_name = format!("weft{}", std::env::consts::EXE_SUFFIX);
+    if let Ok(me) = std::env::current_exe() {
+        if me.file_name().is_some_and(|n| n == exe_name.as_str()) {
+            return me;
+        }
+        for dir in me.ancestors().skip(1).take(2) {
+            let candidate = dir.join(&exe_name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(exe_name)
+}
+
+/// Parses a worker's ready line: `weft worker: control http://A data B pid N`.
+pub fn parse_ready(line: &str) -> Option<(String, String, u32)> {
+    let rest = line.trim().strip_prefix("weft worker: control ")?;
+    let mut it = rest.split_whitespace();
+    let control = it.next()?.to_string();
+    (it.next()? == "data").then_some(())?;
+    let data = it.next()?.to_string();
+    (it.next()? == "pid").then_some(())?;
+    let pid = it.next()?.parse().ok()?;
+    Some((control, data, pid))
+}
+
+/// Starts `n` workers on this machine.
+pub fn spawn_local(n: usize, token: &str, timeout: Duration) -> Result<Vec<WorkerProc>> {
+    let bin = weft_binary();
+    let mut workers = Vec::new();
+    for rank in 0..n {
+        let mut child = Command::new(&bin)
+            .args(["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"])
+            .env("WEFT_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                DistError::io(
+                    format!("start worker {rank} with `{} worker` (set WEFT_BIN to the weft executable)", bin.display()),
+                    e,
+                )
+            })?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Some(out) = stdout else { return };
+            let mut lines = BufReader::new(out).lines();
+            let first = lines.next().and_then(|l| l.ok());
+            let _ = tx.send(first);
+            // Keep draining so the worker never blocks on a full pipe.
+            for line in lines.map_while(|l| l.ok()) {
+                tracing::info!("worker {rank}: {line}");
+            }
+        });
+        let mut proc = WorkerProc {
+            rank,
+            control: String::new(),
+            data: String::new(),
+            pid: Some(child.id()),
+            child: Some(child),
+            _stdin: stdin,
+            _hold: None,
+        };
+        let line = rx
+            .recv_timeout(timeout.max(Duration::from_secs(30)))
+            .ok()
+            .flatten();
+        match line.as_deref().and_then(parse_ready) {
+            Some((control, data, _)) => {
+                proc.control = control;
+                proc.data = data;
+            }
+            None => {
+                let why = proc
+                    .exited()
+                    .unwrap_or_else(|| format!("it printed {line:?}"));
+                return Err(DistError::Config(format!(
+                    "worker {rank} (`{} worker`) did not start: {why}",
+                    bin.display()
+                )));
+            }
+        }
+        workers.push(proc);
+    }
+    Ok(workers)
+}
+
+/// Workers already running at `hosts` (control addresses); asks each for its data address.
+pub fn connect_hosts(hosts: &[String], token: &str, timeout: Duration) -> Result<Vec<WorkerProc>> {
+    let client = crate::driver::http_client(timeout)?;
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(rank, host)| {
+            let control = if host.starts_with("http://") {
+                host.clone()
+            } else {
+                format!("http://{host}")
+            };
+            let health: Value = crate::driver::get_json(&client, &control, "/v1/health", token)
+                .map_err(|e| DistError::Config(format!("executor.cluster.hosts[{rank}]: {e}")))?;
+            let data = health["data_addr"].as_str().unwrap_or_default().to_string();
+            Ok(WorkerProc::remote(rank, control, data, None, None))
+        })
+        .collect()
+}
+
+/// A process's place as set by a launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRank {
+    pub rank: usize,
+    pub world: usize,
+    /// `MASTER_ADDR:MASTER_PORT`, where rank 0 (the driver) listens for the others.
+    pub master: String,
+    /// Which variables it came from, for messages.
+    pub source: &'static str,
+}
+
+/// Reads RANK/WORLD_SIZE (torchrun, Kubernetes), SLURM_PROCID/SLURM_NTASKS or
+/// OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE, and MASTER_ADDR/MASTER_PORT.
+pub fn env_rank(get: impl Fn(&str) -> Option<String>) -> Result<EnvRank> {
+    let pairs = [
+        ("RANK", "WORLD_SIZE", "RANK/WORLD_SIZE"),
+        (
+            "JOB_COMPLETION_INDEX",
+            "WORLD_SIZE",
+            "JOB_COMPLETION_INDEX/WORLD_SIZE (Kubernetes indexed Job)",
+        ),
+        (
+            "SLURM_PROCID",
+            "SLURM_NTASKS",
+            "SLURM_PROCID/SLURM_NTASKS (Slurm)",
+        ),
+        (
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_COMM_WORLD_SIZE",
+            "OMPI_COMM_WORLD_RANK/SIZE (Open MPI)",
+        ),
+        ("PMI_RANK", "PMI_SIZE", "PMI_RANK/PMI_SIZE (MPICH)"),
+    ];
+    let (r, w, source) = pairs
+        .iter()
+        .find(|(r, w, _)| get(r).is_some() && get(w).is_some())
+        .ok_or_else(|| {
+            DistError::Config(
+                "executor.cluster: env: no launcher variables found (RANK and WORLD_SIZE, SLURM_PROCID and SLURM_NTASKS, or OMPI_COMM_WORLD_RANK and OMPI_COMM_WORLD_SIZE)".into(),
+            )
+        })?;
+    let num = |name: &str| -> Result<usize> {
+        let v = get(name).unwrap_or_default();
+        v.trim().parse().map_err(|_| {
+            DistError::Config(format!(
+                "executor.cluster: env: {name}={v:?} is not a whole number"
+            ))
+        })
+    };
+    let (rank, world) = (num(r)?, num(w)?);
+    if world == 0 || rank >= world {
+        return Err(DistError::Config(format!(
+            "executor.cluster: env: {r}={rank} must be below {w}={world}"
+        )));
+    }
+    let addr = get("MASTER_ADDR").ok_or_else(|| {
+        DistError::Config(
+            "executor.cluster: env: MASTER_ADDR is not set (the address of rank 0)".into(),
+        )
+    })?;
+    let port = get("MASTER_PORT").unwrap_or_else(|| "29500".into());
+    Ok(EnvRank {
+        rank,
+        world,
+        master: format!("{addr}:{port}"),
+        source,
+    })
+}

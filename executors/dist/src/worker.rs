@@ -1,0 +1,381 @@
+//! `weft worker`: one worker process (one device). An HTTP control API (axum) takes jobs
+//! from the driver and serves their events; a TCP data plane listener takes connections
+//! from peers for collectives.
+//!
+//! Every request must carry `Authorization: Bearer <token>`; a missing or wrong token gets
+//! 401 with a message saying so. Both listeners bind loopback unless told otherwise.
+
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use weft_data::Dataset;
+
+use crate::bench::{self, CollectiveJob};
+use crate::error::{DistError, Result};
+use crate::frame::Hello;
+use crate::job::{self, Ctx, Event, Events, TrainJob};
+use crate::transport::{accept_loop, same_token, Counters, Link};
+
+/// What a worker is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Work {
+    Train(Box<TrainJob>),
+    Collective(CollectiveJob),
+}
+
+/// The JSON head of a job; the data follows it in the request body (see [`encode_job`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobHead {
+    pub id: String,
+    pub rank: usize,
+    /// Data-plane address of every worker, by rank.
+    pub peers: Vec<String>,
+    pub timeout_s: f64,
+    pub work: Work,
+    /// Rows of the train and validation sets that follow, and their feature count.
+    pub train_rows: usize,
+    pub validation_rows: usize,
+    pub features: usize,
+}
+
+/// A job request body: `u32` length of the JSON head, the head, then the train set's
+/// features and labels and the validation set's, as little-endian f32.
+pub fn encode_job(
+    head: &JobHead,
+    train: Option<&Dataset>,
+    validation: Option<&Dataset>,
+) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(head).map_err(|e| DistError::Config(e.to_string()))?;
+    let mut body = Vec::with_capacity(4 + json.len());
+    body.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    body.extend_from_slice(&json);
+    for d in [train, validation].into_iter().flatten() {
+        for v in d.x.iter().chain(d.y.iter()) {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(body)
+}
+
+fn decode_job(body: &[u8]) -> std::result::Result<(JobHead, Dataset, Option<Dataset>), String> {
+    let len = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("the job body is shorter than its 4-byte header")?;
+    let json = body
+        .get(4..4 + len)
+        .ok_or("the job body is shorter than its JSON head")?;
+    let head: JobHead = serde_json::from_slice(json).map_err(|e| format!("bad job: {e}"))?;
+    let mut floats = body[4 + len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    let f = head.features;
+    let want = (head.train_rows + head.validation_rows) * (f + 1);
+    if body.len() - 4 - len != want * 4 {
+        return Err(format!(
+            "the job's data is {} bytes, its head says {} rows × {} features ({} bytes)",
+            body.len() - 4 - len,
+            head.train_rows + head.validation_rows,
+            f,
+            want * 4
+        ));
+    }
+    let mut take = |rows: usize| -> std::result::Result<Dataset, String> {
+        let x: Vec<f32> = floats.by_ref().take(rows * f).collect();
+        let y: Vec<f32> = floats.by_ref().take(rows).collect();
+        Ok(Dataset {
+            x: Array2::from_shape_vec((rows, f), x).map_err(|e| e.to_string())?,
+            y: Array1::from_vec(y),
+        })
+    };
+    let train = take(head.train_rows)?;
+    let validation = (head.validation_rows > 0)
+        .then(|| take(head.validation_rows))
+        .transpose()?;
+    Ok((head, train, validation))
+}
+
+struct App {
+    token: String,
+    data_addr: String,
+    incoming: Mutex<Receiver<(Link, Hello)>>,
+    counters: Arc<Counters>,
+    /// The current (or last) job's events; `None` before the first job.
+    job: Mutex<Option<(String, Arc<Events>, Arc<std::sync::atomic::AtomicBool>)>>,
+}
+
+type Reply = (StatusCode, Json<Value>);
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Reply {
+    (status, Json(json!({ "error": message.into() })))
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> std::result::Result<(), Reply> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "no token given; set WEFT_TOKEN (or --token-file) to this worker's token",
+        )),
+        Some(t) if !same_token(t, &app.token) => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "wrong token; WEFT_TOKEN (or --token-file) must match the worker's",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn health(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    if let Err(r) = authorize(&app, &headers) {
+        return r;
+    }
+    let busy = app
+        .job
+        .lock()
+        .ok()
+        .and_then(|j| j.as_ref().map(|(_, _, done)| !done.load(Ordering::Relaxed)))
+        .unwrap_or(false);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "data_addr": app.data_addr,
+            "pid": std::process::id(),
+            "busy": busy,
+        })),
+    )
+}
+
+async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
+    if let Err(r) = authorize(&app, &headers) {
+        return r;
+    }
+    let (head, train, validation) = match decode_job(&body) {
+        Ok(j) => j,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let Ok(mut slot) = app.job.lock() else {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "worker state poisoned");
+    };
+    if let Some((id, _, done)) = slot.as_ref() {
+        if !done.load(Ordering::Relaxed) {
+            return refuse(
+                StatusCode::CONFLICT,
+                format!("this worker is busy with job {id}"),
+            );
+        }
+    }
+    let events = Arc::new(Events::default());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    *slot = Some((head.id.clone(), events.clone(), done.clone()));
+    drop(slot);
+    let app2 = app.clone();
+    std::thread::spawn(move || {
+        let r = run_job(&app2, &head, &train, validation.as_ref(), &events);
+        match r {
+            Ok(Some(d)) => events.push(Event::Done(d)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("job {} failed: {e}", head.id);
+                events.push(Event::Failed {
+                    message: e.to_string(),
+                })
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    (StatusCode::OK, Json(json!({ "accepted": true })))
+}
+
+fn run_job(
+    app: &App,
+    head: &JobHead,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    events: &Arc<Events>,
+) -> Result<Option<job::Done>> {
+    let incoming = app
+        .incoming
+        .lock()
+        .map_err(|_| DistError::Config("worker state poisoned".into()))?;
+    let ctx = Ctx {
+        job_id: head.id.clone(),
+        rank: head.rank,
+        peers: head.peers.clone(),
+        token: app.token.clone(),
+        timeout: Duration::from_secs_f64(head.timeout_s.max(0.1)),
+        incoming: &incoming,
+        counters: app.counters.clone(),
+        events: events.clone(),
+    };
+    let before = (app.counters.sent(), app.counters.received());
+    match &head.work {
+        Work::Train(t) => {
+            let mut d = job::train(t, train, validation, &ctx)?;
+            d.bytes_sent -= before.0;
+            d.bytes_received -= before.1;
+            Ok(Some(d))
+        }
+        Work::Collective(c) => {
+            bench::run(c, &ctx)?;
+            Ok(Some(job::Done {
+                steps: 0,
+                samples: 0,
+                seconds: 0.0,
+                bytes_sent: app.counters.sent() - before.0,
+                bytes_received: app.counters.received() - before.1,
+                stopped_early: None,
+                params: None,
+                buffers: Vec::new(),
+            }))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    from: usize,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Events from index `from` on; waits up to `wait_ms` for one (long poll).
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Since>) -> Reply {
+    if let Err(r) = authorize(&app, &headers) {
+        return r;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(10_000));
+    loop {
+        let snapshot = app.job.lock().ok().and_then(|j| {
+            j.as_ref().map(|(id, ev, done)| {
+                let list = ev
+                    .list
+                    .lock()
+                    .map(|l| l.get(q.from..).unwrap_or(&[]).to_vec())
+                    .unwrap_or_default();
+                (id.clone(), list, done.load(Ordering::Relaxed))
+            })
+        });
+        let Some((id, list, finished)) = snapshot else {
+            return refuse(StatusCode::NOT_FOUND, "this worker has no job");
+        };
+        if !list.is_empty() || finished || tokio::time::Instant::now() >= deadline {
+            let next = q.from + list.len();
+            return (
+                StatusCode::OK,
+                Json(json!({ "job": id, "events": list, "next": next, "finished": finished })),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn abort(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    if let Err(r) = authorize(&app, &headers) {
+        return r;
+    }
+    if let Ok(Some((_, ev, _))) = app.job.lock().as_deref() {
+        ev.abort.store(true, Ordering::Relaxed);
+    }
+    (StatusCode::OK, Json(json!({ "aborted": true })))
+}
+
+/// A started worker: its control URL and data-plane address.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub control: String,
+    pub data: String,
+}
+
+/// Binds both listeners and serves on a background thread; returns their addresses.
+/// `listen` is the control address (`127.0.0.1:0` picks a port); the data plane takes
+/// `data_listen`, or the next free port on the same interface.
+pub fn start_worker(listen: &str, data_listen: Option<&str>, token: &str) -> Result<Started> {
+    if token.is_empty() {
+        return Err(DistError::Config(
+            "a worker needs a token: set WEFT_TOKEN or pass --token-file".into(),
+        ));
+    }
+    let control =
+        TcpListener::bind(listen).map_err(|e| DistError::io(format!("listen on {listen}"), e))?;
+    let control_addr = control
+        .local_addr()
+        .map_err(|e| DistError::io("read the control address", e))?;
+    let data_bind = data_listen
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}:0", control_addr.ip()));
+    let data = TcpListener::bind(&data_bind)
+        .map_err(|e| DistError::io(format!("listen on {data_bind}"), e))?;
+    let data_addr = data
+        .local_addr()
+        .map_err(|e| DistError::io("read the data address", e))?
+        .to_string();
+    let counters = Arc::new(Counters::default());
+    let hello = Hello {
+        token: token.into(),
+        rank: u32::MAX,
+        world: 0,
+        role: "worker".into(),
+    };
+    let incoming = accept_loop(
+        data,
+        token.into(),
+        hello,
+        counters.clone(),
+        Duration::from_secs(30),
+    );
+    let app = Arc::new(App {
+        token: token.into(),
+        data_addr: data_addr.clone(),
+        incoming: Mutex::new(incoming),
+        counters,
+        job: Mutex::new(None),
+    });
+    let router = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/jobs", post(start))
+        .route("/v1/events", get(events))
+        .route("/v1/abort", post(abort))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app);
+    control
+        .set_nonblocking(true)
+        .map_err(|e| DistError::io("set up the control listener", e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DistError::io("start the worker's runtime", e))?;
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            match tokio::net::TcpListener::from_std(control) {
+                Ok(l) => {
+                    if let Err(e) = axum::serve(l, router).await {
+                        tracing::error!("control server stopped: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("control server: {e}"),
+            }
+        });
+    });
+    Ok(Started {
+        control: format!("http://{control_addr}"),
+        data: data_addr,
+    })
+}
