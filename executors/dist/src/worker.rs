@@ -126,7 +126,8 @@ fn authorize(app: &App, headers: &HeaderMap) -> std::result::Result<(), Reply> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.trim().is_empty());
     match given {
         None => Err(refuse(
             StatusCode::UNAUTHORIZED,
