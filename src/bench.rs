@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::Experiment;
 
 /// The baseline workloads of `shared/baselines` (same shapes, optimizer and split).
-const HIGGS: &str = "name: bench-higgs
+pub(crate) const HIGGS: &str = "name: bench-higgs
 seed: 0
 data:
   source: {synthetic: {rows: 100000, features: 28, classes: 2, informative: 20, seed: 0}}
@@ -71,16 +71,73 @@ fn baseline(cmd: &str, key: &str, batch: usize) -> Result<Value> {
         })
 }
 
-/// Runs the named benchmarks (all when empty) and prints a table or JSON lines.
+/// Options of the distributed benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct DistOptions {
+    /// Worker counts (`--workers 2,4,8`).
+    pub workers: Vec<usize>,
+    /// Existing workers' control addresses (`--hosts`) instead of local processes.
+    pub hosts: Vec<String>,
+    /// Largest all-reduce, bytes.
+    pub max_bytes: u64,
+    /// The emulated link's rate, for ratios (`--link-mbit 1000`).
+    pub link_mbit: Option<f64>,
+    /// Batch size per worker for `scaling`.
+    pub batch: usize,
+}
+
+/// Runs the named benchmarks (all single-process ones when empty) and prints a table or
+/// JSON lines. `allreduce`, `traffic` and `scaling` measure the distributed runtime.
 pub fn run(
     names: &[String],
     rows: Option<usize>,
     baseline_cmd: Option<&str>,
     json_out: bool,
+    dist: &DistOptions,
 ) -> Result<()> {
-    let known: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+    let counts = |default: &[usize]| {
+        if dist.workers.is_empty() {
+            default.to_vec()
+        } else {
+            dist.workers.clone()
+        }
+    };
+    match names.first().map(String::as_str) {
+        Some("allreduce") => {
+            return crate::bench_dist::allreduce(
+                &counts(&[2, 4, 8]),
+                &dist.hosts,
+                dist.max_bytes,
+                dist.link_mbit,
+                json_out,
+            )
+        }
+        Some("traffic") => {
+            return crate::bench_dist::traffic(
+                HIGGS,
+                counts(&[4])[0],
+                rows.unwrap_or(4000),
+                json_out,
+            )
+        }
+        Some("scaling") => {
+            return crate::bench_dist::scaling(
+                HIGGS,
+                &counts(&[2]),
+                rows.unwrap_or(100_000),
+                dist.batch,
+                json_out,
+            )
+        }
+        _ => {}
+    }
+    let known: Vec<&str> = BENCHES
+        .iter()
+        .map(|b| b.0)
+        .chain(["allreduce", "traffic", "scaling"])
+        .collect();
     for n in names {
-        if !known.contains(&n.as_str()) {
+        if !known.contains(&n.as_str()) || (names.len() > 1 && !BENCHES.iter().any(|b| b.0 == n)) {
             return Err(Error::Io {
                 path: n.clone(),
                 message: format!("unknown benchmark; valid: {}", known.join(", ")),

@@ -12,6 +12,7 @@
 //! In Jupyter (evcxr), plans, run results and predictions display themselves (SVG, HTML).
 
 pub mod bench;
+mod bench_dist;
 pub mod distributed;
 mod error;
 mod experiment;

@@ -97,6 +97,22 @@ enum Command {
         baseline: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Worker counts for allreduce / traffic / scaling (`2,4,8`).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
+        /// Use these running workers (control addresses, WEFT_TOKEN) instead of local ones.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Largest all-reduce in MiB (allreduce; sizes go up by 4× from 1 KiB).
+        #[arg(long, default_value_t = 256)]
+        max_mib: u64,
+        /// The link's rate in Mbit/s for the ratio column (an emulated link); default: one
+        /// TCP stream over loopback, measured in the same run.
+        #[arg(long)]
+        link_mbit: Option<f64>,
+        /// Batch size per worker (scaling).
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
     },
 }
 
@@ -283,7 +299,21 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             rows,
             baseline,
             json,
-        } => bench::run(&names, rows, baseline.as_deref(), json)?,
+            workers,
+            hosts,
+            max_mib,
+            link_mbit,
+            batch,
+        } => {
+            let dist = bench::DistOptions {
+                workers,
+                hosts,
+                max_bytes: max_mib << 20,
+                link_mbit,
+                batch,
+            };
+            bench::run(&names, rows, baseline.as_deref(), json, &dist)?
+        }
     }
     Ok(())
 }

@@ -28,6 +28,30 @@ fn name(rank: usize) -> String {
     format!("worker rank {rank}")
 }
 
+/// Values per frame of a ring step (1 MiB of f32).
+pub const SEGMENT: usize = 1 << 18;
+
+/// Frames a ring step of `len` values takes (an empty chunk still sends one).
+pub fn frames(len: usize) -> usize {
+    len.div_ceil(SEGMENT).max(1)
+}
+
+fn segments(v: &[f32]) -> Vec<&[f32]> {
+    if v.is_empty() {
+        vec![v]
+    } else {
+        v.chunks(SEGMENT).collect()
+    }
+}
+
+fn segments_mut(v: &mut [f32]) -> Vec<&mut [f32]> {
+    if v.is_empty() {
+        vec![v]
+    } else {
+        v.chunks_mut(SEGMENT).collect()
+    }
+}
+
 /// `[start, end)` of chunk `i` of `len` values cut into `n` near-equal chunks.
 pub fn chunk(len: usize, n: usize, i: usize) -> std::ops::Range<usize> {
     (i * len / n)..((i + 1) * len / n)
@@ -100,8 +124,59 @@ impl Ring {
         })
     }
 
-    /// Sends `payload` to the right while receiving one frame from the left (both at once:
-    /// a large frame would fill the socket buffers and deadlock if done in turn).
+    /// Sends `send` to the right while receiving `recv.len()` values from the left into
+    /// `recv` (added, or overwriting), both at once: in turn, a large message would fill
+    /// the socket buffers and deadlock. Both go in segments of [`SEGMENT`] values, so the
+    /// receiver reduces one segment while the next is on the wire.
+    fn exchange(
+        &mut self,
+        tag: u32,
+        send: Vec<f32>,
+        recv: &mut [f32],
+        add: bool,
+        codec: &Codec,
+    ) -> Result<()> {
+        let Some((left, right)) = &mut self.links else {
+            return Err(DistError::Config("a single worker has no ring".into()));
+        };
+        let (tx, _) = right.halves();
+        let (_, rx) = left.halves();
+        let peer = rx.peer().to_string();
+        std::thread::scope(|s| {
+            let sender = s.spawn(move || -> Result<()> {
+                let mut none = Residual::default();
+                for seg in segments(&send) {
+                    let (kind, payload) = compress::encode(codec, seg, &mut none);
+                    tx.send(kind, tag, &payload)?;
+                }
+                Ok(())
+            });
+            let mut got = Ok(());
+            for seg in segments_mut(recv) {
+                match rx.recv_tagged(tag, "all-reduce") {
+                    Ok((kind, payload)) => {
+                        if let Err(source) = compress::decode_into(kind, &payload, seg, add) {
+                            got = Err(DistError::Frame {
+                                peer: peer.clone(),
+                                source,
+                            });
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        got = Err(e);
+                        break;
+                    }
+                }
+            }
+            let sent = sender
+                .join()
+                .unwrap_or_else(|_| Err(DistError::Config("the sending thread panicked".into())));
+            got.and(sent)
+        })
+    }
+
+    /// Sends one whole frame to the right while receiving one from the left.
     fn shift(&mut self, tag: u32, kind: Kind, payload: Vec<u8>) -> Result<(Kind, Vec<u8>)> {
         let Some((left, right)) = &mut self.links else {
             return Err(DistError::Config("a single worker has no ring".into()));
@@ -135,29 +210,26 @@ impl Ring {
         }
         let len = data.len();
         let r = self.rank;
-        let mut none = Residual::default();
         // Scatter-reduce: after N−1 steps this worker holds the full sum of chunk r+1.
         for s in 0..n - 1 {
-            let send = chunk(len, n, (r + n - s) % n);
+            let send = data[chunk(len, n, (r + n - s) % n)].to_vec();
             let recv = chunk(len, n, (r + 2 * n - s - 1) % n);
-            let (kind, payload) = compress::encode(codec, &data[send], &mut none);
-            let (k, got) = self.shift(tag, kind, payload)?;
-            self.decode(k, &got, &mut data[recv], true)?;
+            self.exchange(tag, send, &mut data[recv], true, codec)?;
         }
         // Compressed sums are rounded once by their owner, so every worker keeps the same
         // values (the owner's own copy would otherwise stay exact).
         let owned = chunk(len, n, (r + 1) % n);
         if !matches!(codec, Codec::None) {
-            let (kind, payload) = compress::encode(codec, &data[owned.clone()], &mut none);
-            self.decode(kind, &payload, &mut data[owned], false)?;
+            for seg in segments_mut(&mut data[owned]) {
+                let (kind, payload) = compress::encode(codec, seg, &mut Residual::default());
+                self.decode(kind, &payload, seg, false)?;
+            }
         }
         // All-gather: pass the reduced chunks around.
         for s in 0..n - 1 {
-            let send = chunk(len, n, (r + 1 + n - s) % n);
+            let send = data[chunk(len, n, (r + 1 + n - s) % n)].to_vec();
             let recv = chunk(len, n, (r + n - s) % n);
-            let (kind, payload) = compress::encode(codec, &data[send], &mut none);
-            let (k, got) = self.shift(tag, kind, payload)?;
-            self.decode(k, &got, &mut data[recv], false)?;
+            self.exchange(tag, send, &mut data[recv], false, codec)?;
         }
         Ok(())
     }

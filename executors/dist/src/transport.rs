@@ -284,6 +284,11 @@ impl Tx {
 }
 
 impl Rx {
+    /// Who is on the other side.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
     /// Receives one frame; an `Error` frame from the peer becomes an error.
     pub fn recv(&mut self, doing: &str) -> Result<(Header, Vec<u8>)> {
         let (h, payload) = self.recv_any(doing)?;
