@@ -188,7 +188,10 @@ pub fn traffic(spec: &str, n: usize, rows: usize, json_out: bool) -> Result<()> 
     if !json_out {
         println!(
             "{:<34} {:>16} {:>16} {:>7}",
-            "strategy (N={n})", "sent/worker/step", "plan predicts", "ratio"
+            format!("strategy (N={n})"),
+            "sent/worker/step",
+            "plan predicts",
+            "ratio"
         );
     }
     for s in strategies {

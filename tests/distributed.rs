@@ -1,6 +1,8 @@
 //! Distributed data-parallel training, end to end with real worker processes: collectives,
 //! equivalence with one worker, every strategy, failures, tokens and garbage on the wire.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -411,7 +413,7 @@ fn missing_or_wrong_tokens_are_refused_with_a_reason() {
             16,
             &format!(
                 "parallelism: {{data: {{workers: 1}}}}\n{}",
-                hosts_spec(&[control.clone()])
+                hosts_spec(std::slice::from_ref(&control))
             ),
         ),
     );

@@ -27,6 +27,9 @@ pub const TEST_FILE: &str = "test.csv";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const CHECKPOINT_STATE_FILE: &str = "checkpoint.json";
 
+/// Named 2-D tensors, as saved in safetensors files.
+pub type Tensors = Vec<(String, Array2<f32>)>;
+
 /// Where a checkpointed run stood: the last finished epoch and the global step after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointState {
@@ -157,9 +160,7 @@ impl RunDir {
     }
 
     /// The last checkpoint: where training stood and the tensors.
-    pub fn read_checkpoint(
-        &self,
-    ) -> Result<(CheckpointState, Vec<(String, Array2<f32>)>), ExecError> {
+    pub fn read_checkpoint(&self) -> Result<(CheckpointState, Tensors), ExecError> {
         let dir = &self.path;
         let state: CheckpointState = serde_json::from_slice(&read(dir, CHECKPOINT_STATE_FILE)?)
             .map_err(|e| bad(dir, CHECKPOINT_STATE_FILE, e))?;

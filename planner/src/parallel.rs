@@ -137,22 +137,39 @@ pub fn traffic(d: &DataParallel, param_bytes: u64) -> Vec<Traffic> {
         0.0
     };
     let chosen = d.strategy();
+    // Top-k goes round the ring as a sparse all-gather: each worker's k (index, value)
+    // pairs travel N−1 hops.
+    let (reduce, reduce_formula) = match &d.compression {
+        Compression::Topk(t) => ((n - 1.0) * 2.0 * t.ratio * k, "(N-1)·k·(index+value)"),
+        _ => (ring * k * c, "2(N-1)K/N"),
+    };
+    // Parameters (not gradients) go uncompressed under top-k, which would drop most of them.
+    let c_params = match &d.compression {
+        Compression::Topk(_) => 1.0,
+        _ => c,
+    };
     let mut rows: Vec<(String, f64, String)> =
-        vec![("allreduce".into(), ring * k * c, "2(N-1)K/N".into())];
+        vec![("allreduce".into(), reduce, reduce_formula.into())];
     for a in PsAlgorithm::ALL {
         let (bytes, formula) = match a {
             // What a worker sends: its push. The pulled model (K, uncompressed) comes back.
             PsAlgorithm::Sync => (k * c, "push K per step (pulls K)".to_string()),
+            a if a.is_elastic() => (k * c_params / w, every("push K (pulls K)")),
             _ => (k * c / w, every("push K (pulls K)")),
         };
         rows.push((format!("parameter_server/{}", a.name()), bytes, formula));
     }
-    rows.push(("local_sgd".into(), ring * k * c / w, every("2(N-1)K/N")));
+    rows.push(("local_sgd".into(), reduce / w, every(reduce_formula)));
     let (neighbours, formula) = match d.workers {
         2 => (1.0, every("K to 1 neighbour")),
         _ => (2.0, every("K to each of 2 neighbours")),
     };
-    rows.push(("gossip".into(), neighbours * k * c / w, formula));
+    // Gossip's models go uncompressed (plus one all-reduce average when training ends).
+    rows.push((
+        "gossip".into(),
+        neighbours * k / w,
+        format!("{formula}, + one average at the end"),
+    ));
     rows.into_iter()
         .map(|(strategy, bytes, formula)| Traffic {
             chosen: strategy == chosen,
@@ -319,57 +336,49 @@ mod tests {
         assert_eq!(formulas[9], ("local_sgd", "2(N-1)K/N every w=5 steps"));
         assert_eq!(
             formulas[10],
-            ("gossip", "K to each of 2 neighbours every w=5 steps")
+            (
+                "gossip",
+                "K to each of 2 neighbours every w=5 steps, + one average at the end"
+            )
         );
         let two = traffic(&data_parallel("{workers: 2, communication_window: 3}"), k);
-        assert_eq!(two[10].formula, "K to 1 neighbour every w=3 steps");
+        assert_eq!(
+            two[10].formula,
+            "K to 1 neighbour every w=3 steps, + one average at the end"
+        );
     }
 
     #[test]
-    fn compression_scales_every_strategy() {
+    fn compression_scales_what_each_strategy_sends() {
         let k = 1_000_000u64;
-        for (c, factor, name) in [
-            ("none", 1.0, "none"),
-            ("fp16", 0.5, "fp16"),
-            ("int8", 0.25, "int8"),
-            (
-                "{topk: {ratio: 0.01}}",
-                0.02,
-                "topk(ratio=0.01, error_feedback)",
-            ),
-            (
-                "{topk: {ratio: 0.25, error_feedback: false}}",
-                0.5,
-                "topk(ratio=0.25)",
-            ),
-        ] {
+        let kf = k as f64;
+        let at = |c: &str| {
             let d = data_parallel(&format!(
                 "{{workers: 4, sync: local_sgd, communication_window: 2, compression: {c}}}"
             ));
-            assert_eq!(d.compression.describe(), name);
-            let t = traffic(&d, k);
-            let base = traffic(
-                &DataParallel {
-                    compression: Compression::None,
-                    ..d.clone()
-                },
-                k,
-            );
-            for (a, b) in t.iter().zip(&base) {
-                let want = b.bytes_per_worker_per_step * factor;
-                assert!(
-                    (a.bytes_per_worker_per_step - want).abs() < 1e-6,
-                    "{c} {}: {} vs {want}",
-                    a.strategy,
-                    a.bytes_per_worker_per_step
-                );
-            }
+            traffic(&d, k)
+        };
+        // fp16 / int8 scale everything but gossip, which sends models uncompressed.
+        for (c, factor) in [("none", 1.0), ("fp16", 0.5), ("int8", 0.25)] {
+            let t = at(c);
+            assert_eq!(bytes_of(&t, "allreduce"), 1.5 * kf * factor, "{c}");
+            assert_eq!(bytes_of(&t, "local_sgd"), 1.5 * kf * factor / 2.0, "{c}");
+            assert_eq!(bytes_of(&t, "parameter_server/sync"), kf * factor, "{c}");
             assert_eq!(
-                bytes_of(&t, "local_sgd"),
-                1.5 * 1e6 * factor / 2.0,
-                "{c}: 2(N-1)K/N·c/w"
+                bytes_of(&t, "parameter_server/easgd"),
+                kf * factor / 2.0,
+                "{c}"
             );
+            assert_eq!(bytes_of(&t, "gossip"), 2.0 * kf / 2.0, "{c}");
         }
+        // Top-k: a sparse all-gather of (index, value) pairs over N−1 hops; elastic
+        // algorithms send their parameters uncompressed.
+        let t = at("{topk: {ratio: 0.01}}");
+        assert!((bytes_of(&t, "allreduce") - 3.0 * 0.02 * kf).abs() < 1e-6);
+        assert!((bytes_of(&t, "local_sgd") - 3.0 * 0.02 * kf / 2.0).abs() < 1e-6);
+        assert!((bytes_of(&t, "parameter_server/downpour") - 0.02 * kf / 2.0).abs() < 1e-6);
+        assert_eq!(bytes_of(&t, "parameter_server/aeasgd"), kf / 2.0);
+        assert_eq!(t[0].formula, "(N-1)·k·(index+value)");
         assert_eq!(
             wire_factor(&Compression::Topk(TopK {
                 ratio: 0.1,

@@ -283,11 +283,7 @@ pub fn train(
     workers: &mut [WorkerProc],
     req: &TrainRequest,
     progress: &mut dyn Progress,
-    checkpoint: &mut dyn FnMut(
-        usize,
-        u64,
-        &[f32],
-    ) -> std::result::Result<(), weft_executors::ExecError>,
+    checkpoint: weft_executors::train::Checkpoint,
 ) -> Result<DistOutcome> {
     let dp = req.dp;
     let n = workers.len();
@@ -378,8 +374,8 @@ pub fn train(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                if done.len() < live.iter().filter(|l| **l).count() {
-                    lost.push((0, "every worker stopped reporting".into()));
+                for r in (0..n).filter(|r| live[*r] && !done.contains_key(r)) {
+                    lost.push((r, "it stopped reporting before finishing".into()));
                 }
             }
         }
@@ -391,6 +387,15 @@ pub fn train(
             }
         }
         if !lost.is_empty() {
+            // A local child that exited says best what happened to it.
+            std::thread::sleep(Duration::from_millis(50));
+            for (rank, why) in lost.iter_mut() {
+                if let Some(w) = workers.get_mut(*rank) {
+                    if let Some(how) = w.exited() {
+                        *why = format!("{} died: {how}", w.name());
+                    }
+                }
+            }
             if tolerates_loss(dp) {
                 for (rank, why) in lost {
                     if live[rank] {
@@ -443,6 +448,14 @@ pub fn train(
             history.push(record);
         }
     }
+    tracing::debug!(
+        "driver: finished with live {live:?}, done {:?}, pending epochs {:?}",
+        done.keys().collect::<Vec<_>>(),
+        per_epoch
+            .iter()
+            .map(|(e, r)| (e, r.keys().collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    );
     drop(pollers);
     if let Some((rank, why)) = failure {
         let addr = workers

@@ -332,7 +332,7 @@ pub fn train(
                         (f64::from(l * c), f64::from(c))
                     } else {
                         let l = local_step(&mut exec, &xb, &yb, mine.len(), step, lr)?;
-                        if (step + 1) % window == 0 {
+                        if (step + 1).is_multiple_of(window) {
                             let w = get_flat(&exec);
                             let new = client.exchange(algo, &w, &anchor, window)?;
                             set_flat(&mut exec, &new)?;
@@ -343,10 +343,18 @@ pub fn train(
                 }
                 (Sync::LocalSgd | Sync::Gossip, Some(ring), _) => {
                     let l = local_step(&mut exec, &xb, &yb, mine.len(), step, lr)?;
-                    if (step + 1) % window == 0 {
+                    if (step + 1).is_multiple_of(window) {
                         let mut w = get_flat(&exec);
                         if dp.sync == Sync::LocalSgd {
-                            average(ring, &mut w, tag, &codec, &mut residuals[0])?;
+                            // Average what each worker learnt since the last average (not
+                            // the weights themselves, so compression applies to updates).
+                            let mut delta: Vec<f32> =
+                                w.iter().zip(&anchor).map(|(w, a)| w - a).collect();
+                            average(ring, &mut delta, tag, &codec, &mut residuals[0])?;
+                            for ((w, a), d) in w.iter_mut().zip(&anchor).zip(&delta) {
+                                *w = a + d;
+                            }
+                            anchor.clone_from(&w);
                         } else {
                             ring.neighbour_average(&mut w, tag)?;
                         }

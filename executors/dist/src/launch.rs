@@ -137,11 +137,16 @@ pub fn parse_ready(line: &str) -> Option<(String, String, u32)> {
 /// Starts `n` workers on this machine.
 pub fn spawn_local(n: usize, token: &str, timeout: Duration) -> Result<Vec<WorkerProc>> {
     let bin = weft_binary();
+    // One worker per share of the cores, as one per device: N workers with all cores each
+    // would fight over them.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let threads = (cores / n.max(1)).max(1).to_string();
     let mut workers = Vec::new();
     for rank in 0..n {
         let mut child = Command::new(&bin)
             .args(["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"])
             .env("WEFT_TOKEN", token)
+            .env("RAYON_NUM_THREADS", &threads)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -107,13 +107,16 @@ fn decode_job(body: &[u8]) -> std::result::Result<(JobHead, Dataset, Option<Data
     Ok((head, train, validation))
 }
 
+/// A job's id, its events, and whether it has finished.
+type Running = (String, Arc<Events>, Arc<std::sync::atomic::AtomicBool>);
+
 struct App {
     token: String,
     data_addr: String,
     incoming: Mutex<Receiver<(Link, Hello)>>,
     counters: Arc<Counters>,
     /// The current (or last) job's events; `None` before the first job.
-    job: Mutex<Option<(String, Arc<Events>, Arc<std::sync::atomic::AtomicBool>)>>,
+    job: Mutex<Option<Running>>,
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -198,7 +201,7 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
                 })
             }
         }
-        done.store(true, Ordering::Relaxed);
+        done.store(true, Ordering::SeqCst);
     });
     (StatusCode::OK, Json(json!({ "accepted": true })))
 }
@@ -265,12 +268,15 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query
     loop {
         let snapshot = app.job.lock().ok().and_then(|j| {
             j.as_ref().map(|(id, ev, done)| {
+                // The flag first: the job pushes its last event before setting it, so a
+                // finished job's list is complete.
+                let finished = done.load(Ordering::SeqCst);
                 let list = ev
                     .list
                     .lock()
                     .map(|l| l.get(q.from..).unwrap_or(&[]).to_vec())
                     .unwrap_or_default();
-                (id.clone(), list, done.load(Ordering::Relaxed))
+                (id.clone(), list, finished)
             })
         });
         let Some((id, list, finished)) = snapshot else {
