@@ -524,3 +524,62 @@ fn garbage_on_the_data_port_leaves_the_worker_serving() {
         let _ = w.0.kill();
     }
 }
+
+#[test]
+fn env_cluster_runs_like_torchrun_with_rank_0_as_the_driver() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = write_spec(
+        tmp.path(),
+        &spec(
+            600,
+            3,
+            16,
+            "parallelism: {data: {workers: 3}}\nexecutor: {cluster: env}\n",
+        ),
+    );
+    let start = |rank: usize| {
+        Command::new(BIN)
+            .args([
+                "run",
+                path.to_str().unwrap(),
+                "--json",
+                "--runs-dir",
+                tmp.path().join("runs").to_str().unwrap(),
+            ])
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", "3")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("WEFT_TOKEN", "env-test")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Workers may start before the driver: they retry until it listens.
+    let others: Vec<Child> = (1..3).map(start).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let driver = start(0).wait_with_output().unwrap();
+    assert!(
+        driver.status.success(),
+        "{}",
+        String::from_utf8_lossy(&driver.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&driver.stdout).unwrap();
+    assert_eq!(result["comm"]["workers"], 3);
+    assert!(result["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.7);
+    for w in others {
+        let out = w.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("serving as a worker for the driver at 127.0.0.1"),
+            "{stderr}"
+        );
+    }
+}

@@ -291,3 +291,76 @@ pub fn env_rank(get: impl Fn(&str) -> Option<String>) -> Result<EnvRank> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn launchers_set_rank_and_world_their_own_way() {
+        let torchrun = env(&[
+            ("RANK", "1"),
+            ("WORLD_SIZE", "4"),
+            ("MASTER_ADDR", "10.0.0.1"),
+            ("MASTER_PORT", "29400"),
+        ]);
+        assert_eq!(
+            env_rank(torchrun).unwrap(),
+            EnvRank {
+                rank: 1,
+                world: 4,
+                master: "10.0.0.1:29400".into(),
+                source: "RANK/WORLD_SIZE"
+            }
+        );
+        let slurm = env(&[
+            ("SLURM_PROCID", "3"),
+            ("SLURM_NTASKS", "8"),
+            ("MASTER_ADDR", "node1"),
+        ]);
+        let r = env_rank(slurm).unwrap();
+        assert_eq!((r.rank, r.world, r.master.as_str()), (3, 8, "node1:29500"));
+        let mpi = env(&[
+            ("OMPI_COMM_WORLD_RANK", "0"),
+            ("OMPI_COMM_WORLD_SIZE", "2"),
+            ("MASTER_ADDR", "h"),
+        ]);
+        assert_eq!(
+            env_rank(mpi).unwrap().source,
+            "OMPI_COMM_WORLD_RANK/SIZE (Open MPI)"
+        );
+    }
+
+    #[test]
+    fn bad_launcher_variables_say_which_and_why() {
+        let msg = |vars: &[(&str, &str)]| env_rank(env(vars)).unwrap_err().to_string();
+        assert!(msg(&[]).contains("no launcher variables found"));
+        assert!(
+            msg(&[("RANK", "x"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")])
+                .contains("RANK=\"x\" is not a whole number")
+        );
+        assert!(
+            msg(&[("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "h")])
+                .contains("RANK=2 must be below WORLD_SIZE=2")
+        );
+        assert!(msg(&[("RANK", "0"), ("WORLD_SIZE", "2")]).contains("MASTER_ADDR is not set"));
+    }
+
+    #[test]
+    fn ready_lines_parse_and_others_do_not() {
+        assert_eq!(
+            parse_ready("weft worker: control http://127.0.0.1:4000 data 127.0.0.1:4001 pid 42\n"),
+            Some(("http://127.0.0.1:4000".into(), "127.0.0.1:4001".into(), 42))
+        );
+        assert_eq!(parse_ready("error: no token"), None);
+        assert_eq!(parse_ready("weft worker: control x data y pid z"), None);
+    }
+}
