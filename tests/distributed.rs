@@ -378,6 +378,7 @@ fn kill_9_of_a_worker_leaves_an_async_run_going() {
             runs.to_str().unwrap(),
             "--json",
         ])
+        .env("RUST_LOG", "weft_dist::driver=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -398,7 +399,8 @@ fn kill_9_of_a_worker_leaves_an_async_run_going() {
             .contains("killed by signal 9"),
         "{result}"
     );
-    assert_eq!(result["train"]["epochs"], 60);
+    let finished: Vec<&str> = stderr.lines().filter(|l| l.contains("driver:")).collect();
+    assert_eq!(result["train"]["epochs"], 60, "{finished:?}");
 }
 
 #[test]

@@ -35,6 +35,22 @@ pub trait Executor {
         y: ArrayView1<f32>,
         step: u64,
     ) -> Result<f32, ExecError>;
+    /// [`Executor::loss_and_grads`], calling `ready(i, gradient)` as soon as parameter i's
+    /// gradient is final (in backward order), so data-parallel training can send it while
+    /// backward goes on. This default reports them all at the end.
+    fn loss_and_grads_streaming(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        ready: &mut dyn FnMut(usize, &Array2<f32>),
+    ) -> Result<f32, ExecError> {
+        let loss = self.loss_and_grads(x, y, step)?;
+        for (i, g) in self.grads().iter().enumerate().rev() {
+            ready(i, g);
+        }
+        Ok(loss)
+    }
     /// Mean loss in evaluation mode (no dropout, running batch-norm statistics).
     fn eval_loss(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>) -> Result<f32, ExecError>;
     /// Predictions (class probabilities or values), one row per input row.

@@ -315,6 +315,13 @@ pub fn get_flat(exec: &dyn Executor) -> Vec<f32> {
 
 /// Sets every parameter from one flat vector in the plan's `params` order.
 pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> {
+    let params = split_flat(exec, flat)?;
+    exec.set_params(&params)
+}
+
+/// A flat vector (parameters or gradients, in the plan's `params` order) cut into the
+/// parameters' shapes.
+pub fn split_flat(exec: &dyn Executor, flat: &[f32]) -> Result<Vec<Array2<f32>>, ExecError> {
     let params = exec.params();
     let want: usize = params.iter().map(|p| p.len()).sum();
     if flat.len() != want {
@@ -324,7 +331,7 @@ pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> 
         )));
     }
     let mut at = 0;
-    let params: Vec<Array2<f32>> = params
+    params
         .iter()
         .map(|p| {
             let n = p.len();
@@ -332,8 +339,7 @@ pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> 
             at += n;
             a.map_err(|e| ExecError::Internal(e.to_string()))
         })
-        .collect::<Result<_, _>>()?;
-    exec.set_params(&params)
+        .collect()
 }
 
 /// Mean loss and gradient over the whole data set (chunked, weighted by chunk size).

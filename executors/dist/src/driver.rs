@@ -338,7 +338,8 @@ pub fn train(
         let msg = pollers.rx.recv_timeout(Duration::from_millis(200));
         let mut lost: Vec<(usize, String)> = Vec::new();
         match msg {
-            Ok((rank, Ok(events))) => {
+            // A lost worker's last reports may still be on their way: they are late.
+            Ok((rank, Ok(events))) if live[rank] => {
                 for e in events {
                     match e {
                         Event::Step {
@@ -353,11 +354,10 @@ pub fn train(
                             }
                             progress.step(d, loss);
                         }
-                        e @ Event::Epoch { .. } => {
-                            let Event::Epoch { epoch, .. } = e else {
-                                unreachable!()
-                            };
-                            per_epoch.entry(epoch).or_default().insert(rank, e);
+                        e @ Event::Epoch { epoch, .. } => {
+                            if history.last().is_none_or(|h| h.epoch < epoch) {
+                                per_epoch.entry(epoch).or_default().insert(rank, e);
+                            }
                         }
                         Event::Done(d) => {
                             done.insert(rank, d);
@@ -372,7 +372,7 @@ pub fn train(
                     lost.push((rank, message));
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 for r in (0..n).filter(|r| live[*r] && !done.contains_key(r)) {
                     lost.push((r, "it stopped reporting before finishing".into()));

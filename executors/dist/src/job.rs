@@ -23,6 +23,7 @@ use weft_executors::{ExecError, Executor};
 use weft_planner::rng::Rng;
 use weft_planner::Plan;
 
+use crate::bucketed::{self, Buckets};
 use crate::compress::{Codec, Residual};
 use crate::error::{DistError, Result};
 use crate::frame::Hello;
@@ -148,57 +149,6 @@ pub fn worker_plan(plan: &Plan, dp: &DataParallel) -> Plan {
     plan
 }
 
-/// The fusion buckets as ranges of the flat gradient vector, one list per bucket (buckets
-/// from the plan, in the order backward produces them; else one bucket for everything).
-fn bucket_ranges(plan: &Plan) -> Vec<Vec<std::ops::Range<usize>>> {
-    let sizes: Vec<usize> = plan.params.iter().map(|p| p.shape.numel(1)).collect();
-    let starts: Vec<usize> = sizes
-        .iter()
-        .scan(0, |at, n| {
-            let s = *at;
-            *at += n;
-            Some(s)
-        })
-        .collect();
-    let range = |i: usize| starts[i]..starts[i] + sizes[i];
-    match &plan.parallel {
-        Some(p) if !p.buckets.is_empty() => p
-            .buckets
-            .iter()
-            .map(|b| {
-                b.params
-                    .iter()
-                    .filter(|i| **i < sizes.len())
-                    .map(|i| range(*i))
-                    .collect()
-            })
-            .collect(),
-        _ => vec![(0..sizes.len()).map(range).collect()],
-    }
-}
-
-/// All-reduces the elements of `flat` in `ranges` as one message (a fusion bucket).
-fn allreduce_bucket(
-    ring: &mut Ring,
-    flat: &mut [f32],
-    ranges: &[std::ops::Range<usize>],
-    tag: u32,
-    codec: &Codec,
-    residual: &mut Residual,
-) -> Result<()> {
-    let mut packed: Vec<f32> = ranges
-        .iter()
-        .flat_map(|r| flat[r.clone()].iter().copied())
-        .collect();
-    ring.allreduce(&mut packed, tag, codec, residual)?;
-    let mut at = 0;
-    for r in ranges {
-        flat[r.clone()].copy_from_slice(&packed[at..at + r.len()]);
-        at += r.len();
-    }
-    Ok(())
-}
-
 /// Trains this worker's part of the job; returns what it reports at the end.
 pub fn train(
     job: &TrainJob,
@@ -238,8 +188,8 @@ pub fn train(
         (None, Some(init)) => set_flat(&mut exec, init)?,
         (None, None) => {}
     }
-    let buckets = bucket_ranges(&plan);
-    let mut residuals: Vec<Residual> = vec![Residual::default(); buckets.len() + 1];
+    let buckets = Buckets::of(&plan);
+    let mut residuals: Vec<Residual> = vec![Residual::default(); buckets.count()];
     let mut anchor = get_flat(&exec); // parameters at the last exchange (PS deltas)
 
     let mut order: Vec<usize> = (0..n).collect();
@@ -275,42 +225,17 @@ pub fn train(
             }
             let (loss, cnt) = match (dp.sync, &mut ring, &mut ps) {
                 (Sync::Allreduce, Some(ring), _) => {
-                    // Gradient × rows, then the row count and loss sum: the reduced vector
-                    // divided by the total rows is the gradient of the whole global batch.
-                    let mut flat = vec![0.0f32; anchor.len() + 2];
-                    if !mine.is_empty() {
-                        let l = exec.loss_and_grads(xb.view(), yb.view(), step)?;
-                        let c = mine.len() as f32;
-                        let mut at = 0;
-                        for g in exec.grads() {
-                            for v in g.iter() {
-                                flat[at] = v * c;
-                                at += 1;
-                            }
-                        }
-                        flat[at] = c;
-                        flat[at + 1] = l * c;
-                    }
-                    let stats = flat.len() - 2;
-                    for (i, ranges) in buckets.iter().enumerate() {
-                        allreduce_bucket(ring, &mut flat, ranges, tag, &codec, &mut residuals[i])?;
-                    }
-                    // Row count and loss are never compressed: they are the weights.
-                    ring.allreduce(
-                        &mut flat[stats..],
-                        tag,
-                        &Codec::None,
-                        &mut Residual::default(),
-                    )?;
-                    let (total, lsum) = (flat[stats], flat[stats + 1]);
-                    if total > 0.0 {
-                        for v in &mut flat[..stats] {
-                            *v /= total;
-                        }
-                        let grads = unflatten(&exec, &flat[..stats])?;
-                        exec.apply_grads(&grads, step, lr)?;
-                    }
-                    (f64::from(lsum), f64::from(total))
+                    let batch = (!mine.is_empty()).then_some((&xb, &yb));
+                    bucketed::step(
+                        &mut exec,
+                        ring,
+                        &buckets,
+                        &mut residuals,
+                        batch,
+                        step,
+                        lr,
+                        &codec,
+                    )?
                 }
                 (Sync::ParameterServer, _, Some(client)) => {
                     let algo = dp.algorithm.unwrap_or(PsAlgorithm::Downpour);
@@ -487,18 +412,4 @@ fn average(
         *v /= n;
     }
     Ok(())
-}
-
-/// A flat gradient vector cut into the plan's parameter shapes.
-fn unflatten(exec: &CpuExecutor, flat: &[f32]) -> Result<Vec<Array2<f32>>> {
-    let mut at = 0;
-    exec.params()
-        .iter()
-        .map(|p| {
-            let n = p.len();
-            let a = Array2::from_shape_vec(p.dim(), flat[at..at + n].to_vec());
-            at += n;
-            a.map_err(|e| DistError::Exec(ExecError::Internal(e.to_string())))
-        })
-        .collect()
 }

@@ -7,6 +7,7 @@
 //! ([`ring`]) or through a parameter server ([`ps`]).
 
 pub mod bench;
+pub mod bucketed;
 pub mod compress;
 pub mod driver;
 pub mod error;

@@ -24,11 +24,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use weft_dsl::{DataParallel, PsAlgorithm};
 use weft_executors::cpu::CpuExecutor;
-use weft_executors::train::{get_flat, set_flat};
+use weft_executors::train::{get_flat, set_flat, split_flat};
 use weft_executors::Executor;
 use weft_planner::Plan;
 
@@ -398,7 +397,7 @@ fn serve_requests(st: &State, link: &mut Link, rank: usize) -> Result<()> {
                     let mut opt = st.optimizer.lock().unwrap_or_else(|p| p.into_inner());
                     if rows > 0.0 {
                         let avg: Vec<f32> = sum.iter().map(|v| v / rows).collect();
-                        let grads = split(&*opt, &avg)?;
+                        let grads = split_flat(&*opt, &avg)?;
                         opt.apply_grads(&grads, step, lr)?;
                     }
                     let c = get_flat(&*opt);
@@ -555,22 +554,4 @@ fn barrier(
             .map(|(g, _)| g)
             .unwrap_or_else(|p| p.into_inner().0);
     }
-}
-
-/// A flat vector cut into the executor's parameter shapes.
-fn split(exec: &dyn Executor, flat: &[f32]) -> Result<Vec<Array2<f32>>> {
-    let mut at = 0;
-    let mut out = Vec::new();
-    for p in exec.params() {
-        let n = p.len();
-        let part = flat
-            .get(at..at + n)
-            .ok_or_else(|| DistError::Config("gradient vector too short".into()))?;
-        out.push(
-            Array2::from_shape_vec(p.dim(), part.to_vec())
-                .map_err(|e| DistError::Config(e.to_string()))?,
-        );
-        at += n;
-    }
-    Ok(out)
 }

@@ -34,6 +34,8 @@ pub struct CpuExecutor {
     param_index: HashMap<usize, usize>,
     /// The update part of the train schedule (grad norm, optimizer updates).
     updates: Vec<usize>,
+    /// Gradient node → parameter index, to report each gradient once it is final.
+    grad_param: HashMap<usize, usize>,
     /// Time and calls per node, kept when `RUST_LOG=debug` (reported when dropped).
     profile: Option<Vec<(Duration, u64)>>,
 }
@@ -56,6 +58,12 @@ impl CpuExecutor {
                 .map(|(i, p)| (p.node, i))
                 .collect(),
             opt: vec![State::default(); plan.params.len()],
+            grad_param: plan
+                .params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.grad, i))
+                .collect(),
             updates: plan
                 .schedules
                 .train
@@ -81,14 +89,16 @@ impl CpuExecutor {
         mode: Mode,
         step: u64,
         lr: f32,
+        ready: Option<Ready>,
     ) -> Result<(), ExecError> {
         check_batch(&self.plan, &x)?;
         let ids = std::mem::take(pick(&mut self.plan.schedules));
-        let r = self.run(&ids, x, y, mode, step, lr);
+        let r = self.run(&ids, x, y, mode, step, lr, ready);
         *pick(&mut self.plan.schedules) = ids;
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         ids: &[usize],
@@ -97,6 +107,7 @@ impl CpuExecutor {
         mode: Mode,
         step: u64,
         lr: f32,
+        mut ready: Option<Ready>,
     ) -> Result<(), ExecError> {
         for &id in ids {
             let started = self.profile.is_some().then(Instant::now);
@@ -108,6 +119,9 @@ impl CpuExecutor {
                 p[id].1 += 1;
             }
             r?;
+            if let (Some(f), Some(&i)) = (ready.as_mut(), self.grad_param.get(&id)) {
+                f(i, &self.vals[id]);
+            }
         }
         Ok(())
     }
@@ -305,6 +319,9 @@ fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// Called with (parameter index, gradient) as each gradient becomes final.
+type Ready<'a> = &'a mut dyn FnMut(usize, &Array2<f32>);
+
 impl Executor for CpuExecutor {
     fn device_name(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
@@ -317,7 +334,7 @@ impl Executor for CpuExecutor {
         step: u64,
         lr: f32,
     ) -> Result<f32, ExecError> {
-        self.run_schedule(|s| &mut s.train, x, Some(y), Mode::Train, step, lr)?;
+        self.run_schedule(|s| &mut s.train, x, Some(y), Mode::Train, step, lr, None)?;
         Ok(self.loss_value())
     }
 
@@ -327,17 +344,45 @@ impl Executor for CpuExecutor {
         y: ArrayView1<f32>,
         step: u64,
     ) -> Result<f32, ExecError> {
-        self.run_schedule(|s| &mut s.gradients, x, Some(y), Mode::Train, step, 0.0)?;
+        self.run_schedule(
+            |s| &mut s.gradients,
+            x,
+            Some(y),
+            Mode::Train,
+            step,
+            0.0,
+            None,
+        )?;
+        Ok(self.loss_value())
+    }
+
+    fn loss_and_grads_streaming(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        ready: &mut dyn FnMut(usize, &Array2<f32>),
+    ) -> Result<f32, ExecError> {
+        let mode = Mode::Train;
+        self.run_schedule(
+            |s| &mut s.gradients,
+            x,
+            Some(y),
+            mode,
+            step,
+            0.0,
+            Some(ready),
+        )?;
         Ok(self.loss_value())
     }
 
     fn eval_loss(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>) -> Result<f32, ExecError> {
-        self.run_schedule(|s| &mut s.eval, x, Some(y), Mode::Eval, 0, 0.0)?;
+        self.run_schedule(|s| &mut s.eval, x, Some(y), Mode::Eval, 0, 0.0, None)?;
         Ok(self.loss_value())
     }
 
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>, ExecError> {
-        self.run_schedule(|s| &mut s.predict, x, None, Mode::Eval, 0, 0.0)?;
+        self.run_schedule(|s| &mut s.predict, x, None, Mode::Eval, 0, 0.0, None)?;
         Ok(self.vals[self.plan.output].clone())
     }
 
@@ -396,7 +441,7 @@ impl Executor for CpuExecutor {
         }
         let ids = std::mem::take(&mut self.updates);
         let dummy = Array2::<f32>::zeros((0, self.plan.features.len()));
-        let r = self.run(&ids, dummy.view(), None, Mode::Train, step, lr);
+        let r = self.run(&ids, dummy.view(), None, Mode::Train, step, lr, None);
         self.updates = ids;
         r
     }
