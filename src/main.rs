@@ -58,7 +58,7 @@ enum Command {
     },
     /// Serve as a worker for distributed runs (`parallelism.data`): an HTTP control API for
     /// the driver and a TCP data plane for the other workers. Needs the cluster's token in
-    /// WEFT_TOKEN or --token-file.
+    /// WEFT_TOKEN or --token-file. `RUST_LOG=info` logs every job.
     Worker {
         /// Control API address; binds loopback unless told otherwise (`0.0.0.0:7000`).
         #[arg(long, default_value = "127.0.0.1:7000")]

@@ -328,6 +328,16 @@ pub fn train(
     let epochs = req.plan.train.epochs;
     let mut live: Vec<bool> = vec![true; n];
     let mut notes = Vec::new();
+    let stop = &req.plan.train.stop;
+    if dp.sync != Sync::Allreduce && (stop.target_loss.is_some() || stop.patience.is_some()) {
+        // Workers of other strategies hold different models; they could not agree when to stop.
+        let note = format!(
+            "train.stop is applied only with sync: allreduce; with {} every worker runs all {epochs} epochs",
+            strategy_name(dp)
+        );
+        progress.note(&note);
+        notes.push(note);
+    }
     let mut per_epoch: BTreeMap<usize, BTreeMap<usize, Event>> = BTreeMap::new();
     let mut done: BTreeMap<usize, Done> = BTreeMap::new();
     let mut history: Vec<EpochRecord> = Vec::new();

@@ -190,12 +190,23 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
     drop(slot);
     let app2 = app.clone();
     std::thread::spawn(move || {
-        let r = run_job(&app2, &head, &train, validation.as_ref(), &events);
-        match r {
-            Ok(Some(d)) => events.push(Event::Done(d)),
+        let what = format!(
+            "job {} (rank {} of {})",
+            head.id,
+            head.rank,
+            head.peers.len()
+        );
+        tracing::info!("{what} started");
+        let started = std::time::Instant::now();
+        match run_job(&app2, &head, &train, validation.as_ref(), &events) {
+            Ok(Some(d)) => {
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!("{what} finished in {secs:.1}s");
+                events.push(Event::Done(d))
+            }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!("job {} failed: {e}", head.id);
+                tracing::warn!("{what} failed: {e}");
                 events.push(Event::Failed {
                     message: e.to_string(),
                 })
