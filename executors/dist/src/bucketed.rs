@@ -99,8 +99,9 @@ impl Buckets {
 
 /// One synchronous data-parallel step: this worker's gradient on its rows (weighted by the
 /// row count; `batch` is `None` when its slice of the global batch is empty), summed over
-/// every worker bucket by bucket while backward runs, then divided by the total rows and
-/// applied. Returns the global loss sum and row count.
+/// every worker bucket by bucket while backward runs, then divided by the global batch's
+/// rows (`global_rows`, which every worker knows) and applied. Returns this worker's loss
+/// sum and row count; the caller reduces those once an epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn step(
     exec: &mut CpuExecutor,
@@ -111,6 +112,7 @@ pub fn step(
     step: u64,
     lr: f32,
     codec: &Codec,
+    global_rows: usize,
 ) -> Result<(f64, f64)> {
     let tag = step as u32;
     let total: usize = buckets.sizes.iter().sum();
@@ -118,6 +120,7 @@ pub fn step(
     let mut flat = vec![0.0f32; total];
     let (tx, rx) = mpsc::channel::<(usize, Vec<f32>)>();
     let view = buckets;
+    let (mut loss, mut rows) = (0.0f32, 0.0f32);
     let reduced = std::thread::scope(|s| -> Result<Vec<(usize, Vec<f32>)>> {
         // The ring takes buckets in index order (backward's order on every worker).
         let comm = s.spawn(move || -> Result<Vec<(usize, Vec<f32>)>> {
@@ -139,8 +142,6 @@ pub fn step(
             }
             Ok(out)
         });
-        let mut loss = 0.0;
-        let mut rows = 0.0;
         match batch {
             Some((x, y)) => {
                 rows = x.nrows() as f32;
@@ -164,7 +165,6 @@ pub fn step(
                 }
             }
         }
-        let _ = tx.send((nb, vec![rows, loss * rows]));
         drop(tx);
         comm.join().unwrap_or_else(|_| {
             Err(DistError::Config(
@@ -172,23 +172,22 @@ pub fn step(
             ))
         })
     })?;
-    if reduced.len() != nb + 1 {
+    if reduced.len() != nb {
         return Err(DistError::Exec(ExecError::Internal(format!(
-            "{} of {} buckets were reduced",
-            reduced.len(),
-            nb + 1
+            "{} of {nb} buckets were reduced",
+            reduced.len()
         ))));
     }
-    let (rows, loss_sum) = (reduced[nb].1[0], reduced[nb].1[1]);
-    for (b, data) in &reduced[..nb] {
+    for (b, data) in &reduced {
         view.unpack(*b, data, &mut flat);
     }
-    if rows > 0.0 {
+    if global_rows > 0 {
+        let total = global_rows as f32;
         for v in &mut flat {
-            *v /= rows;
+            *v /= total;
         }
         let grads = weft_executors::train::split_flat(&*exec, &flat)?;
         exec.apply_grads(&grads, step, lr)?;
     }
-    Ok((f64::from(loss_sum), f64::from(rows)))
+    Ok((f64::from(loss) * f64::from(rows), f64::from(rows)))
 }

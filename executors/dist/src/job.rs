@@ -235,6 +235,7 @@ pub fn train(
                         step,
                         lr,
                         &codec,
+                        (n - (k * global).min(n)).min(global),
                     )?
                 }
                 (Sync::ParameterServer, _, Some(client)) => {
@@ -315,8 +316,18 @@ pub fn train(
             }
         }
         samples += epoch_samples;
-        // Allreduce sums the loss over every worker, so every worker sees the global mean
-        // and makes the same early-stopping decision.
+        if let (Sync::Allreduce, Some(ring)) = (dp.sync, &mut ring) {
+            // The epoch's loss over every worker: all see the same global mean, so all
+            // make the same early-stopping decision.
+            let mut stats = [loss_sum as f32, count as f32];
+            ring.allreduce(
+                &mut stats,
+                u32::MAX - 1,
+                &Codec::None,
+                &mut Residual::default(),
+            )?;
+            (loss_sum, count) = (f64::from(stats[0]), f64::from(stats[1]));
+        }
         let train_loss = (loss_sum / count.max(1.0)) as f32;
         let validation_loss = match validation {
             Some(v) if !v.is_empty() && dp.sync == Sync::Allreduce => {
