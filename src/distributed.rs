@@ -8,7 +8,7 @@ use weft_dist::driver::{self, Comm, TrainRequest};
 use weft_dist::launch::{self, WorkerProc};
 use weft_dist::DistError;
 use weft_dsl::{Cluster, DataParallel, Spec};
-use weft_executors::rundir::{CheckpointState, RunDir};
+use weft_executors::rundir::{self, CheckpointState, RunDir};
 use weft_executors::train::{set_flat, Progress, Start, TrainOutcome};
 use weft_executors::{Device, Executor};
 use weft_planner::Plan;
@@ -141,27 +141,11 @@ pub(crate) fn train(
             .unwrap_or(ps_bind),
         _ => ps_bind,
     };
-    let names: Vec<String> = plan.params.iter().map(|p| p.name.clone()).collect();
-    let shapes: Vec<(usize, usize)> = plan
-        .params
-        .iter()
-        .map(|p| (p.shape.rows_at(1), p.shape.cols))
-        .collect();
     let mut save = |epoch: usize, step: u64, flat: &[f32]| {
-        let mut at = 0;
-        let tensors: Vec<(String, ndarray::Array2<f32>)> = names
-            .iter()
-            .zip(&shapes)
-            .filter_map(|(n, &(r, c))| {
-                let part = flat.get(at..at + r * c)?.to_vec();
-                at += r * c;
-                Some((
-                    n.clone(),
-                    ndarray::Array2::from_shape_vec((r, c), part).ok()?,
-                ))
-            })
-            .collect();
-        dir.write_checkpoint(CheckpointState { epoch, step }, &tensors)
+        dir.write_checkpoint(
+            CheckpointState { epoch, step },
+            &rundir::named_tensors(plan, flat),
+        )
     };
     let req = TrainRequest {
         plan,

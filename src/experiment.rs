@@ -197,8 +197,8 @@ impl Experiment {
     }
 
     /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
-    /// same run directory. The spec may differ from the run's only in `parallelism` and
-    /// `executor` (resume a 4-worker run on 2 workers, say).
+    /// same run directory. The spec may differ from the run's only in `parallelism`,
+    /// `executor` (resume a 4-worker run on 2 workers, say) and `train.epochs` (train on).
     pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
         let dir = RunDir::open(run_dir)?;
@@ -214,6 +214,9 @@ impl Experiment {
             if let Some(o) = v.as_object_mut() {
                 o.remove("parallelism");
                 o.remove("executor");
+                if let Some(t) = o.get_mut("train").and_then(Value::as_object_mut) {
+                    t.remove("epochs");
+                }
             }
             v
         };
@@ -221,7 +224,7 @@ impl Experiment {
             return Err(Error::Io {
                 path: run_dir.display().to_string(),
                 message: format!(
-                    "this run was made from a different spec (only `parallelism` and `executor` may change when resuming); compare with {}",
+                    "this run was made from a different spec (only `parallelism`, `executor` and `train.epochs` may change when resuming); compare with {}",
                     dir.file(rundir::SPEC_FILE).display()
                 ),
             });
@@ -293,24 +296,8 @@ impl Experiment {
             if let Some(init) = &init {
                 train::set_flat(exec.as_mut(), init)?;
             }
-            let names: Vec<(String, (usize, usize))> = plan
-                .params
-                .iter()
-                .map(|p| (p.name.clone(), (p.shape.rows_at(1), p.shape.cols)))
-                .collect();
             let mut save = |epoch: usize, step: u64, flat: &[f32]| {
-                let mut at = 0;
-                let tensors: Vec<(String, ndarray::Array2<f32>)> = names
-                    .iter()
-                    .filter_map(|(n, (r, c))| {
-                        let part = flat.get(at..at + r * c)?.to_vec();
-                        at += r * c;
-                        Some((
-                            n.clone(),
-                            ndarray::Array2::from_shape_vec((*r, *c), part).ok()?,
-                        ))
-                    })
-                    .collect();
+                let tensors = rundir::named_tensors(&plan, flat);
                 dir.write_checkpoint(rundir::CheckpointState { epoch, step }, &tensors)
             };
             let outcome = train::fit_from(

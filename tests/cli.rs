@@ -317,3 +317,65 @@ fn plan_json_is_versioned_and_has_schedules() {
     let predict = v["schedules"]["predict"].as_array().unwrap();
     assert!(train.len() > predict.len());
 }
+
+#[test]
+fn a_run_resumes_from_its_checkpoint_and_trains_on() {
+    let runs = tempfile::tempdir().unwrap();
+    let first = run_json("specs/iris.yaml", runs.path(), &["--set", "train.epochs=5"]);
+    let dir = first["run_dir"].as_str().unwrap().to_string();
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&dir).join("checkpoint.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["epoch"], 5, "a checkpoint after every epoch: {state}");
+
+    // Only parallelism, executor and train.epochs may change when resuming.
+    let o = weft(&[
+        "run",
+        "specs/iris.yaml",
+        "--resume",
+        &dir,
+        "--set",
+        "train.batch_size=8",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("different spec"), "{}", stderr(&o));
+
+    let o = weft(&[
+        "run",
+        "specs/iris.yaml",
+        "--resume",
+        &dir,
+        "--set",
+        "train.epochs=8",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(resumed["run_dir"], first["run_dir"], "same run directory");
+    assert_eq!(resumed["train"]["epochs"], 3, "epochs 6, 7 and 8");
+    let epochs: Vec<u64> = std::fs::read_to_string(Path::new(&dir).join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["epoch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(epochs, (1..=8).collect::<Vec<u64>>());
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+
+    let o = weft(&[
+        "run",
+        "specs/iris.yaml",
+        "--resume",
+        runs.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is this a run directory"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -30,6 +30,20 @@ pub const CHECKPOINT_STATE_FILE: &str = "checkpoint.json";
 /// Named 2-D tensors, as saved in safetensors files.
 pub type Tensors = Vec<(String, Array2<f32>)>;
 
+/// A flat parameter vector (the plan's `params` order) as named tensors, for saving.
+pub fn named_tensors(plan: &Plan, flat: &[f32]) -> Tensors {
+    let mut at = 0;
+    plan.params
+        .iter()
+        .filter_map(|p| {
+            let (r, c) = (p.shape.rows_at(1), p.shape.cols);
+            let part = flat.get(at..at + r * c)?.to_vec();
+            at += r * c;
+            Some((p.name.clone(), Array2::from_shape_vec((r, c), part).ok()?))
+        })
+        .collect()
+}
+
 /// Where a checkpointed run stood: the last finished epoch and the global step after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointState {

@@ -232,6 +232,13 @@ impl State {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
+    /// Waits up to `left` for another worker's change.
+    fn wait<'a>(&self, sh: MutexGuard<'a, Shared>, left: Duration) -> MutexGuard<'a, Shared> {
+        self.changed
+            .wait_timeout(sh, left)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0)
+    }
     fn center(&self) -> Vec<f32> {
         self.center
             .iter()
@@ -460,11 +467,7 @@ fn commit(st: &State, rank: usize, delta: &[f32], worker_clock: u64) -> Result<(
                     seconds: st.timeout.as_secs_f64(),
                 });
             }
-            sh = st
-                .changed
-                .wait_timeout(sh, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            sh = st.wait(sh, left);
         }
     }
     let scale = match st.algo {
@@ -548,10 +551,6 @@ fn barrier(
                 seconds: st.timeout.as_secs_f64(),
             });
         }
-        sh = st
-            .changed
-            .wait_timeout(sh, left)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
+        sh = st.wait(sh, left);
     }
 }
