@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what weft's build, tests and notebooks need, idempotently (each step runs only
-# when its tool is missing or the wrong version). Usage: scripts/setup.sh [core|all]
+# when its tool is missing or the wrong version). Usage: scripts/setup.sh [core|web|all]
 #   core: the wasm32 target (dsl and planner must compile to WebAssembly);
-#   all (default) adds the notebook tooling: the evcxr Jupyter kernel for Rust (cargo
+#   web: core + what the browser viewer needs: wasm-bindgen-cli of the lockfile's version
+#   (cargo install, ~12 min the first time), and for its tests Debian's chromium (apt, as
+#   root or through sudo) and npm's playwright-core (in web/tests/node_modules);
+#   all (default): web + the notebook tooling: the evcxr Jupyter kernel for Rust (cargo
 #   install, ~8 min the first time) and a Python venv in .tools/venv with the packages that
 #   execute notebooks headlessly.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
 set -euo pipefail
 what=${1:-all}
-case "$what" in core | all) ;; *) echo "usage: scripts/setup.sh [core|all]" >&2; exit 2 ;; esac
+case "$what" in core | web | all) ;; *) echo "usage: scripts/setup.sh [core|web|all]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null; then
   echo "weft needs Rust (cargo); install it with rustup first" >&2
@@ -19,8 +22,33 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
 fi
 [ "$what" = core ] && exit 0
 
-EVCXR_VERSION=0.22.0
 export PATH="$HOME/.cargo/bin:$PATH"
+# wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -qxF "wasm-bindgen $wb_version"; then
+  # Without --locked: wasm-bindgen-cli's own lockfile does not build with every toolchain.
+  cargo install wasm-bindgen-cli --version "$wb_version"
+fi
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; }
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
+      { sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; }
+  else
+    echo "weft's browser tests need: $* (apt); install them as root, then run this again" >&2
+    exit 1
+  fi
+}
+command -v chromium >/dev/null || apt_install chromium
+command -v npm >/dev/null || apt_install nodejs npm
+if [ ! -f web/tests/node_modules/playwright-core/package.json ]; then
+  (cd web/tests && npm install --no-audit --no-fund --silent)
+fi
+[ "$what" = web ] && exit 0
+
+EVCXR_VERSION=0.22.0
 if ! cargo install --list | grep -qxF "evcxr_jupyter v$EVCXR_VERSION:" || ! command -v evcxr_jupyter >/dev/null; then
   # --locked: without it evcxr_jupyter does not build.
   cargo install --locked evcxr_jupyter --version "$EVCXR_VERSION"

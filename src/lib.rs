@@ -21,6 +21,8 @@ mod plan_view;
 pub mod predict;
 pub mod progress;
 pub mod report;
+#[cfg(feature = "cli")]
+pub mod serve;
 
 pub use error::{Error, Result};
 pub use experiment::{Check, Experiment, RunResult, TrainSummary};

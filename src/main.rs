@@ -83,6 +83,25 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Serve the browser viewer: the workflow, compute graph and plan of SPEC (default: the
+    /// built-in Iris spec), a spec editor that recompiles as you type, and with --run the
+    /// live loss chart of training it. Build the page first: scripts/build-web.sh.
+    Serve {
+        spec: Option<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
+        /// 0 picks a free port (printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to bind; loopback unless told otherwise.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: String,
+        /// Train the spec and stream its epochs to the page.
+        #[arg(long)]
+        run: bool,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
     /// Print the JSON Schema of the spec (for editor completion).
     Schema,
     /// Measure training throughput on the benchmark specs.
@@ -289,6 +308,27 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                     std::thread::park();
                 }
             }
+        }
+        Command::Serve {
+            spec,
+            sets,
+            port,
+            listen,
+            run,
+            runs_dir,
+        } => {
+            let exp = match spec {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                    let exp = Experiment::from_file_with(&path, &sets)?;
+                    Some((path.display().to_string(), text, exp))
+                }
+                None => None,
+            };
+            weft::serve::serve(exp, &listen, port, run, &runs_dir)?;
         }
         Command::Schema => println!(
             "{}",

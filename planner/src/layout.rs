@@ -44,27 +44,55 @@ impl Default for Spacing {
 /// Lays out `n` nodes with `edges` (from, to); `from` must come before `to` in 0..n
 /// (a topological numbering, as plan node ids are). Edges that break that are ignored.
 pub fn layered(n: usize, edges: &[(usize, usize)], sp: Spacing) -> Layout {
+    layered_in_bands(n, edges, &vec![0; n], sp)
+}
+
+/// [`layered`] with every node in a band (`bands[v]`): the nodes of a band all sit below
+/// those of lower bands (the viewer keeps forward, backward and update apart this way).
+pub fn layered_in_bands(
+    n: usize,
+    edges: &[(usize, usize)],
+    bands: &[usize],
+    sp: Spacing,
+) -> Layout {
+    let band = |v: usize| bands.get(v).copied().unwrap_or(0);
     let mut layer = vec![0usize; n];
     let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut sorted: Vec<(usize, usize)> = edges
         .iter()
         .copied()
-        .filter(|(a, b)| a < b && *b < n)
+        .filter(|(a, b)| a < b && *b < n && band(*a) <= band(*b))
         .collect();
     sorted.sort();
     for &(a, b) in &sorted {
         preds[b].push(a);
         succs[a].push(b);
     }
-    for v in 0..n {
-        layer[v] = preds[v].iter().map(|p| layer[*p] + 1).max().unwrap_or(0);
+    // Longest path, band by band: a band starts below the deepest node of the ones before.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|v| (band(*v), *v));
+    let mut floor = 0;
+    let mut deepest = 0;
+    let mut current = order.first().map_or(0, |v| band(*v));
+    let mut floors = std::collections::HashMap::new();
+    for &v in &order {
+        if band(v) != current {
+            current = band(v);
+            floor = deepest + 1;
+        }
+        floors.insert(current, floor);
+        let from_preds = preds[v].iter().map(|p| layer[*p] + 1).max().unwrap_or(0);
+        layer[v] = from_preds.max(floor);
+        deepest = deepest.max(layer[v]);
     }
-    // Sources (inputs, parameters) sit just above their first reader, not all at the top.
+    // Sources (inputs, parameters) sit just above their first reader, not all at the top
+    // of their band.
     for v in 0..n {
         if preds[v].is_empty() {
             if let Some(first) = succs[v].iter().map(|s| layer[*s]).min() {
-                layer[v] = first.saturating_sub(1);
+                let top = floors.get(&band(v)).copied().unwrap_or(0);
+                layer[v] = first.saturating_sub(1).max(top);
             }
         }
     }
@@ -165,5 +193,17 @@ mod tests {
             }
         }
         assert_eq!(l, layered(6, &edges, Spacing::default()));
+    }
+
+    #[test]
+    fn bands_stack_below_each_other() {
+        // 0 → 1 → 3 and 0 → 2; band 1 holds 2 and 3, so both sit below 0 and 1.
+        let edges = [(0, 1), (1, 3), (0, 2)];
+        let l = layered_in_bands(4, &edges, &[0, 0, 1, 1], Spacing::default());
+        let bottom_of_band_0 = l.nodes[0].y.max(l.nodes[1].y);
+        assert!(l.nodes[2].y > bottom_of_band_0 && l.nodes[3].y > bottom_of_band_0);
+        for (a, b) in edges {
+            assert!(l.nodes[a].y < l.nodes[b].y, "edge {a}->{b} goes down");
+        }
     }
 }
