@@ -129,12 +129,13 @@ pub fn run(
                 json_out,
             )
         }
+        Some("layout") => return layout(json_out),
         _ => {}
     }
     let known: Vec<&str> = BENCHES
         .iter()
         .map(|b| b.0)
-        .chain(["allreduce", "traffic", "scaling"])
+        .chain(["allreduce", "traffic", "scaling", "layout"])
         .collect();
     for n in names {
         if !known.contains(&n.as_str()) || (names.len() > 1 && !BENCHES.iter().any(|b| b.0 == n)) {
@@ -178,5 +179,53 @@ pub fn run(
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// A plan of about 2,000 nodes: 200 dense layers (the viewer's benchmark, as in the browser
+/// test `web/tests/viewer.mjs`).
+pub fn big_spec(layers: usize) -> String {
+    let dense = "  - dense: {units: 16, activation: relu}\n".repeat(layers);
+    format!("name: big\ndata: {{source: {{synthetic: {{rows: 100, features: 8, classes: 2}}}}}}\nmodel:\n{dense}  - dense: {{units: 2, activation: softmax}}\ntrain: {{loss: cross_entropy, optimizer: adam, batch_size: 16, epochs: 1}}\n")
+}
+
+/// `weft bench layout`: the viewer's layout (and layout + SVG) of a 2,000-node plan,
+/// natively; the target is 100 ms for the layout.
+fn layout(json_out: bool) -> Result<()> {
+    let plan = weft_web::compile("big.yaml", &big_spec(200), None).map_err(|p| Error::Io {
+        path: "big.yaml".into(),
+        message: format!("{p:?}"),
+    })?;
+    let view = weft_web::view::build(&plan, weft_web::view::Open::default());
+    let time = |f: &dyn Fn()| {
+        let mut t: Vec<f64> = (0..7)
+            .map(|_| {
+                let s = std::time::Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let layout_ms = time(&|| {
+        std::hint::black_box(weft_web::draw::layout(&view));
+    });
+    let all_ms = time(&|| {
+        std::hint::black_box(weft_web::render(&plan, weft_web::view::Open::default()));
+    });
+    if json_out {
+        println!(
+            "{}",
+            json!({"bench": "layout", "nodes": view.nodes.len(), "edges": view.edges.len(), "layout_ms": layout_ms, "view_layout_svg_ms": all_ms, "target_ms": 100.0})
+        );
+    } else {
+        println!(
+            "layout of {} nodes, {} edges: {layout_ms:.1} ms (target 100 ms: {:.1}x under); view + layout + SVG: {all_ms:.1} ms",
+            view.nodes.len(),
+            view.edges.len(),
+            100.0 / layout_ms
+        );
+    }
     Ok(())
 }

@@ -62,19 +62,19 @@ impl Progress for Stream {
 /// Where the built page is: `WEFT_WEB_DIR`, `web/dist` next to the source tree this binary
 /// was built in (`target/<profile>/weft` → `web/dist`), or `web/dist` here.
 fn web_dir() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
+    let built =
+        |d: &Path| d.join("index.html").is_file() && d.join("pkg/weft_web_bg.wasm").is_file();
     if let Some(d) = std::env::var_os("WEFT_WEB_DIR") {
-        candidates.push(PathBuf::from(d));
+        return Some(PathBuf::from(d)).filter(|d| built(d));
     }
+    let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         for up in exe.ancestors().skip(1).take(4) {
             candidates.push(up.join("web/dist"));
         }
     }
     candidates.push(PathBuf::from("web/dist"));
-    candidates
-        .into_iter()
-        .find(|d| d.join("index.html").is_file() && d.join("pkg/weft_web_bg.wasm").is_file())
+    candidates.into_iter().find(|d| built(d))
 }
 
 fn content_type(p: &Path) -> &'static str {

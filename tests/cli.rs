@@ -379,3 +379,57 @@ fn a_run_resumes_from_its_checkpoint_and_trains_on() {
         stderr(&o)
     );
 }
+
+#[test]
+fn serve_answers_the_viewer_api_and_says_when_the_page_is_not_built() {
+    let empty = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "specs/iris.yaml", "--port", "0"])
+        .env("WEFT_WEB_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("scripts/build-web.sh"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A stand-in build: the API does not depend on the page.
+    let web = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(web.path().join("pkg")).unwrap();
+    std::fs::write(web.path().join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(web.path().join("pkg/weft_web_bg.wasm"), b"\0asm").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["serve", "specs/iris.yaml", "--port", "0"])
+        .env("WEFT_WEB_DIR", web.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("weft serve: ")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "binds loopback: {line}"
+    );
+    let client = weft_dist::driver::http_client(std::time::Duration::from_secs(10)).unwrap();
+    let spec = weft_dist::driver::get_json(&client, &url, "/api/spec", "").unwrap();
+    assert_eq!(spec["file"], "specs/iris.yaml");
+    assert!(spec["text"].as_str().unwrap().contains("name: iris"));
+    let plan = weft_dist::driver::get_json(&client, &url, "/api/plan", "").unwrap();
+    assert_eq!(plan["name"], "iris");
+    assert_eq!(plan["features"].as_array().unwrap().len(), 4);
+    let metrics = weft_dist::driver::get_json(&client, &url, "/api/metrics", "").unwrap();
+    assert_eq!(metrics["streaming"], false);
+    let _ = child.kill();
+}

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use serde::Serialize;
-use weft_planner::layout::{layered_in_bands, Spacing};
+use weft_planner::layout::{layered_in_bands, Layout, Spacing};
 
 use crate::view::{Kind, View};
 
@@ -49,33 +49,32 @@ fn colours(kind: Kind, group: Option<&str>) -> (&'static str, &'static str) {
 
 const BUCKET: [&str; 4] = ["#d97706", "#7c3aed", "#0891b2", "#be185d"];
 
-/// Lays out and draws `view`.
-pub fn draw(view: &View) -> Drawing {
+/// The layered layout of `view`: stages before the graph, forward, backward, update and
+/// the stages after it each in their own band of layers.
+pub fn layout(view: &View) -> Layout {
     let edges: Vec<(usize, usize)> = view.edges.iter().map(|e| (e.from, e.to)).collect();
-    let sp = Spacing::default();
-    // Stages before the graph, forward, backward, update, stages after: one band each.
     let mut seen_graph = false;
     let bands: Vec<usize> = view
         .nodes
         .iter()
-        .map(|n| match n.group {
-            Some("forward") => {
-                seen_graph = true;
-                1
-            }
-            Some("backward") => {
-                seen_graph = true;
-                2
-            }
-            Some(_) => {
-                seen_graph = true;
-                3
-            }
-            None if seen_graph => 4,
-            None => 0,
+        .map(|n| {
+            let band = match n.group {
+                Some("forward") => 1,
+                Some("backward") => 2,
+                Some(_) => 3,
+                None if seen_graph => 4,
+                None => 0,
+            };
+            seen_graph |= n.group.is_some();
+            band
         })
         .collect();
-    let lay = layered_in_bands(view.nodes.len(), &edges, &bands, sp);
+    layered_in_bands(view.nodes.len(), &edges, &bands, Spacing::default())
+}
+
+/// Lays out and draws `view`.
+pub fn draw(view: &View) -> Drawing {
+    let lay = layout(view);
     let pad = 28.0; // room for group headers
     let (width, height) = (lay.width + 2.0 * pad, lay.height + 2.0 * pad);
     let mut s = String::with_capacity(256 * view.nodes.len() + 1024);

@@ -150,3 +150,166 @@ pub fn loss_chart(records: &str, w: f64, h: f64) -> String {
     let recs: Vec<Value> = serde_json::from_str(records).unwrap_or_default();
     chart::svg(&recs, w, h)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::view::{build, Kind, Open};
+
+    const SPECS: [(&str, &str); 4] = [
+        ("iris.yaml", include_str!("../../specs/iris.yaml")),
+        (
+            "iris-graph.yaml",
+            include_str!("../../specs/iris-graph.yaml"),
+        ),
+        (
+            "higgs-allreduce.yaml",
+            include_str!("../../specs/higgs-allreduce.yaml"),
+        ),
+        (
+            "mnist-shape.yaml",
+            include_str!("../../specs/mnist-shape.yaml"),
+        ),
+    ];
+
+    fn overlaps(a: &[f64; 4], b: &[f64; 4]) -> bool {
+        a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3]
+    }
+
+    #[test]
+    fn every_plan_node_is_drawn_once_without_overlaps_and_edges_go_down() {
+        for (file, text) in SPECS {
+            let plan = compile(file, text, None).unwrap();
+            let v = build(&plan, Open::default());
+            let ops = v.nodes.iter().filter(|n| n.kind == Kind::Op).count();
+            assert_eq!(ops, plan.nodes.len(), "{file}");
+            let stages = v.nodes.iter().filter(|n| n.kind == Kind::Stage).count();
+            assert_eq!(stages, plan.workflow.len() - 1, "{file}: all but Train");
+            let d = draw::draw(&v);
+            for i in 0..d.boxes.len() {
+                for j in i + 1..d.boxes.len() {
+                    assert!(
+                        !overlaps(&d.boxes[i], &d.boxes[j]),
+                        "{file}: {} and {} overlap",
+                        v.nodes[i].name,
+                        v.nodes[j].name
+                    );
+                }
+            }
+            for e in &v.edges {
+                let (a, b) = (&d.boxes[e.from], &d.boxes[e.to]);
+                assert!(
+                    a[1] < b[1],
+                    "{file}: edge {} → {} goes up",
+                    v.nodes[e.from].name,
+                    v.nodes[e.to].name
+                );
+            }
+            // Deterministic: the same plan draws the same picture.
+            assert_eq!(d.svg, draw::draw(&build(&plan, Open::default())).svg);
+        }
+    }
+
+    #[test]
+    fn groups_collapse_to_one_box_and_bands_keep_them_apart() {
+        let plan = compile("iris.yaml", SPECS[0].1, None).unwrap();
+        let backward = plan
+            .nodes
+            .iter()
+            .filter(|n| n.phase == weft_planner::Phase::Backward)
+            .count();
+        let open = Open {
+            backward: false,
+            ..Open::default()
+        };
+        let v = build(&plan, open);
+        let groups: Vec<_> = v.nodes.iter().filter(|n| n.kind == Kind::Group).collect();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].op, format!("Backward ({backward} nodes)"));
+        assert_eq!(
+            v.nodes.iter().filter(|n| n.kind == Kind::Op).count(),
+            plan.nodes.len() - backward
+        );
+        assert!(
+            v.edges.iter().all(|e| e.from != e.to),
+            "no loops into a collapsed group"
+        );
+        // Every forward node sits above every update node.
+        let d = draw::draw(&build(&plan, Open::default()));
+        let v = build(&plan, Open::default());
+        let ys = |g: &str| {
+            v.nodes
+                .iter()
+                .zip(&d.boxes)
+                .filter(|(n, _)| n.group == Some(g))
+                .map(|(_, b)| b[1])
+                .collect::<Vec<_>>()
+        };
+        let lowest_forward = ys("forward").into_iter().fold(0.0, f64::max);
+        assert!(ys("update").into_iter().all(|y| y > lowest_forward));
+        // Closed train stage: just the workflow.
+        let closed = build(
+            &plan,
+            Open {
+                train: false,
+                forward: false,
+                backward: false,
+                update: false,
+            },
+        );
+        assert_eq!(closed.nodes.len(), plan.workflow.len());
+        assert!(closed.nodes.iter().all(|n| n.kind == Kind::Stage));
+    }
+
+    #[test]
+    fn spec_errors_come_back_with_their_line() {
+        let text = format!("{}bogus_key: 1\n", SPECS[0].1);
+        let line = text.lines().count();
+        let problems = compile("iris.yaml", &text, None).unwrap_err();
+        assert_eq!(problems[0].line, line);
+        assert!(
+            problems[0]
+                .text
+                .starts_with(&format!("iris.yaml:{line}:1: ")),
+            "{}",
+            problems[0].text
+        );
+        let csv = SPECS[0]
+            .1
+            .replace("source: builtin:iris", "source: {csv: data.csv}");
+        let problems = compile("x.yaml", &csv, None).unwrap_err();
+        assert!(problems[0].message.contains("weft serve"));
+    }
+
+    #[test]
+    fn wasm_entry_points_speak_json() {
+        let out: Value = serde_json::from_str(&compile_spec("iris.yaml", SPECS[0].1, "")).unwrap();
+        assert_eq!(out["ok"], true);
+        let plan = out["plan"].to_string();
+        // A served plan's data shape is reused for specs the browser cannot load.
+        let csv = SPECS[0]
+            .1
+            .replace("source: builtin:iris", "source: {csv: data.csv}");
+        let out: Value = serde_json::from_str(&compile_spec("x.yaml", &csv, &plan)).unwrap();
+        assert_eq!(out["ok"], true, "{out}");
+        let r: Value = serde_json::from_str(&render_plan(
+            &plan,
+            r#"{"train":true,"forward":true,"backward":false,"update":true}"#,
+        ))
+        .unwrap();
+        assert!(r["svg"].as_str().unwrap().starts_with("<svg"));
+        assert_eq!(
+            r["plan_nodes"],
+            out["plan"]["nodes"].as_array().unwrap().len()
+        );
+        let bad: Value = serde_json::from_str(&render_plan("{}", "{}")).unwrap();
+        assert!(bad["error"].as_str().unwrap().contains("not a weft plan"));
+        let chart = loss_chart(
+            r#"[{"epoch":1,"train_loss":0.9},{"epoch":2,"train_loss":0.5,"validation_loss":0.6}]"#,
+            300.0,
+            200.0,
+        );
+        assert!(chart.contains(r#"data-points="2""#) && chart.contains("<polyline"));
+    }
+}

@@ -156,5 +156,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(`viewer: ${passed} checks passed, ${failures} failed (screenshots in target/web-artifacts)`);
+console.log(`viewer: ${passed} passed, ${failures} failed (browser checks; screenshots in target/web-artifacts)`);
 process.exit(failures ? 1 : 0);
