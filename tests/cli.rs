@@ -432,4 +432,5 @@ fn serve_answers_the_viewer_api_and_says_when_the_page_is_not_built() {
     let metrics = weft_dist::driver::get_json(&client, &url, "/api/metrics", "").unwrap();
     assert_eq!(metrics["streaming"], false);
     let _ = child.kill();
+    let _ = child.wait();
 }

@@ -8,14 +8,16 @@ use crate::layout::{layered, Spacing};
 use crate::op::Phase;
 use crate::plan::Plan;
 
-fn esc(s: &str) -> String {
+/// `s` escaped for SVG/XML text and attributes.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn clip(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, with an ellipsis when cut.
+pub fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {

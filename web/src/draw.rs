@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 use weft_planner::layout::{layered_in_bands, Layout, Spacing};
+use weft_planner::svg::{clip, esc};
 
 use crate::view::{Kind, View};
 
@@ -17,23 +18,6 @@ pub struct Drawing {
     pub width: f64,
     pub height: f64,
     pub boxes: Vec<[f64; 4]>,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
 }
 
 /// Fill and stroke of a node by what it is.
