@@ -8,8 +8,9 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
-const root = resolve(import.meta.dirname, '../..');
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const weft = process.env.WEFT_BIN || join(root, 'target/debug/weft');
 const artifacts = join(root, 'target/web-artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -96,6 +97,20 @@ try {
       check(/output shape/.test(detail), `${name}: a click shows the node's details`);
       await page.screenshot({ path: join(artifacts, `${name}.png`) });
       await page.fill('#search', '');
+      if (name === 'iris') {
+        // Export: the drawing downloads as SVG.
+        const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+        check(download.suggestedFilename() === 'iris.svg', `${name}: export downloads iris.svg`);
+        // Editing the spec redraws the graph as you type.
+        await page.evaluate(() => {
+          const e = document.getElementById('editor');
+          e.value = e.value.replace('units: 16', 'units: 24');
+          e.dispatchEvent(new Event('input'));
+        });
+        await page.waitForFunction(() => document.querySelector('#graph').textContent.includes('[B,24]'), null, { timeout: 5000 }).catch(() => {});
+        const redrawn = await page.evaluate(() => document.querySelector('#graph').textContent.includes('[B,24]'));
+        check(redrawn, `${name}: editing units redraws the shapes ([B,24])`);
+      }
       const lines = readFileSync(join(root, 'specs', f), 'utf8').replace(/\n$/, '').split('\n').length;
       await page.evaluate(() => {
         const e = document.getElementById('editor');
