@@ -172,7 +172,7 @@ function connectRun() {
   es.addEventListener('note', (e) => { $('run-status').textContent = JSON.parse(e.data); });
   es.addEventListener('done', (e) => {
     const d = JSON.parse(e.data);
-    $('run-status').textContent = d.error ? `failed: ${d.error}` : `done — test accuracy ${d.test_accuracy ?? '–'}`;
+    $('run-status').textContent = d.error ? `failed: ${d.error}` : `done — test accuracy ${d.test_accuracy == null ? '–' : d.test_accuracy.toFixed(4)}`;
     es.close();
   });
   es.addEventListener('idle', () => es.close());
