@@ -25,6 +25,9 @@ pub struct EpochRecord {
     pub lr: f32,
     pub seconds: f64,
     pub samples_per_sec: f64,
+    /// A distributed run's throughput per worker (rank order; a lost worker is absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_samples_per_sec: Vec<(usize, f64)>,
 }
 
 /// Receives progress; the CLI draws a bar, the notebook prints lines, tests ignore it.
@@ -283,6 +286,7 @@ pub fn fit_from(
             } else {
                 n as f64 / seconds.max(1e-9)
             },
+            worker_samples_per_sec: Vec::new(),
         };
         if let Some(save) = checkpoint.as_mut() {
             save(epoch, step, &get_flat(exec))?;

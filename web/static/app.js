@@ -168,6 +168,11 @@ function connectRun() {
     $('chart').innerHTML = loss_chart(JSON.stringify(state.history), 300, 200);
     const last = state.history[state.history.length - 1];
     $('run-status').textContent = `epoch ${last.epoch}: loss ${last.train_loss.toFixed(4)}, ${Math.round(last.samples_per_sec)} samples/s`;
+    // A distributed run: each worker's throughput this epoch.
+    const w = last.worker_samples_per_sec || [];
+    const top = Math.max(1, ...w.map(([, v]) => v));
+    $('workers').innerHTML = w.length ? '<h3>Samples/s per worker</h3>' + w.map(([r, v]) =>
+      `<div class="row" data-worker="${r}">worker ${r}: ${Math.round(v)}<div class="bar" style="width:${(100 * v / top).toFixed(1)}%"></div></div>`).join('') : '';
   });
   es.addEventListener('note', (e) => { $('run-status').textContent = JSON.parse(e.data); });
   es.addEventListener('done', (e) => {
@@ -199,6 +204,7 @@ async function main() {
       plan_nodes: state.plan ? state.plan.nodes.length : 0,
       problems: state.problems,
       points: state.history.length,
+      workers: document.querySelectorAll('#workers [data-worker]').length,
       timings: state.timings,
     }),
     compile: (text) => { const r = JSON.parse(compile_spec('bench.yaml', text, '')); if (!r.ok) throw new Error(JSON.stringify(r.problems)); return r.plan; },

@@ -143,6 +143,19 @@ try {
     proc.kill();
   }
 
+  // A distributed run streams each worker's throughput too.
+  const runs2 = mkdtempSync(join(tmpdir(), 'weft-serve-runs-'));
+  const dist = await serve(['specs/higgs-allreduce.yaml', '--set', 'data.source.synthetic.rows=3000', '--set', 'train.epochs=3', '--run', '--runs-dir', runs2]);
+  try {
+    const { page } = await open(dist.url);
+    const s = await until(page, (x) => x.points >= 1 && x.workers === 2, 90000);
+    check(s.points >= 1 && s.workers === 2, `distributed run: per-worker throughput for 2 workers (${s.workers}, ${s.points} points)`);
+    await page.screenshot({ path: join(artifacts, 'run-distributed.png') });
+    await page.close();
+  } finally {
+    dist.proc.kill();
+  }
+
   // Benchmark: a 2,000-node plan laid out and drawn in the page.
   const layers = Array.from({ length: 200 }, () => '  - dense: {units: 16, activation: relu}').join('\n');
   const big = `name: big\ndata: {source: {synthetic: {rows: 100, features: 8, classes: 2}}}\nmodel:\n${layers}\n  - dense: {units: 2, activation: softmax}\ntrain: {loss: cross_entropy, optimizer: adam, batch_size: 16, epochs: 1}\n`;

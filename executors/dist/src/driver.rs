@@ -534,7 +534,8 @@ pub fn train(
 /// One record for an epoch from every worker's: loss weighted by rows, throughput of all.
 fn merge_epoch(epoch: usize, reports: &BTreeMap<usize, Event>) -> EpochRecord {
     let (mut loss, mut rows, mut secs, mut lr, mut val) = (0.0f64, 0u64, 0.0f64, 0.0f32, None);
-    for e in reports.values() {
+    let mut per_worker = Vec::new();
+    for (rank, e) in reports {
         if let Event::Epoch {
             train_loss,
             validation_loss,
@@ -549,6 +550,7 @@ fn merge_epoch(epoch: usize, reports: &BTreeMap<usize, Event>) -> EpochRecord {
             secs = secs.max(*seconds);
             lr = *l;
             val = val.or(*validation_loss);
+            per_worker.push((*rank, *samples as f64 / seconds.max(1e-9)));
         }
     }
     EpochRecord {
@@ -558,6 +560,7 @@ fn merge_epoch(epoch: usize, reports: &BTreeMap<usize, Event>) -> EpochRecord {
         lr,
         seconds: secs,
         samples_per_sec: rows as f64 / secs.max(1e-9),
+        worker_samples_per_sec: per_worker,
     }
 }
 
