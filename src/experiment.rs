@@ -279,7 +279,7 @@ impl Experiment {
             records: previous,
             inner: progress,
         };
-        let (mut exec, outcome, comm, notes, device_name) = if self.is_distributed() {
+        let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
             let d = crate::distributed::train(
                 &self.spec,
                 &plan,
@@ -313,6 +313,8 @@ impl Experiment {
             (exec, outcome, None, Vec::new(), name)
         };
 
+        // A resumed run's history is the whole run's, as metrics.jsonl is.
+        outcome.history = writer.records.clone();
         let mut metrics = BTreeMap::new();
         let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
         if let Some(v) = &prepared.validation {

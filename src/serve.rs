@@ -96,7 +96,7 @@ async fn asset(State(app): State<App>, path: Option<UrlPath<String>>) -> Respons
     } else {
         rel
     };
-    if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+    if rel.contains(['\\', ':']) || rel.split('/').any(|c| c == ".." || c.is_empty()) {
         return (StatusCode::BAD_REQUEST, "bad path").into_response();
     }
     let file = app.web.join(&rel);
@@ -214,7 +214,14 @@ pub fn serve(
     if run {
         let (app2, runs) = (app.clone(), runs_dir.to_path_buf());
         std::thread::spawn(move || {
-            let r = exp.run_with(&runs, &mut Stream(app2.clone()));
+            let run =
+                std::panic::AssertUnwindSafe(|| exp.run_with(&runs, &mut Stream(app2.clone())));
+            let r = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                Err(Error::Io {
+                    path: "run".into(),
+                    message: "training panicked (a bug in weft)".into(),
+                })
+            });
             let done = match r {
                 Ok(r) => {
                     json!({ "run_dir": r.run_dir, "test_accuracy": r.test("accuracy"), "epochs": r.train.epochs })

@@ -353,7 +353,8 @@ fn a_run_resumes_from_its_checkpoint_and_trains_on() {
     assert!(o.status.success(), "{}", stderr(&o));
     let resumed: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(resumed["run_dir"], first["run_dir"], "same run directory");
-    assert_eq!(resumed["train"]["epochs"], 3, "epochs 6, 7 and 8");
+    assert_eq!(resumed["train"]["epochs"], 8, "the whole run's epochs");
+    assert_eq!(resumed["history"].as_array().unwrap().len(), 8);
     let epochs: Vec<u64> = std::fs::read_to_string(Path::new(&dir).join("metrics.jsonl"))
         .unwrap()
         .lines()

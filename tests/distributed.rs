@@ -585,3 +585,26 @@ fn env_cluster_runs_like_torchrun_with_rank_0_as_the_driver() {
         );
     }
 }
+
+#[test]
+fn gossip_exchanges_models_larger_than_the_socket_buffers() {
+    // 3.3M parameters (13 MB) between three workers, every step: sends and receives must
+    // overlap or every worker waits on a full socket.
+    let yaml = "name: big-gossip
+seed: 1
+data:
+  source: {synthetic: {rows: 96, features: 12, classes: 2, seed: 3}}
+  split: {train: 0.75, test: 0.25}
+model:
+  - dense: {units: 1800, activation: relu}
+  - dense: {units: 1800, activation: relu}
+  - dense: {units: 2, activation: softmax}
+train: {loss: cross_entropy, optimizer: {sgd: {lr: 0.01}}, batch_size: 8, epochs: 1}
+evaluate: [accuracy]
+parallelism: {data: {workers: 3, sync: gossip, communication_window: 1}}
+";
+    let r = run(yaml);
+    let comm = r.comm.unwrap();
+    assert_eq!(comm.strategy, "gossip");
+    assert!(comm.bytes_sent_per_worker > 2.0 * 13e6, "{comm:?}");
+}

@@ -163,6 +163,8 @@ function wire() {
 
 function connectRun() {
   const es = new EventSource('/api/events');
+  // A reconnect replays the run from its first epoch.
+  es.onopen = () => { state.history = []; };
   es.addEventListener('epoch', (e) => {
     state.history.push(JSON.parse(e.data));
     $('chart').innerHTML = loss_chart(JSON.stringify(state.history), 300, 200);

@@ -221,20 +221,43 @@ fn send_jobs(
 ) -> Result<()> {
     let peers: Vec<String> = workers.iter().map(|w| w.data.clone()).collect();
     let client = http_client(timeout)?;
-    for w in workers {
-        let head = JobHead {
-            id: id.to_string(),
-            rank: w.rank,
-            peers: peers.clone(),
-            timeout_s: timeout.as_secs_f64(),
-            work: work(w.rank),
-            train_rows: train.map_or(0, Dataset::len),
-            validation_rows: validation.map_or(0, Dataset::len),
-            features: train.map_or(0, |d| d.x.ncols()),
-        };
-        let body = encode_job(&head, train, validation)?;
-        post(&client, &w.control, "/v1/jobs", token, body)
-            .map_err(|e| DistError::Config(format!("{}: {e}", w.name())))?;
+    // All at once: a worker's ring deadline starts when its job arrives, so its neighbours'
+    // jobs must not wait behind one another's uploads.
+    let sent: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = workers
+            .iter()
+            .map(|w| {
+                let head = JobHead {
+                    id: id.to_string(),
+                    rank: w.rank,
+                    peers: peers.clone(),
+                    timeout_s: timeout.as_secs_f64(),
+                    work: work(w.rank),
+                    train_rows: train.map_or(0, Dataset::len),
+                    validation_rows: validation.map_or(0, Dataset::len),
+                    features: train.map_or(0, |d| d.x.ncols()),
+                };
+                let client = &client;
+                s.spawn(move || {
+                    let body = encode_job(&head, train, validation)?;
+                    post(client, &w.control, "/v1/jobs", token, body)
+                        .map(|_| ())
+                        .map_err(|e| DistError::Config(format!("{}: {e}", w.name())))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(DistError::Config("a job upload panicked".into())))
+            })
+            .collect()
+    });
+    if let Some(e) = sent.into_iter().find_map(Result::err) {
+        // The workers that did get the job must not wait for the others.
+        abort_all(workers, token);
+        return Err(e);
     }
     Ok(())
 }

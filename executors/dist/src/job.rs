@@ -97,6 +97,17 @@ pub struct Events {
 impl Events {
     pub fn push(&self, e: Event) {
         if let Ok(mut l) = self.list.lock() {
+            // Only the newest model is kept: a long run would otherwise hold one per epoch.
+            if let Event::Epoch {
+                params: Some(_), ..
+            } = e
+            {
+                for old in l.iter_mut() {
+                    if let Event::Epoch { params, .. } = old {
+                        *params = None;
+                    }
+                }
+            }
             l.push(e);
         }
     }

@@ -217,10 +217,25 @@ pub fn connect_hosts(hosts: &[String], token: &str, timeout: Duration) -> Result
             };
             let health: Value = crate::driver::get_json(&client, &control, "/v1/health", token)
                 .map_err(|e| DistError::Config(format!("executor.cluster.hosts[{rank}]: {e}")))?;
-            let data = health["data_addr"].as_str().unwrap_or_default().to_string();
+            let data = advertised(
+                health["data_addr"].as_str().unwrap_or_default(),
+                control.trim_start_matches("http://"),
+            );
             Ok(WorkerProc::remote(rank, control, data, None, None))
         })
         .collect()
+}
+
+/// A worker's data address as its peers must dial it: a worker listening on every interface
+/// (`0.0.0.0:P`) is reached at the host its control address was given as.
+fn advertised(data: &str, control: &str) -> String {
+    match data.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let host = control.rsplit_once(':').map_or(control, |(h, _)| h);
+            format!("{host}:{}", a.port())
+        }
+        _ => data.to_string(),
+    }
 }
 
 /// A process's place as set by a launcher.
@@ -352,6 +367,13 @@ mod tests {
                 .contains("RANK=2 must be below WORLD_SIZE=2")
         );
         assert!(msg(&[("RANK", "0"), ("WORLD_SIZE", "2")]).contains("MASTER_ADDR is not set"));
+    }
+
+    #[test]
+    fn workers_on_every_interface_are_dialled_at_their_host() {
+        assert_eq!(advertised("0.0.0.0:4001", "node7:7000"), "node7:4001");
+        assert_eq!(advertised("[::]:4001", "10.0.0.2:7000"), "10.0.0.2:4001");
+        assert_eq!(advertised("10.0.0.3:4001", "node7:7000"), "10.0.0.3:4001");
     }
 
     #[test]

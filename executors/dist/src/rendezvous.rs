@@ -116,9 +116,18 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
             );
             continue;
         }
-        let (_, body) = link.recv("reading its registration")?;
-        let reg: Registration = serde_json::from_slice(&body)
-            .map_err(|e| link.protocol(format!("bad registration: {e}")))?;
+        // A bad registration is that rank's problem: it is skipped and may try again.
+        let reg = link.recv("reading its registration").and_then(|(_, body)| {
+            serde_json::from_slice::<Registration>(&body)
+                .map_err(|e| link.protocol(format!("bad registration: {e}")))
+        });
+        let reg = match reg {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("rendezvous: rank {rank}: {e}");
+                continue;
+            }
+        };
         link.set_timeout(HOLD)?;
         procs[rank] = Some(WorkerProc::remote(
             rank,

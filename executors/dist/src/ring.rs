@@ -285,24 +285,29 @@ impl Ring {
         let payload = crate::frame::f32_bytes(data);
         let (from_left, from_right) = std::thread::scope(|s| {
             let p = &payload;
-            // Send right and receive from the left on this thread; the reverse direction
-            // on another, so neither waits on the other.
+            // Both sends on their own threads, both receives here: a model larger than the
+            // socket buffers would deadlock if every worker sent before receiving.
             let (left_tx, left_rx) = left.halves();
             let (right_tx, right_rx) = right.halves();
-            let back = s.spawn(move || -> Result<Vec<u8>> {
-                if n == 2 {
-                    return Ok(Vec::new());
+            let to_right = s.spawn(move || right_tx.send(Kind::F32, tag, p));
+            let to_left = s.spawn(move || -> Result<()> {
+                if n > 2 {
+                    left_tx.send(Kind::F32, tag, p)?;
                 }
-                left_tx.send(Kind::F32, tag, p)?;
-                Ok(right_rx.recv_tagged(tag, "gossip")?.1)
+                Ok(())
             });
-            let fwd = right_tx
-                .send(Kind::F32, tag, p)
-                .and_then(|()| left_rx.recv_tagged(tag, "gossip"));
-            let back = back
-                .join()
-                .unwrap_or_else(|_| Err(DistError::Config("the gossip thread panicked".into())));
-            (fwd, back)
+            let from_left = left_rx.recv_tagged(tag, "gossip");
+            let from_right = if n > 2 {
+                right_rx.recv_tagged(tag, "gossip").map(|r| r.1)
+            } else {
+                Ok(Vec::new())
+            };
+            let joined = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(DistError::Config("a gossip thread panicked".into())))
+            };
+            let sent = joined(to_right).and(joined(to_left));
+            (sent.and(from_left), from_right)
         });
         let from_left =
             crate::frame::payload_f32(&from_left?.1).map_err(|source| DistError::Frame {

@@ -58,6 +58,9 @@ pub struct Rx {
     max_len: u32,
 }
 
+/// The largest hello frame: two u32s and two strings of at most 64 KiB.
+const HELLO_MAX: u32 = 8 + 2 * (2 + 65_535);
+
 /// Compares tokens without stopping at the first difference.
 pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -163,6 +166,8 @@ impl Link {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| "?".into());
         let mut link = Link::new(stream, format!("connection from {addr}"), counters, timeout)?;
+        // Before the token is checked, nothing bigger than a hello is read.
+        link.rx.max_len = HELLO_MAX;
         let (h, payload) = link.recv("waiting for its hello")?;
         if h.kind != Kind::Hello {
             return Err(link.protocol(format!("expected a hello frame first, got {:?}", h.kind)));
@@ -181,6 +186,7 @@ impl Link {
                 message: message.into(),
             });
         }
+        link.rx.max_len = frame::DEFAULT_MAX_LEN;
         link.set_peer(format!("{} rank {} ({addr})", theirs.role, theirs.rank));
         link.send(Kind::Hello, 0, &ours.encode())?;
         Ok((link, theirs))

@@ -12,8 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ndarray::{Array1, Array2};
@@ -82,14 +85,30 @@ fn decode_job(body: &[u8]) -> std::result::Result<(JobHead, Dataset, Option<Data
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let f = head.features;
-    let want = (head.train_rows + head.validation_rows) * (f + 1);
-    if body.len() - 4 - len != want * 4 {
+    if head.peers.is_empty() || head.rank >= head.peers.len() {
+        return Err(format!(
+            "rank {} of {} workers is not a place in the cluster",
+            head.rank,
+            head.peers.len()
+        ));
+    }
+    if !(head.timeout_s.is_finite() && head.timeout_s > 0.0 && head.timeout_s <= 86_400.0) {
+        return Err(format!(
+            "timeout_s {} is not between 0 and one day",
+            head.timeout_s
+        ));
+    }
+    let want = (head.train_rows.checked_add(head.validation_rows))
+        .and_then(|r| r.checked_mul(f.checked_add(1)?))
+        .and_then(|v| v.checked_mul(4))
+        .ok_or("the job's head gives sizes too large to hold")?;
+    if body.len() - 4 - len != want {
         return Err(format!(
             "the job's data is {} bytes, its head says {} rows × {} features ({} bytes)",
             body.len() - 4 - len,
             head.train_rows + head.validation_rows,
             f,
-            want * 4
+            want
         ));
     }
     let mut take = |rows: usize| -> std::result::Result<Dataset, String> {
@@ -125,29 +144,31 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Reply {
     (status, Json(json!({ "error": message.into() })))
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> std::result::Result<(), Reply> {
-    let given = headers
+/// Checks the token before anything else happens, the request's body included (a caller
+/// without the token cannot make the worker read or allocate anything).
+async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| !t.trim().is_empty());
     match given {
-        None => Err(refuse(
+        None => refuse(
             StatusCode::UNAUTHORIZED,
             "no token given; set WEFT_TOKEN (or --token-file) to this worker's token",
-        )),
-        Some(t) if !same_token(t, &app.token) => Err(refuse(
+        )
+        .into_response(),
+        Some(t) if !same_token(t, &app.token) => refuse(
             StatusCode::UNAUTHORIZED,
             "wrong token; WEFT_TOKEN (or --token-file) must match the worker's",
-        )),
-        Some(_) => Ok(()),
+        )
+        .into_response(),
+        Some(_) => next.run(req).await,
     }
 }
 
-async fn health(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+async fn health(State(app): State<Arc<App>>) -> Reply {
     let busy = app
         .job
         .lock()
@@ -165,10 +186,7 @@ async fn health(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     )
 }
 
-async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Reply {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+async fn start(State(app): State<Arc<App>>, body: Bytes) -> Reply {
     let (head, train, validation) = match decode_job(&body) {
         Ok(j) => j,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
@@ -198,7 +216,21 @@ async fn start(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
         );
         tracing::info!("{what} started");
         let started = std::time::Instant::now();
-        match run_job(&app2, &head, &train, validation.as_ref(), &events) {
+        // A bug in a job must not leave the worker busy forever: a panic becomes a failure.
+        let run = std::panic::AssertUnwindSafe(|| {
+            run_job(&app2, &head, &train, validation.as_ref(), &events)
+        });
+        let r = std::panic::catch_unwind(run).unwrap_or_else(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(DistError::Config(format!(
+                "the job panicked (a bug in weft): {why}"
+            )))
+        });
+        match r {
             Ok(Some(d)) => {
                 let secs = started.elapsed().as_secs_f64();
                 tracing::info!("{what} finished in {secs:.1}s");
@@ -224,10 +256,7 @@ fn run_job(
     validation: Option<&Dataset>,
     events: &Arc<Events>,
 ) -> Result<Option<job::Done>> {
-    let incoming = app
-        .incoming
-        .lock()
-        .map_err(|_| DistError::Config("worker state poisoned".into()))?;
+    let incoming = app.incoming.lock().unwrap_or_else(|p| p.into_inner());
     let ctx = Ctx {
         job_id: head.id.clone(),
         rank: head.rank,
@@ -271,10 +300,7 @@ struct Since {
 }
 
 /// Events from index `from` on; waits up to `wait_ms` for one (long poll).
-async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Since>) -> Reply {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+async fn events(State(app): State<Arc<App>>, Query(q): Query<Since>) -> Reply {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(10_000));
     loop {
         let snapshot = app.job.lock().ok().and_then(|j| {
@@ -304,10 +330,7 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query
     }
 }
 
-async fn abort(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+async fn abort(State(app): State<Arc<App>>) -> Reply {
     if let Ok(Some((_, ev, _))) = app.job.lock().as_deref() {
         ev.abort.store(true, Ordering::Relaxed);
     }
@@ -371,6 +394,7 @@ pub fn start_worker(listen: &str, data_listen: Option<&str>, token: &str) -> Res
         .route("/v1/events", get(events))
         .route("/v1/abort", post(abort))
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
         .with_state(app);
     control
         .set_nonblocking(true)
