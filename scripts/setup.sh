@@ -2,12 +2,12 @@
 # Installs what weft's build, tests and notebooks need, idempotently (each step runs only
 # when its tool is missing or the wrong version). Usage: scripts/setup.sh [core|web|all]
 #   core: the wasm32 target (dsl and planner must compile to WebAssembly);
-#   web: core + what the browser viewer needs: wasm-bindgen-cli of the lockfile's version
-#   (cargo install, ~12 min the first time), and for its tests Debian's chromium (apt, as
-#   root or through sudo) and npm's playwright-core (in web/tests/node_modules);
-#   all (default): web + the notebook tooling: the evcxr Jupyter kernel for Rust (cargo
-#   install, ~8 min the first time) and a Python venv in .tools/venv with the packages that
-#   execute notebooks headlessly.
+#   web: core + what building the browser viewer needs: wasm-bindgen-cli of the lockfile's
+#   version (cargo install, ~12 min the first time);
+#   all (default): web + what the tests need: Debian's chromium (apt, as root or through
+#   sudo) and npm's playwright-core (in web/tests/node_modules) for the viewer's browser
+#   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
+#   Python venv in .tools/venv with the packages that execute notebooks headlessly.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
 set -euo pipefail
 what=${1:-all}
@@ -29,6 +29,8 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qxF "wasm-bindgen $wb_version"; 
   # Without --locked: wasm-bindgen-cli's own lockfile does not build with every toolchain.
   cargo install wasm-bindgen-cli --version "$wb_version"
 fi
+[ "$what" = web ] && exit 0
+
 apt_install() {
   if [ "$(id -u)" = 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
@@ -46,7 +48,6 @@ command -v npm >/dev/null || apt_install nodejs npm
 if [ ! -f web/tests/node_modules/playwright-core/package.json ]; then
   (cd web/tests && npm install --no-audit --no-fund --silent)
 fi
-[ "$what" = web ] && exit 0
 
 EVCXR_VERSION=0.22.0
 if ! cargo install --list | grep -qxF "evcxr_jupyter v$EVCXR_VERSION:" || ! command -v evcxr_jupyter >/dev/null; then

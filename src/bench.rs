@@ -102,6 +102,22 @@ pub fn run(
             dist.workers.clone()
         }
     };
+    const ALONE: [&str; 4] = ["allreduce", "traffic", "scaling", "layout"];
+    let known: Vec<&str> = BENCHES.iter().map(|b| b.0).chain(ALONE).collect();
+    for n in names {
+        if !known.contains(&n.as_str()) {
+            return Err(Error::Io {
+                path: n.clone(),
+                message: format!("unknown benchmark; valid: {}", known.join(", ")),
+            });
+        }
+        if names.len() > 1 && ALONE.contains(&n.as_str()) {
+            return Err(Error::Io {
+                path: n.clone(),
+                message: format!("`{n}` runs on its own: `weft bench {n}`"),
+            });
+        }
+    }
     match names.first().map(String::as_str) {
         Some("allreduce") => {
             return crate::bench_dist::allreduce(
@@ -131,19 +147,6 @@ pub fn run(
         }
         Some("layout") => return layout(json_out),
         _ => {}
-    }
-    let known: Vec<&str> = BENCHES
-        .iter()
-        .map(|b| b.0)
-        .chain(["allreduce", "traffic", "scaling", "layout"])
-        .collect();
-    for n in names {
-        if !known.contains(&n.as_str()) || (names.len() > 1 && !BENCHES.iter().any(|b| b.0 == n)) {
-            return Err(Error::Io {
-                path: n.clone(),
-                message: format!("unknown benchmark; valid: {}", known.join(", ")),
-            });
-        }
     }
     let tmp = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
     if !json_out {

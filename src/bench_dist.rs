@@ -11,6 +11,7 @@ use weft_dist::bench::CollectiveJob;
 use weft_dist::driver;
 use weft_dist::launch::{self, WorkerProc};
 use weft_executors::train::Quiet;
+use weft_planner::parallel::human_bytes;
 
 use crate::error::{Error, Result};
 use crate::Experiment;
@@ -143,7 +144,7 @@ pub fn allreduce(
             } else {
                 println!(
                     "{n:>3} {:>10} {:>9.3}ms {:>7.3}GB/s {:>7.3}GB/s {:>6.0}% {:>14} {:>14.0}",
-                    human(bytes),
+                    human_bytes(bytes),
                     seconds * 1e3,
                     algbw / 1e9,
                     busbw / 1e9,
@@ -161,13 +162,6 @@ pub fn allreduce(
         }
     }
     Ok(())
-}
-
-fn human(b: f64) -> String {
-    match b {
-        b if b >= (1 << 20) as f64 => format!("{:.0} MiB", b / (1 << 20) as f64),
-        b => format!("{:.0} KiB", b / 1024.0),
-    }
 }
 
 /// Bytes each worker sent per step, measured, for every strategy at `n` workers, next to
@@ -231,8 +225,8 @@ pub fn traffic(spec: &str, n: usize, rows: usize, json_out: bool) -> Result<()> 
             );
             println!(
                 "{name:<34} {:>16} {:>16} {:>6.2}x",
-                human(per_step),
-                human(predicted),
+                human_bytes(per_step),
+                human_bytes(predicted),
                 per_step / predicted
             );
         }

@@ -97,7 +97,8 @@ pub fn serve_env_worker(exp: &crate::Experiment) -> Result<(), DistError> {
     Ok(())
 }
 
-/// Starts or finds the workers the spec asks for.
+/// Starts or finds the workers the spec asks for; also returns the address the parameter
+/// server binds (one the workers can reach).
 fn workers(
     spec: &Spec,
     dp: &DataParallel,
@@ -108,7 +109,10 @@ fn workers(
         Cluster::Local => Ok((launch::spawn_local(dp.workers, token, timeout)?, "127.0.0.1:0".into())),
         Cluster::Hosts(hosts) => {
             let w = launch::connect_hosts(hosts, token, timeout)?;
-            Ok((w, "0.0.0.0:0".into()))
+            // This machine's address on the route to the workers.
+            let ip = w.first().and_then(|w| weft_dist::rendezvous::route_to(&w.data));
+            let bind = ip.map_or_else(|| "0.0.0.0:0".into(), |ip| format!("{ip}:0"));
+            Ok((w, bind))
         }
         Cluster::Env => weft_dist::rendezvous::driver_workers(token, timeout),
         Cluster::Spark => Err(DistError::Config(
@@ -134,13 +138,6 @@ pub(crate) fn train(
     };
     let token = token(matches!(spec.executor.cluster, Cluster::Local))?;
     let (mut procs, ps_bind) = workers(spec, dp, &token)?;
-    let ps_bind = match (&spec.executor.cluster, procs.first()) {
-        // Workers elsewhere reach the server at this machine's address on their route.
-        (Cluster::Hosts(_) | Cluster::Env, Some(w)) => weft_dist::rendezvous::route_to(&w.data)
-            .map(|ip| format!("{ip}:0"))
-            .unwrap_or(ps_bind),
-        _ => ps_bind,
-    };
     let mut save = |epoch: usize, step: u64, flat: &[f32]| {
         dir.write_checkpoint(
             CheckpointState { epoch, step },

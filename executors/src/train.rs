@@ -311,10 +311,16 @@ pub fn fit_from(
 
 /// Every parameter, flattened in the plan's `params` order.
 pub fn get_flat(exec: &dyn Executor) -> Vec<f32> {
-    exec.params()
-        .iter()
-        .flat_map(|p| p.iter().copied().collect::<Vec<_>>())
-        .collect()
+    flatten(&exec.params())
+}
+
+/// The gradients of the last backward pass, flattened in the plan's `params` order.
+pub fn get_flat_grads(exec: &dyn Executor) -> Vec<f32> {
+    flatten(&exec.grads())
+}
+
+fn flatten(tensors: &[Array2<f32>]) -> Vec<f32> {
+    tensors.iter().flat_map(|t| t.iter().copied()).collect()
 }
 
 /// Sets every parameter from one flat vector in the plan's `params` order.
@@ -365,11 +371,7 @@ fn full_batch(
             step,
         )?;
         loss += f64::from(l) * w;
-        let g: Vec<f32> = exec
-            .grads()
-            .iter()
-            .flat_map(|g| g.iter().copied().collect::<Vec<_>>())
-            .collect();
+        let g = get_flat_grads(exec);
         if grad.is_empty() {
             grad = vec![0.0; g.len()];
         }

@@ -27,7 +27,8 @@ pub fn clip(s: &str, n: usize) -> String {
     }
 }
 
-fn colour(p: Phase) -> (&'static str, &'static str) {
+/// Fill and stroke of a phase's nodes (shared with the browser viewer).
+pub fn colour(p: Phase) -> (&'static str, &'static str) {
     match p {
         Phase::Forward => ("#dbeafe", "#1d4ed8"),
         Phase::Backward => ("#fee2e2", "#b91c1c"),

@@ -7,9 +7,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 use weft_planner::layout::{layered_in_bands, Layout, Spacing};
-use weft_planner::svg::{clip, esc};
+use weft_planner::svg::{clip, colour, esc};
+use weft_planner::Phase;
 
-use crate::view::{Kind, View};
+use crate::view::{group_of, Kind, View};
 
 /// A drawing: the SVG, its size, and where each node went (for zooming to it).
 #[derive(Debug, Clone, Serialize)]
@@ -21,13 +22,10 @@ pub struct Drawing {
 }
 
 /// Fill and stroke of a node by what it is.
-fn colours(kind: Kind, group: Option<&str>) -> (&'static str, &'static str) {
+fn colours(kind: Kind, group: Option<Phase>) -> (&'static str, &'static str) {
     match (kind, group) {
-        (Kind::Stage, _) => ("#f1f5f9", "#475569"),
-        (_, Some("forward")) => ("#dbeafe", "#1d4ed8"),
-        (_, Some("backward")) => ("#fee2e2", "#b91c1c"),
-        (_, Some(_)) => ("#dcfce7", "#15803d"),
-        _ => ("#f8fafc", "#334155"),
+        (Kind::Stage, _) | (_, None) => ("#f1f5f9", "#475569"),
+        (_, Some(p)) => colour(p),
     }
 }
 
@@ -43,9 +41,9 @@ pub fn layout(view: &View) -> Layout {
         .iter()
         .map(|n| {
             let band = match n.group {
-                Some("forward") => 1,
-                Some("backward") => 2,
-                Some(_) => 3,
+                Some(Phase::Forward) => 1,
+                Some(Phase::Backward) => 2,
+                Some(Phase::Update) => 3,
                 None if seen_graph => 4,
                 None => 0,
             };
@@ -74,12 +72,13 @@ pub fn draw(view: &View) -> Drawing {
         .collect();
     // Frames of the open groups, behind everything.
     let mut headers = String::new();
-    for g in ["forward", "backward", "update"] {
+    for p in [Phase::Forward, Phase::Backward, Phase::Update] {
+        let g = group_of(p);
         let members: Vec<&[f64; 4]> = view
             .nodes
             .iter()
             .zip(&boxes)
-            .filter(|(n, _)| n.kind == Kind::Op && n.group == Some(g))
+            .filter(|(n, _)| n.kind == Kind::Op && n.group == Some(p))
             .map(|(_, b)| b)
             .collect();
         if members.is_empty() {
@@ -89,7 +88,7 @@ pub fn draw(view: &View) -> Drawing {
         let y0 = members.iter().map(|b| b[1]).fold(f64::INFINITY, f64::min) - 22.0;
         let x1 = members.iter().map(|b| b[0] + b[2]).fold(0.0, f64::max) + 10.0;
         let y1 = members.iter().map(|b| b[1] + b[3]).fold(0.0, f64::max) + 8.0;
-        let (_, stroke) = colours(Kind::Op, Some(g));
+        let (_, stroke) = colour(p);
         let _ = write!(
             s,
             r##"<rect class="group-frame" data-group="{g}" x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" rx="8" fill="none" stroke="{stroke}" stroke-opacity="0.35" stroke-dasharray="4 3"/>"##,
@@ -142,7 +141,7 @@ pub fn draw(view: &View) -> Drawing {
             _ => format!(r#" stroke="{stroke}""#),
         };
         let group_attr = match (n.kind, n.group) {
-            (Kind::Group, Some(g)) => format!(r#" data-group="{g}""#),
+            (Kind::Group, Some(p)) => format!(r#" data-group="{}""#, group_of(p)),
             _ => String::new(),
         };
         let second = match n.kind {

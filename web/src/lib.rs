@@ -238,7 +238,7 @@ mod tests {
         // Every forward node sits above every update node.
         let d = draw::draw(&build(&plan, Open::default()));
         let v = build(&plan, Open::default());
-        let ys = |g: &str| {
+        let ys = |g: weft_planner::Phase| {
             v.nodes
                 .iter()
                 .zip(&d.boxes)
@@ -246,8 +246,12 @@ mod tests {
                 .map(|(_, b)| b[1])
                 .collect::<Vec<_>>()
         };
-        let lowest_forward = ys("forward").into_iter().fold(0.0, f64::max);
-        assert!(ys("update").into_iter().all(|y| y > lowest_forward));
+        let lowest_forward = ys(weft_planner::Phase::Forward)
+            .into_iter()
+            .fold(0.0, f64::max);
+        assert!(ys(weft_planner::Phase::Update)
+            .into_iter()
+            .all(|y| y > lowest_forward));
         // Closed train stage: just the workflow.
         let closed = build(
             &plan,

@@ -45,7 +45,8 @@ pub struct Node {
     /// `MatMul`, `Load`, `Backward (34 nodes)`.
     pub op: String,
     pub shape: String,
-    pub group: Option<&'static str>,
+    /// The train stage's group (by phase) an op or a collapsed group belongs to.
+    pub group: Option<Phase>,
     pub params: u64,
     pub flops: u64,
     /// A kernel the planner fused (bias + activation).
@@ -72,7 +73,8 @@ pub struct View {
     pub edges: Vec<Edge>,
 }
 
-fn group_of(p: Phase) -> &'static str {
+/// A group's name in keys, attributes and headers.
+pub fn group_of(p: Phase) -> &'static str {
     match p {
         Phase::Forward => "forward",
         Phase::Backward => "backward",
@@ -135,7 +137,7 @@ pub fn build(plan: &Plan, open: Open) -> View {
                         name: n.name.clone(),
                         op: n.op.name(),
                         shape: n.shape.to_string(),
-                        group: Some(g),
+                        group: Some(n.phase),
                         params,
                         flops: n.flops,
                         fused: matches!(n.op, Op::BiasAct(_)),
@@ -164,7 +166,7 @@ pub fn build(plan: &Plan, open: Open) -> View {
                                 name: g.to_string(),
                                 op: format!("{} ({} nodes)", capital(g), members.len()),
                                 shape: String::new(),
-                                group: Some(g),
+                                group: Some(n.phase),
                                 params: 0,
                                 flops: members.iter().map(|m| m.flops).sum(),
                                 fused: false,

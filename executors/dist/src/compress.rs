@@ -45,39 +45,11 @@ impl Codec {
             },
         }
     }
-
-    /// A short name for logs and plans: `none`, `fp16`, `int8`, `topk(0.01, error feedback)`.
-    pub fn name(&self) -> String {
-        match self {
-            Codec::None => "none".into(),
-            Codec::Fp16 => "fp16".into(),
-            Codec::Int8 => "int8".into(),
-            Codec::TopK {
-                ratio,
-                error_feedback: true,
-            } => format!("topk({ratio}, error feedback)"),
-            Codec::TopK {
-                ratio,
-                error_feedback: false,
-            } => format!("topk({ratio})"),
-        }
-    }
 }
 
 /// Per-tensor state for error feedback (the residual of what was not sent).
 #[derive(Debug, Clone, Default)]
 pub struct Residual(pub Vec<f32>);
-
-/// Bytes on the wire per byte of f32 values, for cost estimates (top-k sends an index
-/// and a value per kept entry).
-pub fn wire_factor(codec: &Codec) -> f64 {
-    match codec {
-        Codec::None => 1.0,
-        Codec::Fp16 => 0.5,
-        Codec::Int8 => 0.25,
-        Codec::TopK { ratio, .. } => 2.0 * ratio,
-    }
-}
 
 /// Encodes `values` for the wire: the frame kind and payload.
 ///
@@ -474,24 +446,16 @@ mod tests {
     }
 
     #[test]
-    fn codec_names_factors_and_spec() {
+    fn codecs_follow_the_spec() {
         use weft_dsl::TopK;
         let t = Codec::from_spec(&Compression::Topk(TopK {
             ratio: 0.01,
             error_feedback: true,
         }));
-        assert_eq!(t.name(), "topk(0.01, error feedback)");
-        assert_eq!(topk(0.25, false).name(), "topk(0.25)");
-        assert_eq!(wire_factor(&t), 0.02);
-        let all = [
-            (Compression::None, "none", 1.0),
-            (Compression::Fp16, "fp16", 0.5),
-            (Compression::Int8, "int8", 0.25),
-        ];
-        for (spec, name, factor) in all {
-            let c = Codec::from_spec(&spec);
-            assert_eq!((c.name().as_str(), wire_factor(&c)), (name, factor));
-        }
+        assert_eq!(t, topk(0.01, true));
+        assert_eq!(Codec::from_spec(&Compression::None), Codec::None);
+        assert_eq!(Codec::from_spec(&Compression::Fp16), Codec::Fp16);
+        assert_eq!(Codec::from_spec(&Compression::Int8), Codec::Int8);
     }
 
     #[test]

@@ -17,12 +17,11 @@ use ndarray::Array2;
 use serde::Serialize;
 use serde_json::Value;
 use weft_data::Dataset;
-use weft_dsl::{DataParallel, PsAlgorithm, Sync};
+use weft_dsl::{DataParallel, Sync};
 use weft_executors::train::{EpochRecord, Progress, TrainOutcome};
 use weft_planner::Plan;
 
 use crate::bench::{CollectiveJob, CollectiveResult};
-use crate::compress::Codec;
 use crate::error::{DistError, Result};
 use crate::job::{Done, Event, TrainJob};
 use crate::launch::WorkerProc;
@@ -129,26 +128,9 @@ pub struct TrainRequest<'a> {
     pub ps_bind: String,
 }
 
-/// The strategy's name as plans and `comm.strategy` show it.
-pub fn strategy_name(dp: &DataParallel) -> String {
-    match dp.sync {
-        Sync::Allreduce => "allreduce".into(),
-        Sync::ParameterServer => format!(
-            "parameter_server/{}",
-            serde_json::to_value(dp.algorithm.unwrap_or(PsAlgorithm::Downpour))
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        ),
-        Sync::LocalSgd => "local_sgd".into(),
-        Sync::Gossip => "gossip".into(),
-    }
-}
-
 /// Asynchronous parameter-server algorithms go on without a lost worker.
 pub fn tolerates_loss(dp: &DataParallel) -> bool {
-    dp.sync == Sync::ParameterServer
-        && !matches!(dp.algorithm, Some(PsAlgorithm::Sync | PsAlgorithm::Easgd))
+    dp.sync == Sync::ParameterServer && dp.algorithm.is_some_and(|a| a.is_async())
 }
 
 /// Polls every worker's events on its own thread; messages arrive on one channel.
@@ -287,8 +269,8 @@ fn find_dead(workers: &mut [WorkerProc], token: &str) -> Vec<(usize, String)> {
     let client = http_client(Duration::from_secs(2)).ok();
     let mut dead = Vec::new();
     for w in workers.iter_mut() {
-        if let Some(how) = w.exited() {
-            dead.push((w.rank, format!("{} died: {how}", w.name())));
+        if let Some(how) = w.died() {
+            dead.push((w.rank, how));
         } else if !w.is_child() {
             if let Some(c) = &client {
                 if let Err(e) = get_json(c, &w.control, "/v1/health", token) {
@@ -356,7 +338,7 @@ pub fn train(
         // Workers of other strategies hold different models; they could not agree when to stop.
         let note = format!(
             "train.stop is applied only with sync: allreduce; with {} every worker runs all {epochs} epochs",
-            strategy_name(dp)
+            dp.strategy()
         );
         progress.note(&note);
         notes.push(note);
@@ -414,8 +396,8 @@ pub fn train(
         }
         for w in workers.iter_mut() {
             if live[w.rank] && !done.contains_key(&w.rank) {
-                if let Some(how) = w.exited() {
-                    lost.push((w.rank, format!("{} died: {how}", w.name())));
+                if let Some(how) = w.died() {
+                    lost.push((w.rank, how));
                 }
             }
         }
@@ -424,8 +406,8 @@ pub fn train(
             std::thread::sleep(Duration::from_millis(50));
             for (rank, why) in lost.iter_mut() {
                 if let Some(w) = workers.get_mut(*rank) {
-                    if let Some(how) = w.exited() {
-                        *why = format!("{} died: {how}", w.name());
+                    if let Some(how) = w.died() {
+                        *why = how;
                     }
                 }
             }
@@ -543,9 +525,10 @@ pub fn train(
         params,
         buffers,
         comm: Comm {
-            strategy: strategy_name(dp),
+            strategy: dp.strategy(),
             workers: n,
-            compression: Codec::from_spec(&dp.compression).name(),
+            // Named as `weft plan` names it.
+            compression: dp.compression.describe(),
             bytes_sent_per_worker: bytes_sent.iter().sum::<u64>() as f64 / n.max(1) as f64,
             bytes_sent,
             server_bytes_sent: server.as_ref().map(|s| s.counters.sent()),
@@ -638,11 +621,11 @@ pub fn collective(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 for w in workers.iter_mut() {
-                    if let Some(how) = w.exited() {
+                    if let Some(how) = w.died() {
                         return Err(DistError::Worker {
                             rank: w.rank,
                             addr: w.control.clone(),
-                            message: format!("{} died: {how}", w.name()),
+                            message: how,
                         });
                     }
                 }

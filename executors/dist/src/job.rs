@@ -18,7 +18,7 @@ use weft_data::Dataset;
 use weft_dsl::{DataParallel, Optimizer, PsAlgorithm, Sgd, Sync};
 use weft_executors::cpu::CpuExecutor;
 use weft_executors::optim::learning_rate;
-use weft_executors::train::{gather, get_flat, mean_loss, set_flat, EarlyStop};
+use weft_executors::train::{gather, get_flat, get_flat_grads, mean_loss, set_flat, EarlyStop};
 use weft_executors::{ExecError, Executor};
 use weft_planner::rng::Rng;
 use weft_planner::Plan;
@@ -252,19 +252,15 @@ pub fn train(
                 (Sync::ParameterServer, _, Some(client)) => {
                     let algo = dp.algorithm.unwrap_or(PsAlgorithm::Downpour);
                     if algo == PsAlgorithm::Sync {
-                        let mut flat = vec![0.0f32; anchor.len()];
-                        let (mut l, c) = (0.0, mine.len() as f32);
+                        // Gradient × rows (zeros for an empty slice): the server divides
+                        // the sum by all workers' rows.
+                        let (mut flat, mut l, c) =
+                            (vec![0.0f32; anchor.len()], 0.0, mine.len() as f32);
                         if !mine.is_empty() {
                             l = exec.loss_and_grads(xb.view(), yb.view(), step)?;
-                            let mut at = 0;
-                            for g in exec.grads() {
-                                for v in g.iter() {
-                                    flat[at] = v * c;
-                                    at += 1;
-                                }
-                            }
+                            flat = get_flat_grads(&exec).into_iter().map(|v| v * c).collect();
                         }
-                        let center = client.push_gradients(&flat, c, l * c, step, lr)?;
+                        let center = client.push_gradients(&flat, c, step, lr)?;
                         set_flat(&mut exec, &center)?;
                         (f64::from(l * c), f64::from(c))
                     } else {

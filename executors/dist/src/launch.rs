@@ -65,10 +65,11 @@ impl WorkerProc {
         self.child.is_some()
     }
 
-    /// For a local child: how it ended, if it has.
-    pub fn exited(&mut self) -> Option<String> {
+    /// For a local child that has ended: `worker 1 (pid 4242, …) died: it was killed by
+    /// signal 9 (SIGKILL)`.
+    pub fn died(&mut self) -> Option<String> {
         let status = self.child.as_mut()?.try_wait().ok()??;
-        Some(describe_exit(status))
+        Some(format!("{} died: {}", self.name(), describe_exit(status)))
     }
 }
 
@@ -190,7 +191,7 @@ pub fn spawn_local(n: usize, token: &str, timeout: Duration) -> Result<Vec<Worke
             }
             None => {
                 let why = proc
-                    .exited()
+                    .died()
                     .unwrap_or_else(|| format!("it printed {line:?}"));
                 return Err(DistError::Config(format!(
                     "worker {rank} (`{} worker`) did not start: {why}",

@@ -49,7 +49,6 @@ enum Request {
     /// + the compressed gradient × rows (`sync`).
     Gradients {
         rows: f32,
-        loss: f32,
         step: u64,
         lr: f32,
     },
@@ -118,24 +117,9 @@ impl Client {
     }
 
     /// `sync`: pushes gradient × rows; returns the model after the server's update.
-    pub fn push_gradients(
-        &mut self,
-        g: &[f32],
-        rows: f32,
-        loss: f32,
-        step: u64,
-        lr: f32,
-    ) -> Result<Vec<f32>> {
+    pub fn push_gradients(&mut self, g: &[f32], rows: f32, step: u64, lr: f32) -> Result<Vec<f32>> {
         let t = compress::encode(&self.codec, g, &mut self.residual);
-        self.request(
-            &Request::Gradients {
-                rows,
-                loss,
-                step,
-                lr,
-            },
-            Some(t),
-        )
+        self.request(&Request::Gradients { rows, step, lr }, Some(t))
     }
 
     /// One exchange of an asynchronous or elastic algorithm: `w` is the worker's model,
@@ -148,7 +132,7 @@ impl Client {
         window: u64,
     ) -> Result<Vec<f32>> {
         match algo {
-            PsAlgorithm::Easgd | PsAlgorithm::Aeasgd | PsAlgorithm::Eamsgd => {
+            a if a.is_elastic() => {
                 // Parameters, not gradients: top-k would drop most of the model.
                 let codec = match self.codec {
                     Codec::TopK { .. } => Codec::None,
@@ -257,7 +241,7 @@ impl State {
         }
     }
     fn synchronous(&self) -> bool {
-        matches!(self.algo, PsAlgorithm::Sync | PsAlgorithm::Easgd)
+        !self.algo.is_async()
     }
 }
 
@@ -393,12 +377,7 @@ fn serve_requests(st: &State, link: &mut Link, rank: usize) -> Result<()> {
                 let delta = tensor(link)?;
                 commit(st, rank, &delta, clock)?
             }
-            Request::Gradients {
-                rows,
-                loss: _,
-                step,
-                lr,
-            } => {
+            Request::Gradients { rows, step, lr } => {
                 let g = tensor(link)?;
                 let out = barrier(st, rank, &g, rows, |sum, rows| {
                     let mut opt = st.optimizer.lock().unwrap_or_else(|p| p.into_inner());
