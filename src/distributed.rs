@@ -156,7 +156,7 @@ pub(crate) fn train(
         ps_bind,
     };
     let out = driver::train(&mut procs, &req, progress, &mut save)?;
-    let mut exec = Device::Cpu.executor(plan);
+    let mut exec = Device::Cpu.executor(plan)?;
     set_flat(exec.as_mut(), &out.params)?;
     exec.set_buffers(&out.buffers);
     Ok(DistRun {

@@ -134,7 +134,7 @@ impl Experiment {
     }
 
     /// Refuses spec sections this build cannot execute, naming them.
-    fn check_runnable(&self) -> Result<Device> {
+    fn check_runnable(&self) -> Result<(Device, Option<String>)> {
         let p = &self.spec.parallelism;
         let unsupported = |path: &str, what: &str| {
             Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
@@ -153,6 +153,13 @@ impl Experiment {
         }
         if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
             return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
+        }
+        if self.is_distributed() {
+            // Workers run the CPU executor (the GPU executor is single-process for now).
+            let note = (self.spec.executor.device == weft_dsl::Device::Gpu).then(|| {
+                "executor.device: gpu: distributed workers run the CPU executor; the GPU is used by single-process runs".to_string()
+            });
+            return Ok((Device::Cpu, note));
         }
         Device::select(self.spec.executor.device).map_err(|e| match e {
             ExecError::Unsupported { path, message } => {
@@ -261,7 +268,7 @@ impl Experiment {
     fn train_into(
         &self,
         dir: &RunDir,
-        device: Device,
+        (device, device_note): (Device, Option<String>),
         plan: Plan,
         prepared: Prepared,
         start: Start,
@@ -290,9 +297,14 @@ impl Experiment {
                 &mut writer,
             )
             .map_err(|e| self.stopped(e, dir))?;
-            (d.exec, d.outcome, Some(d.comm), d.notes, d.device)
+            let mut notes: Vec<String> = device_note.into_iter().collect();
+            notes.extend(d.notes);
+            (d.exec, d.outcome, Some(d.comm), notes, d.device)
         } else {
-            let mut exec = device.executor(&plan);
+            if let Some(note) = &device_note {
+                writer.note(note);
+            }
+            let mut exec = device.executor(&plan)?;
             if let Some(init) = &init {
                 train::set_flat(exec.as_mut(), init)?;
             }
@@ -310,7 +322,7 @@ impl Experiment {
                 Some(&mut save),
             )?;
             let name = exec.device_name();
-            (exec, outcome, None, Vec::new(), name)
+            (exec, outcome, None, device_note.into_iter().collect(), name)
         };
 
         // A resumed run's history is the whole run's, as metrics.jsonl is.

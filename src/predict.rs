@@ -30,7 +30,7 @@ pub fn predict(model_dir: &Path, input: &Path) -> Result<Predictions> {
 pub fn predict_with(saved: &SavedModel, table: &Table) -> Result<Predictions> {
     let x = saved.pipeline.transform(table)?;
     let labels = saved.pipeline.labels(table)?;
-    let mut exec = Device::Cpu.executor(&saved.plan);
+    let mut exec = Device::Cpu.executor(&saved.plan)?;
     exec.set_params(&saved.params()?)?;
     exec.set_buffers(&saved.tensors);
     let outputs = train::predict_all(exec.as_mut(), &x, 4096)?;

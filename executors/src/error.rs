@@ -22,6 +22,9 @@ pub enum ExecError {
     /// The spec asks for something this build cannot run (names the spec path).
     #[error("{path}: {message}")]
     Unsupported { path: String, message: String },
+    /// The GPU failed: no adapter, a limit, out of memory, a lost or hung device.
+    #[error("GPU: {0}")]
+    Gpu(String),
     #[error("internal error (a bug in weft): {0}")]
     Internal(String),
 }

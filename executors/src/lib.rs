@@ -3,6 +3,8 @@
 
 pub mod cpu;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod init;
 pub mod lbfgs;
 pub mod metrics;
@@ -28,6 +30,23 @@ pub trait Executor {
         step: u64,
         lr: f32,
     ) -> Result<f32, ExecError>;
+    /// [`Executor::train_step`] without waiting for the loss: `Some(loss)` when the executor
+    /// has it at hand (CPU), `None` when it stays on the device and is added to what
+    /// [`Executor::deferred_losses`] returns (GPU, so a step never waits for a read-back).
+    fn train_step_deferred(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        lr: f32,
+    ) -> Result<Option<f32>, ExecError> {
+        self.train_step(x, y, step, lr).map(Some)
+    }
+    /// The sum of loss × rows, and the rows, of the deferred training steps since the last
+    /// call (waits for the device).
+    fn deferred_losses(&mut self) -> Result<(f64, usize), ExecError> {
+        Ok((0.0, 0))
+    }
     /// Forward and backward only (training mode); returns the loss, gradients via [`Executor::grads`].
     fn loss_and_grads(
         &mut self,
@@ -70,27 +89,70 @@ pub trait Executor {
 }
 
 /// Where a plan runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Device {
     Cpu,
+    #[cfg(feature = "gpu")]
+    Gpu(std::sync::Arc<gpu::GpuContext>),
 }
 
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "Cpu"),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(ctx) => write!(f, "Gpu({})", ctx.name()),
+        }
+    }
+}
+
+/// What choosing a device has to tell the user (a software GPU, a fallback to the CPU).
+pub type DeviceNote = Option<String>;
+
 impl Device {
-    /// Picks the device for a spec's `executor.device`.
-    pub fn select(spec: weft_dsl::Device) -> Result<Device, ExecError> {
+    /// Picks the device for a spec's `executor.device`: `auto` takes a real GPU when wgpu
+    /// finds one and the CPU otherwise; `gpu` takes a real GPU, else a software one (with a
+    /// note saying so), else fails; `cpu` is the CPU.
+    pub fn select(spec: weft_dsl::Device) -> Result<(Device, DeviceNote), ExecError> {
         match spec {
-            weft_dsl::Device::Auto | weft_dsl::Device::Cpu => Ok(Device::Cpu),
+            weft_dsl::Device::Cpu => Ok((Device::Cpu, None)),
+            #[cfg(feature = "gpu")]
+            weft_dsl::Device::Auto => match gpu::GpuContext::shared(gpu::Want::Hardware) {
+                Ok(Some(ctx)) => Ok((Device::Gpu(ctx), None)),
+                Ok(None) => Ok((Device::Cpu, None)),
+                Err(e) => Ok((Device::Cpu, Some(format!("the GPU could not be opened ({e}); running on the CPU")))),
+            },
+            #[cfg(feature = "gpu")]
+            weft_dsl::Device::Gpu => match gpu::GpuContext::shared(gpu::Want::Any)? {
+                Some(ctx) if ctx.is_software() => {
+                    let note = format!(
+                        "no GPU found; running on the software adapter {} (slow: for tests only)",
+                        ctx.name()
+                    );
+                    Ok((Device::Gpu(ctx), Some(note)))
+                }
+                Some(ctx) => Ok((Device::Gpu(ctx), None)),
+                None => Err(ExecError::Unsupported {
+                    path: "executor.device".into(),
+                    message: "`gpu` asked for, but wgpu finds no GPU adapter (Vulkan, Metal or DX12); install a GPU driver, or Mesa's software Vulkan driver (`mesa-vulkan-drivers`) to test, or use `auto` or `cpu`".into(),
+                }),
+            },
+            #[cfg(not(feature = "gpu"))]
+            weft_dsl::Device::Auto => Ok((Device::Cpu, None)),
+            #[cfg(not(feature = "gpu"))]
             weft_dsl::Device::Gpu => Err(ExecError::Unsupported {
                 path: "executor.device".into(),
-                message: "this build of weft has no GPU executor yet; use `cpu` or `auto`".into(),
+                message: "this build of weft has no GPU executor (built without the `gpu` feature); use `cpu` or `auto`".into(),
             }),
         }
     }
 
     /// An executor for `plan` on this device.
-    pub fn executor(self, plan: &Plan) -> Box<dyn Executor> {
+    pub fn executor(&self, plan: &Plan) -> Result<Box<dyn Executor>, ExecError> {
         match self {
-            Device::Cpu => Box::new(cpu::CpuExecutor::new(plan)),
+            Device::Cpu => Ok(Box::new(cpu::CpuExecutor::new(plan))),
+            #[cfg(feature = "gpu")]
+            Device::Gpu(ctx) => Ok(Box::new(gpu::GpuExecutor::new(ctx.clone(), plan)?)),
         }
     }
 }

@@ -249,14 +249,22 @@ pub fn fit_from(
             for (i, idx) in order.chunks(batch).enumerate() {
                 gather(train, idx, &mut xb, &mut yb);
                 lr = learning_rate(t, step, steps_per_epoch, total_steps);
-                let loss = exec.train_step(xb.view(), yb.view(), step, lr)?;
-                if !loss.is_finite() {
-                    return Err(ExecError::Diverged { epoch, step, loss });
+                // A GPU keeps the loss on the device; it is read back every 16 steps.
+                if let Some(loss) = exec.train_step_deferred(xb.view(), yb.view(), step, lr)? {
+                    if !loss.is_finite() {
+                        return Err(ExecError::Diverged { epoch, step, loss });
+                    }
+                    sum += f64::from(loss) * idx.len() as f64;
                 }
-                sum += f64::from(loss) * idx.len() as f64;
                 step += 1;
                 samples += idx.len() as u64;
                 if i % 16 == 15 || i + 1 == steps_per_epoch as usize {
+                    let (deferred, rows) = exec.deferred_losses()?;
+                    if rows > 0 && !deferred.is_finite() {
+                        let loss = deferred as f32;
+                        return Err(ExecError::Diverged { epoch, step, loss });
+                    }
+                    sum += deferred;
                     progress.step(i + 1, (sum / ((i * batch + idx.len()) as f64)) as f32);
                 }
             }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fuse;
 pub mod graph;
 pub mod layout;
+pub mod memory;
 pub mod op;
 pub mod parallel;
 pub mod plan;
@@ -22,6 +23,7 @@ pub mod workflow;
 
 pub use build::{DataShape, Task};
 pub use error::PlanError;
+pub use memory::{MemoryPlan, ScheduleKind, Slot, Storage};
 pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
 pub use parallel::{Bucket, DataParallelPlan, Traffic};
 pub use plan::{ParamRef, PassLog, Plan, PlanNode, Schedules, PLAN_VERSION};

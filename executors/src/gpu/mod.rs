@@ -1,0 +1,952 @@
+//! The GPU executor: the plan's schedules as WGSL compute kernels on wgpu.
+//!
+//! Weights, gradients, optimizer moments and batch-norm statistics stay on the GPU for the
+//! whole run; activations live in the buffers the planner's memory plan decides. A training
+//! step is one command buffer: the batch and the step's scalars are copied in through a
+//! staging belt (a ring of mapped buffers, so the next batch is written while the GPU runs
+//! the previous step), then forward, backward and update run in one compute pass. The loss
+//! is added up on the GPU and read back only when the training loop asks
+//! ([`Executor::deferred_losses`]).
+
+pub mod context;
+pub mod kernels;
+pub mod lower;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+use weft_dsl::Optimizer;
+use weft_planner::{MemoryPlan, NormAxis, Op, Plan, PlanNode, ScheduleKind, Slot, Storage};
+
+use crate::error::ExecError;
+use crate::init::init_param;
+use crate::Executor;
+pub use context::{adapters, human_bytes, AdapterSummary, GpuContext, Want};
+use context::{READ_BINDINGS, WRITE_BINDINGS};
+use kernels::{Kernel, Params};
+use lower::{Buf, Call, Fused, Run};
+
+/// Which program: a schedule, or the update part of training alone (`apply_grads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Which {
+    Schedule(ScheduleKind),
+    Updates,
+}
+
+/// A lowered schedule at one batch size: its bind groups are made once and reused.
+struct Program {
+    dispatches: Vec<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, (u32, u32, u32))>,
+    _params: wgpu::Buffer,
+}
+
+/// Time spent per training step, for `weft bench gpu` and `RUST_LOG=debug`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepTiming {
+    pub steps: u64,
+    /// Recording the command buffer (batch copy, compute pass).
+    pub encode: Duration,
+    /// `queue.submit`.
+    pub submit: Duration,
+    /// Waiting for the GPU when the loss is read back.
+    pub wait: Duration,
+}
+
+/// Buffers sized by the batch (reallocated when a larger batch comes).
+struct BatchBuffers {
+    rows: usize,
+    slots: Vec<wgpu::Buffer>,
+    scratch: HashMap<usize, wgpu::Buffer>,
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+}
+
+pub struct GpuExecutor {
+    ctx: Arc<GpuContext>,
+    plan: Plan,
+    fused: Fused,
+    mem: MemoryPlan,
+    params: Vec<wgpu::Buffer>,
+    grads: Vec<wgpu::Buffer>,
+    opt_m: Vec<wgpu::Buffer>,
+    opt_v: Vec<wgpu::Buffer>,
+    running: HashMap<usize, (wgpu::Buffer, wgpu::Buffer)>,
+    columns: HashMap<usize, wgpu::Buffer>,
+    batch: Option<BatchBuffers>,
+    loss_sum: wgpu::Buffer,
+    step_buf: wgpu::Buffer,
+    dummy_read: wgpu::Buffer,
+    dummy_write: Vec<wgpu::Buffer>,
+    programs: HashMap<(Which, usize), Program>,
+    belt: wgpu::util::StagingBelt,
+    /// Optimizer steps taken (Adam's bias correction).
+    t: u64,
+    /// Rows of the training steps whose loss is still on the GPU.
+    pending_rows: usize,
+    /// Losses read back by `train_step` before their turn in `deferred_losses`.
+    carried: (f64, usize),
+    bn_trained: bool,
+    timing: StepTiming,
+}
+
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+
+impl GpuExecutor {
+    /// Sets up the executor on `ctx`: parameters initialised from the plan's seed (the same
+    /// values as on the CPU), optimizer state and gradients allocated.
+    pub fn new(ctx: Arc<GpuContext>, plan: &Plan) -> Result<GpuExecutor, ExecError> {
+        let fused = Fused::new(plan);
+        let features = plan.features.len();
+        let external = |n: &PlanNode| match &n.op {
+            Op::Input { columns } => {
+                columns.len() == features && columns.iter().enumerate().all(|(i, c)| i == *c)
+            }
+            Op::Target => true,
+            _ => false,
+        };
+        let mem = MemoryPlan::new(&fused.plan, external);
+        let mut params = Vec::new();
+        let (mut grads, mut opt_m, mut opt_v) = (Vec::new(), Vec::new(), Vec::new());
+        let adagrad_init = match &plan.train.optimizer {
+            Optimizer::Adagrad(a) => a.initial_accumulator as f32,
+            _ => 0.0,
+        };
+        for p in &plan.params {
+            let (rows, cols) = (p.shape.rows_at(1), p.shape.cols);
+            let bytes = 4 * (rows * cols) as u64;
+            let buf = ctx.buffer(&format!("parameter `{}`", p.name), bytes, STORAGE)?;
+            if let Op::Param { init } = &plan.nodes[p.node].op {
+                let v = init_param(init, rows, p.shape.cols, plan.seed);
+                write(&ctx, &buf, v.as_slice().unwrap_or(&[]));
+            }
+            params.push(buf);
+            grads.push(ctx.buffer(&format!("gradient of `{}`", p.name), bytes, STORAGE)?);
+            opt_m.push(ctx.buffer(&format!("optimizer state of `{}`", p.name), bytes, STORAGE)?);
+            let v = ctx.buffer(&format!("optimizer state of `{}`", p.name), bytes, STORAGE)?;
+            if adagrad_init != 0.0 {
+                write(&ctx, &v, &vec![adagrad_init; rows * cols]);
+            }
+            opt_v.push(v);
+        }
+        let mut running = HashMap::new();
+        let mut columns = HashMap::new();
+        for n in &plan.nodes {
+            match &n.op {
+                Op::Norm {
+                    axis: NormAxis::Batch,
+                    ..
+                } => {
+                    let c = n.shape.cols;
+                    let m =
+                        ctx.buffer(&format!("`{}` running mean", n.name), 4 * c as u64, STORAGE)?;
+                    let v = ctx.buffer(
+                        &format!("`{}` running variance", n.name),
+                        4 * c as u64,
+                        STORAGE,
+                    )?;
+                    write(&ctx, &v, &vec![1.0; c]);
+                    running.insert(n.id, (m, v));
+                }
+                Op::Input { columns: cols } if !external(n) => {
+                    let idx: Vec<f32> = cols.iter().map(|c| *c as f32).collect();
+                    let b = ctx.buffer(
+                        &format!("`{}` columns", n.name),
+                        4 * idx.len() as u64,
+                        STORAGE,
+                    )?;
+                    write(&ctx, &b, &idx);
+                    columns.insert(n.id, b);
+                }
+                _ => {}
+            }
+        }
+        let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let exec = GpuExecutor {
+            loss_sum: ctx.buffer("loss sum", 8, STORAGE)?,
+            step_buf: ctx.buffer("step scalars", 32, uniform)?,
+            dummy_read: ctx.buffer("unused binding", 16, STORAGE)?,
+            dummy_write: (0..WRITE_BINDINGS.len())
+                .map(|_| ctx.buffer("unused binding", 16, STORAGE))
+                .collect::<Result<_, _>>()?,
+            belt: wgpu::util::StagingBelt::new(ctx.device.clone(), 1 << 20),
+            ctx,
+            plan: plan.clone(),
+            fused,
+            mem,
+            params,
+            grads,
+            opt_m,
+            opt_v,
+            running,
+            columns,
+            batch: None,
+            programs: HashMap::new(),
+            t: 0,
+            pending_rows: 0,
+            carried: (0.0, 0),
+            bn_trained: false,
+            timing: StepTiming::default(),
+        };
+        exec.ctx.check()?;
+        Ok(exec)
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Time spent recording, submitting and waiting, over the training steps so far.
+    pub fn timing(&self) -> StepTiming {
+        self.timing
+    }
+
+    /// Makes sure the batch-sized buffers hold `rows` rows (grown in powers of two).
+    fn ensure_rows(&mut self, rows: usize) -> Result<(), ExecError> {
+        if self.batch.as_ref().is_some_and(|b| b.rows >= rows) {
+            return Ok(());
+        }
+        let rows = rows
+            .max(self.plan.train.batch_size.min(1 << 16))
+            .next_power_of_two();
+        // Drop the old buffers (and the programs that bind them) before making new ones.
+        self.programs.clear();
+        self.batch = None;
+        let ctx = &self.ctx;
+        let mut slots = Vec::new();
+        for (i, s) in self.mem.slots.iter().enumerate() {
+            let what = match s {
+                Slot::PerRow(c) => format!("activation buffer {i} ({rows} rows × {c})"),
+                Slot::Fixed(n) => format!("buffer {i} ({n} values)"),
+            };
+            slots.push(ctx.buffer(&what, 4 * s.len(rows) as u64, STORAGE)?);
+        }
+        let mut scratch = HashMap::new();
+        for n in &self.plan.nodes {
+            let floats = match &n.op {
+                Op::Norm { axis, .. } | Op::NormGrad { axis, .. } => match axis {
+                    NormAxis::Batch => 2 * self.plan.nodes[n.inputs[0]].shape.cols,
+                    NormAxis::Layer => 2 * rows,
+                },
+                Op::Loss(_) => rows,
+                _ => continue,
+            };
+            scratch.insert(
+                n.id,
+                ctx.buffer(&format!("`{}` scratch", n.name), 4 * floats as u64, STORAGE)?,
+            );
+        }
+        let features = self.plan.features.len();
+        let x = ctx.buffer(
+            &format!("input batch ({rows} rows × {features})"),
+            4 * (rows * features) as u64,
+            STORAGE,
+        )?;
+        let y = ctx.buffer(
+            &format!("label batch ({rows} rows)"),
+            4 * rows as u64,
+            STORAGE,
+        )?;
+        self.batch = Some(BatchBuffers {
+            rows,
+            slots,
+            scratch,
+            x,
+            y,
+        });
+        Ok(())
+    }
+
+    fn storage(&self, which: Which) -> &HashMap<usize, Storage> {
+        match which {
+            Which::Schedule(k) => self.mem.of(k),
+            Which::Updates => self.mem.of(ScheduleKind::Train),
+        }
+    }
+
+    fn resolve(&self, which: Which, b: Buf) -> Result<&wgpu::Buffer, ExecError> {
+        let batch = self
+            .batch
+            .as_ref()
+            .ok_or_else(|| ExecError::Internal("GPU batch buffers missing".into()))?;
+        let missing = || ExecError::Internal(format!("no GPU buffer for {b:?}"));
+        Ok(match b {
+            Buf::Node(id) => match self.storage(which).get(&id) {
+                Some(Storage::Param(i)) => &self.params[*i],
+                Some(Storage::Grad(i)) => &self.grads[*i],
+                Some(Storage::Slot(s)) => &batch.slots[*s],
+                Some(Storage::External) => match self.plan.nodes[id].op {
+                    Op::Target => &batch.y,
+                    Op::Input { .. } => &batch.x,
+                    _ => return Err(missing()),
+                },
+                None => return Err(missing()),
+            },
+            Buf::Scratch(id) => batch.scratch.get(&id).ok_or_else(missing)?,
+            Buf::RunningMean(id) => &self.running.get(&id).ok_or_else(missing)?.0,
+            Buf::RunningVar(id) => &self.running.get(&id).ok_or_else(missing)?.1,
+            Buf::OptM(i) => &self.opt_m[i],
+            Buf::OptV(i) => &self.opt_v[i],
+            Buf::X => &batch.x,
+            Buf::Y => &batch.y,
+            Buf::LossSum => &self.loss_sum,
+            Buf::Columns(id) => self.columns.get(&id).ok_or_else(missing)?,
+        })
+    }
+
+    fn ids(&self, which: Which) -> Vec<usize> {
+        let p = &self.fused.plan;
+        match which {
+            Which::Schedule(k) => k.ids(p).to_vec(),
+            Which::Updates => p
+                .schedules
+                .train
+                .iter()
+                .copied()
+                .filter(|id| matches!(p.nodes[*id].op, Op::GradNorm | Op::Update { .. }))
+                .collect(),
+        }
+    }
+
+    /// The program for `which` at `rows` rows, lowered and bound on first use.
+    fn program(&mut self, which: Which, rows: usize) -> Result<(), ExecError> {
+        if self.programs.contains_key(&(which, rows)) {
+            return Ok(());
+        }
+        if self.programs.len() > 32 {
+            self.programs.clear();
+        }
+        let run = Run {
+            rows,
+            train_mode: matches!(
+                which,
+                Which::Schedule(ScheduleKind::Train | ScheduleKind::Gradients) | Which::Updates
+            ),
+            accumulate: which == Which::Schedule(ScheduleKind::Train),
+            max_dim: self.ctx.limits.max_compute_workgroups_per_dimension,
+        };
+        let calls = lower::lower(&self.fused, &self.ids(which), run)?;
+        let stride = u64::from(self.ctx.limits.min_uniform_buffer_offset_alignment)
+            .max(Params::BYTES as u64);
+        let params = self.ctx.buffer(
+            "kernel parameters",
+            stride * calls.len().max(1) as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let mut bytes = vec![0u8; (stride as usize) * calls.len()];
+        let mut dispatches = Vec::with_capacity(calls.len());
+        for (i, call) in calls.iter().enumerate() {
+            let at = i * stride as usize;
+            bytes[at..at + Params::BYTES].copy_from_slice(&call.params.bytes());
+            let group = self.bind(which, call, &params, at as u64)?;
+            dispatches.push((call.kernel.pipeline(&self.ctx)?, group, call.groups));
+        }
+        self.ctx.queue.write_buffer(&params, 0, &bytes);
+        self.ctx.check()?;
+        self.programs.insert(
+            (which, rows),
+            Program {
+                dispatches,
+                _params: params,
+            },
+        );
+        Ok(())
+    }
+
+    fn bind(
+        &self,
+        which: Which,
+        call: &Call,
+        params: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<wgpu::BindGroup, ExecError> {
+        if call.reads.len() > READ_BINDINGS.len() || call.writes.len() > WRITE_BINDINGS.len() {
+            return Err(ExecError::Internal(format!(
+                "{:?} has too many arguments",
+                call.kernel
+            )));
+        }
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: params,
+                    offset,
+                    size: wgpu::BufferSize::new(Params::BYTES as u64),
+                }),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: self.step_buf.as_entire_binding(),
+            },
+        ];
+        for (k, binding) in READ_BINDINGS.iter().enumerate() {
+            let buf = match call.reads.get(k) {
+                Some(b) => self.resolve(which, *b)?,
+                None => &self.dummy_read,
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        for (k, binding) in WRITE_BINDINGS.iter().enumerate() {
+            let buf = match call.writes.get(k) {
+                Some(b) => self.resolve(which, *b)?,
+                None => &self.dummy_write[k],
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        Ok(self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(call.kernel.entry),
+                layout: &self.ctx.layout,
+                entries: &entries,
+            }))
+    }
+
+    /// Records and submits one run of `which` on a batch: the batch and the step's scalars
+    /// go in through the staging belt, the kernels run in one compute pass.
+    fn submit(
+        &mut self,
+        which: Which,
+        x: Option<ArrayView2<f32>>,
+        y: Option<ArrayView1<f32>>,
+        step: u64,
+        lr: f32,
+    ) -> Result<(), ExecError> {
+        let rows = x.as_ref().map_or(0, |x| x.nrows());
+        if let Some(x) = &x {
+            check_batch(&self.plan, x)?;
+        }
+        self.ensure_rows(rows.max(1))?;
+        self.program(which, rows)?;
+        let started = Instant::now();
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        let step_bytes = self.step_scalars(step, lr);
+        let batch = self
+            .batch
+            .as_ref()
+            .ok_or_else(|| ExecError::Internal("no batch buffers".into()))?;
+        upload(&mut self.belt, &mut enc, &self.step_buf, &step_bytes);
+        if let Some(x) = &x {
+            match x.as_slice() {
+                Some(s) => upload(&mut self.belt, &mut enc, &batch.x, bytemuck::cast_slice(s)),
+                None => {
+                    let owned: Vec<f32> = x.iter().copied().collect();
+                    upload(
+                        &mut self.belt,
+                        &mut enc,
+                        &batch.x,
+                        bytemuck::cast_slice(&owned),
+                    );
+                }
+            }
+        }
+        if let Some(y) = &y {
+            let owned: Vec<f32> = y.iter().copied().collect();
+            upload(
+                &mut self.belt,
+                &mut enc,
+                &batch.y,
+                bytemuck::cast_slice(&owned),
+            );
+        }
+        let program = &self.programs[&(which, rows)];
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kernels"),
+                timestamp_writes: None,
+            });
+            for (pipeline, group, (gx, gy, gz)) in &program.dispatches {
+                if *gx == 0 || *gy == 0 || *gz == 0 {
+                    continue;
+                }
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(*gx, *gy, *gz);
+            }
+        }
+        self.belt.finish();
+        let cmd = enc.finish();
+        let encoded = Instant::now();
+        self.ctx.queue.submit([cmd]);
+        self.belt.recall();
+        if matches!(which, Which::Schedule(ScheduleKind::Train)) {
+            self.timing.steps += 1;
+            self.timing.encode += encoded - started;
+            self.timing.submit += encoded.elapsed();
+        }
+        self.ctx.check()
+    }
+
+    /// The Step uniform (common.wgsl) of optimizer step `self.t` and dropout step `step`.
+    fn step_scalars(&self, step: u64, lr: f32) -> [u8; 32] {
+        let (mut adam_step, mut inv_bc2, mut decay) = (lr, 1.0f32, 1.0f32);
+        if let Optimizer::Adam(a) | Optimizer::Adamw(a) = &self.plan.train.optimizer {
+            let t = self.t.max(1) as i32;
+            let bc1 = 1.0 - (a.beta1 as f32).powi(t);
+            let bc2 = 1.0 - (a.beta2 as f32).powi(t);
+            adam_step = lr / bc1;
+            inv_bc2 = 1.0 / bc2;
+            if matches!(self.plan.train.optimizer, Optimizer::Adamw(_)) {
+                decay = 1.0 - lr * a.weight_decay.unwrap_or(0.01) as f32;
+            }
+        }
+        let seed = self.plan.seed;
+        let words: [u32; 8] = [
+            lr.to_bits(),
+            adam_step.to_bits(),
+            inv_bc2.to_bits(),
+            decay.to_bits(),
+            step as u32,
+            (step >> 32) as u32,
+            seed as u32,
+            (seed >> 32) as u32,
+        ];
+        let mut out = [0u8; 32];
+        for (i, w) in words.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads a node's output after `which` ran at `rows` rows.
+    fn read_node(&self, which: Which, id: usize, rows: usize) -> Result<Array2<f32>, ExecError> {
+        let shape = self.plan.nodes[id].shape;
+        let (r, c) = (shape.rows_at(rows), shape.cols);
+        let buf = self.resolve(which, Buf::Node(id))?;
+        let v = self.ctx.read(buf, 4 * (r * c) as u64)?;
+        Array2::from_shape_vec((r, c), v).map_err(|e| ExecError::Internal(e.to_string()))
+    }
+
+    fn read_all(&self, bufs: &[wgpu::Buffer]) -> Result<Vec<Array2<f32>>, ExecError> {
+        self.plan
+            .params
+            .iter()
+            .zip(bufs)
+            .map(|(p, b)| {
+                let (r, c) = (p.shape.rows_at(1), p.shape.cols);
+                let v = self.ctx.read(b, 4 * (r * c) as u64)?;
+                Array2::from_shape_vec((r, c), v).map_err(|e| ExecError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn write_all(
+        &self,
+        bufs: &[wgpu::Buffer],
+        values: &[Array2<f32>],
+        what: &str,
+    ) -> Result<(), ExecError> {
+        if values.len() != self.plan.params.len() {
+            return Err(ExecError::Shape(format!(
+                "{} {what} given, the model has {} parameters",
+                values.len(),
+                self.plan.params.len()
+            )));
+        }
+        for ((p, b), v) in self.plan.params.iter().zip(bufs).zip(values) {
+            let want = p.shape.rows_at(1) * p.shape.cols;
+            if v.len() != want {
+                return Err(ExecError::Shape(format!(
+                    "{what} of `{}` has {} values, the parameter has {want}",
+                    p.name,
+                    v.len()
+                )));
+            }
+            let flat: Vec<f32> = v.iter().copied().collect();
+            write(&self.ctx, b, &flat);
+        }
+        Ok(())
+    }
+
+    /// Reads and resets the GPU's sum of training losses.
+    fn take_loss_sum(&mut self) -> Result<f64, ExecError> {
+        let started = Instant::now();
+        let v = self.ctx.read(&self.loss_sum, 4)?;
+        self.timing.wait += started.elapsed();
+        write(&self.ctx, &self.loss_sum, &[0.0]);
+        Ok(f64::from(v.first().copied().unwrap_or(f32::NAN)))
+    }
+}
+
+fn write(ctx: &GpuContext, buf: &wgpu::Buffer, values: &[f32]) {
+    if !values.is_empty() {
+        ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(values));
+    }
+}
+
+fn upload(
+    belt: &mut wgpu::util::StagingBelt,
+    enc: &mut wgpu::CommandEncoder,
+    target: &wgpu::Buffer,
+    bytes: &[u8],
+) {
+    if let Some(size) = wgpu::BufferSize::new(bytes.len() as u64) {
+        belt.write_buffer(enc, target, 0, size)
+            .copy_from_slice(bytes);
+    }
+}
+
+fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecError> {
+    let want = plan.features.len();
+    if x.ncols() != want {
+        return Err(ExecError::Shape(format!(
+            "input has {} feature columns, the model expects {want}",
+            x.ncols()
+        )));
+    }
+    Ok(())
+}
+
+impl Executor for GpuExecutor {
+    fn device_name(&self) -> String {
+        format!("gpu: {}", self.ctx.name())
+    }
+
+    fn train_step(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        lr: f32,
+    ) -> Result<f32, ExecError> {
+        // Losses of earlier deferred steps are kept for `deferred_losses`.
+        let before = self.deferred_losses()?;
+        self.carried = before;
+        let rows = x.nrows();
+        self.train_step_deferred(x, y, step, lr)?;
+        self.pending_rows = 0;
+        let sum = self.take_loss_sum()?;
+        Ok(if rows == 0 {
+            0.0
+        } else {
+            (sum / rows as f64) as f32
+        })
+    }
+
+    fn train_step_deferred(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+        lr: f32,
+    ) -> Result<Option<f32>, ExecError> {
+        self.t += 1;
+        let rows = x.nrows();
+        self.submit(
+            Which::Schedule(ScheduleKind::Train),
+            Some(x),
+            Some(y),
+            step,
+            lr,
+        )?;
+        self.pending_rows += rows;
+        self.bn_trained = true;
+        Ok(None)
+    }
+
+    fn deferred_losses(&mut self) -> Result<(f64, usize), ExecError> {
+        let (mut sum, mut rows) = std::mem::take(&mut self.carried);
+        if self.pending_rows > 0 {
+            sum += self.take_loss_sum()?;
+            rows += std::mem::take(&mut self.pending_rows);
+        }
+        Ok((sum, rows))
+    }
+
+    fn loss_and_grads(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+        step: u64,
+    ) -> Result<f32, ExecError> {
+        let rows = x.nrows();
+        self.submit(
+            Which::Schedule(ScheduleKind::Gradients),
+            Some(x),
+            Some(y),
+            step,
+            0.0,
+        )?;
+        self.bn_trained = true;
+        Ok(self.read_node(
+            Which::Schedule(ScheduleKind::Gradients),
+            self.plan.loss,
+            rows,
+        )?[[0, 0]])
+    }
+
+    fn eval_loss(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>) -> Result<f32, ExecError> {
+        let rows = x.nrows();
+        self.submit(
+            Which::Schedule(ScheduleKind::Eval),
+            Some(x),
+            Some(y),
+            0,
+            0.0,
+        )?;
+        Ok(self.read_node(Which::Schedule(ScheduleKind::Eval), self.plan.loss, rows)?[[0, 0]])
+    }
+
+    fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>, ExecError> {
+        let rows = x.nrows();
+        self.submit(
+            Which::Schedule(ScheduleKind::Predict),
+            Some(x),
+            None,
+            0,
+            0.0,
+        )?;
+        self.read_node(
+            Which::Schedule(ScheduleKind::Predict),
+            self.plan.output,
+            rows,
+        )
+    }
+
+    fn params(&self) -> Vec<Array2<f32>> {
+        // The trait has no error here: a lost device reads as NaN, which the caller reports.
+        self.read_all(&self.params).unwrap_or_else(|e| {
+            tracing::error!("reading parameters from the GPU failed: {e}");
+            nan_like(&self.plan)
+        })
+    }
+
+    fn grads(&self) -> Vec<Array2<f32>> {
+        self.read_all(&self.grads).unwrap_or_else(|e| {
+            tracing::error!("reading gradients from the GPU failed: {e}");
+            nan_like(&self.plan)
+        })
+    }
+
+    fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
+        for (p, v) in self.plan.params.iter().zip(params) {
+            let want = (p.shape.rows_at(1), p.shape.cols);
+            if v.dim() != want {
+                return Err(ExecError::Shape(format!(
+                    "parameter `{}` is {:?}, the model expects {want:?}",
+                    p.name,
+                    v.dim()
+                )));
+            }
+        }
+        self.write_all(&self.params, params, "parameters")
+    }
+
+    fn apply_grads(&mut self, grads: &[Array2<f32>], step: u64, lr: f32) -> Result<(), ExecError> {
+        self.write_all(&self.grads, grads, "gradients")?;
+        self.t += 1;
+        self.submit(Which::Updates, None, None, step, lr)
+    }
+
+    fn buffers(&self) -> Vec<(String, Array2<f32>)> {
+        if !self.bn_trained {
+            return Vec::new();
+        }
+        let mut ids: Vec<&usize> = self.running.keys().collect();
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            let (m, v) = &self.running[id];
+            let c = self.plan.nodes[*id].shape.cols;
+            let name = &self.plan.nodes[*id].name;
+            for (suffix, b) in [("running_mean", m), ("running_var", v)] {
+                let vals = self
+                    .ctx
+                    .read(b, 4 * c as u64)
+                    .unwrap_or_else(|_| vec![f32::NAN; c]);
+                out.push((
+                    format!("{name}.{suffix}"),
+                    Array2::from_shape_vec((1, c), vals).unwrap_or_default(),
+                ));
+            }
+        }
+        out
+    }
+
+    fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {
+        for (id, (m, v)) in &self.running {
+            let name = &self.plan.nodes[*id].name;
+            let find = |suffix: &str| {
+                buffers
+                    .iter()
+                    .find(|(n, _)| *n == format!("{name}.{suffix}"))
+                    .map(|(_, a)| a.iter().copied().collect::<Vec<f32>>())
+            };
+            if let (Some(mean), Some(var)) = (find("running_mean"), find("running_var")) {
+                write(&self.ctx, m, &mean);
+                write(&self.ctx, v, &var);
+                self.bn_trained = true;
+            }
+        }
+    }
+}
+
+fn nan_like(plan: &Plan) -> Vec<Array2<f32>> {
+    plan.params
+        .iter()
+        .map(|p| Array2::from_elem((p.shape.rows_at(1), p.shape.cols), f32::NAN))
+        .collect()
+}
+
+impl Drop for GpuExecutor {
+    fn drop(&mut self) {
+        let t = self.timing;
+        if t.steps > 0 {
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / t.steps as f64;
+            tracing::debug!(
+                "gpu executor: {} steps; per step {:.1} us encode, {:.1} us submit; {:.1} ms waiting for losses in all",
+                t.steps,
+                per(t.encode),
+                per(t.submit),
+                t.wait.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+/// Runs kernel `k` once, for tests and `weft bench gpu`: exposes the matmul on its own.
+pub mod bench {
+    use super::*;
+    use kernels::MatmulCfg;
+
+    /// C = op(A)·op(B) on the GPU (`tile` forces 64 or 128; None picks as the executor
+    /// does). Returns C and the GPU time of `reps` back-to-back runs, in seconds.
+    pub fn matmul(
+        ctx: &GpuContext,
+        a: &Array2<f32>,
+        b: &Array2<f32>,
+        ta: bool,
+        tb: bool,
+        tile: Option<u32>,
+        reps: usize,
+    ) -> Result<(Array2<f32>, f64), ExecError> {
+        let (m, k) = if ta {
+            (a.ncols(), a.nrows())
+        } else {
+            (a.nrows(), a.ncols())
+        };
+        let (kb, n) = if tb {
+            (b.ncols(), b.nrows())
+        } else {
+            (b.nrows(), b.ncols())
+        };
+        if k != kb {
+            return Err(ExecError::Shape(format!("matmul of {m}×{k} by {kb}×{n}")));
+        }
+        let bytes = |x: usize| 4 * x as u64;
+        let abuf = ctx.buffer("matmul A", bytes(a.len()), STORAGE)?;
+        let bbuf = ctx.buffer("matmul B", bytes(b.len()), STORAGE)?;
+        let cbuf = ctx.buffer("matmul C", bytes(m * n), STORAGE)?;
+        let dummy = ctx.buffer("unused", 16, STORAGE)?;
+        let dummies: Vec<wgpu::Buffer> = (0..3)
+            .map(|_| ctx.buffer("unused", 16, STORAGE))
+            .collect::<Result<_, _>>()?;
+        let step = ctx.buffer(
+            "step",
+            32,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        let pbuf = ctx.buffer(
+            "params",
+            64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        )?;
+        write(
+            ctx,
+            &abuf,
+            &a.as_standard_layout().iter().copied().collect::<Vec<_>>(),
+        );
+        write(
+            ctx,
+            &bbuf,
+            &b.as_standard_layout().iter().copied().collect::<Vec<_>>(),
+        );
+        let tile = tile.unwrap_or_else(|| lower::matmul_tile(m, n));
+        let cfg = MatmulCfg {
+            tile,
+            ta,
+            tb,
+            bias: false,
+            act: 0,
+        };
+        let p = Params {
+            n: (m * n) as u32,
+            rows: m as u32,
+            cols: n as u32,
+            k: k as u32,
+            ..Params::default()
+        };
+        ctx.queue.write_buffer(&pbuf, 0, &p.bytes());
+        let pipeline = Kernel::matmul(cfg).pipeline(ctx)?;
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: pbuf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: step.as_entire_binding(),
+            },
+        ];
+        for (binding, buf) in READ_BINDINGS.iter().zip([&abuf, &bbuf, &dummy, &dummy]) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        for (binding, buf) in WRITE_BINDINGS.iter().zip([&cbuf, &dummies[1], &dummies[2]]) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("matmul"),
+            layout: &ctx.layout,
+            entries: &entries,
+        });
+        let (gx, gy, _) = lower::matmul_groups(m, n, tile);
+        let run = |times: usize| -> Result<f64, ExecError> {
+            let started = Instant::now();
+            let mut enc = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                for _ in 0..times {
+                    pass.dispatch_workgroups(gx, gy, 1);
+                }
+            }
+            ctx.queue.submit([enc.finish()]);
+            ctx.wait()?;
+            Ok(started.elapsed().as_secs_f64())
+        };
+        run(1)?; // warm-up (pipeline creation, first-touch of memory)
+        let seconds = if reps > 0 { run(reps)? } else { 0.0 };
+        let c = ctx.read(&cbuf, bytes(m * n))?;
+        Ok((
+            Array2::from_shape_vec((m, n), c).map_err(|e| ExecError::Internal(e.to_string()))?,
+            seconds,
+        ))
+    }
+}

@@ -1,0 +1,178 @@
+// Reductions: column sums (bias gradients), normalisation statistics, normalisation and
+// its gradients, and the global gradient norm. Needs common.wgsl.
+//
+// Normalisation statistics live in a scratch buffer: mean in [0, groups), 1/std in
+// [groups, 2·groups), where the groups are the columns (batch norm, P.a = 0) or the rows
+// (layer norm, P.a = 1). The batch has P.rows rows of P.cols columns.
+
+@group(0) @binding(2) var<storage, read> in0: array<f32>;
+@group(0) @binding(3) var<storage, read> in1: array<f32>;
+@group(0) @binding(4) var<storage, read> in2: array<f32>;
+@group(0) @binding(5) var<storage, read> in3: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out2: array<f32>;
+
+const LANES: u32 = 8u;
+const COLS: u32 = 32u;
+var<workgroup> part: array<f32, 256>;
+
+// Sum of the LANES partial values of column lid.x (tile of COLS columns × LANES lanes).
+fn lane_sum(lid: vec3<u32>, v: f32) -> f32 {
+    part[lid.y * COLS + lid.x] = v;
+    workgroupBarrier();
+    var s = 0.0;
+    for (var l = 0u; l < LANES; l++) { s += part[l * COLS + lid.x]; }
+    workgroupBarrier();
+    return s;
+}
+
+// out[j] = Σ_r in0[r, j]: 32 columns per workgroup, 8 lanes down the rows.
+@compute @workgroup_size(32, 8)
+fn sum_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x * COLS + lid.x;
+    var s = 0.0;
+    if j < P.cols {
+        for (var r = lid.y; r < P.rows; r += LANES) { s += in0[r * P.cols + j]; }
+    }
+    let total = lane_sum(lid, s);
+    if j < P.cols && lid.y == 0u { out[j] = total; }
+}
+
+// Batch-norm statistics of in0 per column (two passes, for accuracy); P.x = eps.
+@compute @workgroup_size(32, 8)
+fn col_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x * COLS + lid.x;
+    let ok = j < P.cols;
+    var s = 0.0;
+    if ok { for (var r = lid.y; r < P.rows; r += LANES) { s += in0[r * P.cols + j]; } }
+    let mean = lane_sum(lid, s) / f32(max(P.rows, 1u));
+    var q = 0.0;
+    if ok {
+        for (var r = lid.y; r < P.rows; r += LANES) {
+            let d = in0[r * P.cols + j] - mean;
+            q += d * d;
+        }
+    }
+    let var_ = lane_sum(lid, q) / f32(max(P.rows, 1u));
+    if ok && lid.y == 0u {
+        out[j] = mean;
+        out[P.cols + j] = 1.0 / sqrt(var_ + P.x);
+    }
+}
+
+// Layer-norm statistics of in0 per row (one thread per row); P.x = eps.
+@compute @workgroup_size(256)
+fn row_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = flat_index(gid, nwg);
+    if r >= P.rows { return; }
+    let base = r * P.cols;
+    var s = 0.0;
+    for (var j = 0u; j < P.cols; j++) { s += in0[base + j]; }
+    let mean = s / f32(P.cols);
+    var q = 0.0;
+    for (var j = 0u; j < P.cols; j++) { let d = in0[base + j] - mean; q += d * d; }
+    out[r] = mean;
+    out[P.rows + r] = 1.0 / sqrt(q / f32(P.cols) + P.x);
+}
+
+// Batch-norm statistics in evaluation mode from the running mean (in0) and variance (in1).
+@compute @workgroup_size(256)
+fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat_index(gid, nwg);
+    if j >= P.cols { return; }
+    out[j] = in0[j];
+    out[P.cols + j] = 1.0 / sqrt(in1[j] + P.x);
+}
+
+// Running statistics after a training step: out = mean, out2 = variance, blended with the
+// batch's statistics (in0) by momentum P.y.
+@compute @workgroup_size(256)
+fn running_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat_index(gid, nwg);
+    if j >= P.cols { return; }
+    let m = P.y;
+    let inv = in0[P.cols + j];
+    let var_ = 1.0 / (inv * inv) - P.x;
+    out[j] = (1.0 - m) * out[j] + m * in0[j];
+    out2[j] = (1.0 - m) * out2[j] + m * var_;
+}
+
+fn group_of(r: u32, j: u32) -> u32 { return select(j, r, P.a == 1u); }
+fn groups() -> u32 { return select(P.cols, P.rows, P.a == 1u); }
+
+// gamma · (x − mean) · inv + beta; in0 = x, in1 = statistics, in2 = gamma, in3 = beta.
+@compute @workgroup_size(256)
+fn norm_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= P.n { return; }
+    let r = i / P.cols;
+    let j = i % P.cols;
+    let g = group_of(r, j);
+    out[i] = in2[j] * (in0[i] - in1[g]) * in1[groups() + g] + in3[j];
+}
+
+fn xhat(r: u32, j: u32) -> f32 {
+    let g = group_of(r, j);
+    return (in0[r * P.cols + j] - in1[g]) * in1[groups() + g];
+}
+
+// dL/dgamma = Σ_r dy · x̂ per column; in0 = x, in1 = statistics, in2 = dy.
+@compute @workgroup_size(32, 8)
+fn norm_grad_gamma(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x * COLS + lid.x;
+    var s = 0.0;
+    if j < P.cols {
+        for (var r = lid.y; r < P.rows; r += LANES) { s += in2[r * P.cols + j] * xhat(r, j); }
+    }
+    let total = lane_sum(lid, s);
+    if j < P.cols && lid.y == 0u { out[j] = total; }
+}
+
+// dL/dx of a normalisation, one thread per group (column for batch norm, row for layer
+// norm); in0 = x, in1 = statistics, in2 = gamma, in3 = dy.
+@compute @workgroup_size(256)
+fn norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = flat_index(gid, nwg);
+    if g >= groups() { return; }
+    let layer = P.a == 1u;
+    let count = select(P.rows, P.cols, layer);
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var t = 0u; t < count; t++) {
+        let r = select(t, g, layer);
+        let j = select(g, t, layer);
+        let dxh = in3[r * P.cols + j] * in2[j];
+        s1 += dxh;
+        s2 += dxh * xhat(r, j);
+    }
+    let n = f32(count);
+    let inv = in1[groups() + g];
+    for (var t = 0u; t < count; t++) {
+        let r = select(t, g, layer);
+        let j = select(g, t, layer);
+        let dxh = in3[r * P.cols + j] * in2[j];
+        out[r * P.cols + j] = inv / n * (n * dxh - s1 - xhat(r, j) * s2);
+    }
+}
+
+var<workgroup> acc: array<f32, 256>;
+
+// One workgroup adds Σ in0² over P.n values to out[0]: P.b = 1 starts from 0, P.c = 1 takes
+// the square root at the end (the global gradient norm over every gradient).
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var i = lid.x; i < P.n; i += 256u) { s += in0[i] * in0[i]; }
+    acc[lid.x] = s;
+    workgroupBarrier();
+    for (var width = 128u; width > 0u; width >>= 1u) {
+        if lid.x < width { acc[lid.x] += acc[lid.x + width]; }
+        workgroupBarrier();
+    }
+    if lid.x == 0u {
+        var total = acc[0];
+        if P.b == 0u { total += out[0]; }
+        if P.c == 1u { total = sqrt(total); }
+        out[0] = total;
+    }
+}
