@@ -4,8 +4,9 @@
 #   core: the wasm32 target (dsl and planner must compile to WebAssembly);
 #   web: core + what building the browser viewer needs: wasm-bindgen-cli of the lockfile's
 #   version (cargo install, ~12 min the first time);
-#   all (default): web + what the tests need: Debian's chromium (apt, as root or through
-#   sudo) and npm's playwright-core (in web/tests/node_modules) for the viewer's browser
+#   all (default): web + what the tests need: Mesa's software Vulkan driver and the Vulkan
+#   loader (apt: mesa-vulkan-drivers libvulkan1; the GPU tests run on it where there is no
+#   GPU), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in web/tests/node_modules) for the viewer's browser
 #   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
 #   Python venv in .tools/venv with the packages that execute notebooks headlessly.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
@@ -39,10 +40,15 @@ apt_install() {
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
       { sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; }
   else
-    echo "weft's browser tests need: $* (apt); install them as root, then run this again" >&2
+    echo "weft's tests need: $* (apt); install them as root, then run this again" >&2
     exit 1
   fi
 }
+# lavapipe, Mesa's software Vulkan driver, and the Vulkan loader: wgpu finds a (slow)
+# adapter on any machine, so the GPU executor is tested everywhere.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+  apt_install mesa-vulkan-drivers libvulkan1
+fi
 command -v chromium >/dev/null || apt_install chromium
 command -v npm >/dev/null || apt_install nodejs npm
 if [ ! -f web/tests/node_modules/playwright-core/package.json ]; then

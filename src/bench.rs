@@ -84,6 +84,12 @@ pub struct DistOptions {
     pub link_mbit: Option<f64>,
     /// Batch size per worker for `scaling`.
     pub batch: usize,
+    /// Matrix sizes for `gpu` (`--sizes 1024,2048`).
+    pub sizes: Vec<usize>,
+    /// Batch sizes for `gpu` (`--batches 32,1024`).
+    pub batches: Vec<usize>,
+    /// Python with PyTorch for `gpu`'s baseline (`--torch python3`).
+    pub torch: Option<String>,
 }
 
 /// Runs the named benchmarks (all single-process ones when empty) and prints a table or
@@ -102,7 +108,7 @@ pub fn run(
             dist.workers.clone()
         }
     };
-    const ALONE: [&str; 4] = ["allreduce", "traffic", "scaling", "layout"];
+    const ALONE: [&str; 5] = ["allreduce", "traffic", "scaling", "layout", "gpu"];
     let known: Vec<&str> = BENCHES.iter().map(|b| b.0).chain(ALONE).collect();
     for n in names {
         if !known.contains(&n.as_str()) {
@@ -146,6 +152,7 @@ pub fn run(
             )
         }
         Some("layout") => return layout(json_out),
+        Some("gpu") => return gpu(rows, json_out, dist),
         _ => {}
     }
     let tmp = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
@@ -183,6 +190,26 @@ pub fn run(
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+#[cfg(feature = "gpu")]
+fn gpu(rows: Option<usize>, json_out: bool, dist: &DistOptions) -> Result<()> {
+    let or = |v: &[usize], d: &[usize]| if v.is_empty() { d.to_vec() } else { v.to_vec() };
+    crate::bench_gpu::gpu(&crate::bench_gpu::GpuOptions {
+        sizes: or(&dist.sizes, &[1024, 2048, 4096, 8192]),
+        batches: or(&dist.batches, &[32, 1024, 8192]),
+        rows: rows.unwrap_or(200_000),
+        torch: dist.torch.clone(),
+        json: json_out,
+    })
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu(_: Option<usize>, _: bool, _: &DistOptions) -> Result<()> {
+    Err(Error::Io {
+        path: "gpu".into(),
+        message: "this build of weft has no GPU executor (the `gpu` feature)".into(),
+    })
 }
 
 /// A plan of about 2,000 nodes: 200 dense layers (the viewer's benchmark, as in the browser

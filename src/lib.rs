@@ -13,6 +13,9 @@
 
 pub mod bench;
 mod bench_dist;
+#[cfg(feature = "gpu")]
+pub mod bench_gpu;
+pub mod devices;
 pub mod distributed;
 mod error;
 mod experiment;

@@ -106,7 +106,8 @@ enum Command {
     Schema,
     /// Measure training throughput on the benchmark specs.
     Bench {
-        /// Benchmark names (default: all): higgs-b32, higgs-b1024, mnist-b128.
+        /// Benchmark names (default: all): higgs-b32, higgs-b1024, mnist-b128; on their own:
+        /// allreduce, traffic, scaling, layout, gpu.
         names: Vec<String>,
         /// Rows of synthetic data (default: each benchmark's own, 100k / 60k).
         #[arg(long)]
@@ -132,6 +133,21 @@ enum Command {
         /// Batch size per worker (scaling).
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Square matrix sizes (gpu; default 1024,2048,4096,8192).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Training batch sizes (gpu; default 32,1024,8192).
+        #[arg(long, value_delimiter = ',')]
+        batches: Vec<usize>,
+        /// Python with PyTorch, to run the same GPU workloads side by side (gpu).
+        #[arg(long)]
+        torch: Option<String>,
+    },
+    /// List the GPU adapters wgpu finds (name, backend, type, limits) and what
+    /// `executor.device: auto` would pick.
+    Devices {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -330,6 +346,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             };
             weft::serve::serve(exp, &listen, port, run, &runs_dir)?;
         }
+        Command::Devices { json } => weft::devices::print(json)?,
         Command::Schema => println!(
             "{}",
             serde_json::to_string_pretty(&weft_dsl::json_schema()).unwrap_or_default()
@@ -344,6 +361,9 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             max_mib,
             link_mbit,
             batch,
+            sizes,
+            batches,
+            torch,
         } => {
             let dist = bench::DistOptions {
                 workers,
@@ -351,6 +371,9 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 max_bytes: max_mib << 20,
                 link_mbit,
                 batch,
+                sizes,
+                batches,
+                torch,
             };
             bench::run(&names, rows, baseline.as_deref(), json, &dist)?
         }

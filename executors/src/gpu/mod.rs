@@ -203,17 +203,27 @@ impl GpuExecutor {
         self.timing
     }
 
-    /// Makes sure the batch-sized buffers hold `rows` rows (grown in powers of two).
+    /// Makes sure the batch-sized buffers hold `rows` rows: room for the spec's batch size
+    /// rounded up to a power of two when the adapter allows it, else exactly `rows`.
     fn ensure_rows(&mut self, rows: usize) -> Result<(), ExecError> {
         if self.batch.as_ref().is_some_and(|b| b.rows >= rows) {
             return Ok(());
         }
-        let rows = rows
-            .max(self.plan.train.batch_size.min(1 << 16))
-            .next_power_of_two();
         // Drop the old buffers (and the programs that bind them) before making new ones.
         self.programs.clear();
         self.batch = None;
+        let roomy = rows
+            .max(self.plan.train.batch_size.min(1 << 16))
+            .next_power_of_two();
+        match self.allocate(roomy) {
+            Ok(b) => self.batch = Some(b),
+            Err(_) if roomy > rows => self.batch = Some(self.allocate(rows)?),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn allocate(&self, rows: usize) -> Result<BatchBuffers, ExecError> {
         let ctx = &self.ctx;
         let mut slots = Vec::new();
         for (i, s) in self.mem.slots.iter().enumerate() {
@@ -249,14 +259,13 @@ impl GpuExecutor {
             4 * rows as u64,
             STORAGE,
         )?;
-        self.batch = Some(BatchBuffers {
+        Ok(BatchBuffers {
             rows,
             slots,
             scratch,
             x,
             y,
-        });
-        Ok(())
+        })
     }
 
     fn storage(&self, which: Which) -> &HashMap<usize, Storage> {

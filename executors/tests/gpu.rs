@@ -1,0 +1,163 @@
+//! GPU-only checks beyond the shared conformance suite: the matmul kernel on awkward shapes,
+//! both tile sizes and transposed operands; CPU-vs-GPU parity of whole training steps
+//! (dropout masks included); deferred losses; and the errors a GPU's limits give.
+#![cfg(feature = "gpu")]
+
+mod conformance;
+
+use conformance::support::{classes, inputs, labels, ok, plan};
+use ndarray::Array2;
+use weft_executors::cpu::CpuExecutor;
+use weft_executors::gpu::{bench, GpuContext, GpuExecutor, Want};
+use weft_executors::{ExecError, Executor};
+use weft_planner::rng::Rng;
+
+fn ctx() -> std::sync::Arc<GpuContext> {
+    GpuContext::shared(Want::Any)
+        .expect("opening the GPU")
+        .expect("no GPU adapter: install mesa-vulkan-drivers (scripts/setup.sh does)")
+}
+
+fn random(r: usize, c: usize, stream: u64) -> Array2<f32> {
+    let mut rng = Rng::new(3, stream);
+    Array2::from_shape_simple_fn((r, c), || rng.normal())
+}
+
+#[test]
+fn matmul_matches_the_cpu_on_odd_shapes_both_tiles_and_transposes() {
+    let ctx = ctx();
+    // Sizes that are not multiples of any tile, a K smaller than one K step, a single row.
+    for &(m, k, n) in &[(67, 45, 129), (1, 300, 7), (130, 3, 65), (129, 17, 257)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = if ta { random(k, m, 1) } else { random(m, k, 1) };
+            let b = if tb { random(n, k, 2) } else { random(k, n, 2) };
+            let want = {
+                let a = if ta { a.t().to_owned() } else { a.clone() };
+                let b = if tb { b.t().to_owned() } else { b.clone() };
+                a.dot(&b)
+            };
+            for tile in [64, 128] {
+                let (got, _) = ok(bench::matmul(&ctx, &a, &b, ta, tb, Some(tile), 0));
+                assert_eq!(got.dim(), (m, n));
+                for ((i, j), w) in want.indexed_iter() {
+                    let g = got[[i, j]];
+                    assert!(
+                        (g - w).abs() <= 1e-4 + 1e-4 * w.abs(),
+                        "{m}×{k}×{n} ta={ta} tb={tb} tile={tile}: C[{i},{j}] = {g}, want {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The same plan and batches on both executors: the parameters after several steps agree
+/// (dropout masks come from the same counter-based generator on both).
+#[test]
+fn training_steps_match_the_cpu_with_dropout_clipping_and_adam() {
+    let p = plan(
+        "[{dense: {units: 32, activation: relu}}, {dropout: {rate: 0.3}}, {dense: {units: 16, activation: gelu}}, {layer_norm: {}}, {dense: {units: 3, activation: softmax}}]",
+        "{optimizer: {adam: {lr: 0.01}}, batch_size: 40, clip_grad_norm: 0.5}",
+        6,
+        classes(3),
+    );
+    let mut cpu = CpuExecutor::new(&p);
+    let mut gpu = ok(GpuExecutor::new(ctx(), &p));
+    for step in 0..6u64 {
+        let x = inputs(40 - step as usize, 6, step);
+        let y = labels(x.nrows(), &classes(3));
+        let lc = ok(cpu.train_step(x.view(), y.view(), step, 0.01));
+        let lg = ok(gpu.train_step(x.view(), y.view(), step, 0.01));
+        assert!(
+            (lc - lg).abs() <= 1e-4 * lc.abs().max(1.0),
+            "step {step}: loss cpu {lc}, gpu {lg}"
+        );
+    }
+    for (i, (c, g)) in cpu.params().iter().zip(gpu.params()).enumerate() {
+        for (a, b) in c.iter().zip(g.iter()) {
+            assert!(
+                (a - b).abs() <= 1e-4 + 1e-3 * a.abs(),
+                "param {i}: cpu {a}, gpu {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deferred_losses_add_up_to_the_step_losses() {
+    let p = plan(
+        "[{dense: {units: 8, activation: tanh}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 10}",
+        4,
+        classes(2),
+    );
+    let (mut a, mut b) = (CpuExecutor::new(&p), ok(GpuExecutor::new(ctx(), &p)));
+    let mut want = 0.0f64;
+    for step in 0..5u64 {
+        let x = inputs(10 + step as usize, 4, step);
+        let y = labels(x.nrows(), &classes(2));
+        want += f64::from(ok(a.train_step(x.view(), y.view(), step, 0.1))) * x.nrows() as f64;
+        assert_eq!(
+            ok(b.train_step_deferred(x.view(), y.view(), step, 0.1)),
+            None
+        );
+    }
+    let (sum, rows) = ok(b.deferred_losses());
+    assert_eq!(rows, 10 + 11 + 12 + 13 + 14);
+    assert!(
+        (sum - want).abs() <= 1e-4 * want,
+        "deferred {sum}, steps {want}"
+    );
+    assert_eq!(ok(b.deferred_losses()), (0.0, 0), "read back once");
+}
+
+#[test]
+fn a_batch_beyond_the_adapters_limit_is_a_clear_error() {
+    // An adapter that allows 64 KiB per storage buffer: a 28-wide input at 1024 rows needs
+    // 112 KiB.
+    let small = GpuContext::open(Want::Any, |l| l.max_storage_buffer_binding_size = 64 << 10)
+        .expect("opening the GPU")
+        .expect("an adapter");
+    let p = plan(
+        "[{dense: {units: 4, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 1024}",
+        28,
+        classes(2),
+    );
+    let mut exec = ok(GpuExecutor::new(std::sync::Arc::new(small), &p));
+    let x = inputs(1024, 28, 0);
+    let y = labels(1024, &classes(2));
+    let err = exec.train_step(x.view(), y.view(), 0, 0.1).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ExecError::Gpu(_)), "{text}");
+    for want in [
+        "input batch (1024 rows × 28)",
+        "112.0 KiB",
+        "64.0 KiB",
+        "max_storage_buffer_binding_size",
+        "smaller batch_size",
+    ] {
+        assert!(text.contains(want), "`{want}` missing from: {text}");
+    }
+    // A batch that fits still runs on the same executor.
+    let x = inputs(100, 28, 0);
+    let y = labels(100, &classes(2));
+    assert!(ok(exec.train_step(x.view(), y.view(), 1, 0.1)).is_finite());
+}
+
+#[test]
+fn a_wrong_number_of_features_is_an_error_not_a_panic() {
+    let p = plan(
+        "[{dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 8}",
+        4,
+        classes(2),
+    );
+    let mut exec = ok(GpuExecutor::new(ctx(), &p));
+    let x = inputs(8, 5, 0);
+    let err = exec.predict(x.view()).unwrap_err().to_string();
+    assert!(
+        err.contains("input has 5 feature columns, the model expects 4"),
+        "{err}"
+    );
+}
