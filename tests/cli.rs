@@ -228,18 +228,129 @@ fn schema_describes_the_spec() {
 }
 
 #[test]
-fn unsupported_sections_are_refused_with_their_location() {
+fn gpu_without_any_adapter_is_refused_with_its_location_and_auto_falls_back() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("gpu.yaml");
     std::fs::write(&spec, "name: g\ndata: {source: builtin:iris}\nmodel: [dense: {units: 3}]\nexecutor: {device: gpu}\n").unwrap();
-    let o = weft(&["run", spec.to_str().unwrap()]);
+    // WGPU_BACKEND=gl asks for a backend this build does not have: no adapter at all.
+    let no_gpu = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .env("WGPU_BACKEND", "gl")
+            .output()
+            .expect("weft runs")
+    };
+    let o = no_gpu(&["run", spec.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o)
-            .contains("gpu.yaml:4:20: executor.device: this build of weft has no GPU executor yet"),
+        stderr(&o).contains(
+            "gpu.yaml:4:20: executor.device: `gpu` asked for, but wgpu finds no GPU adapter"
+        ),
         "{}",
         stderr(&o)
     );
+    let runs = dir.path().join("runs");
+    let o = no_gpu(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--set",
+        "executor.device=auto",
+        "--json",
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        v["train"]["device"].as_str().unwrap().starts_with("cpu"),
+        "{v}"
+    );
+}
+
+/// The same spec on the CPU and on the GPU executor (Mesa's software Vulkan driver where
+/// there is no GPU) reaches the same test accuracy, within 1%.
+#[test]
+fn the_same_spec_reaches_the_same_accuracy_on_cpu_and_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let small_higgs = [
+        "--set",
+        "data.source.synthetic.rows=3000",
+        "--set",
+        "model[0].dense.units=64",
+        "--set",
+        "model[2].dense.units=64",
+        "--set",
+        "train.epochs=5",
+    ];
+    for (spec, extra) in [
+        ("specs/iris.yaml", &[][..]),
+        ("specs/higgs-synthetic.yaml", &small_higgs[..]),
+    ] {
+        let on = |device: &str| {
+            let mut args = extra.to_vec();
+            let set = format!("executor.device={device}");
+            args.extend(["--set", set.as_str()]);
+            run_json(spec, dir.path(), &args)
+        };
+        let (cpu, gpu) = (on("cpu"), on("gpu"));
+        assert!(cpu["train"]["device"].as_str().unwrap().starts_with("cpu"));
+        assert!(
+            gpu["train"]["device"]
+                .as_str()
+                .unwrap()
+                .starts_with("gpu: "),
+            "{}",
+            gpu["train"]
+        );
+        let (a, b) = (accuracy(&cpu), accuracy(&gpu));
+        assert!((a - b).abs() <= 0.01, "{spec}: cpu {a}, gpu {b}");
+        assert!(a > 0.7, "{spec}: cpu accuracy {a}");
+        // Every epoch's loss agrees too (same initial weights, same batches, same masks).
+        let losses = |v: &Value| -> Vec<f64> {
+            v["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["train_loss"].as_f64().unwrap())
+                .collect()
+        };
+        for (l1, l2) in losses(&cpu).iter().zip(losses(&gpu)) {
+            assert!(
+                (l1 - l2).abs() <= 1e-3 * l1.abs().max(0.01),
+                "{spec}: epoch loss cpu {l1}, gpu {l2}"
+            );
+        }
+    }
+}
+
+#[test]
+fn devices_lists_the_adapters_and_what_each_setting_picks() {
+    let o = weft(&["devices", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let adapters = v["adapters"].as_array().unwrap();
+    assert!(
+        !adapters.is_empty(),
+        "no adapter: the test setup installs mesa-vulkan-drivers"
+    );
+    for a in adapters {
+        assert!(
+            a["max_storage_buffer_binding_size"].as_u64().unwrap() > 0,
+            "{a}"
+        );
+        assert!(a["name"].as_str().is_some() && a["backend"].as_str().is_some());
+    }
+    // `auto` never takes a software adapter.
+    let hardware = adapters
+        .iter()
+        .find(|a| a["software"] == Value::Bool(false));
+    match hardware {
+        Some(h) => assert_eq!(v["auto"], format!("gpu: {}", h["name"].as_str().unwrap())),
+        None => assert_eq!(v["auto"], "cpu"),
+    }
+    let text = stdout(&weft(&["devices"]));
+    assert!(text.contains("executor.device: auto → "), "{text}");
+    assert!(text.contains("limits: buffer "), "{text}");
 }
 
 /// `weft plan` output is locked by golden files; `UPDATE_GOLDEN=1 cargo test` rewrites them.

@@ -161,3 +161,27 @@ fn a_wrong_number_of_features_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+#[test]
+fn a_lost_device_is_an_error_that_says_so() {
+    let ctx = std::sync::Arc::new(
+        GpuContext::open(Want::Any, |_| {})
+            .expect("opening the GPU")
+            .expect("an adapter"),
+    );
+    let p = plan(
+        "[{dense: {units: 4, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 16}",
+        4,
+        classes(2),
+    );
+    let mut exec = ok(GpuExecutor::new(ctx.clone(), &p));
+    let (x, y) = (inputs(16, 4, 0), labels(16, &classes(2)));
+    assert!(ok(exec.train_step(x.view(), y.view(), 0, 0.1)).is_finite());
+    ctx.device.destroy();
+    let err = exec
+        .train_step(x.view(), y.view(), 1, 0.1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("GPU device was lost"), "{err}");
+}

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::build::Task;
 use crate::cost::human;
+use crate::memory::{MemoryPlan, ScheduleKind, Storage};
 use crate::op::{Op, Phase};
 use crate::parallel::{human_bytes, DataParallelPlan};
 use crate::plan::Plan;
@@ -98,6 +99,22 @@ pub fn text(plan: &Plan) -> String {
             .collect();
         let _ = writeln!(out, "  {}: {}", stage.kind, details.join(", "));
         if stage.kind == "Train" {
+            let mem = MemoryPlan::new(plan, |_| false);
+            let unshared: usize = mem
+                .of(ScheduleKind::Train)
+                .iter()
+                .filter(|(_, s)| matches!(s, Storage::Slot(_)))
+                .map(|(id, _)| plan.nodes[*id].shape.numel(c.batch_size))
+                .sum();
+            let _ = writeln!(
+                out,
+                "    Memory: buffers={} (reused by liveness), activations={} at batch {} ({} without reuse), params+grads={}",
+                mem.slots.len(),
+                human_bytes(4.0 * mem.slot_floats(c.batch_size) as f64),
+                c.batch_size,
+                human_bytes(4.0 * unshared as f64),
+                human_bytes(2.0 * c.param_bytes as f64)
+            );
             for (phase, label) in [
                 (Phase::Forward, "Forward"),
                 (Phase::Backward, "Backward"),
