@@ -3,6 +3,8 @@
 //! (dropout masks included); deferred losses; and the errors a GPU's limits give.
 #![cfg(feature = "gpu")]
 
+// Only the helpers of the suite are used here (the suite itself runs in gpu_conformance.rs).
+#[allow(dead_code)]
 mod conformance;
 
 use conformance::support::{classes, inputs, labels, ok, plan};

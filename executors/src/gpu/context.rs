@@ -57,7 +57,7 @@ pub fn adapters() -> Vec<AdapterSummary> {
                     .to_string(),
                 software: is_software(&info),
                 max_buffer_size: l.max_buffer_size,
-                max_storage_buffer_binding_size: u64::from(l.max_storage_buffer_binding_size),
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
                 max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
@@ -250,7 +250,7 @@ impl GpuContext {
         usage: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer, ExecError> {
         let bytes = bytes.max(4).next_multiple_of(4);
-        let storage_limit = u64::from(self.limits.max_storage_buffer_binding_size);
+        let storage_limit = self.limits.max_storage_buffer_binding_size;
         if usage.contains(wgpu::BufferUsages::STORAGE) && bytes > storage_limit {
             return Err(self.too_large(
                 what,

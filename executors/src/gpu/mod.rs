@@ -35,9 +35,12 @@ enum Which {
     Updates,
 }
 
+/// One kernel launch: pipeline, bindings, workgroup grid.
+type Dispatch = (Arc<wgpu::ComputePipeline>, wgpu::BindGroup, (u32, u32, u32));
+
 /// A lowered schedule at one batch size: its bind groups are made once and reused.
 struct Program {
-    dispatches: Vec<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, (u32, u32, u32))>,
+    dispatches: Vec<Dispatch>,
     _params: wgpu::Buffer,
 }
 
