@@ -88,6 +88,33 @@ pub trait Executor {
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]);
 }
 
+/// Errors unless the batch has the plan's feature columns.
+pub(crate) fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecError> {
+    let want = plan.features.len();
+    if x.ncols() != want {
+        return Err(ExecError::Shape(format!(
+            "input has {} feature columns, the model expects {want}",
+            x.ncols()
+        )));
+    }
+    Ok(())
+}
+
+/// Errors unless every parameter value has its parameter's shape.
+pub(crate) fn check_params(plan: &Plan, params: &[Array2<f32>]) -> Result<(), ExecError> {
+    for (p, v) in plan.params.iter().zip(params) {
+        let want = (p.shape.rows_at(1), p.shape.cols);
+        if v.dim() != want {
+            return Err(ExecError::Shape(format!(
+                "parameter `{}` is {:?}, the model expects {want:?}",
+                p.name,
+                v.dim()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Where a plan runs.
 #[derive(Clone)]
 pub enum Device {

@@ -16,7 +16,7 @@ use weft_planner::{NormAxis, Op, Phase, Plan, Schedules};
 use crate::error::ExecError;
 use crate::init::init_param;
 use crate::optim::{self, State};
-use crate::Executor;
+use crate::{check_batch, check_params, Executor};
 use kernels::{ensure, flat, flat_mut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,17 +308,6 @@ impl CpuExecutor {
     }
 }
 
-fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecError> {
-    let want = plan.features.len();
-    if x.ncols() != want {
-        return Err(ExecError::Shape(format!(
-            "input has {} feature columns, the model expects {want}",
-            x.ncols()
-        )));
-    }
-    Ok(())
-}
-
 /// Called with (parameter index, gradient) as each gradient becomes final.
 type Ready<'a> = &'a mut dyn FnMut(usize, &Array2<f32>);
 
@@ -403,15 +392,8 @@ impl Executor for CpuExecutor {
     }
 
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
+        check_params(&self.plan, params)?;
         for (p, v) in self.plan.params.iter().zip(params) {
-            let want = (p.shape.rows_at(1), p.shape.cols);
-            if v.dim() != want {
-                return Err(ExecError::Shape(format!(
-                    "parameter `{}` is {:?}, the model expects {want:?}",
-                    p.name,
-                    v.dim()
-                )));
-            }
             self.vals[p.node] = v.as_standard_layout().to_owned();
         }
         Ok(())

@@ -22,7 +22,7 @@ use weft_planner::{MemoryPlan, NormAxis, Op, Plan, PlanNode, ScheduleKind, Slot,
 
 use crate::error::ExecError;
 use crate::init::init_param;
-use crate::Executor;
+use crate::{check_batch, check_params, Executor};
 pub use context::{adapters, human_bytes, AdapterSummary, GpuContext, Want};
 use context::{READ_BINDINGS, WRITE_BINDINGS};
 use kernels::{Kernel, Params};
@@ -613,17 +613,6 @@ fn upload(
     }
 }
 
-fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecError> {
-    let want = plan.features.len();
-    if x.ncols() != want {
-        return Err(ExecError::Shape(format!(
-            "input has {} feature columns, the model expects {want}",
-            x.ncols()
-        )));
-    }
-    Ok(())
-}
-
 impl Executor for GpuExecutor {
     fn device_name(&self) -> String {
         format!("gpu: {}", self.ctx.name())
@@ -746,16 +735,7 @@ impl Executor for GpuExecutor {
     }
 
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
-        for (p, v) in self.plan.params.iter().zip(params) {
-            let want = (p.shape.rows_at(1), p.shape.cols);
-            if v.dim() != want {
-                return Err(ExecError::Shape(format!(
-                    "parameter `{}` is {:?}, the model expects {want:?}",
-                    p.name,
-                    v.dim()
-                )));
-            }
-        }
+        check_params(&self.plan, params)?;
         self.write_all(&self.params, params, "parameters")
     }
 
