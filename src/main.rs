@@ -161,6 +161,12 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // Vulkan drivers probe for a Wayland display while wgpu lists adapters; without
+    // XDG_RUNTIME_DIR (servers, containers) libwayland prints a bogus "error:" line. Point
+    // it at the temp folder, where no display socket answers. Done first, before any thread.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     init_tracing();
     let cli = Cli::parse();
     match try_main(cli) {

@@ -47,6 +47,11 @@ pub trait Executor {
     fn deferred_losses(&mut self) -> Result<(f64, usize), ExecError> {
         Ok((0.0, 0))
     }
+    /// Whether what was read from the device so far can be trusted (a GPU whose read-back
+    /// failed says so here; the training loop asks before writing a checkpoint).
+    fn check_health(&mut self) -> Result<(), ExecError> {
+        Ok(())
+    }
     /// Forward and backward only (training mode); returns the loss, gradients via [`Executor::grads`].
     fn loss_and_grads(
         &mut self,
@@ -95,6 +100,18 @@ pub(crate) fn check_batch(plan: &Plan, x: &ArrayView2<f32>) -> Result<(), ExecEr
         return Err(ExecError::Shape(format!(
             "input has {} feature columns, the model expects {want}",
             x.ncols()
+        )));
+    }
+    Ok(())
+}
+
+/// Errors unless there is one label per row.
+pub(crate) fn check_labels(x: &ArrayView2<f32>, y: &ArrayView1<f32>) -> Result<(), ExecError> {
+    if x.nrows() != y.len() {
+        return Err(ExecError::Shape(format!(
+            "{} input rows but {} labels",
+            x.nrows(),
+            y.len()
         )));
     }
     Ok(())

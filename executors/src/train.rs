@@ -261,7 +261,8 @@ pub fn fit_from(
                 if i % 16 == 15 || i + 1 == steps_per_epoch as usize {
                     let (deferred, rows) = exec.deferred_losses()?;
                     if rows > 0 && !deferred.is_finite() {
-                        let loss = deferred as f32;
+                        // Somewhere in the last (up to 16) steps: report the block's end.
+                        let loss = (deferred / rows as f64) as f32;
                         return Err(ExecError::Diverged { epoch, step, loss });
                     }
                     sum += deferred;
@@ -297,7 +298,17 @@ pub fn fit_from(
             worker_samples_per_sec: Vec::new(),
         };
         if let Some(save) = checkpoint.as_mut() {
-            save(epoch, step, &get_flat(exec))?;
+            let flat = get_flat(exec);
+            // A failed read-back (a lost GPU) must not replace the last good checkpoint.
+            exec.check_health()?;
+            if let Some(bad) = flat.iter().find(|v| !v.is_finite()) {
+                return Err(ExecError::Diverged {
+                    epoch,
+                    step,
+                    loss: *bad,
+                });
+            }
+            save(epoch, step, &flat)?;
         }
         progress.epoch_end(&record)?;
         history.push(record);

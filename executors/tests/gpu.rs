@@ -114,7 +114,7 @@ fn deferred_losses_add_up_to_the_step_losses() {
 }
 
 #[test]
-fn a_batch_beyond_the_adapters_limit_is_a_clear_error() {
+fn a_batch_beyond_the_adapters_limit_is_a_clear_error_and_changes_nothing() {
     // An adapter that allows 64 KiB per storage buffer: a 28-wide input at 1024 rows needs
     // 112 KiB.
     let small = GpuContext::open(Want::Any, |l| l.max_storage_buffer_binding_size = 64 << 10)
@@ -122,7 +122,7 @@ fn a_batch_beyond_the_adapters_limit_is_a_clear_error() {
         .expect("an adapter");
     let p = plan(
         "[{dense: {units: 4, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
-        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 1024}",
+        "{optimizer: {adam: {lr: 0.1}}, batch_size: 1024}",
         28,
         classes(2),
     );
@@ -141,10 +141,69 @@ fn a_batch_beyond_the_adapters_limit_is_a_clear_error() {
     ] {
         assert!(text.contains(want), "`{want}` missing from: {text}");
     }
-    // A batch that fits still runs on the same executor.
+    // A batch that fits still runs, and the refused one left no trace: Adam's first step
+    // matches the CPU's.
+    let mut cpu = CpuExecutor::new(&p);
     let x = inputs(100, 28, 0);
     let y = labels(100, &classes(2));
+    let (lg, lc) = (
+        ok(exec.train_step(x.view(), y.view(), 1, 0.1)),
+        ok(cpu.train_step(x.view(), y.view(), 1, 0.1)),
+    );
+    assert!((lg - lc).abs() < 1e-5, "gpu {lg}, cpu {lc}");
+    for (c, g) in cpu.params().iter().zip(exec.params()) {
+        for (a, b) in c.iter().zip(g.iter()) {
+            assert!((a - b).abs() <= 1e-5 + 1e-4 * a.abs(), "cpu {a}, gpu {b}");
+        }
+    }
+}
+
+#[test]
+fn too_many_workgroups_is_a_clear_error() {
+    let small = GpuContext::open(Want::Any, |l| l.max_compute_workgroups_per_dimension = 4)
+        .expect("opening the GPU")
+        .expect("an adapter");
+    let p = plan(
+        "[{dense: {units: 8, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 1024}",
+        4,
+        classes(2),
+    );
+    let mut exec = ok(GpuExecutor::new(std::sync::Arc::new(small), &p));
+    let (x, y) = (inputs(1024, 4, 0), labels(1024, &classes(2)));
+    let err = exec
+        .train_step(x.view(), y.view(), 0, 0.1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "a matmul at batch 1024 needs 16 workgroups in one dimension; this adapter allows 4"
+        ),
+        "{err}"
+    );
+    // Small batches fit the grid.
+    let (x, y) = (inputs(200, 4, 0), labels(200, &classes(2)));
     assert!(ok(exec.train_step(x.view(), y.view(), 1, 0.1)).is_finite());
+}
+
+#[test]
+fn labels_must_match_the_rows_on_both_executors() {
+    let p = plan(
+        "[{dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.1}}, batch_size: 8}",
+        4,
+        classes(2),
+    );
+    let (x, y) = (inputs(8, 4, 0), labels(7, &classes(2)));
+    let mut cpu = CpuExecutor::new(&p);
+    let mut gpu = ok(GpuExecutor::new(ctx(), &p));
+    for exec in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        let err = exec
+            .train_step(x.view(), y.view(), 0, 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("8 input rows but 7 labels"), "{err}");
+    }
 }
 
 #[test]

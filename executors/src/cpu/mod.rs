@@ -16,7 +16,7 @@ use weft_planner::{NormAxis, Op, Phase, Plan, Schedules};
 use crate::error::ExecError;
 use crate::init::init_param;
 use crate::optim::{self, State};
-use crate::{check_batch, check_params, Executor};
+use crate::{check_batch, check_labels, check_params, Executor};
 use kernels::{ensure, flat, flat_mut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,9 @@ impl CpuExecutor {
         ready: Option<Ready>,
     ) -> Result<(), ExecError> {
         check_batch(&self.plan, &x)?;
+        if let Some(y) = &y {
+            check_labels(&x, y)?;
+        }
         let ids = std::mem::take(pick(&mut self.plan.schedules));
         let r = self.run(&ids, x, y, mode, step, lr, ready);
         *pick(&mut self.plan.schedules) = ids;

@@ -171,8 +171,9 @@ impl GpuContext {
         let timeout = std::env::var("WEFT_GPU_TIMEOUT_S")
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| *s > 0.0)
-            .map_or(Duration::from_secs(120), Duration::from_secs_f64);
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(120));
         Ok(Some(GpuContext {
             info,
             limits,

@@ -134,8 +134,19 @@ fn elementwise_call(kernel: Kernel, p: Params, reads: Vec<Buf>, out: Buf, run: R
 }
 
 /// Grid of the 32-column reduction kernels (reduce.wgsl).
-fn column_groups(cols: usize) -> (u32, u32, u32) {
-    (cols.div_ceil(32) as u32, 1, 1)
+fn column_groups(cols: usize, run: Run) -> Result<(u32, u32, u32), ExecError> {
+    within(cols.div_ceil(32), run, "a reduction over columns").map(|g| (g, 1, 1))
+}
+
+/// A workgroup count checked against the adapter's per-dimension limit.
+fn within(groups: usize, run: Run, what: &str) -> Result<u32, ExecError> {
+    match u32::try_from(groups) {
+        Ok(g) if g <= run.max_dim => Ok(g),
+        _ => Err(ExecError::Gpu(format!(
+            "{what} at batch {} needs {groups} workgroups in one dimension; this adapter allows {} (max_compute_workgroups_per_dimension); use a smaller batch_size",
+            run.rows, run.max_dim
+        ))),
+    }
 }
 
 fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), ExecError> {
@@ -283,7 +294,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                     Buf::Scratch(id),
                     run,
                 )),
-                _ => calls.push(stats(*axis, x, id, p, rows, cols, run)),
+                _ => calls.push(stats(*axis, x, id, p, rows, cols, run)?),
             }
             calls.push(elementwise_call(
                 Kernel::reduce("norm_apply"),
@@ -407,7 +418,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 },
                 reads: vec![Buf::Node(input(0))],
                 writes: vec![out],
-                groups: column_groups(cols),
+                groups: column_groups(cols, run)?,
             });
         }
         Op::NormGrad { axis, eps, part } => {
@@ -422,14 +433,14 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 ..Params::default()
             };
             p.f[0] = *eps;
-            calls.push(stats(*axis, Buf::Node(x), id, p, r, c, run));
+            calls.push(stats(*axis, Buf::Node(x), id, p, r, c, run)?);
             match part {
                 NormPart::Gamma => calls.push(Call {
                     kernel: Kernel::reduce("norm_grad_gamma"),
                     params: p,
                     reads: vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)],
                     writes: vec![out],
-                    groups: column_groups(c),
+                    groups: column_groups(c, run)?,
                 }),
                 NormPart::Input => {
                     let groups = if *axis == NormAxis::Batch { c } else { r };
@@ -520,14 +531,22 @@ fn loss_code(kind: LossKind) -> u32 {
 }
 
 /// Normalisation statistics of x into the node's scratch.
-fn stats(axis: NormAxis, x: Buf, id: usize, p: Params, rows: usize, cols: usize, run: Run) -> Call {
-    match axis {
+fn stats(
+    axis: NormAxis,
+    x: Buf,
+    id: usize,
+    p: Params,
+    rows: usize,
+    cols: usize,
+    run: Run,
+) -> Result<Call, ExecError> {
+    Ok(match axis {
         NormAxis::Batch => Call {
             kernel: Kernel::reduce("col_stats"),
             params: p,
             reads: vec![x],
             writes: vec![Buf::Scratch(id)],
-            groups: column_groups(cols),
+            groups: column_groups(cols, run)?,
         },
         NormAxis::Layer => Call {
             kernel: Kernel::reduce("row_stats"),
@@ -536,7 +555,7 @@ fn stats(axis: NormAxis, x: Buf, id: usize, p: Params, rows: usize, cols: usize,
             writes: vec![Buf::Scratch(id)],
             groups: groups_1d(rows, run.max_dim),
         },
-    }
+    })
 }
 
 /// out[r, dst_off + j] = src[r, src_off + j] for j < width.
@@ -608,12 +627,15 @@ fn matmul(
     p.f[0] = alpha;
     let mut reads = vec![Buf::Node(a), Buf::Node(b)];
     reads.extend(bias.map(Buf::Node));
+    let (gx, gy, _) = matmul_groups(m, n, cfg.tile);
+    within(gx as usize, run, "a matmul")?;
+    within(gy as usize, run, "a matmul")?;
     Ok(Call {
         kernel: Kernel::matmul(cfg),
         params: p,
         reads,
         writes: vec![out],
-        groups: matmul_groups(m, n, cfg.tile),
+        groups: (gx, gy, 1),
     })
 }
 
@@ -627,9 +649,11 @@ pub fn matmul_tile(m: usize, n: usize) -> u32 {
     }
 }
 
+/// Workgroups of a matmul (saturated at u32::MAX; `lower` checks the adapter's limit).
 pub fn matmul_groups(m: usize, n: usize, tile: u32) -> (u32, u32, u32) {
     let t = tile as usize;
-    (n.div_ceil(t) as u32, m.div_ceil(t) as u32, 1)
+    let g = |x: usize| u32::try_from(x.div_ceil(t)).unwrap_or(u32::MAX);
+    (g(n), g(m), 1)
 }
 
 /// The optimizer's kind and constants for optim.wgsl.

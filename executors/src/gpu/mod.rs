@@ -22,7 +22,7 @@ use weft_planner::{MemoryPlan, NormAxis, Op, Plan, PlanNode, ScheduleKind, Slot,
 
 use crate::error::ExecError;
 use crate::init::init_param;
-use crate::{check_batch, check_params, Executor};
+use crate::{check_batch, check_labels, check_params, Executor};
 pub use context::{adapters, human_bytes, AdapterSummary, GpuContext, Want};
 use context::{READ_BINDINGS, WRITE_BINDINGS};
 use kernels::{Kernel, Params};
@@ -91,6 +91,8 @@ pub struct GpuExecutor {
     carried: (f64, usize),
     bn_trained: bool,
     timing: StepTiming,
+    /// The first read-back that failed (the trait's infallible reads report it later).
+    failed: std::sync::Mutex<Option<String>>,
 }
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -192,6 +194,7 @@ impl GpuExecutor {
             carried: (0.0, 0),
             bn_trained: false,
             timing: StepTiming::default(),
+            failed: std::sync::Mutex::new(None),
         };
         exec.ctx.check()?;
         Ok(exec)
@@ -426,6 +429,10 @@ impl GpuExecutor {
 
     /// Records and submits one run of `which` on a batch: the batch and the step's scalars
     /// go in through the staging belt, the kernels run in one compute pass.
+    ///
+    /// `t` is the optimizer step this run makes (Adam's bias correction); it, the rows of a
+    /// training step's deferred loss and the batch-norm flag change only once the work is
+    /// submitted, so a refused batch leaves the executor as it was.
     fn submit(
         &mut self,
         which: Which,
@@ -434,10 +441,18 @@ impl GpuExecutor {
         step: u64,
         lr: f32,
     ) -> Result<(), ExecError> {
+        self.healthy()?;
         let rows = x.as_ref().map_or(0, |x| x.nrows());
         if let Some(x) = &x {
             check_batch(&self.plan, x)?;
         }
+        if let (Some(x), Some(y)) = (&x, &y) {
+            check_labels(x, y)?;
+        }
+        let t = match which {
+            Which::Schedule(ScheduleKind::Train) | Which::Updates => self.t + 1,
+            Which::Schedule(_) => self.t,
+        };
         self.ensure_rows(rows.max(1))?;
         self.program(which, rows)?;
         let started = Instant::now();
@@ -447,7 +462,7 @@ impl GpuExecutor {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
-        let step_bytes = self.step_scalars(step, lr);
+        let step_bytes = self.step_scalars(t, step, lr);
         let batch = self
             .batch
             .as_ref()
@@ -496,7 +511,15 @@ impl GpuExecutor {
         let encoded = Instant::now();
         self.ctx.queue.submit([cmd]);
         self.belt.recall();
+        self.t = t;
+        if matches!(
+            which,
+            Which::Schedule(ScheduleKind::Train | ScheduleKind::Gradients)
+        ) {
+            self.bn_trained = true;
+        }
         if matches!(which, Which::Schedule(ScheduleKind::Train)) {
+            self.pending_rows += rows;
             self.timing.steps += 1;
             self.timing.encode += encoded - started;
             self.timing.submit += encoded.elapsed();
@@ -504,11 +527,11 @@ impl GpuExecutor {
         self.ctx.check()
     }
 
-    /// The Step uniform (common.wgsl) of optimizer step `self.t` and dropout step `step`.
-    fn step_scalars(&self, step: u64, lr: f32) -> [u8; 32] {
+    /// The Step uniform (common.wgsl) of optimizer step `t` and dropout step `step`.
+    fn step_scalars(&self, t: u64, step: u64, lr: f32) -> [u8; 32] {
         let (mut adam_step, mut inv_bc2, mut decay) = (lr, 1.0f32, 1.0f32);
         if let Optimizer::Adam(a) | Optimizer::Adamw(a) = &self.plan.train.optimizer {
-            let t = self.t.max(1) as i32;
+            let t = t.clamp(1, i32::MAX as u64) as i32;
             let bc1 = 1.0 - (a.beta1 as f32).powi(t);
             let bc2 = 1.0 - (a.beta2 as f32).powi(t);
             adam_step = lr / bc1;
@@ -646,8 +669,6 @@ impl Executor for GpuExecutor {
         step: u64,
         lr: f32,
     ) -> Result<Option<f32>, ExecError> {
-        self.t += 1;
-        let rows = x.nrows();
         self.submit(
             Which::Schedule(ScheduleKind::Train),
             Some(x),
@@ -655,12 +676,11 @@ impl Executor for GpuExecutor {
             step,
             lr,
         )?;
-        self.pending_rows += rows;
-        self.bn_trained = true;
         Ok(None)
     }
 
     fn deferred_losses(&mut self) -> Result<(f64, usize), ExecError> {
+        self.healthy()?;
         let (mut sum, mut rows) = std::mem::take(&mut self.carried);
         if self.pending_rows > 0 {
             sum += self.take_loss_sum()?;
@@ -683,7 +703,6 @@ impl Executor for GpuExecutor {
             step,
             0.0,
         )?;
-        self.bn_trained = true;
         Ok(self.read_node(
             Which::Schedule(ScheduleKind::Gradients),
             self.plan.loss,
@@ -720,18 +739,19 @@ impl Executor for GpuExecutor {
     }
 
     fn params(&self) -> Vec<Array2<f32>> {
-        // The trait has no error here: a lost device reads as NaN, which the caller reports.
-        self.read_all(&self.params).unwrap_or_else(|e| {
-            tracing::error!("reading parameters from the GPU failed: {e}");
-            nan_like(&self.plan)
-        })
+        // The trait cannot fail here: a failed read gives NaNs and is remembered, so the
+        // next fallible call (and `check_health`, before a checkpoint) reports it.
+        self.read_all(&self.params)
+            .unwrap_or_else(|e| self.failed_read("parameters", e))
     }
 
     fn grads(&self) -> Vec<Array2<f32>> {
-        self.read_all(&self.grads).unwrap_or_else(|e| {
-            tracing::error!("reading gradients from the GPU failed: {e}");
-            nan_like(&self.plan)
-        })
+        self.read_all(&self.grads)
+            .unwrap_or_else(|e| self.failed_read("gradients", e))
+    }
+
+    fn check_health(&mut self) -> Result<(), ExecError> {
+        self.healthy()
     }
 
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
@@ -741,7 +761,6 @@ impl Executor for GpuExecutor {
 
     fn apply_grads(&mut self, grads: &[Array2<f32>], step: u64, lr: f32) -> Result<(), ExecError> {
         self.write_all(&self.grads, grads, "gradients")?;
-        self.t += 1;
         self.submit(Which::Updates, None, None, step, lr)
     }
 
@@ -757,10 +776,10 @@ impl Executor for GpuExecutor {
             let c = self.plan.nodes[*id].shape.cols;
             let name = &self.plan.nodes[*id].name;
             for (suffix, b) in [("running_mean", m), ("running_var", v)] {
-                let vals = self
-                    .ctx
-                    .read(b, 4 * c as u64)
-                    .unwrap_or_else(|_| vec![f32::NAN; c]);
+                let vals = self.ctx.read(b, 4 * c as u64).unwrap_or_else(|e| {
+                    self.remember_failure("batch-norm statistics", &e);
+                    vec![f32::NAN; c]
+                });
                 out.push((
                     format!("{name}.{suffix}"),
                     Array2::from_shape_vec((1, c), vals).unwrap_or_default(),
@@ -780,10 +799,35 @@ impl Executor for GpuExecutor {
                     .map(|(_, a)| a.iter().copied().collect::<Vec<f32>>())
             };
             if let (Some(mean), Some(var)) = (find("running_mean"), find("running_var")) {
+                let c = self.plan.nodes[*id].shape.cols;
+                if mean.len() != c || var.len() != c {
+                    tracing::warn!("`{name}` statistics of the wrong size ({} and {} values for {c} features); ignored", mean.len(), var.len());
+                    continue;
+                }
                 write(&self.ctx, m, &mean);
                 write(&self.ctx, v, &var);
                 self.bn_trained = true;
             }
+        }
+    }
+}
+
+impl GpuExecutor {
+    fn remember_failure(&self, what: &str, e: &ExecError) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert_with(|| format!("reading {what} from the GPU failed: {e}"));
+    }
+
+    fn failed_read(&self, what: &str, e: ExecError) -> Vec<Array2<f32>> {
+        self.remember_failure(what, &e);
+        nan_like(&self.plan)
+    }
+
+    /// The first failed read-back, if any: after one, nothing read from the GPU is trusted.
+    fn healthy(&self) -> Result<(), ExecError> {
+        match &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(m) => Err(ExecError::Gpu(m.clone())),
+            None => Ok(()),
         }
     }
 }
