@@ -57,7 +57,7 @@ fn join(v: &[usize]) -> String {
 }
 
 pub fn gpu(o: &GpuOptions) -> Result<()> {
-    let ctx = GpuContext::shared(Want::Any)?.ok_or_else(|| {
+    let ctx = GpuContext::shared(Want::Any, 0)?.ok_or_else(|| {
         Error::Exec(ExecError::Gpu(
             "wgpu finds no adapter; see `weft devices`".into(),
         ))

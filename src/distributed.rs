@@ -154,13 +154,22 @@ pub(crate) fn train(
         start_step: start.step,
         init,
         ps_bind,
+        device: spec.executor.device,
     };
     let out = driver::train(&mut procs, &req, progress, &mut save)?;
     let mut exec = Device::Cpu.executor(plan)?;
     set_flat(exec.as_mut(), &out.params)?;
     exec.set_buffers(&out.buffers);
     Ok(DistRun {
-        device: format!("{} workers × cpu", procs.len()),
+        device: format!(
+            "{} workers × {}",
+            procs.len(),
+            match spec.executor.device {
+                weft_dsl::Device::Cpu => "cpu",
+                weft_dsl::Device::Gpu => "gpu",
+                weft_dsl::Device::Auto => "auto (gpu where one is found, else cpu)",
+            }
+        ),
         exec,
         outcome: out.outcome,
         comm: out.comm,

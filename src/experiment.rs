@@ -155,11 +155,8 @@ impl Experiment {
             return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
         }
         if self.is_distributed() {
-            // Workers run the CPU executor (the GPU executor is single-process for now).
-            let note = (self.spec.executor.device == weft_dsl::Device::Gpu).then(|| {
-                "executor.device: gpu: distributed workers run the CPU executor; the GPU is used by single-process runs".to_string()
-            });
-            return Ok((Device::Cpu, note));
+            // Each worker picks its own device; this process only keeps the final model.
+            return Ok((Device::Cpu, None));
         }
         Device::select(self.spec.executor.device).map_err(|e| match e {
             ExecError::Unsupported { path, message } => {

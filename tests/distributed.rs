@@ -608,3 +608,30 @@ parallelism: {data: {workers: 3, sync: gossip, communication_window: 1}}
     assert_eq!(comm.strategy, "gossip");
     assert!(comm.bytes_sent_per_worker > 2.0 * 13e6, "{comm:?}");
 }
+
+/// `executor.device: gpu` in a distributed spec: every worker runs its steps on the GPU
+/// executor (Mesa's software adapter where there is no GPU), and the model equals the CPU
+/// workers' (same data order, same all-reduce, same kernels' results within f32 rounding).
+#[test]
+fn gpu_workers_train_the_same_model_as_cpu_workers() {
+    let yaml = spec(
+        600,
+        3,
+        8,
+        "parallelism: {data: {workers: 2, sync: allreduce}}\n",
+    );
+    let cpu = run_set(&yaml, &[("executor.device", "cpu")]);
+    let gpu = run_set(&yaml, &[("executor.device", "gpu")]);
+    assert_eq!(gpu.train.device, "2 workers × gpu");
+    assert_eq!(cpu.train.device, "2 workers × cpu");
+    for ((name, a), (_, b)) in cpu.model.tensors.iter().zip(&gpu.model.tensors) {
+        let diff = a
+            .iter()
+            .zip(b.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let scale = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max).max(1.0);
+        assert!(diff <= 1e-3 * scale, "{name}: max difference {diff}");
+    }
+    assert!((accuracy(&cpu) - accuracy(&gpu)).abs() <= 0.01);
+}

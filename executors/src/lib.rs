@@ -158,16 +158,25 @@ impl Device {
     /// finds one and the CPU otherwise; `gpu` takes a real GPU, else a software one (with a
     /// note saying so), else fails; `cpu` is the CPU.
     pub fn select(spec: weft_dsl::Device) -> Result<(Device, DeviceNote), ExecError> {
+        Device::select_for(spec, 0)
+    }
+
+    /// [`Device::select`] for the `local`-th worker of a machine: on a machine with several
+    /// GPUs, worker i takes GPU i (modulo their number).
+    pub fn select_for(
+        spec: weft_dsl::Device,
+        #[cfg_attr(not(feature = "gpu"), allow(unused_variables))] local: usize,
+    ) -> Result<(Device, DeviceNote), ExecError> {
         match spec {
             weft_dsl::Device::Cpu => Ok((Device::Cpu, None)),
             #[cfg(feature = "gpu")]
-            weft_dsl::Device::Auto => match gpu::GpuContext::shared(gpu::Want::Hardware) {
+            weft_dsl::Device::Auto => match gpu::GpuContext::shared(gpu::Want::Hardware, local) {
                 Ok(Some(ctx)) => Ok((Device::Gpu(ctx), None)),
                 Ok(None) => Ok((Device::Cpu, None)),
                 Err(e) => Ok((Device::Cpu, Some(format!("the GPU could not be opened ({e}); running on the CPU")))),
             },
             #[cfg(feature = "gpu")]
-            weft_dsl::Device::Gpu => match gpu::GpuContext::shared(gpu::Want::Any)? {
+            weft_dsl::Device::Gpu => match gpu::GpuContext::shared(gpu::Want::Any, local)? {
                 Some(ctx) if ctx.is_software() => {
                     let note = format!(
                         "no GPU found; running on the software adapter {} (slow: for tests only)",

@@ -15,7 +15,7 @@ use weft_executors::{ExecError, Executor};
 use weft_planner::rng::Rng;
 
 fn ctx() -> std::sync::Arc<GpuContext> {
-    GpuContext::shared(Want::Any)
+    GpuContext::shared(Want::Any, 0)
         .expect("opening the GPU")
         .expect("no GPU adapter: install mesa-vulkan-drivers (scripts/setup.sh does)")
 }

@@ -11,7 +11,7 @@ use weft_executors::Executor;
 use weft_planner::Plan;
 
 fn gpu(plan: &Plan) -> Box<dyn Executor> {
-    let ctx = GpuContext::shared(Want::Any)
+    let ctx = GpuContext::shared(Want::Any, 0)
         .expect("opening the GPU")
         .expect(
         "no GPU adapter: install mesa-vulkan-drivers (scripts/setup.sh does) to run the GPU tests",

@@ -8,7 +8,6 @@ use std::sync::mpsc;
 
 use ndarray::{Array1, Array2};
 
-use weft_executors::cpu::CpuExecutor;
 use weft_executors::{ExecError, Executor};
 use weft_planner::Plan;
 
@@ -104,7 +103,7 @@ impl Buckets {
 /// sum and row count; the caller reduces those once an epoch.
 #[allow(clippy::too_many_arguments)]
 pub fn step(
-    exec: &mut CpuExecutor,
+    exec: &mut dyn Executor,
     ring: &mut Ring,
     buckets: &Buckets,
     residuals: &mut [Residual],

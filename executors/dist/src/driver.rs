@@ -126,6 +126,8 @@ pub struct TrainRequest<'a> {
     pub init: Option<Vec<f32>>,
     /// Address the parameter server binds (`127.0.0.1:0` for local workers).
     pub ps_bind: String,
+    /// Where the workers run their steps (`executor.device`).
+    pub device: weft_dsl::Device,
 }
 
 /// Asynchronous parameter-server algorithms go on without a lost worker.
@@ -316,6 +318,7 @@ pub fn train(
         start_epoch: req.start_epoch,
         start_step: req.start_step,
         init: req.init.clone(),
+        device: req.device,
     };
     let started = Instant::now();
     // The job id doubles as the parameter server's role check.

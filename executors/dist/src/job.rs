@@ -16,9 +16,9 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use weft_data::Dataset;
 use weft_dsl::{DataParallel, Optimizer, PsAlgorithm, Sgd, Sync};
-use weft_executors::cpu::CpuExecutor;
 use weft_executors::optim::learning_rate;
 use weft_executors::train::{gather, get_flat, get_flat_grads, mean_loss, set_flat, EarlyStop};
+use weft_executors::Device;
 use weft_executors::{ExecError, Executor};
 use weft_planner::rng::Rng;
 use weft_planner::Plan;
@@ -43,6 +43,10 @@ pub struct TrainJob {
     pub start_step: u64,
     /// Parameters to start from (resuming), flat in the plan's order.
     pub init: Option<Vec<f32>>,
+    /// The spec's `executor.device`: each worker runs its steps there (a GPU worker takes
+    /// the adapter of its local rank).
+    #[serde(default)]
+    pub device: weft_dsl::Device,
 }
 
 /// What workers report, in order; the driver polls them.
@@ -179,7 +183,11 @@ pub fn train(
     let codec = Codec::from_spec(&dp.compression);
     let window = dp.communication_window.max(1) as u64;
 
-    let mut exec = CpuExecutor::new(&plan);
+    let (device, note) = Device::select_for(job.device, local_rank(rank))?;
+    if let Some(note) = note {
+        tracing::warn!("worker {rank}: {note}");
+    }
+    let mut exec = device.executor(&plan)?;
     let mut ring = match dp.sync {
         Sync::ParameterServer => None,
         _ => Some(ctx.ring()?),
@@ -195,13 +203,13 @@ pub fn train(
     };
     match (&mut ps, &job.init) {
         // The server's model is the one to start from (it holds the resumed weights).
-        (Some(client), _) => set_flat(&mut exec, &client.pull()?)?,
-        (None, Some(init)) => set_flat(&mut exec, init)?,
+        (Some(client), _) => set_flat(exec.as_mut(), &client.pull()?)?,
+        (None, Some(init)) => set_flat(exec.as_mut(), init)?,
         (None, None) => {}
     }
     let buckets = Buckets::of(&plan);
     let mut residuals: Vec<Residual> = vec![Residual::default(); buckets.count()];
-    let mut anchor = get_flat(&exec); // parameters at the last exchange (PS deltas)
+    let mut anchor = get_flat(exec.as_ref()); // parameters at the last exchange (PS deltas)
 
     let mut order: Vec<usize> = (0..n).collect();
     for epoch in 1..job.start_epoch {
@@ -238,7 +246,7 @@ pub fn train(
                 (Sync::Allreduce, Some(ring), _) => {
                     let batch = (!mine.is_empty()).then_some((&xb, &yb));
                     bucketed::step(
-                        &mut exec,
+                        exec.as_mut(),
                         ring,
                         &buckets,
                         &mut residuals,
@@ -258,26 +266,29 @@ pub fn train(
                             (vec![0.0f32; anchor.len()], 0.0, mine.len() as f32);
                         if !mine.is_empty() {
                             l = exec.loss_and_grads(xb.view(), yb.view(), step)?;
-                            flat = get_flat_grads(&exec).into_iter().map(|v| v * c).collect();
+                            flat = get_flat_grads(exec.as_ref())
+                                .into_iter()
+                                .map(|v| v * c)
+                                .collect();
                         }
                         let center = client.push_gradients(&flat, c, step, lr)?;
-                        set_flat(&mut exec, &center)?;
+                        set_flat(exec.as_mut(), &center)?;
                         (f64::from(l * c), f64::from(c))
                     } else {
-                        let l = local_step(&mut exec, &xb, &yb, mine.len(), step, lr)?;
+                        let l = local_step(exec.as_mut(), &xb, &yb, mine.len(), step, lr)?;
                         if (step + 1).is_multiple_of(window) {
-                            let w = get_flat(&exec);
+                            let w = get_flat(exec.as_ref());
                             let new = client.exchange(algo, &w, &anchor, window)?;
-                            set_flat(&mut exec, &new)?;
+                            set_flat(exec.as_mut(), &new)?;
                             anchor = new;
                         }
                         (f64::from(l) * mine.len() as f64, mine.len() as f64)
                     }
                 }
                 (Sync::LocalSgd | Sync::Gossip, Some(ring), _) => {
-                    let l = local_step(&mut exec, &xb, &yb, mine.len(), step, lr)?;
+                    let l = local_step(exec.as_mut(), &xb, &yb, mine.len(), step, lr)?;
                     if (step + 1).is_multiple_of(window) {
-                        let mut w = get_flat(&exec);
+                        let mut w = get_flat(exec.as_ref());
                         if dp.sync == Sync::LocalSgd {
                             // Average what each worker learnt since the last average (not
                             // the weights themselves, so compression applies to updates).
@@ -291,7 +302,7 @@ pub fn train(
                         } else {
                             ring.neighbour_average(&mut w, tag)?;
                         }
-                        set_flat(&mut exec, &w)?;
+                        set_flat(exec.as_mut(), &w)?;
                     }
                     (f64::from(l) * mine.len() as f64, mine.len() as f64)
                 }
@@ -338,13 +349,13 @@ pub fn train(
         let train_loss = (loss_sum / count.max(1.0)) as f32;
         let validation_loss = match validation {
             Some(v) if !v.is_empty() && dp.sync == Sync::Allreduce => {
-                Some(mean_loss(&mut exec, v, 4096)?)
+                Some(mean_loss(exec.as_mut(), v, 4096)?)
             }
             _ => None,
         };
         let params = match (rank, &mut ps) {
             (_, Some(client)) if rank == 0 => Some(client.pull()?),
-            (0, None) => Some(get_flat(&exec)),
+            (0, None) => Some(get_flat(exec.as_ref())),
             _ => None,
         };
         ctx.events.push(Event::Epoch {
@@ -366,7 +377,7 @@ pub fn train(
     }
     // Gossip has no global model until the end: one average makes it.
     if let (Sync::Gossip, Some(ring)) = (dp.sync, &mut ring) {
-        let mut w = get_flat(&exec);
+        let mut w = get_flat(exec.as_ref());
         average(
             ring,
             &mut w,
@@ -374,7 +385,7 @@ pub fn train(
             &Codec::None,
             &mut Residual::default(),
         )?;
-        set_flat(&mut exec, &w)?;
+        set_flat(exec.as_mut(), &w)?;
     }
     let params = match &mut ps {
         Some(client) => {
@@ -382,7 +393,7 @@ pub fn train(
             client.bye()?;
             (rank == 0).then_some(center)
         }
-        None => (rank == 0).then(|| get_flat(&exec)),
+        None => (rank == 0).then(|| get_flat(exec.as_ref())),
     };
     let buffers = exec
         .buffers()
@@ -401,9 +412,18 @@ pub fn train(
     })
 }
 
+/// This worker's index among the workers of its machine: `LOCAL_RANK` (torchrun and
+/// friends) when set, else its rank (local workers are ranks 0..N on one machine).
+fn local_rank(rank: usize) -> usize {
+    std::env::var("LOCAL_RANK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(rank)
+}
+
 /// One local optimizer step on this worker's rows (none when its slice is empty).
 fn local_step(
-    exec: &mut CpuExecutor,
+    exec: &mut dyn Executor,
     xb: &Array2<f32>,
     yb: &Array1<f32>,
     rows: usize,

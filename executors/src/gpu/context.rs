@@ -108,21 +108,23 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
-    /// The process's shared device for `want`: `Ok(None)` when there is no suitable adapter.
-    pub fn shared(want: Want) -> Result<Option<Arc<GpuContext>>, ExecError> {
-        static SHARED: OnceLock<Mutex<HashMap<Want, Arc<GpuContext>>>> = OnceLock::new();
+    /// The process's shared device for `want` on the `nth` suitable adapter (modulo their
+    /// number): `Ok(None)` when there is none.
+    pub fn shared(want: Want, nth: usize) -> Result<Option<Arc<GpuContext>>, ExecError> {
+        type Shared = Mutex<HashMap<(Want, usize), Arc<GpuContext>>>;
+        static SHARED: OnceLock<Shared> = OnceLock::new();
         let map = SHARED.get_or_init(|| Mutex::new(HashMap::new()));
         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ctx) = map.get(&want) {
+        if let Some(ctx) = map.get(&(want, nth)) {
             if ctx.lost_reason().is_none() {
                 return Ok(Some(ctx.clone()));
             }
         }
-        let Some(ctx) = GpuContext::open(want, |_| {})? else {
+        let Some(ctx) = GpuContext::open_nth(want, nth, |_| {})? else {
             return Ok(None);
         };
         let ctx = Arc::new(ctx);
-        map.insert(want, ctx.clone());
+        map.insert((want, nth), ctx.clone());
         Ok(Some(ctx))
     }
 
@@ -132,13 +134,30 @@ impl GpuContext {
         want: Want,
         adjust: impl FnOnce(&mut wgpu::Limits),
     ) -> Result<Option<GpuContext>, ExecError> {
+        GpuContext::open_nth(want, 0, adjust)
+    }
+
+    /// [`GpuContext::open`] on the `nth` suitable adapter (modulo their number). Real GPUs
+    /// are suitable when there are any; software adapters only when there are none and
+    /// `want` is `Any`.
+    pub fn open_nth(
+        want: Want,
+        nth: usize,
+        adjust: impl FnOnce(&mut wgpu::Limits),
+    ) -> Result<Option<GpuContext>, ExecError> {
         let instance = instance();
-        let adapter = all_adapters(&instance)
+        let (hardware, software): (Vec<_>, Vec<_>) = all_adapters(&instance)
             .into_iter()
-            .find(|a| want == Want::Any || !is_software(&a.get_info()));
-        let Some(adapter) = adapter else {
-            return Ok(None);
+            .partition(|a| !is_software(&a.get_info()));
+        let mut suitable = if hardware.is_empty() && want == Want::Any {
+            software
+        } else {
+            hardware
         };
+        if suitable.is_empty() {
+            return Ok(None);
+        }
+        let adapter = suitable.swap_remove(nth % suitable.len());
         let info = adapter.get_info();
         let mut limits = adapter.limits();
         adjust(&mut limits);
