@@ -48,6 +48,19 @@ fn run_set(yaml: &str, sets: &[(&str, &str)]) -> weft::RunResult {
         .unwrap()
 }
 
+/// Every tensor of the two runs' models agrees within `rel` of its largest value (≥ 1).
+fn assert_same_model(a: &weft::RunResult, b: &weft::RunResult, rel: f32, what: &str) {
+    for ((name, x), (_, y)) in a.model.tensors.iter().zip(&b.model.tensors) {
+        let diff = x
+            .iter()
+            .zip(y.iter())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        let scale = x.iter().map(|p| p.abs()).fold(0.0f32, f32::max).max(1.0);
+        assert!(diff <= rel * scale, "{what} {name}: max difference {diff}");
+    }
+}
+
 fn accuracy(r: &weft::RunResult) -> f64 {
     r.test("accuracy").unwrap()
 }
@@ -132,15 +145,7 @@ fn allreduce_with_n_workers_equals_one_worker_at_n_times_the_batch() {
             one.train.steps, many.train.steps,
             "same number of global steps"
         );
-        for ((name, a), (_, b)) in one.model.tensors.iter().zip(&many.model.tensors) {
-            let diff = a
-                .iter()
-                .zip(b.iter())
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            let scale = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max).max(1.0);
-            assert!(diff <= 2e-4 * scale, "N={n} {name}: max difference {diff}");
-        }
+        assert_same_model(&one, &many, 2e-4, &format!("N={n}"));
     }
 }
 
@@ -624,14 +629,6 @@ fn gpu_workers_train_the_same_model_as_cpu_workers() {
     let gpu = run_set(&yaml, &[("executor.device", "gpu")]);
     assert_eq!(gpu.train.device, "2 workers × gpu");
     assert_eq!(cpu.train.device, "2 workers × cpu");
-    for ((name, a), (_, b)) in cpu.model.tensors.iter().zip(&gpu.model.tensors) {
-        let diff = a
-            .iter()
-            .zip(b.iter())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
-        let scale = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max).max(1.0);
-        assert!(diff <= 1e-3 * scale, "{name}: max difference {diff}");
-    }
+    assert_same_model(&cpu, &gpu, 1e-3, "gpu vs cpu");
     assert!((accuracy(&cpu) - accuracy(&gpu)).abs() <= 0.01);
 }
