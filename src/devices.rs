@@ -6,11 +6,11 @@ use crate::error::Result;
 
 #[cfg(feature = "gpu")]
 pub fn print(json_out: bool) -> Result<()> {
-    use weft_executors::gpu::{adapters, human_bytes};
+    use weft_executors::gpu::{adapters, chosen, Want};
+    use weft_planner::parallel::human_bytes;
     let list = adapters();
-    let hardware = list.iter().find(|a| !a.software);
-    let auto = hardware.map_or("cpu".to_string(), |a| format!("gpu: {}", a.name));
-    let gpu = list.first().map_or("none (an error)".to_string(), |a| {
+    let auto = chosen(Want::Hardware).map_or("cpu".to_string(), |a| format!("gpu: {}", a.name));
+    let gpu = chosen(Want::Any).map_or("none (an error)".to_string(), |a| {
         format!(
             "gpu: {}{}",
             a.name,
@@ -42,9 +42,9 @@ pub fn print(json_out: bool) -> Result<()> {
         }
         println!(
             "    limits: buffer {}, storage binding {}, workgroup memory {}, {} invocations per workgroup, {} workgroups per dimension",
-            human_bytes(a.max_buffer_size),
-            human_bytes(a.max_storage_buffer_binding_size),
-            human_bytes(u64::from(a.max_compute_workgroup_storage_size)),
+            human_bytes(a.max_buffer_size as f64),
+            human_bytes(a.max_storage_buffer_binding_size as f64),
+            human_bytes(f64::from(a.max_compute_workgroup_storage_size)),
             a.max_compute_invocations_per_workgroup,
             a.max_compute_workgroups_per_dimension
         );

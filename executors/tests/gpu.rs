@@ -134,8 +134,8 @@ fn a_batch_beyond_the_adapters_limit_is_a_clear_error_and_changes_nothing() {
     assert!(matches!(err, ExecError::Gpu(_)), "{text}");
     for want in [
         "input batch (1024 rows × 28)",
-        "112.0 KiB",
-        "64.0 KiB",
+        "112.00 KiB",
+        "64.00 KiB",
         "max_storage_buffer_binding_size",
         "smaller batch_size",
     ] {

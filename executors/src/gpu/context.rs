@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use weft_planner::parallel::human_bytes;
+
 use crate::error::ExecError;
 
 /// What `executor.device` asks of the adapter.
@@ -44,7 +46,7 @@ fn is_software(info: &wgpu::AdapterInfo) -> bool {
 
 /// Every adapter wgpu finds (Vulkan, Metal, DX12), real GPUs first.
 pub fn adapters() -> Vec<AdapterSummary> {
-    let mut list: Vec<AdapterSummary> = all_adapters(&instance())
+    all_adapters(&instance())
         .iter()
         .map(|a| {
             let (info, l) = (a.get_info(), a.limits());
@@ -63,9 +65,29 @@ pub fn adapters() -> Vec<AdapterSummary> {
                 max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
             }
         })
-        .collect();
-    list.sort_by_key(|a| a.software);
-    list
+        .collect()
+}
+
+/// The adapter a device setting takes (what `weft devices` shows for `auto` and `gpu`).
+pub fn chosen(want: Want) -> Option<AdapterSummary> {
+    pick(adapters(), |a| a.software, want, 0)
+}
+
+/// The `nth` adapter (modulo their number) of those `want` may take: the real GPUs when
+/// there are any; software adapters only when there are none and `want` is `Any`. `list`
+/// is in `all_adapters` order.
+fn pick<T>(list: Vec<T>, software: impl Fn(&T) -> bool, want: Want, nth: usize) -> Option<T> {
+    let (hardware, soft): (Vec<T>, Vec<T>) = list.into_iter().partition(|a| !software(a));
+    let mut suitable = if hardware.is_empty() && want == Want::Any {
+        soft
+    } else {
+        hardware
+    };
+    if suitable.is_empty() {
+        return None;
+    }
+    let i = nth % suitable.len();
+    Some(suitable.swap_remove(i))
 }
 
 fn all_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
@@ -100,6 +122,10 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub layout: wgpu::BindGroupLayout,
     pub pipeline_layout: wgpu::PipelineLayout,
+    /// Bound where a kernel leaves a read or write binding unused (one per write binding:
+    /// a buffer may not be bound writable twice in one dispatch).
+    dummy_read: wgpu::Buffer,
+    dummy_write: Vec<wgpu::Buffer>,
     pub(crate) pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -137,27 +163,16 @@ impl GpuContext {
         GpuContext::open_nth(want, 0, adjust)
     }
 
-    /// [`GpuContext::open`] on the `nth` suitable adapter (modulo their number). Real GPUs
-    /// are suitable when there are any; software adapters only when there are none and
-    /// `want` is `Any`.
+    /// [`GpuContext::open`] on the `nth` adapter `want` may take (see `pick`).
     pub fn open_nth(
         want: Want,
         nth: usize,
         adjust: impl FnOnce(&mut wgpu::Limits),
     ) -> Result<Option<GpuContext>, ExecError> {
-        let instance = instance();
-        let (hardware, software): (Vec<_>, Vec<_>) = all_adapters(&instance)
-            .into_iter()
-            .partition(|a| !is_software(&a.get_info()));
-        let mut suitable = if hardware.is_empty() && want == Want::Any {
-            software
-        } else {
-            hardware
-        };
-        if suitable.is_empty() {
+        let adapters = all_adapters(&instance());
+        let Some(adapter) = pick(adapters, |a| is_software(&a.get_info()), want, nth) else {
             return Ok(None);
-        }
-        let adapter = suitable.swap_remove(nth % suitable.len());
+        };
         let info = adapter.get_info();
         let mut limits = adapter.limits();
         adjust(&mut limits);
@@ -193,7 +208,20 @@ impl GpuContext {
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(120));
+        let dummy = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
         Ok(Some(GpuContext {
+            dummy_read: dummy("unused read binding"),
+            dummy_write: WRITE_BINDINGS
+                .iter()
+                .map(|_| dummy("unused write binding"))
+                .collect(),
             info,
             limits,
             device,
@@ -297,7 +325,7 @@ impl GpuContext {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(ExecError::Gpu(format!(
                 "out of GPU memory: {what} needs {} on {}: {e}; use a smaller batch_size or model",
-                human_bytes(bytes),
+                human_bytes(bytes as f64),
                 self.info.name
             )));
         }
@@ -307,9 +335,9 @@ impl GpuContext {
     fn too_large(&self, what: &str, bytes: u64, limit: &str, value: u64) -> ExecError {
         ExecError::Gpu(format!(
             "{what} needs {} but {} allows at most {} per buffer ({limit}); use a smaller batch_size or narrower layers",
-            human_bytes(bytes),
+            human_bytes(bytes as f64),
             self.info.name,
-            human_bytes(value)
+            human_bytes(value as f64)
         ))
     }
 
@@ -358,6 +386,54 @@ impl GpuContext {
     }
 }
 
+impl GpuContext {
+    /// The bind group of one kernel launch in the layout every kernel shares (common.wgsl):
+    /// its parameters, the step's scalars, then its read and write buffers in order.
+    pub fn bind_group(
+        &self,
+        label: &str,
+        params: wgpu::BufferBinding<'_>,
+        step: &wgpu::Buffer,
+        reads: &[&wgpu::Buffer],
+        writes: &[&wgpu::Buffer],
+    ) -> Result<wgpu::BindGroup, ExecError> {
+        if reads.len() > READ_BINDINGS.len() || writes.len() > WRITE_BINDINGS.len() {
+            return Err(ExecError::Internal(format!(
+                "the kernel {label} has more arguments than the binding layout"
+            )));
+        }
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(params),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: step.as_entire_binding(),
+            },
+        ];
+        for (k, binding) in READ_BINDINGS.iter().enumerate() {
+            let buf = reads.get(k).copied().unwrap_or(&self.dummy_read);
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        for (k, binding) in WRITE_BINDINGS.iter().enumerate() {
+            let buf = writes.get(k).copied().unwrap_or(&self.dummy_write[k]);
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buf.as_entire_binding(),
+            });
+        }
+        Ok(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &self.layout,
+            entries: &entries,
+        }))
+    }
+}
+
 fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
     let entry = |binding: u32, ty: wgpu::BufferBindingType| wgpu::BindGroupLayoutEntry {
         binding,
@@ -392,17 +468,6 @@ fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
 }
 
 /// Read-only storage bindings of every kernel (common.wgsl).
-pub const READ_BINDINGS: [u32; 4] = [2, 3, 4, 5];
+const READ_BINDINGS: [u32; 4] = [2, 3, 4, 5];
 /// Read-write storage bindings of every kernel.
-pub const WRITE_BINDINGS: [u32; 3] = [6, 7, 8];
-
-/// 1536 → "1.5 KiB".
-pub fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    match b {
-        b if b >= (1u64 << 30) as f64 => format!("{:.2} GiB", b / (1u64 << 30) as f64),
-        b if b >= (1u64 << 20) as f64 => format!("{:.1} MiB", b / (1u64 << 20) as f64),
-        b if b >= 1024.0 => format!("{:.1} KiB", b / 1024.0),
-        b => format!("{b} B"),
-    }
-}
+const WRITE_BINDINGS: [u32; 3] = [6, 7, 8];

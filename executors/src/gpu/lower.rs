@@ -166,9 +166,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
     let out = Buf::Node(id);
     match &n.op {
         Op::Input { columns } => {
-            let identity = columns.len() == plan.features.len()
-                && columns.iter().enumerate().all(|(i, c)| i == *c);
-            if !identity {
+            if !takes_whole_batch(plan, columns) {
                 let p = Params {
                     a: u(plan.features.len())?,
                     ..base
@@ -182,7 +180,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 ));
             }
         }
-        Op::Target | Op::LbfgsStep => {}
+        Op::Param { .. } | Op::Target | Op::LbfgsStep => {}
         Op::MatMul { ta, tb } => {
             calls.push(matmul(
                 plan,
@@ -516,9 +514,14 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 writes: vec![Buf::Node(param), Buf::OptM(pi), Buf::OptV(pi)],
             });
         }
-        Op::Param { .. } => {}
     }
     Ok(())
+}
+
+/// An input node that takes every feature column in order reads the uploaded batch as is
+/// (no gather kernel, no buffer of its own).
+pub fn takes_whole_batch(plan: &Plan, columns: &[usize]) -> bool {
+    columns.len() == plan.features.len() && columns.iter().enumerate().all(|(i, c)| i == *c)
 }
 
 fn loss_code(kind: LossKind) -> u32 {

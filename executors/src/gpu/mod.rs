@@ -23,8 +23,7 @@ use weft_planner::{MemoryPlan, NormAxis, Op, Plan, PlanNode, ScheduleKind, Slot,
 use crate::error::ExecError;
 use crate::init::init_param;
 use crate::{check_batch, check_labels, check_params, Executor};
-pub use context::{adapters, human_bytes, AdapterSummary, GpuContext, Want};
-use context::{READ_BINDINGS, WRITE_BINDINGS};
+pub use context::{adapters, chosen, AdapterSummary, GpuContext, Want};
 use kernels::{Kernel, Params};
 use lower::{Buf, Call, Fused, Run};
 
@@ -79,8 +78,6 @@ pub struct GpuExecutor {
     batch: Option<BatchBuffers>,
     loss_sum: wgpu::Buffer,
     step_buf: wgpu::Buffer,
-    dummy_read: wgpu::Buffer,
-    dummy_write: Vec<wgpu::Buffer>,
     programs: HashMap<(Which, usize), Program>,
     belt: wgpu::util::StagingBelt,
     /// Optimizer steps taken (Adam's bias correction).
@@ -91,6 +88,8 @@ pub struct GpuExecutor {
     carried: (f64, usize),
     bn_trained: bool,
     timing: StepTiming,
+    /// Reused encoding buffer of the batch uploads.
+    bytes: Vec<u8>,
     /// The first read-back that failed (the trait's infallible reads report it later).
     failed: std::sync::Mutex<Option<String>>,
 }
@@ -104,11 +103,8 @@ impl GpuExecutor {
     /// values as on the CPU), optimizer state and gradients allocated.
     pub fn new(ctx: Arc<GpuContext>, plan: &Plan) -> Result<GpuExecutor, ExecError> {
         let fused = Fused::new(plan);
-        let features = plan.features.len();
         let external = |n: &PlanNode| match &n.op {
-            Op::Input { columns } => {
-                columns.len() == features && columns.iter().enumerate().all(|(i, c)| i == *c)
-            }
+            Op::Input { columns } => lower::takes_whole_batch(plan, columns),
             Op::Target => true,
             _ => false,
         };
@@ -172,10 +168,6 @@ impl GpuExecutor {
         let exec = GpuExecutor {
             loss_sum: ctx.buffer("loss sum", 8, STORAGE)?,
             step_buf: ctx.buffer("step scalars", 32, uniform)?,
-            dummy_read: ctx.buffer("unused binding", 16, STORAGE)?,
-            dummy_write: (0..WRITE_BINDINGS.len())
-                .map(|_| ctx.buffer("unused binding", 16, STORAGE))
-                .collect::<Result<_, _>>()?,
             belt: wgpu::util::StagingBelt::new(ctx.device.clone(), 1 << 20),
             ctx,
             plan: plan.clone(),
@@ -195,6 +187,7 @@ impl GpuExecutor {
             bn_trained: false,
             timing: StepTiming::default(),
             failed: std::sync::Mutex::new(None),
+            bytes: Vec::new(),
         };
         exec.ctx.check()?;
         Ok(exec)
@@ -377,54 +370,20 @@ impl GpuExecutor {
         params: &wgpu::Buffer,
         offset: u64,
     ) -> Result<wgpu::BindGroup, ExecError> {
-        if call.reads.len() > READ_BINDINGS.len() || call.writes.len() > WRITE_BINDINGS.len() {
-            return Err(ExecError::Internal(format!(
-                "{:?} has too many arguments",
-                call.kernel
-            )));
-        }
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: params,
-                    offset,
-                    size: wgpu::BufferSize::new(Params::BYTES as u64),
-                }),
+        let resolve = |bufs: &[Buf]| -> Result<Vec<&wgpu::Buffer>, ExecError> {
+            bufs.iter().map(|b| self.resolve(which, *b)).collect()
+        };
+        self.ctx.bind_group(
+            call.kernel.entry,
+            wgpu::BufferBinding {
+                buffer: params,
+                offset,
+                size: wgpu::BufferSize::new(Params::BYTES as u64),
             },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: self.step_buf.as_entire_binding(),
-            },
-        ];
-        for (k, binding) in READ_BINDINGS.iter().enumerate() {
-            let buf = match call.reads.get(k) {
-                Some(b) => self.resolve(which, *b)?,
-                None => &self.dummy_read,
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: buf.as_entire_binding(),
-            });
-        }
-        for (k, binding) in WRITE_BINDINGS.iter().enumerate() {
-            let buf = match call.writes.get(k) {
-                Some(b) => self.resolve(which, *b)?,
-                None => &self.dummy_write[k],
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: buf.as_entire_binding(),
-            });
-        }
-        Ok(self
-            .ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(call.kernel.entry),
-                layout: &self.ctx.layout,
-                entries: &entries,
-            }))
+            &self.step_buf,
+            &resolve(&call.reads)?,
+            &resolve(&call.writes)?,
+        )
     }
 
     /// Records and submits one run of `which` on a batch: the batch and the step's scalars
@@ -469,26 +428,21 @@ impl GpuExecutor {
             .ok_or_else(|| ExecError::Internal("no batch buffers".into()))?;
         upload(&mut self.belt, &mut enc, &self.step_buf, &step_bytes);
         if let Some(x) = &x {
-            match x.as_slice() {
-                Some(s) => upload(&mut self.belt, &mut enc, &batch.x, bytemuck::cast_slice(s)),
-                None => {
-                    let owned: Vec<f32> = x.iter().copied().collect();
-                    upload(
-                        &mut self.belt,
-                        &mut enc,
-                        &batch.x,
-                        bytemuck::cast_slice(&owned),
-                    );
-                }
-            }
+            upload_f32(
+                &mut self.belt,
+                &mut enc,
+                &batch.x,
+                &mut self.bytes,
+                x.iter().copied(),
+            );
         }
         if let Some(y) = &y {
-            let owned: Vec<f32> = y.iter().copied().collect();
-            upload(
+            upload_f32(
                 &mut self.belt,
                 &mut enc,
                 &batch.y,
-                bytemuck::cast_slice(&owned),
+                &mut self.bytes,
+                y.iter().copied(),
             );
         }
         let program = &self.programs[&(which, rows)];
@@ -634,6 +588,20 @@ fn upload(
         belt.write_buffer(enc, target, 0, size)
             .copy_from_slice(bytes);
     }
+}
+
+/// Writes floats to `target` through the staging belt, encoded in `bytes` (kept by the
+/// executor, so a step allocates nothing).
+fn upload_f32(
+    belt: &mut wgpu::util::StagingBelt,
+    enc: &mut wgpu::CommandEncoder,
+    target: &wgpu::Buffer,
+    bytes: &mut Vec<u8>,
+    values: impl Iterator<Item = f32>,
+) {
+    bytes.clear();
+    bytes.extend(values.flat_map(f32::to_le_bytes));
+    upload(belt, enc, target, bytes);
 }
 
 impl Executor for GpuExecutor {
@@ -888,10 +856,6 @@ pub mod bench {
         let abuf = ctx.buffer("matmul A", bytes(a.len()), STORAGE)?;
         let bbuf = ctx.buffer("matmul B", bytes(b.len()), STORAGE)?;
         let cbuf = ctx.buffer("matmul C", bytes(m * n), STORAGE)?;
-        let dummy = ctx.buffer("unused", 16, STORAGE)?;
-        let dummies: Vec<wgpu::Buffer> = (0..3)
-            .map(|_| ctx.buffer("unused", 16, STORAGE))
-            .collect::<Result<_, _>>()?;
         let step = ctx.buffer(
             "step",
             32,
@@ -929,33 +893,13 @@ pub mod bench {
         };
         ctx.queue.write_buffer(&pbuf, 0, &p.bytes());
         let pipeline = Kernel::matmul(cfg).pipeline(ctx)?;
-        let mut entries = vec![
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: pbuf.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: step.as_entire_binding(),
-            },
-        ];
-        for (binding, buf) in READ_BINDINGS.iter().zip([&abuf, &bbuf, &dummy, &dummy]) {
-            entries.push(wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: buf.as_entire_binding(),
-            });
-        }
-        for (binding, buf) in WRITE_BINDINGS.iter().zip([&cbuf, &dummies[1], &dummies[2]]) {
-            entries.push(wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: buf.as_entire_binding(),
-            });
-        }
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("matmul"),
-            layout: &ctx.layout,
-            entries: &entries,
-        });
+        let group = ctx.bind_group(
+            "matmul",
+            pbuf.as_entire_buffer_binding(),
+            &step,
+            &[&abuf, &bbuf],
+            &[&cbuf],
+        )?;
         let (gx, gy, _) = lower::matmul_groups(m, n, tile);
         let run = |times: usize| -> Result<f64, ExecError> {
             let started = Instant::now();
