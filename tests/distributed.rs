@@ -371,11 +371,14 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn kill_9_of_a_worker_leaves_an_async_run_going() {
+    use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
-    let yaml = spec(2000, 60, 16, "parallelism: {data: {workers: 3, sync: parameter_server, algorithm: downpour, timeout_s: 5}}\n");
+    // 1000 epochs: the kill lands right after the first epoch is reported,
+    // with hundreds of epochs still to go even on a fast machine.
+    let yaml = spec(2000, 1000, 16, "parallelism: {data: {workers: 3, sync: parameter_server, algorithm: downpour, timeout_s: 5}}\n");
     let path = write_spec(tmp.path(), &yaml);
     let runs = tmp.path().join("runs");
-    let driver = Command::new(BIN)
+    let mut driver = Command::new(BIN)
         .args([
             "run",
             path.to_str().unwrap(),
@@ -388,12 +391,30 @@ fn kill_9_of_a_worker_leaves_an_async_run_going() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&runs, "checkpoint.json", Duration::from_secs(60));
+    // Read stderr as it comes, and say when the first epoch is reported.
+    let (first_epoch, seen) = std::sync::mpsc::channel();
+    let stderr = driver.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("epoch ") {
+                let _ = first_epoch.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    seen.recv_timeout(Duration::from_secs(60))
+        .expect("the run reports its first epoch within a minute");
     let kids = children(driver.id());
     assert_eq!(kids.len(), 3, "three local workers");
     kill9(kids[2]);
     let out = driver.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = reader.join().unwrap();
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("goes on with 2 workers"), "{stderr}");
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -405,7 +426,7 @@ fn kill_9_of_a_worker_leaves_an_async_run_going() {
         "{result}"
     );
     let finished: Vec<&str> = stderr.lines().filter(|l| l.contains("driver:")).collect();
-    assert_eq!(result["train"]["epochs"], 60, "{finished:?}");
+    assert_eq!(result["train"]["epochs"], 1000, "{finished:?}");
 }
 
 #[test]
