@@ -353,48 +353,59 @@ pub fn train(
     let mut failure: Option<(usize, String)> = None;
 
     while done.len() < live.iter().filter(|l| **l).count() {
-        let msg = pollers.rx.recv_timeout(Duration::from_millis(200));
+        // Everything already waiting is taken at once: when the workers run ahead of the
+        // driver (fast epochs, a slow disk), a burst of epochs costs one checkpoint, and a
+        // lost worker is noticed without first writing every epoch queued before it.
+        let first = pollers.rx.recv_timeout(Duration::from_millis(200));
+        let mut msgs = Vec::new();
         let mut lost: Vec<(usize, String)> = Vec::new();
-        match msg {
-            // A lost worker's last reports may still be on their way: they are late.
-            Ok((rank, Ok(events))) if live[rank] => {
-                for e in events {
-                    match e {
-                        Event::Step {
-                            epoch,
-                            done: d,
-                            steps,
-                            loss,
-                        } => {
-                            if epoch > shown_epoch {
-                                shown_epoch = epoch;
-                                progress.epoch_start(epoch, epochs, steps);
-                            }
-                            progress.step(d, loss);
-                        }
-                        e @ Event::Epoch { epoch, .. } => {
-                            if history.last().is_none_or(|h| h.epoch < epoch) {
-                                per_epoch.entry(epoch).or_default().insert(rank, e);
-                            }
-                        }
-                        Event::Done(d) => {
-                            done.insert(rank, d);
-                        }
-                        Event::Failed { message } => lost.push((rank, message)),
-                        Event::Collective(_) => {}
-                    }
-                }
+        match first {
+            Ok(m) => {
+                msgs.push(m);
+                msgs.extend(pollers.rx.try_iter());
             }
-            Ok((rank, Err(message))) => {
-                if live[rank] && !done.contains_key(&rank) {
-                    lost.push((rank, message));
-                }
-            }
-            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 for r in (0..n).filter(|r| live[*r] && !done.contains_key(r)) {
                     lost.push((r, "it stopped reporting before finishing".into()));
                 }
+            }
+        }
+        for msg in msgs {
+            match msg {
+                // A lost worker's last reports may still be on their way: they are late.
+                (rank, Ok(events)) if live[rank] => {
+                    for e in events {
+                        match e {
+                            Event::Step {
+                                epoch,
+                                done: d,
+                                steps,
+                                loss,
+                            } => {
+                                if epoch > shown_epoch {
+                                    shown_epoch = epoch;
+                                    progress.epoch_start(epoch, epochs, steps);
+                                }
+                                progress.step(d, loss);
+                            }
+                            e @ Event::Epoch { epoch, .. } => {
+                                if history.last().is_none_or(|h| h.epoch < epoch) {
+                                    per_epoch.entry(epoch).or_default().insert(rank, e);
+                                }
+                            }
+                            Event::Done(d) => {
+                                done.insert(rank, d);
+                            }
+                            Event::Failed { message } => lost.push((rank, message)),
+                            Event::Collective(_) => {}
+                        }
+                    }
+                }
+                (rank, Err(message)) if live[rank] && !done.contains_key(&rank) => {
+                    lost.push((rank, message));
+                }
+                _ => {}
             }
         }
         for w in workers.iter_mut() {
@@ -405,12 +416,17 @@ pub fn train(
             }
         }
         if !lost.is_empty() {
-            // A local child that exited says best what happened to it.
-            std::thread::sleep(Duration::from_millis(50));
+            // A local child that exited says best what happened to it; its connection may
+            // break a moment before it can be reaped.
             for (rank, why) in lost.iter_mut() {
-                if let Some(w) = workers.get_mut(*rank) {
-                    if let Some(how) = w.died() {
-                        *why = how;
+                if let Some(w) = workers.get_mut(*rank).filter(|w| w.is_child()) {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_secs(2) {
+                        if let Some(how) = w.died() {
+                            *why = how;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                 }
             }
@@ -435,11 +451,13 @@ pub fn train(
             } else {
                 abort_all(workers, req.token);
                 let dead = find_dead(workers, req.token);
+                // Epochs every worker reported before the loss are still checkpointed
+                // below, so a resume loses nothing they finished.
                 failure = Some(dead.into_iter().next().unwrap_or_else(|| lost.remove(0)));
-                break;
             }
         }
         // An epoch is complete when every live worker has reported it.
+        let mut newest = None;
         while let Some((&epoch, reports)) = per_epoch.iter().next() {
             let want: Vec<usize> = (0..n).filter(|r| live[*r]).collect();
             if !want.iter().all(|r| reports.contains_key(r)) {
@@ -459,11 +477,18 @@ pub fn train(
                 } => Some((p.clone(), *step)),
                 _ => None,
             });
-            if let Some((p, step)) = &params {
-                checkpoint(epoch, *step, p)?;
+            if let Some((p, step)) = params {
+                newest = Some((epoch, step, p));
             }
             progress.epoch_end(&record)?;
             history.push(record);
+        }
+        // Only the newest of the epochs completed together is checkpointed.
+        if let Some((epoch, step, p)) = newest.take() {
+            checkpoint(epoch, step, &p)?;
+        }
+        if failure.is_some() {
+            break;
         }
     }
     tracing::debug!(
