@@ -314,6 +314,8 @@ fn the_same_spec_reaches_the_same_accuracy_on_cpu_and_gpu() {
                 .map(|e| e["train_loss"].as_f64().unwrap())
                 .collect()
         };
+        assert_eq!(losses(&cpu).len(), losses(&gpu).len(), "{spec}: epochs");
+        assert!(!losses(&cpu).is_empty(), "{spec}: a history");
         for (l1, l2) in losses(&cpu).iter().zip(losses(&gpu)) {
             assert!(
                 (l1 - l2).abs() <= 1e-3 * l1.abs().max(0.01),
@@ -512,15 +514,26 @@ fn serve_answers_the_viewer_api_and_says_when_the_page_is_not_built() {
     std::fs::create_dir_all(web.path().join("pkg")).unwrap();
     std::fs::write(web.path().join("index.html"), "<!doctype html>").unwrap();
     std::fs::write(web.path().join("pkg/weft_web_bg.wasm"), b"\0asm").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "specs/iris.yaml", "--port", "0"])
-        .env("WEFT_WEB_DIR", web.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Killed on drop, so a failed assertion cannot leave a server holding the test's
+    // output open.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["serve", "specs/iris.yaml", "--port", "0"])
+            .env("WEFT_WEB_DIR", web.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
         &mut line,
     )
     .unwrap();
@@ -543,6 +556,4 @@ fn serve_answers_the_viewer_api_and_says_when_the_page_is_not_built() {
     assert_eq!(plan["features"].as_array().unwrap().len(), 4);
     let metrics = weft_dist::driver::get_json(&client, &url, "/api/metrics", "").unwrap();
     assert_eq!(metrics["streaming"], false);
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use weft::Experiment;
@@ -50,6 +51,15 @@ fn run_set(yaml: &str, sets: &[(&str, &str)]) -> weft::RunResult {
 
 /// Every tensor of the two runs' models agrees within `rel` of its largest value (≥ 1).
 fn assert_same_model(a: &weft::RunResult, b: &weft::RunResult, rel: f32, what: &str) {
+    let names = |r: &weft::RunResult| {
+        r.model
+            .tensors
+            .iter()
+            .map(|t| t.0.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(a), names(b), "{what}: the same tensors");
+    assert!(!a.model.tensors.is_empty(), "{what}: a model with tensors");
     for ((name, x), (_, y)) in a.model.tensors.iter().zip(&b.model.tensors) {
         let diff = x
             .iter()
@@ -191,14 +201,18 @@ fn every_strategy_trains_as_well_as_one_worker() {
             &[]
         };
         let acc = accuracy(&run_set(&spec(3000, 15, 16, extra), sets));
+        // Asynchronous commits interleave as the scheduler runs the two workers, so each
+        // such run is one draw: it gets a wider margin than the deterministic ones.
+        let asynchronous = extra.contains("parameter_server") && !name.ends_with("/sync");
+        let margin = if asynchronous { 0.04 } else { 0.02 };
         eprintln!("{name}: accuracy {acc:.4} (one worker {single:.4})");
-        if acc < single - 0.02 {
-            failures.push(format!("{name}: {acc:.4} vs {single:.4}"));
+        if acc < single - margin {
+            failures.push(format!("{name}: {acc:.4} vs {single:.4} (margin {margin})"));
         }
     }
     assert!(
         failures.is_empty(),
-        "more than 2% below one worker: {failures:?}"
+        "further below one worker than allowed: {failures:?}"
     );
 }
 
@@ -257,6 +271,25 @@ fn kill9(pid: u32) {
     assert!(ok.success());
 }
 
+/// Reads a child's stderr as it comes, on a thread: the receiver hears once the first
+/// epoch is reported (a progress line `epoch …`), the thread returns everything.
+fn watch_stderr(child: &mut Child) -> (mpsc::Receiver<()>, std::thread::JoinHandle<String>) {
+    let (first_epoch, seen) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("epoch ") {
+                let _ = first_epoch.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (seen, reader)
+}
+
 #[test]
 fn kill_9_of_a_worker_stops_a_sync_run_cleanly_and_it_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -286,19 +319,17 @@ fn kill_9_of_a_worker_stops_a_sync_run_cleanly_and_it_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let run_dir = wait_for(&runs, "checkpoint.json", Duration::from_secs(60));
+    // Killed as soon as the first epoch is reported: 299 epochs are still to go.
+    let (seen, reader) = watch_stderr(&mut driver);
+    seen.recv_timeout(Duration::from_secs(60))
+        .expect("the run reports its first epoch within a minute");
     let victim = ws[1].0.id();
     kill9(victim);
     let killed = Instant::now();
     let status = driver.wait().unwrap();
     let took = killed.elapsed();
-    let mut stderr = String::new();
-    driver
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = reader.join().unwrap();
+    let run_dir = wait_for(&runs, "checkpoint.json", Duration::from_secs(1));
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(took < Duration::from_secs(10), "reported after {took:?}");
     assert!(
@@ -309,6 +340,8 @@ fn kill_9_of_a_worker_stops_a_sync_run_cleanly_and_it_resumes() {
     let epoch_before: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("checkpoint.json")).unwrap())
             .unwrap();
+    let before = epoch_before["epoch"].as_u64().unwrap();
+    assert!((1..300).contains(&before), "checkpointed epoch {before}");
     for w in &mut ws {
         let _ = w.0.kill();
     }
@@ -371,7 +404,6 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn kill_9_of_a_worker_leaves_an_async_run_going() {
-    use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     // 1000 epochs: the kill lands right after the first epoch is reported,
     // with hundreds of epochs still to go even on a fast machine.
@@ -391,23 +423,7 @@ fn kill_9_of_a_worker_leaves_an_async_run_going() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Read stderr as it comes, and say when the first epoch is reported.
-    let (first_epoch, seen) = std::sync::mpsc::channel();
-    let stderr = driver.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.starts_with("epoch ") {
-                let _ = first_epoch.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (seen, reader) = watch_stderr(&mut driver);
     seen.recv_timeout(Duration::from_secs(60))
         .expect("the run reports its first epoch within a minute");
     let kids = children(driver.id());
@@ -514,7 +530,16 @@ fn garbage_on_the_data_port_leaves_the_worker_serving() {
             let _ = s.write_all(&bytes);
             let mut sink = Vec::new();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let _ = s.read_to_end(&mut sink); // the worker closes the connection
+            // The worker closes the connection (or resets it, with bytes left unread).
+            if let Err(e) = s.read_to_end(&mut sink) {
+                assert!(
+                    !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "the worker kept a garbage connection open"
+                );
+            }
         }
         // And one that connects and sends nothing, then goes away.
         drop(TcpStream::connect(data).unwrap());
@@ -627,7 +652,7 @@ model:
   - dense: {units: 2, activation: softmax}
 train: {loss: cross_entropy, optimizer: {sgd: {lr: 0.01}}, batch_size: 8, epochs: 1}
 evaluate: [accuracy]
-parallelism: {data: {workers: 3, sync: gossip, communication_window: 1}}
+parallelism: {data: {workers: 3, sync: gossip, communication_window: 1, timeout_s: 60}}
 ";
     let r = run(yaml);
     let comm = r.comm.unwrap();
@@ -644,7 +669,7 @@ fn gpu_workers_train_the_same_model_as_cpu_workers() {
         600,
         3,
         8,
-        "parallelism: {data: {workers: 2, sync: allreduce}}\n",
+        "parallelism: {data: {workers: 2, sync: allreduce, timeout_s: 120}}\n",
     );
     let cpu = run_set(&yaml, &[("executor.device", "cpu")]);
     let gpu = run_set(&yaml, &[("executor.device", "gpu")]);
