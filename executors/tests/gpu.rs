@@ -85,6 +85,40 @@ fn training_steps_match_the_cpu_with_dropout_clipping_and_adam() {
     }
 }
 
+/// Batches above 128 rows reduce over the rows in chunks (bias and gamma gradients, batch
+/// norm's input gradient, the gradient norm); smaller ones in one pass. Both, in either
+/// order, train like the CPU.
+#[test]
+fn large_batches_reduce_in_chunks_like_the_cpu() {
+    let p = plan(
+        "[{dense: {units: 40, activation: relu}}, {batch_norm: {}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.05, momentum: 0.9}}, batch_size: 1500, clip_grad_norm: 0.3}",
+        5,
+        classes(2),
+    );
+    let mut cpu = CpuExecutor::new(&p);
+    let mut gpu = ok(GpuExecutor::new(ctx(), &p));
+    for (step, rows) in [100usize, 1500, 129, 128, 700].into_iter().enumerate() {
+        let step = step as u64;
+        let x = inputs(rows, 5, step);
+        let y = labels(rows, &classes(2));
+        let lc = ok(cpu.train_step(x.view(), y.view(), step, 0.05));
+        let lg = ok(gpu.train_step(x.view(), y.view(), step, 0.05));
+        assert!(
+            (lc - lg).abs() <= 1e-4 * lc.abs().max(1.0),
+            "step {step} ({rows} rows): loss cpu {lc}, gpu {lg}"
+        );
+    }
+    for (i, (c, g)) in cpu.params().iter().zip(gpu.params()).enumerate() {
+        for (a, b) in c.iter().zip(g.iter()) {
+            assert!(
+                (a - b).abs() <= 1e-4 + 1e-3 * a.abs(),
+                "param {i}: cpu {a}, gpu {b}"
+            );
+        }
+    }
+}
+
 #[test]
 fn deferred_losses_add_up_to_the_step_losses() {
     let p = plan(

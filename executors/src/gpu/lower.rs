@@ -12,6 +12,7 @@ use weft_dsl::{Activation, Optimizer};
 use weft_planner::{LossKind, NormAxis, NormPart, Op, Plan};
 
 use super::kernels::{act_code, groups_1d, Kernel, MatmulCfg, Params};
+use super::reductions::{grad_norm, RowSum};
 use crate::error::ExecError;
 
 /// Where a kernel argument lives (resolved by the executor through the memory plan).
@@ -33,6 +34,9 @@ pub enum Buf {
     LossSum,
     /// Column indices of an input node that selects columns.
     Columns(usize),
+    /// Partial sums of a reduction split in chunks (`reductions.rs`): one buffer shared by
+    /// every reduction, at least this many values long.
+    Partial(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -115,7 +119,7 @@ fn rows_of(plan: &Plan, id: usize, rows: usize) -> usize {
     plan.nodes[id].shape.rows_at(rows)
 }
 
-fn u(x: usize) -> Result<u32, ExecError> {
+pub(super) fn u(x: usize) -> Result<u32, ExecError> {
     u32::try_from(x).map_err(|_| {
         ExecError::Gpu(format!(
             "a tensor of {x} elements is too large for the GPU kernels (at most 2^32 − 1)"
@@ -139,7 +143,7 @@ fn column_groups(cols: usize, run: Run) -> Result<(u32, u32, u32), ExecError> {
 }
 
 /// A workgroup count checked against the adapter's per-dimension limit.
-fn within(groups: usize, run: Run, what: &str) -> Result<u32, ExecError> {
+pub(super) fn within(groups: usize, run: Run, what: &str) -> Result<u32, ExecError> {
     match u32::try_from(groups) {
         Ok(g) if g <= run.max_dim => Ok(g),
         _ => Err(ExecError::Gpu(format!(
@@ -406,19 +410,19 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 }),
             }
         }
-        Op::SumRows => {
-            let r = rows_of(plan, input(0), run.rows);
-            calls.push(Call {
-                kernel: Kernel::reduce("sum_rows"),
-                params: Params {
-                    rows: u(r)?,
-                    ..base
-                },
-                reads: vec![Buf::Node(input(0))],
-                writes: vec![out],
-                groups: column_groups(cols, run)?,
-            });
+        Op::SumRows => RowSum {
+            kernel: Kernel::reduce("sum_rows"),
+            params: Params {
+                rows: u(rows_of(plan, input(0), run.rows))?,
+                ..base
+            },
+            reads: vec![Buf::Node(input(0))],
+            width: cols,
+            out,
+            offset: 0,
+            two_pass: false,
         }
+        .lower(run, calls)?,
         Op::NormGrad { axis, eps, part } => {
             let (x, gamma, dy) = (input(0), input(1), input(2));
             let r = rows_of(plan, x, run.rows);
@@ -432,29 +436,55 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
             };
             p.f[0] = *eps;
             calls.push(stats(*axis, Buf::Node(x), id, p, r, c, run)?);
-            match part {
-                NormPart::Gamma => calls.push(Call {
+            match (part, axis) {
+                (NormPart::Gamma, _) => RowSum {
                     kernel: Kernel::reduce("norm_grad_gamma"),
                     params: p,
                     reads: vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)],
-                    writes: vec![out],
-                    groups: column_groups(c, run)?,
-                }),
-                NormPart::Input => {
-                    let groups = if *axis == NormAxis::Batch { c } else { r };
-                    calls.push(Call {
-                        kernel: Kernel::reduce("norm_grad_input"),
+                    width: c,
+                    out,
+                    offset: 0,
+                    two_pass: false,
+                }
+                .lower(run, calls)?,
+                // Σ dy and Σ dy·x̂ per column go after the statistics in the scratch,
+                // then every element takes its gradient from them.
+                (NormPart::Input, NormAxis::Batch) => {
+                    RowSum {
+                        kernel: Kernel::reduce("norm_sums"),
                         params: p,
-                        reads: vec![
+                        reads: vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)],
+                        width: 2 * c,
+                        out: Buf::Scratch(id),
+                        offset: 2 * c,
+                        two_pass: true,
+                    }
+                    .lower(run, calls)?;
+                    calls.push(elementwise_call(
+                        Kernel::reduce("batch_norm_grad_input"),
+                        p,
+                        vec![
                             Buf::Node(x),
                             Buf::Scratch(id),
                             Buf::Node(gamma),
                             Buf::Node(dy),
                         ],
-                        writes: vec![out],
-                        groups: groups_1d(groups, run.max_dim),
-                    });
+                        out,
+                        run,
+                    ));
                 }
+                (NormPart::Input, NormAxis::Layer) => calls.push(Call {
+                    kernel: Kernel::reduce("layer_norm_grad_input"),
+                    params: p,
+                    reads: vec![
+                        Buf::Node(x),
+                        Buf::Scratch(id),
+                        Buf::Node(gamma),
+                        Buf::Node(dy),
+                    ],
+                    writes: vec![out],
+                    groups: groups_1d(r, run.max_dim),
+                }),
             }
         }
         Op::LossGrad(kind) => {
@@ -471,22 +501,12 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
             });
         }
         Op::GradNorm => {
-            let last = n.inputs.len().saturating_sub(1);
-            for (i, g) in n.inputs.iter().enumerate() {
-                let len = plan.nodes[*g].shape.numel(run.rows);
-                calls.push(Call {
-                    kernel: Kernel::reduce("sum_squares"),
-                    params: Params {
-                        n: u(len)?,
-                        b: u32::from(i == 0),
-                        c: u32::from(i == last),
-                        ..Params::default()
-                    },
-                    reads: vec![Buf::Node(*g)],
-                    writes: vec![out],
-                    groups: (1, 1, 1),
-                });
-            }
+            let grads: Vec<(Buf, usize)> = n
+                .inputs
+                .iter()
+                .map(|g| (Buf::Node(*g), plan.nodes[*g].shape.numel(run.rows)))
+                .collect();
+            grad_norm(&grads, out, calls)?;
         }
         Op::Update { .. } => {
             let (param, grad) = (input(0), input(1));

@@ -11,6 +11,7 @@
 pub mod context;
 pub mod kernels;
 pub mod lower;
+pub mod reductions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct GpuExecutor {
     running: HashMap<usize, (wgpu::Buffer, wgpu::Buffer)>,
     columns: HashMap<usize, wgpu::Buffer>,
     batch: Option<BatchBuffers>,
+    /// Partial sums of the reductions split in chunks (`reductions.rs`).
+    partial: Option<wgpu::Buffer>,
     loss_sum: wgpu::Buffer,
     step_buf: wgpu::Buffer,
     programs: HashMap<(Which, usize), Program>,
@@ -180,6 +183,7 @@ impl GpuExecutor {
             running,
             columns,
             batch: None,
+            partial: None,
             programs: HashMap::new(),
             t: 0,
             pending_rows: 0,
@@ -235,7 +239,12 @@ impl GpuExecutor {
         let mut scratch = HashMap::new();
         for n in &self.plan.nodes {
             let floats = match &n.op {
+                // Mean and 1/std per group; a batch-norm input gradient also keeps
+                // Σ dy and Σ dy·x̂ per column after them.
                 Op::Norm { axis, .. } | Op::NormGrad { axis, .. } => match axis {
+                    NormAxis::Batch if matches!(n.op, Op::NormGrad { .. }) => {
+                        4 * self.plan.nodes[n.inputs[0]].shape.cols
+                    }
                     NormAxis::Batch => 2 * self.plan.nodes[n.inputs[0]].shape.cols,
                     NormAxis::Layer => 2 * rows,
                 },
@@ -301,6 +310,7 @@ impl GpuExecutor {
             Buf::Y => &batch.y,
             Buf::LossSum => &self.loss_sum,
             Buf::Columns(id) => self.columns.get(&id).ok_or_else(missing)?,
+            Buf::Partial(_) => self.partial.as_ref().ok_or_else(missing)?,
         })
     }
 
@@ -336,6 +346,7 @@ impl GpuExecutor {
             max_dim: self.ctx.limits.max_compute_workgroups_per_dimension,
         };
         let calls = lower::lower(&self.fused, &self.ids(which), run)?;
+        self.grow_partial(&calls)?;
         let stride = u64::from(self.ctx.limits.min_uniform_buffer_offset_alignment)
             .max(Params::BYTES as u64);
         let params = self.ctx.buffer(
@@ -360,6 +371,29 @@ impl GpuExecutor {
                 _params: params,
             },
         );
+        Ok(())
+    }
+
+    /// Makes the reductions' shared partial-sum buffer as large as `calls` need. Programs
+    /// lowered before keep the (smaller) buffer they were bound to, which fits them.
+    fn grow_partial(&mut self, calls: &[Call]) -> Result<(), ExecError> {
+        let need = calls
+            .iter()
+            .flat_map(|c| c.reads.iter().chain(&c.writes))
+            .filter_map(|b| match b {
+                Buf::Partial(n) => Some(*n),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let have = self.partial.as_ref().map_or(0, |b| b.size() / 4);
+        if need as u64 > have {
+            self.partial = Some(self.ctx.buffer(
+                &format!("reduction partial sums ({need} values)"),
+                4 * need as u64,
+                STORAGE,
+            )?);
+        }
         Ok(())
     }
 

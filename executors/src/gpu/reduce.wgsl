@@ -26,16 +26,25 @@ fn lane_sum(lid: vec3<u32>, v: f32) -> f32 {
     return s;
 }
 
-// out[j] = Σ_r in0[r, j]: 32 columns per workgroup, 8 lanes down the rows.
+// The rows [lo, hi) of chunk wid.y of a sum over the rows: P.d rows per chunk (reductions.rs).
+fn chunk_span(wid: vec3<u32>) -> vec2<u32> {
+    let lo = wid.y * P.d;
+    return vec2<u32>(lo, min(lo + P.d, P.rows));
+}
+
+// out[P.k + chunk·P.cols + j] = Σ in0[r, j] over the chunk's rows: 32 columns per
+// workgroup, 8 lanes down the rows. One chunk is the whole sum; several leave partial sums
+// that a second sum_rows adds up.
 @compute @workgroup_size(32, 8)
 fn sum_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let j = wid.x * COLS + lid.x;
+    let span = chunk_span(wid);
     var s = 0.0;
     if j < P.cols {
-        for (var r = lid.y; r < P.rows; r += LANES) { s += in0[r * P.cols + j]; }
+        for (var r = span.x + lid.y; r < span.y; r += LANES) { s += in0[r * P.cols + j]; }
     }
     let total = lane_sum(lid, s);
-    if j < P.cols && lid.y == 0u { out[j] = total; }
+    if j < P.cols && lid.y == 0u { out[P.k + wid.y * P.cols + j] = total; }
 }
 
 // Batch-norm statistics of in0 per column (two passes, for accuracy); P.x = eps.
@@ -116,40 +125,75 @@ fn xhat(r: u32, j: u32) -> f32 {
     return (in0[r * P.cols + j] - in1[g]) * in1[groups() + g];
 }
 
-// dL/dgamma = Σ_r dy · x̂ per column; in0 = x, in1 = statistics, in2 = dy.
+// dL/dgamma = Σ_r dy · x̂ per column over a chunk of rows (as sum_rows); in0 = x,
+// in1 = statistics, in2 = dy.
 @compute @workgroup_size(32, 8)
 fn norm_grad_gamma(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let j = wid.x * COLS + lid.x;
+    let span = chunk_span(wid);
     var s = 0.0;
     if j < P.cols {
-        for (var r = lid.y; r < P.rows; r += LANES) { s += in2[r * P.cols + j] * xhat(r, j); }
+        for (var r = span.x + lid.y; r < span.y; r += LANES) { s += in2[r * P.cols + j] * xhat(r, j); }
     }
     let total = lane_sum(lid, s);
-    if j < P.cols && lid.y == 0u { out[j] = total; }
+    if j < P.cols && lid.y == 0u { out[P.k + wid.y * P.cols + j] = total; }
 }
 
-// dL/dx of a normalisation, one thread per group (column for batch norm, row for layer
-// norm); in0 = x, in1 = statistics, in2 = gamma, in3 = dy.
-@compute @workgroup_size(256)
-fn norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = flat_index(gid, nwg);
-    if g >= groups() { return; }
-    let layer = P.a == 1u;
-    let count = select(P.rows, P.cols, layer);
+// Batch norm's input gradient, first part: Σ dy and Σ dy·x̂ per column over a chunk of
+// rows, into out[P.k + chunk·2·P.cols + j] and out[… + P.cols + j]; in0 = x,
+// in1 = statistics, in2 = dy.
+@compute @workgroup_size(32, 8)
+fn norm_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x * COLS + lid.x;
+    let span = chunk_span(wid);
     var s1 = 0.0;
     var s2 = 0.0;
-    for (var t = 0u; t < count; t++) {
-        let r = select(t, g, layer);
-        let j = select(g, t, layer);
+    if j < P.cols {
+        for (var r = span.x + lid.y; r < span.y; r += LANES) {
+            let d = in2[r * P.cols + j];
+            s1 += d;
+            s2 += d * xhat(r, j);
+        }
+    }
+    let t1 = lane_sum(lid, s1);
+    let t2 = lane_sum(lid, s2);
+    if j < P.cols && lid.y == 0u {
+        let at = P.k + wid.y * 2u * P.cols;
+        out[at + j] = t1;
+        out[at + P.cols + j] = t2;
+    }
+}
+
+// Batch norm's input gradient, one thread per element:
+// dx = gamma · inv / n · (n·dy − Σ dy − x̂ · Σ dy·x̂), with the column's mean, 1/std, Σ dy
+// and Σ dy·x̂ in in1 at [0, c), [c, 2c), [2c, 3c), [3c, 4c); in0 = x, in2 = gamma, in3 = dy.
+@compute @workgroup_size(256)
+fn batch_norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i >= P.n { return; }
+    let r = i / P.cols;
+    let j = i % P.cols;
+    let c = P.cols;
+    let n = f32(P.rows);
+    out[i] = in2[j] * in1[c + j] / n * (n * in3[i] - in1[2u * c + j] - xhat(r, j) * in1[3u * c + j]);
+}
+
+// Layer norm's input gradient, one thread per row; in0 = x, in1 = statistics,
+// in2 = gamma, in3 = dy.
+@compute @workgroup_size(256)
+fn layer_norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = flat_index(gid, nwg);
+    if r >= P.rows { return; }
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var j = 0u; j < P.cols; j++) {
         let dxh = in3[r * P.cols + j] * in2[j];
         s1 += dxh;
         s2 += dxh * xhat(r, j);
     }
-    let n = f32(count);
-    let inv = in1[groups() + g];
-    for (var t = 0u; t < count; t++) {
-        let r = select(t, g, layer);
-        let j = select(g, t, layer);
+    let n = f32(P.cols);
+    let inv = in1[P.rows + r];
+    for (var j = 0u; j < P.cols; j++) {
         let dxh = in3[r * P.cols + j] * in2[j];
         out[r * P.cols + j] = inv / n * (n * dxh - s1 - xhat(r, j) * s2);
     }
@@ -157,22 +201,34 @@ fn norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 
 var<workgroup> acc: array<f32, 256>;
 
-// One workgroup adds Σ in0² over P.n values to out[0]: P.b = 1 starts from 0, P.c = 1 takes
-// the square root at the end (the global gradient norm over every gradient).
-@compute @workgroup_size(256)
-fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var s = 0.0;
-    for (var i = lid.x; i < P.n; i += 256u) { s += in0[i] * in0[i]; }
-    acc[lid.x] = s;
+// Σ of the 256 threads' values of v (every thread gets it).
+fn tree_sum(lid: vec3<u32>, v: f32) -> f32 {
+    acc[lid.x] = v;
     workgroupBarrier();
     for (var width = 128u; width > 0u; width >>= 1u) {
         if lid.x < width { acc[lid.x] += acc[lid.x + width]; }
         workgroupBarrier();
     }
-    if lid.x == 0u {
-        var total = acc[0];
-        if P.b == 0u { total += out[0]; }
-        if P.c == 1u { total = sqrt(total); }
-        out[0] = total;
-    }
+    let total = acc[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Σ in0² over P.n values, each workgroup's share into out[P.k + workgroup] (the first pass
+// of the global gradient norm).
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    var s = 0.0;
+    for (var i = wid.x * 256u + lid.x; i < P.n; i += 256u * nwg.x) { s += in0[i] * in0[i]; }
+    let total = tree_sum(lid, s);
+    if lid.x == 0u { out[P.k + wid.x] = total; }
+}
+
+// out[0] = sqrt(Σ in0[0..P.n]): one workgroup adds the partial sums of squares.
+@compute @workgroup_size(256)
+fn sqrt_of_sum(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var s = 0.0;
+    for (var i = lid.x; i < P.n; i += 256u) { s += in0[i]; }
+    let total = tree_sum(lid, s);
+    if lid.x == 0u { out[0] = sqrt(total); }
 }

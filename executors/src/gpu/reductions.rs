@@ -1,0 +1,156 @@
+//! Lowering of the reductions over a whole tensor: sums over the rows (bias and gamma
+//! gradients, the batch-norm input gradient's two sums) and the global gradient norm.
+//!
+//! A reduction over a large batch is split into chunks of rows: one workgroup per chunk
+//! and 32 columns writes partial sums to a shared scratch buffer (`Buf::Partial`), and a
+//! second, small `sum_rows` adds them up. In one pass a 2-column bias gradient at batch
+//! 8192 would be a single workgroup whose threads each walk a thousand rows in a row; in
+//! chunks it is 128 workgroups of 8 rows per thread. Small batches (≤ 128 rows) keep the
+//! single pass, since there a second dispatch costs more than it saves. The gradient norm
+//! is split the same way: each gradient's squares are summed by up to 256 workgroups,
+//! then one workgroup adds every partial sum and takes the square root.
+
+use super::kernels::{Kernel, Params};
+use super::lower::{u, within, Buf, Call, Run};
+use crate::error::ExecError;
+
+/// Batches of at most this many rows are reduced in one pass.
+const SINGLE_PASS_ROWS: usize = 128;
+/// Rows per chunk, at least (8 per thread of a 32 × 8 workgroup).
+const CHUNK_ROWS: usize = 64;
+/// Chunks, at most: the second pass then walks at most 128 partial rows per thread.
+const MAX_CHUNKS: usize = 1024;
+/// Values per thread of the first pass of `sum_squares`, and its workgroups at most.
+const SQUARES_PER_THREAD: usize = 16;
+const SQUARES_GROUPS: usize = 256;
+
+/// (rows per chunk, chunks) of a reduction over `rows` rows.
+pub fn chunking(rows: usize) -> (usize, usize) {
+    if rows <= SINGLE_PASS_ROWS {
+        return (rows.max(1), 1);
+    }
+    let per = CHUNK_ROWS.max(rows.div_ceil(MAX_CHUNKS));
+    (per, rows.div_ceil(per))
+}
+
+/// A sum over the rows by one of reduce.wgsl's column kernels (`sum_rows`,
+/// `norm_grad_gamma`, `norm_sums`): `params` has `rows` and `cols` set; each row gives
+/// `width` sums (`cols`, or `2·cols` for `norm_sums`), written to `out` from `offset` on.
+pub struct RowSum {
+    pub kernel: Kernel,
+    pub params: Params,
+    pub reads: Vec<Buf>,
+    pub width: usize,
+    pub out: Buf,
+    pub offset: usize,
+    /// Go through the partial buffer even for one chunk (when `out` is also read).
+    pub two_pass: bool,
+}
+
+impl RowSum {
+    pub fn lower(self, run: Run, calls: &mut Vec<Call>) -> Result<(), ExecError> {
+        let rows = self.params.rows as usize;
+        let cols = self.params.cols as usize;
+        let (per, chunks) = chunking(rows);
+        let gx = within(cols.div_ceil(32), run, "a reduction over columns")?;
+        if chunks == 1 && !self.two_pass {
+            calls.push(Call {
+                kernel: self.kernel,
+                params: Params {
+                    d: u(per)?,
+                    k: u(self.offset)?,
+                    ..self.params
+                },
+                reads: self.reads,
+                writes: vec![self.out],
+                groups: (gx, 1, 1),
+            });
+            return Ok(());
+        }
+        let gy = within(chunks, run, "a reduction over rows")?;
+        let partial = Buf::Partial(chunks * self.width);
+        calls.push(Call {
+            kernel: self.kernel,
+            params: Params {
+                d: u(per)?,
+                k: 0,
+                ..self.params
+            },
+            reads: self.reads,
+            writes: vec![partial],
+            groups: (gx, gy, 1),
+        });
+        calls.push(Call {
+            kernel: Kernel::reduce("sum_rows"),
+            params: Params {
+                n: u(chunks * self.width)?,
+                rows: u(chunks)?,
+                cols: u(self.width)?,
+                d: u(chunks)?,
+                k: u(self.offset)?,
+                ..Params::default()
+            },
+            reads: vec![partial],
+            writes: vec![self.out],
+            groups: (
+                within(self.width.div_ceil(32), run, "a reduction over columns")?,
+                1,
+                1,
+            ),
+        });
+        Ok(())
+    }
+}
+
+/// The global norm of the gradients of lengths `lens` into `out[0]`.
+pub fn grad_norm(lens: &[(Buf, usize)], out: Buf, calls: &mut Vec<Call>) -> Result<(), ExecError> {
+    let mut offset = 0;
+    for &(grad, len) in lens {
+        let groups = len
+            .div_ceil(256 * SQUARES_PER_THREAD)
+            .clamp(1, SQUARES_GROUPS);
+        calls.push(Call {
+            kernel: Kernel::reduce("sum_squares"),
+            params: Params {
+                n: u(len)?,
+                k: u(offset)?,
+                ..Params::default()
+            },
+            reads: vec![grad],
+            writes: vec![Buf::Partial(offset + groups)],
+            groups: (u(groups)?, 1, 1),
+        });
+        offset += groups;
+    }
+    calls.push(Call {
+        kernel: Kernel::reduce("sqrt_of_sum"),
+        params: Params {
+            n: u(offset)?,
+            ..Params::default()
+        },
+        reads: vec![Buf::Partial(offset)],
+        writes: vec![out],
+        groups: (1, 1, 1),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_take_one_pass_and_large_ones_bounded_chunks() {
+        assert_eq!(chunking(0), (1, 1));
+        assert_eq!(chunking(32), (32, 1));
+        assert_eq!(chunking(128), (128, 1));
+        assert_eq!(chunking(129), (64, 3));
+        assert_eq!(chunking(8192), (64, 128));
+        assert_eq!(chunking(1 << 20), (1024, 1024));
+        for rows in [129, 1000, 65_536, 1 << 20, 3_000_017] {
+            let (per, chunks) = chunking(rows);
+            assert!(per * chunks >= rows && per * (chunks - 1) < rows, "{rows}");
+            assert!(chunks <= MAX_CHUNKS && per >= CHUNK_ROWS, "{rows}");
+        }
+    }
+}
