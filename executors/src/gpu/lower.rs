@@ -12,7 +12,7 @@ use weft_dsl::{Activation, Optimizer};
 use weft_planner::{LossKind, NormAxis, NormPart, Op, Plan};
 
 use super::kernels::{act_code, groups_1d, Kernel, MatmulCfg, Params};
-use super::reductions::{grad_norm, RowSum};
+use super::reductions::{batch_stats, grad_norm, per_row, RowSum};
 use crate::error::ExecError;
 
 /// Where a kernel argument lives (resolved by the executor through the memory plan).
@@ -135,11 +135,6 @@ fn elementwise_call(kernel: Kernel, p: Params, reads: Vec<Buf>, out: Buf, run: R
         reads,
         writes: vec![out],
     }
-}
-
-/// Grid of the 32-column reduction kernels (reduce.wgsl).
-fn column_groups(cols: usize, run: Run) -> Result<(u32, u32, u32), ExecError> {
-    within(cols.div_ceil(32), run, "a reduction over columns").map(|g| (g, 1, 1))
 }
 
 /// A workgroup count checked against the adapter's per-dimension limit.
@@ -296,7 +291,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                     Buf::Scratch(id),
                     run,
                 )),
-                _ => calls.push(stats(*axis, x, id, p, rows, cols, run)?),
+                _ => stats(*axis, x, id, p, rows, run, calls)?,
             }
             calls.push(elementwise_call(
                 Kernel::reduce("norm_apply"),
@@ -435,7 +430,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 ..Params::default()
             };
             p.f[0] = *eps;
-            calls.push(stats(*axis, Buf::Node(x), id, p, r, c, run)?);
+            stats(*axis, Buf::Node(x), id, p, r, run, calls)?;
             match (part, axis) {
                 (NormPart::Gamma, _) => RowSum {
                     kernel: Kernel::reduce("norm_grad_gamma"),
@@ -483,7 +478,7 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                         Buf::Node(dy),
                     ],
                     writes: vec![out],
-                    groups: groups_1d(r, run.max_dim),
+                    groups: per_row(r, run.max_dim),
                 }),
             }
         }
@@ -560,25 +555,20 @@ fn stats(
     id: usize,
     p: Params,
     rows: usize,
-    cols: usize,
     run: Run,
-) -> Result<Call, ExecError> {
-    Ok(match axis {
-        NormAxis::Batch => Call {
-            kernel: Kernel::reduce("col_stats"),
-            params: p,
-            reads: vec![x],
-            writes: vec![Buf::Scratch(id)],
-            groups: column_groups(cols, run)?,
-        },
-        NormAxis::Layer => Call {
+    calls: &mut Vec<Call>,
+) -> Result<(), ExecError> {
+    match axis {
+        NormAxis::Batch => batch_stats(x, Buf::Scratch(id), p, run, calls)?,
+        NormAxis::Layer => calls.push(Call {
             kernel: Kernel::reduce("row_stats"),
             params: p,
             reads: vec![x],
             writes: vec![Buf::Scratch(id)],
-            groups: groups_1d(rows, run.max_dim),
-        },
-    })
+            groups: per_row(rows, run.max_dim),
+        }),
+    }
+    Ok(())
 }
 
 /// out[r, dst_off + j] = src[r, src_off + j] for j < width.

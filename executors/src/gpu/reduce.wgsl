@@ -47,41 +47,93 @@ fn sum_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     if j < P.cols && lid.y == 0u { out[P.k + wid.y * P.cols + j] = total; }
 }
 
-// Batch-norm statistics of in0 per column (two passes, for accuracy); P.x = eps.
-@compute @workgroup_size(32, 8)
-fn col_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let j = wid.x * COLS + lid.x;
+// Mean and sum of squared deviations (M2) of column j of in0 over the rows of chunk wid.y
+// (two passes over the chunk, for accuracy).
+fn moments(lid: vec3<u32>, wid: vec3<u32>, j: u32) -> vec2<f32> {
+    let span = chunk_span(wid);
     let ok = j < P.cols;
     var s = 0.0;
-    if ok { for (var r = lid.y; r < P.rows; r += LANES) { s += in0[r * P.cols + j]; } }
-    let mean = lane_sum(lid, s) / f32(max(P.rows, 1u));
+    if ok { for (var r = span.x + lid.y; r < span.y; r += LANES) { s += in0[r * P.cols + j]; } }
+    let mean = lane_sum(lid, s) / f32(max(span.y - min(span.x, span.y), 1u));
     var q = 0.0;
     if ok {
-        for (var r = lid.y; r < P.rows; r += LANES) {
+        for (var r = span.x + lid.y; r < span.y; r += LANES) {
             let d = in0[r * P.cols + j] - mean;
             q += d * d;
         }
     }
-    let var_ = lane_sum(lid, q) / f32(max(P.rows, 1u));
-    if ok && lid.y == 0u {
-        out[j] = mean;
-        out[P.cols + j] = 1.0 / sqrt(var_ + P.x);
+    return vec2<f32>(mean, lane_sum(lid, q));
+}
+
+// Batch-norm statistics of in0 per column in one pass over every row (one chunk); P.x = eps.
+@compute @workgroup_size(32, 8)
+fn col_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x * COLS + lid.x;
+    let m = moments(lid, wid, j);
+    if j < P.cols && lid.y == 0u {
+        out[j] = m.x;
+        out[P.cols + j] = 1.0 / sqrt(m.y / f32(max(P.rows, 1u)) + P.x);
     }
 }
 
-// Layer-norm statistics of in0 per row (one thread per row); P.x = eps.
+// Batch-norm statistics over a large batch, first pass: each chunk's mean and M2 per
+// column into out[chunk·2·P.cols + j] and out[… + P.cols + j].
+@compute @workgroup_size(32, 8)
+fn col_moments(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x * COLS + lid.x;
+    let m = moments(lid, wid, j);
+    if j < P.cols && lid.y == 0u {
+        let at = wid.y * 2u * P.cols;
+        out[at + j] = m.x;
+        out[at + P.cols + j] = m.y;
+    }
+}
+
+// Batch-norm statistics over a large batch, second pass, one thread per column: the
+// chunks' moments (in0, as col_moments wrote them; P.d rows per chunk) merged in order by
+// Chan et al.'s pairwise update, then mean and 1/std into out as col_stats; P.x = eps.
 @compute @workgroup_size(256)
-fn row_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = flat_index(gid, nwg);
+fn merge_moments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat_index(gid, nwg);
+    if j >= P.cols { return; }
+    let chunks = (P.rows + P.d - 1u) / P.d;
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var c = 0u; c < chunks; c++) {
+        let nb = f32(min(P.d, P.rows - c * P.d));
+        let at = c * 2u * P.cols;
+        let delta = in0[at + j] - mean;
+        let total = n + nb;
+        mean += delta * nb / total;
+        m2 += in0[at + P.cols + j] + delta * delta * n * nb / total;
+        n = total;
+    }
+    out[j] = mean;
+    out[P.cols + j] = 1.0 / sqrt(m2 / max(n, 1.0) + P.x);
+}
+
+// The row of a one-workgroup-per-row launch (rows spread over y past the grid limit).
+fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// Layer-norm statistics of in0, one 64-thread workgroup per row; P.x = eps.
+@compute @workgroup_size(64)
+fn row_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_of(wid, nwg);
     if r >= P.rows { return; }
     let base = r * P.cols;
     var s = 0.0;
-    for (var j = 0u; j < P.cols; j++) { s += in0[base + j]; }
-    let mean = s / f32(P.cols);
+    for (var j = lid.x; j < P.cols; j += 64u) { s += in0[base + j]; }
+    let mean = tree_sum(lid, s, 64u) / f32(P.cols);
     var q = 0.0;
-    for (var j = 0u; j < P.cols; j++) { let d = in0[base + j] - mean; q += d * d; }
-    out[r] = mean;
-    out[P.rows + r] = 1.0 / sqrt(q / f32(P.cols) + P.x);
+    for (var j = lid.x; j < P.cols; j += 64u) { let d = in0[base + j] - mean; q += d * d; }
+    let var_ = tree_sum(lid, q, 64u) / f32(P.cols);
+    if lid.x == 0u {
+        out[r] = mean;
+        out[P.rows + r] = 1.0 / sqrt(var_ + P.x);
+    }
 }
 
 // Batch-norm statistics in evaluation mode from the running mean (in0) and variance (in1).
@@ -178,34 +230,37 @@ fn batch_norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
     out[i] = in2[j] * in1[c + j] / n * (n * in3[i] - in1[2u * c + j] - xhat(r, j) * in1[3u * c + j]);
 }
 
-// Layer norm's input gradient, one thread per row; in0 = x, in1 = statistics,
-// in2 = gamma, in3 = dy.
-@compute @workgroup_size(256)
-fn layer_norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = flat_index(gid, nwg);
+// Layer norm's input gradient, one 64-thread workgroup per row; in0 = x,
+// in1 = statistics, in2 = gamma, in3 = dy.
+@compute @workgroup_size(64)
+fn layer_norm_grad_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = row_of(wid, nwg);
     if r >= P.rows { return; }
-    var s1 = 0.0;
-    var s2 = 0.0;
-    for (var j = 0u; j < P.cols; j++) {
-        let dxh = in3[r * P.cols + j] * in2[j];
-        s1 += dxh;
-        s2 += dxh * xhat(r, j);
+    let base = r * P.cols;
+    var a = 0.0;
+    var b = 0.0;
+    for (var j = lid.x; j < P.cols; j += 64u) {
+        let dxh = in3[base + j] * in2[j];
+        a += dxh;
+        b += dxh * xhat(r, j);
     }
+    let s1 = tree_sum(lid, a, 64u);
+    let s2 = tree_sum(lid, b, 64u);
     let n = f32(P.cols);
     let inv = in1[P.rows + r];
-    for (var j = 0u; j < P.cols; j++) {
-        let dxh = in3[r * P.cols + j] * in2[j];
-        out[r * P.cols + j] = inv / n * (n * dxh - s1 - xhat(r, j) * s2);
+    for (var j = lid.x; j < P.cols; j += 64u) {
+        let dxh = in3[base + j] * in2[j];
+        out[base + j] = inv / n * (n * dxh - s1 - xhat(r, j) * s2);
     }
 }
 
 var<workgroup> acc: array<f32, 256>;
 
-// Σ of the 256 threads' values of v (every thread gets it).
-fn tree_sum(lid: vec3<u32>, v: f32) -> f32 {
+// Σ of the `threads` threads' values of v (a power of two ≤ 256; every thread gets it).
+fn tree_sum(lid: vec3<u32>, v: f32, threads: u32) -> f32 {
     acc[lid.x] = v;
     workgroupBarrier();
-    for (var width = 128u; width > 0u; width >>= 1u) {
+    for (var width = threads / 2u; width > 0u; width >>= 1u) {
         if lid.x < width { acc[lid.x] += acc[lid.x + width]; }
         workgroupBarrier();
     }
@@ -220,7 +275,7 @@ fn tree_sum(lid: vec3<u32>, v: f32) -> f32 {
 fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     var s = 0.0;
     for (var i = wid.x * 256u + lid.x; i < P.n; i += 256u * nwg.x) { s += in0[i] * in0[i]; }
-    let total = tree_sum(lid, s);
+    let total = tree_sum(lid, s, 256u);
     if lid.x == 0u { out[P.k + wid.x] = total; }
 }
 
@@ -229,6 +284,6 @@ fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 fn sqrt_of_sum(@builtin(local_invocation_id) lid: vec3<u32>) {
     var s = 0.0;
     for (var i = lid.x; i < P.n; i += 256u) { s += in0[i]; }
-    let total = tree_sum(lid, s);
+    let total = tree_sum(lid, s, 256u);
     if lid.x == 0u { out[0] = sqrt(total); }
 }

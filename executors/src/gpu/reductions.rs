@@ -1,5 +1,6 @@
 //! Lowering of the reductions over a whole tensor: sums over the rows (bias and gamma
-//! gradients, the batch-norm input gradient's two sums) and the global gradient norm.
+//! gradients, the batch-norm input gradient's two sums), batch-norm statistics and the
+//! global gradient norm.
 //!
 //! A reduction over a large batch is split into chunks of rows: one workgroup per chunk
 //! and 32 columns writes partial sums to a shared scratch buffer (`Buf::Partial`), and a
@@ -10,7 +11,7 @@
 //! is split the same way: each gradient's squares are summed by up to 256 workgroups,
 //! then one workgroup adds every partial sum and takes the square root.
 
-use super::kernels::{Kernel, Params};
+use super::kernels::{groups_1d, Kernel, Params};
 use super::lower::{u, within, Buf, Call, Run};
 use crate::error::ExecError;
 
@@ -133,6 +134,61 @@ pub fn grad_norm(lens: &[(Buf, usize)], out: Buf, calls: &mut Vec<Call>) -> Resu
         groups: (1, 1, 1),
     });
     Ok(())
+}
+
+/// Batch-norm statistics of `x` (`params`: rows, cols, eps in `f[0]`) into `out`: mean in
+/// `[0, cols)`, 1/std in `[cols, 2·cols)`. Over a large batch each chunk's mean and sum of
+/// squared deviations go to the partial buffer and are merged per column (Chan et al.'s
+/// pairwise update, exact up to rounding and stable, unlike Σx and Σx²).
+pub fn batch_stats(
+    x: Buf,
+    out: Buf,
+    params: Params,
+    run: Run,
+    calls: &mut Vec<Call>,
+) -> Result<(), ExecError> {
+    let (rows, cols) = (params.rows as usize, params.cols as usize);
+    let (per, chunks) = chunking(rows);
+    let gx = within(cols.div_ceil(32), run, "a reduction over columns")?;
+    let params = Params {
+        d: u(per)?,
+        ..params
+    };
+    if chunks == 1 {
+        calls.push(Call {
+            kernel: Kernel::reduce("col_stats"),
+            params,
+            reads: vec![x],
+            writes: vec![out],
+            groups: (gx, 1, 1),
+        });
+        return Ok(());
+    }
+    let partial = Buf::Partial(chunks * 2 * cols);
+    calls.push(Call {
+        kernel: Kernel::reduce("col_moments"),
+        params,
+        reads: vec![x],
+        writes: vec![partial],
+        groups: (gx, within(chunks, run, "a reduction over rows")?, 1),
+    });
+    calls.push(Call {
+        kernel: Kernel::reduce("merge_moments"),
+        groups: groups_1d(cols, run.max_dim),
+        params,
+        reads: vec![partial],
+        writes: vec![out],
+    });
+    Ok(())
+}
+
+/// One workgroup per row (`row_of` in reduce.wgsl), spread over y past the grid limit.
+pub fn per_row(rows: usize, max_dim: u32) -> (u32, u32, u32) {
+    if rows == 0 {
+        return (0, 1, 1);
+    }
+    let x = rows.min(max_dim as usize);
+    (x as u32, rows.div_ceil(x).min(u32::MAX as usize) as u32, 1)
 }
 
 #[cfg(test)]
