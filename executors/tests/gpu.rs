@@ -13,6 +13,7 @@ use weft_executors::cpu::CpuExecutor;
 use weft_executors::gpu::{bench, GpuContext, GpuExecutor, Want};
 use weft_executors::{ExecError, Executor};
 use weft_planner::rng::Rng;
+use weft_planner::{Plan, Task};
 
 fn ctx() -> std::sync::Arc<GpuContext> {
     GpuContext::shared(Want::Any, 0)
@@ -53,57 +54,17 @@ fn matmul_matches_the_cpu_on_odd_shapes_both_tiles_and_transposes() {
     }
 }
 
-/// The same plan and batches on both executors: the parameters after several steps agree
-/// (dropout masks come from the same counter-based generator on both).
-#[test]
-fn training_steps_match_the_cpu_with_dropout_clipping_and_adam() {
-    let p = plan(
-        "[{dense: {units: 32, activation: relu}}, {dropout: {rate: 0.3}}, {dense: {units: 16, activation: gelu}}, {layer_norm: {}}, {dense: {units: 3, activation: softmax}}]",
-        "{optimizer: {adam: {lr: 0.01}}, batch_size: 40, clip_grad_norm: 0.5}",
-        6,
-        classes(3),
-    );
-    let mut cpu = CpuExecutor::new(&p);
-    let mut gpu = ok(GpuExecutor::new(ctx(), &p));
-    for step in 0..6u64 {
-        let x = inputs(40 - step as usize, 6, step);
-        let y = labels(x.nrows(), &classes(3));
-        let lc = ok(cpu.train_step(x.view(), y.view(), step, 0.01));
-        let lg = ok(gpu.train_step(x.view(), y.view(), step, 0.01));
-        assert!(
-            (lc - lg).abs() <= 1e-4 * lc.abs().max(1.0),
-            "step {step}: loss cpu {lc}, gpu {lg}"
-        );
-    }
-    for (i, (c, g)) in cpu.params().iter().zip(gpu.params()).enumerate() {
-        for (a, b) in c.iter().zip(g.iter()) {
-            assert!(
-                (a - b).abs() <= 1e-4 + 1e-3 * a.abs(),
-                "param {i}: cpu {a}, gpu {b}"
-            );
-        }
-    }
-}
-
-/// Batches above 128 rows reduce over the rows in chunks (bias and gamma gradients, batch
-/// norm's statistics and input gradient, the gradient norm); smaller ones in one pass.
-/// Both, in either order, train like the CPU; layer norm (a workgroup per row) too.
-#[test]
-fn large_batches_reduce_in_chunks_like_the_cpu() {
-    let p = plan(
-        "[{dense: {units: 40, activation: relu}}, {batch_norm: {}}, {dense: {units: 100, activation: tanh}}, {layer_norm: {}}, {dense: {units: 2, activation: softmax}}]",
-        "{optimizer: {sgd: {lr: 0.05, momentum: 0.9}}, batch_size: 1500, clip_grad_norm: 0.3}",
-        5,
-        classes(2),
-    );
-    let mut cpu = CpuExecutor::new(&p);
-    let mut gpu = ok(GpuExecutor::new(ctx(), &p));
-    for (step, rows) in [100usize, 1500, 129, 128, 700].into_iter().enumerate() {
+/// Trains `p` on both executors with batches of `rows` rows (`features` wide, labels of
+/// `task`) at rate `lr`: every step's loss and the final parameters agree.
+fn trains_like_the_cpu(p: &Plan, rows: &[usize], features: usize, task: &Task, lr: f32) {
+    let mut cpu = CpuExecutor::new(p);
+    let mut gpu = ok(GpuExecutor::new(ctx(), p));
+    for (step, &rows) in rows.iter().enumerate() {
         let step = step as u64;
-        let x = inputs(rows, 5, step);
-        let y = labels(rows, &classes(2));
-        let lc = ok(cpu.train_step(x.view(), y.view(), step, 0.05));
-        let lg = ok(gpu.train_step(x.view(), y.view(), step, 0.05));
+        let x = inputs(rows, features, step);
+        let y = labels(rows, task);
+        let lc = ok(cpu.train_step(x.view(), y.view(), step, lr));
+        let lg = ok(gpu.train_step(x.view(), y.view(), step, lr));
         assert!(
             (lc - lg).abs() <= 1e-4 * lc.abs().max(1.0),
             "step {step} ({rows} rows): loss cpu {lc}, gpu {lg}"
@@ -117,6 +78,33 @@ fn large_batches_reduce_in_chunks_like_the_cpu() {
             );
         }
     }
+}
+
+/// The same plan and batches on both executors: the parameters after several steps agree
+/// (dropout masks come from the same counter-based generator on both).
+#[test]
+fn training_steps_match_the_cpu_with_dropout_clipping_and_adam() {
+    let p = plan(
+        "[{dense: {units: 32, activation: relu}}, {dropout: {rate: 0.3}}, {dense: {units: 16, activation: gelu}}, {layer_norm: {}}, {dense: {units: 3, activation: softmax}}]",
+        "{optimizer: {adam: {lr: 0.01}}, batch_size: 40, clip_grad_norm: 0.5}",
+        6,
+        classes(3),
+    );
+    trains_like_the_cpu(&p, &[40, 39, 38, 37, 36, 35], 6, &classes(3), 0.01);
+}
+
+/// Batches above 128 rows reduce over the rows in chunks (bias and gamma gradients, batch
+/// norm's statistics and input gradient, the gradient norm); smaller ones in one pass.
+/// Both, in either order, train like the CPU; layer norm (a workgroup per row) too.
+#[test]
+fn large_batches_reduce_in_chunks_like_the_cpu() {
+    let p = plan(
+        "[{dense: {units: 40, activation: relu}}, {batch_norm: {}}, {dense: {units: 100, activation: tanh}}, {layer_norm: {}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {sgd: {lr: 0.05, momentum: 0.9}}, batch_size: 1500, clip_grad_norm: 0.3}",
+        5,
+        classes(2),
+    );
+    trains_like_the_cpu(&p, &[100, 1500, 129, 128, 700], 5, &classes(2), 0.05);
 }
 
 #[test]
