@@ -69,7 +69,7 @@ impl RowSum {
             return Ok(());
         }
         let gy = within(chunks, run, "a reduction over rows")?;
-        let partial = Buf::Partial(chunks * self.width);
+        let partial = Buf::Partial(chunks * self.width.max(1));
         calls.push(Call {
             kernel: self.kernel,
             params: Params {
@@ -129,7 +129,8 @@ pub fn grad_norm(lens: &[(Buf, usize)], out: Buf, calls: &mut Vec<Call>) -> Resu
             n: u(offset)?,
             ..Params::default()
         },
-        reads: vec![Buf::Partial(offset)],
+        // At least one value, so a plan without gradients still has a buffer to bind.
+        reads: vec![Buf::Partial(offset.max(1))],
         writes: vec![out],
         groups: (1, 1, 1),
     });
