@@ -57,8 +57,18 @@ fn matmul_matches_the_cpu_on_odd_shapes_both_tiles_and_transposes() {
 /// Trains `p` on both executors with batches of `rows` rows (`features` wide, labels of
 /// `task`) at rate `lr`: every step's loss and the final parameters agree.
 fn trains_like_the_cpu(p: &Plan, rows: &[usize], features: usize, task: &Task, lr: f32) {
+    trains_like_the_cpu_on(ok(GpuExecutor::new(ctx(), p)), p, rows, features, task, lr);
+}
+
+fn trains_like_the_cpu_on(
+    mut gpu: GpuExecutor,
+    p: &Plan,
+    rows: &[usize],
+    features: usize,
+    task: &Task,
+    lr: f32,
+) {
     let mut cpu = CpuExecutor::new(p);
-    let mut gpu = ok(GpuExecutor::new(ctx(), p));
     for (step, &rows) in rows.iter().enumerate() {
         let step = step as u64;
         let x = inputs(rows, features, step);
@@ -106,6 +116,26 @@ fn large_batches_reduce_in_chunks_like_the_cpu() {
         classes(2),
     );
     trains_like_the_cpu(&p, &[100, 1500, 129, 128, 700], 5, &classes(2), 0.05);
+}
+
+/// Parameters share arenas (one optimizer dispatch per arena); a model larger than the
+/// adapter's storage binding is split over several, and trains the same.
+#[test]
+fn a_model_larger_than_one_binding_is_split_over_arenas() {
+    // 64 KiB per binding: 16384 values; the model has 2800 + 10000 + 6000 + 120 weights.
+    let small = GpuContext::open(Want::Any, |l| l.max_storage_buffer_binding_size = 64 << 10)
+        .expect("opening the GPU")
+        .expect("an adapter");
+    let p = plan(
+        "[{dense: {units: 100, activation: relu}}, {dense: {units: 100, activation: tanh}}, {dense: {units: 60, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
+        "{optimizer: {adam: {lr: 0.01}}, batch_size: 30, clip_grad_norm: 0.5}",
+        28,
+        classes(2),
+    );
+    let gpu = ok(GpuExecutor::new(std::sync::Arc::new(small), &p));
+    assert_eq!(gpu.layout().arenas.len(), 2, "{:?}", gpu.layout());
+    assert_eq!(ok(GpuExecutor::new(ctx(), &p)).layout().arenas.len(), 1);
+    trains_like_the_cpu_on(gpu, &p, &[30, 30, 17, 30], 28, &classes(2), 0.01);
 }
 
 #[test]

@@ -343,6 +343,16 @@ impl GpuContext {
 
     /// Copies `bytes` of `src` back to the host (waits for the GPU).
     pub fn read(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, ExecError> {
+        self.read_at(src, 0, bytes)
+    }
+
+    /// Reads `bytes` of `src` from byte `offset` on (both multiples of 4).
+    pub fn read_at(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<f32>, ExecError> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -356,7 +366,7 @@ impl GpuContext {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read"),
             });
-        enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
+        enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -394,8 +404,8 @@ impl GpuContext {
         label: &str,
         params: wgpu::BufferBinding<'_>,
         step: &wgpu::Buffer,
-        reads: &[&wgpu::Buffer],
-        writes: &[&wgpu::Buffer],
+        reads: &[wgpu::BufferBinding<'_>],
+        writes: &[wgpu::BufferBinding<'_>],
     ) -> Result<wgpu::BindGroup, ExecError> {
         if reads.len() > READ_BINDINGS.len() || writes.len() > WRITE_BINDINGS.len() {
             return Err(ExecError::Internal(format!(
@@ -413,17 +423,23 @@ impl GpuContext {
             },
         ];
         for (k, binding) in READ_BINDINGS.iter().enumerate() {
-            let buf = reads.get(k).copied().unwrap_or(&self.dummy_read);
+            let buf = reads
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| self.dummy_read.as_entire_buffer_binding());
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
-                resource: buf.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(buf),
             });
         }
         for (k, binding) in WRITE_BINDINGS.iter().enumerate() {
-            let buf = writes.get(k).copied().unwrap_or(&self.dummy_write[k]);
+            let buf = writes
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| self.dummy_write[k].as_entire_buffer_binding());
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
-                resource: buf.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(buf),
             });
         }
         Ok(self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -24,7 +24,9 @@ pub enum Buf {
     Scratch(usize),
     RunningMean(usize),
     RunningVar(usize),
-    /// Optimizer moments of parameter i.
+    /// Arena i (`arena.rs`) whole: parameters, gradients, optimizer moments.
+    Params(usize),
+    Grads(usize),
     OptM(usize),
     OptV(usize),
     /// The step's input batch and labels.
@@ -106,13 +108,65 @@ pub struct Run {
     pub max_dim: u32,
 }
 
-/// The kernel calls of `ids` (in the fused plan).
-pub fn lower(f: &Fused, ids: &[usize], run: Run) -> Result<Vec<Call>, ExecError> {
+/// The kernel calls of `ids` (in the fused plan), with parameters in arenas of `arenas`
+/// values each.
+pub fn lower(f: &Fused, ids: &[usize], run: Run, arenas: &[usize]) -> Result<Vec<Call>, ExecError> {
+    let plan = &f.plan;
+    let last_update = ids
+        .iter()
+        .rposition(|id| matches!(plan.nodes[*id].op, Op::Update { .. }));
     let mut calls = Vec::new();
-    for &id in ids {
-        node(f, id, run, &mut calls)?;
+    for (k, &id) in ids.iter().enumerate() {
+        match plan.nodes[id].op {
+            Op::GradNorm => {
+                let grads: Vec<(Buf, usize)> = arenas
+                    .iter()
+                    .enumerate()
+                    .map(|(a, len)| (Buf::Grads(a), *len))
+                    .collect();
+                grad_norm(&grads, Buf::Node(id), &mut calls)?;
+            }
+            // Every parameter at once, after the last gradient is in.
+            Op::Update { .. } if Some(k) == last_update => {
+                update_all(plan, id, arenas, run, &mut calls)?
+            }
+            Op::Update { .. } => {}
+            _ => node(f, id, run, &mut calls)?,
+        }
     }
     Ok(calls)
+}
+
+/// One optimizer dispatch per arena; `id` is an update node (its inputs give the gradient
+/// norm when clipping).
+fn update_all(
+    plan: &Plan,
+    id: usize,
+    arenas: &[usize],
+    run: Run,
+    calls: &mut Vec<Call>,
+) -> Result<(), ExecError> {
+    let mut p = optimizer_params(&plan.train.optimizer);
+    let norm = match (plan.nodes[id].inputs.get(2), plan.train.clip_grad_norm) {
+        (Some(norm), Some(max)) => {
+            p.b = 1;
+            p.f[0] = max as f32;
+            Some(Buf::Node(*norm))
+        }
+        _ => None,
+    };
+    for (a, &len) in arenas.iter().enumerate() {
+        let mut reads = vec![Buf::Grads(a)];
+        reads.extend(norm);
+        calls.push(Call {
+            kernel: Kernel::optim(),
+            groups: groups_1d(len, run.max_dim),
+            params: Params { n: u(len)?, ..p },
+            reads,
+            writes: vec![Buf::Params(a), Buf::OptM(a), Buf::OptV(a)],
+        });
+    }
+    Ok(())
 }
 
 fn rows_of(plan: &Plan, id: usize, rows: usize) -> usize {
@@ -495,39 +549,10 @@ fn node(f: &Fused, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), Exe
                 groups: groups_1d(rows, run.max_dim),
             });
         }
-        Op::GradNorm => {
-            let grads: Vec<(Buf, usize)> = n
-                .inputs
-                .iter()
-                .map(|g| (Buf::Node(*g), plan.nodes[*g].shape.numel(run.rows)))
-                .collect();
-            grad_norm(&grads, out, calls)?;
-        }
-        Op::Update { .. } => {
-            let (param, grad) = (input(0), input(1));
-            let pi = plan
-                .params
-                .iter()
-                .position(|p| p.node == param)
-                .ok_or_else(|| {
-                    ExecError::Internal(format!("update of a non-parameter node {param}"))
-                })?;
-            let len = plan.nodes[param].shape.numel(1);
-            let mut p = optimizer_params(&plan.train.optimizer);
-            p.n = u(len)?;
-            let mut reads = vec![Buf::Node(grad)];
-            if let (Some(norm), Some(max)) = (n.inputs.get(2), plan.train.clip_grad_norm) {
-                p.b = 1;
-                p.f[0] = max as f32;
-                reads.push(Buf::Node(*norm));
-            }
-            calls.push(Call {
-                kernel: Kernel::optim(),
-                groups: groups_1d(len, run.max_dim),
-                params: p,
-                reads,
-                writes: vec![Buf::Node(param), Buf::OptM(pi), Buf::OptV(pi)],
-            });
+        Op::GradNorm | Op::Update { .. } => {
+            return Err(ExecError::Internal(
+                "the gradient norm and the updates are lowered per arena".into(),
+            ))
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 //! is added up on the GPU and read back only when the training loop asks
 //! ([`Executor::deferred_losses`]).
 
+pub mod arena;
 pub mod context;
 pub mod kernels;
 pub mod lower;
@@ -24,6 +25,7 @@ use weft_planner::{MemoryPlan, NormAxis, Op, Plan, PlanNode, ScheduleKind, Slot,
 use crate::error::ExecError;
 use crate::init::init_param;
 use crate::{check_batch, check_labels, check_params, Executor};
+use arena::{Layout, Place};
 pub use context::{adapters, chosen, AdapterSummary, GpuContext, Want};
 use kernels::{Kernel, Params};
 use lower::{Buf, Call, Fused, Run};
@@ -70,6 +72,8 @@ pub struct GpuExecutor {
     plan: Plan,
     fused: Fused,
     mem: MemoryPlan,
+    /// Where each parameter, its gradient and moments live in the arenas below.
+    arena: Layout,
     params: Vec<wgpu::Buffer>,
     grads: Vec<wgpu::Buffer>,
     opt_m: Vec<wgpu::Buffer>,
@@ -112,28 +116,51 @@ impl GpuExecutor {
             _ => false,
         };
         let mem = MemoryPlan::new(&fused.plan, external);
-        let mut params = Vec::new();
-        let (mut grads, mut opt_m, mut opt_v) = (Vec::new(), Vec::new(), Vec::new());
+        let lens: Vec<usize> = plan.params.iter().map(|p| p.shape.numel(1)).collect();
+        let limit = ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size);
+        let arena = Layout::new(
+            &lens,
+            (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).max(1),
+            (limit / 4) as usize,
+        );
         let adagrad_init = match &plan.train.optimizer {
             Optimizer::Adagrad(a) => a.initial_accumulator as f32,
             _ => 0.0,
         };
-        for p in &plan.params {
-            let (rows, cols) = (p.shape.rows_at(1), p.shape.cols);
-            let bytes = 4 * (rows * cols) as u64;
-            let buf = ctx.buffer(&format!("parameter `{}`", p.name), bytes, STORAGE)?;
-            if let Op::Param { init } = &plan.nodes[p.node].op {
-                let v = init_param(init, rows, p.shape.cols, plan.seed);
-                write(&ctx, &buf, v.as_slice().unwrap_or(&[]));
-            }
-            params.push(buf);
-            grads.push(ctx.buffer(&format!("gradient of `{}`", p.name), bytes, STORAGE)?);
-            opt_m.push(ctx.buffer(&format!("optimizer state of `{}`", p.name), bytes, STORAGE)?);
-            let v = ctx.buffer(&format!("optimizer state of `{}`", p.name), bytes, STORAGE)?;
+        let (mut params, mut grads, mut opt_m, mut opt_v) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (a, &len) in arena.arenas.iter().enumerate() {
+            let names: Vec<&str> = plan
+                .params
+                .iter()
+                .zip(&arena.places)
+                .filter(|(_, at)| at.arena == a)
+                .map(|(p, _)| p.name.as_str())
+                .collect();
+            let what = |kind: &str| format!("{kind} of `{}`", names.join("`, `"));
+            let bytes = 4 * len as u64;
+            params.push(ctx.buffer(&what("parameters"), bytes, STORAGE)?);
+            grads.push(ctx.buffer(&what("gradients"), bytes, STORAGE)?);
+            opt_m.push(ctx.buffer(&what("optimizer state"), bytes, STORAGE)?);
+            let v = ctx.buffer(&what("optimizer state"), bytes, STORAGE)?;
             if adagrad_init != 0.0 {
-                write(&ctx, &v, &vec![adagrad_init; rows * cols]);
+                write(&ctx, &v, 0, &vec![adagrad_init; len]);
             }
             opt_v.push(v);
+        }
+        for (p, at) in plan.params.iter().zip(&arena.places) {
+            if let Op::Param { init } = &plan.nodes[p.node].op {
+                let v = init_param(init, p.shape.rows_at(1), p.shape.cols, plan.seed);
+                write(
+                    &ctx,
+                    &params[at.arena],
+                    at.offset,
+                    v.as_slice().unwrap_or(&[]),
+                );
+            }
         }
         let mut running = HashMap::new();
         let mut columns = HashMap::new();
@@ -151,7 +178,7 @@ impl GpuExecutor {
                         4 * c as u64,
                         STORAGE,
                     )?;
-                    write(&ctx, &v, &vec![1.0; c]);
+                    write(&ctx, &v, 0, &vec![1.0; c]);
                     running.insert(n.id, (m, v));
                 }
                 Op::Input { columns: cols } if !external(n) => {
@@ -161,7 +188,7 @@ impl GpuExecutor {
                         4 * idx.len() as u64,
                         STORAGE,
                     )?;
-                    write(&ctx, &b, &idx);
+                    write(&ctx, &b, 0, &idx);
                     columns.insert(n.id, b);
                 }
                 _ => {}
@@ -176,6 +203,7 @@ impl GpuExecutor {
             plan: plan.clone(),
             fused,
             mem,
+            arena,
             params,
             grads,
             opt_m,
@@ -199,6 +227,11 @@ impl GpuExecutor {
 
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
+    }
+
+    /// Where the parameters live: how many arenas, and each tensor's place.
+    pub fn layout(&self) -> &Layout {
+        &self.arena
     }
 
     /// Time spent recording, submitting and waiting, over the training steps so far.
@@ -283,16 +316,25 @@ impl GpuExecutor {
         }
     }
 
-    fn resolve(&self, which: Which, b: Buf) -> Result<&wgpu::Buffer, ExecError> {
+    /// The buffer range behind `b`: a parameter or gradient is its range of an arena, the
+    /// rest whole buffers.
+    fn resolve(&self, which: Which, b: Buf) -> Result<wgpu::BufferBinding<'_>, ExecError> {
         let batch = self
             .batch
             .as_ref()
             .ok_or_else(|| ExecError::Internal("GPU batch buffers missing".into()))?;
         let missing = || ExecError::Internal(format!("no GPU buffer for {b:?}"));
-        Ok(match b {
+        let place = |i: usize| self.arena.places.get(i).copied().ok_or_else(missing);
+        let buf = match b {
             Buf::Node(id) => match self.storage(which).get(&id) {
-                Some(Storage::Param(i)) => &self.params[*i],
-                Some(Storage::Grad(i)) => &self.grads[*i],
+                Some(Storage::Param(i)) => {
+                    let at = place(*i)?;
+                    return Ok(arena_range(&self.params[at.arena], at));
+                }
+                Some(Storage::Grad(i)) => {
+                    let at = place(*i)?;
+                    return Ok(arena_range(&self.grads[at.arena], at));
+                }
                 Some(Storage::Slot(s)) => &batch.slots[*s],
                 Some(Storage::External) => match self.plan.nodes[id].op {
                     Op::Target => &batch.y,
@@ -301,17 +343,20 @@ impl GpuExecutor {
                 },
                 None => return Err(missing()),
             },
+            Buf::Params(a) => self.params.get(a).ok_or_else(missing)?,
+            Buf::Grads(a) => self.grads.get(a).ok_or_else(missing)?,
+            Buf::OptM(a) => self.opt_m.get(a).ok_or_else(missing)?,
+            Buf::OptV(a) => self.opt_v.get(a).ok_or_else(missing)?,
             Buf::Scratch(id) => batch.scratch.get(&id).ok_or_else(missing)?,
             Buf::RunningMean(id) => &self.running.get(&id).ok_or_else(missing)?.0,
             Buf::RunningVar(id) => &self.running.get(&id).ok_or_else(missing)?.1,
-            Buf::OptM(i) => &self.opt_m[i],
-            Buf::OptV(i) => &self.opt_v[i],
             Buf::X => &batch.x,
             Buf::Y => &batch.y,
             Buf::LossSum => &self.loss_sum,
             Buf::Columns(id) => self.columns.get(&id).ok_or_else(missing)?,
             Buf::Partial(_) => self.partial.as_ref().ok_or_else(missing)?,
-        })
+        };
+        Ok(buf.as_entire_buffer_binding())
     }
 
     fn ids(&self, which: Which) -> Vec<usize> {
@@ -345,8 +390,9 @@ impl GpuExecutor {
             accumulate: which == Which::Schedule(ScheduleKind::Train),
             max_dim: self.ctx.limits.max_compute_workgroups_per_dimension,
         };
-        let calls = lower::lower(&self.fused, &self.ids(which), run)?;
+        let calls = lower::lower(&self.fused, &self.ids(which), run, &self.arena.arenas)?;
         self.grow_partial(&calls)?;
+        tracing::debug!("GPU program {which:?} at {rows} rows: {} dispatches", calls.len());
         let stride = u64::from(self.ctx.limits.min_uniform_buffer_offset_alignment)
             .max(Params::BYTES as u64);
         let params = self.ctx.buffer(
@@ -404,7 +450,7 @@ impl GpuExecutor {
         params: &wgpu::Buffer,
         offset: u64,
     ) -> Result<wgpu::BindGroup, ExecError> {
-        let resolve = |bufs: &[Buf]| -> Result<Vec<&wgpu::Buffer>, ExecError> {
+        let resolve = |bufs: &[Buf]| -> Result<Vec<wgpu::BufferBinding<'_>>, ExecError> {
             bufs.iter().map(|b| self.resolve(which, *b)).collect()
         };
         self.ctx.bind_group(
@@ -550,20 +596,27 @@ impl GpuExecutor {
     fn read_node(&self, which: Which, id: usize, rows: usize) -> Result<Array2<f32>, ExecError> {
         let shape = self.plan.nodes[id].shape;
         let (r, c) = (shape.rows_at(rows), shape.cols);
-        let buf = self.resolve(which, Buf::Node(id))?;
-        let v = self.ctx.read(buf, 4 * (r * c) as u64)?;
+        let b = self.resolve(which, Buf::Node(id))?;
+        let v = self.ctx.read_at(b.buffer, b.offset, 4 * (r * c) as u64)?;
         Array2::from_shape_vec((r, c), v).map_err(|e| ExecError::Internal(e.to_string()))
     }
 
+    /// Every parameter's values (or gradient's, with the gradient arenas): one read per
+    /// arena.
     fn read_all(&self, bufs: &[wgpu::Buffer]) -> Result<Vec<Array2<f32>>, ExecError> {
+        let arenas: Vec<Vec<f32>> = bufs
+            .iter()
+            .zip(&self.arena.arenas)
+            .map(|(b, len)| self.ctx.read(b, 4 * *len as u64))
+            .collect::<Result<_, _>>()?;
         self.plan
             .params
             .iter()
-            .zip(bufs)
-            .map(|(p, b)| {
-                let (r, c) = (p.shape.rows_at(1), p.shape.cols);
-                let v = self.ctx.read(b, 4 * (r * c) as u64)?;
-                Array2::from_shape_vec((r, c), v).map_err(|e| ExecError::Internal(e.to_string()))
+            .zip(&self.arena.places)
+            .map(|(p, at)| {
+                let v = arenas[at.arena][at.offset..at.offset + at.len].to_vec();
+                Array2::from_shape_vec((p.shape.rows_at(1), p.shape.cols), v)
+                    .map_err(|e| ExecError::Internal(e.to_string()))
             })
             .collect()
     }
@@ -581,17 +634,17 @@ impl GpuExecutor {
                 self.plan.params.len()
             )));
         }
-        for ((p, b), v) in self.plan.params.iter().zip(bufs).zip(values) {
-            let want = p.shape.rows_at(1) * p.shape.cols;
-            if v.len() != want {
+        for ((p, at), v) in self.plan.params.iter().zip(&self.arena.places).zip(values) {
+            if v.len() != at.len {
                 return Err(ExecError::Shape(format!(
-                    "{what} of `{}` has {} values, the parameter has {want}",
+                    "{what} of `{}` has {} values, the parameter has {}",
                     p.name,
-                    v.len()
+                    v.len(),
+                    at.len
                 )));
             }
             let flat: Vec<f32> = v.iter().copied().collect();
-            write(&self.ctx, b, &flat);
+            write(&self.ctx, &bufs[at.arena], at.offset, &flat);
         }
         Ok(())
     }
@@ -601,14 +654,25 @@ impl GpuExecutor {
         let started = Instant::now();
         let v = self.ctx.read(&self.loss_sum, 4)?;
         self.timing.wait += started.elapsed();
-        write(&self.ctx, &self.loss_sum, &[0.0]);
+        write(&self.ctx, &self.loss_sum, 0, &[0.0]);
         Ok(f64::from(v.first().copied().unwrap_or(f32::NAN)))
     }
 }
 
-fn write(ctx: &GpuContext, buf: &wgpu::Buffer, values: &[f32]) {
+/// A tensor's range of an arena buffer.
+fn arena_range(buf: &wgpu::Buffer, at: Place) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer: buf,
+        offset: 4 * at.offset as u64,
+        size: wgpu::BufferSize::new(4 * at.len.max(1) as u64),
+    }
+}
+
+/// Writes `values` into `buf` from the value at `offset` on.
+fn write(ctx: &GpuContext, buf: &wgpu::Buffer, offset: usize, values: &[f32]) {
     if !values.is_empty() {
-        ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(values));
+        ctx.queue
+            .write_buffer(buf, 4 * offset as u64, bytemuck::cast_slice(values));
     }
 }
 
@@ -806,8 +870,8 @@ impl Executor for GpuExecutor {
                     tracing::warn!("`{name}` statistics of the wrong size ({} and {} values for {c} features); ignored", mean.len(), var.len());
                     continue;
                 }
-                write(&self.ctx, m, &mean);
-                write(&self.ctx, v, &var);
+                write(&self.ctx, m, 0, &mean);
+                write(&self.ctx, v, 0, &var);
                 self.bn_trained = true;
             }
         }
@@ -903,11 +967,13 @@ pub mod bench {
         write(
             ctx,
             &abuf,
+            0,
             &a.as_standard_layout().iter().copied().collect::<Vec<_>>(),
         );
         write(
             ctx,
             &bbuf,
+            0,
             &b.as_standard_layout().iter().copied().collect::<Vec<_>>(),
         );
         let tile = tile.unwrap_or_else(|| lower::matmul_tile(m, n));
@@ -931,8 +997,11 @@ pub mod bench {
             "matmul",
             pbuf.as_entire_buffer_binding(),
             &step,
-            &[&abuf, &bbuf],
-            &[&cbuf],
+            &[
+                abuf.as_entire_buffer_binding(),
+                bbuf.as_entire_buffer_binding(),
+            ],
+            &[cbuf.as_entire_buffer_binding()],
         )?;
         let (gx, gy, _) = lower::matmul_groups(m, n, tile);
         let run = |times: usize| -> Result<f64, ExecError> {
