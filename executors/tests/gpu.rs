@@ -118,14 +118,19 @@ fn large_batches_reduce_in_chunks_like_the_cpu() {
     trains_like_the_cpu(&p, &[100, 1500, 129, 128, 700], 5, &classes(2), 0.05);
 }
 
+/// A device of its own that allows 64 KiB per storage binding.
+fn ctx_with_64_kib_bindings() -> GpuContext {
+    GpuContext::open(Want::Any, |l| l.max_storage_buffer_binding_size = 64 << 10)
+        .expect("opening the GPU")
+        .expect("an adapter")
+}
+
 /// Parameters share arenas (one optimizer dispatch per arena); a model larger than the
 /// adapter's storage binding is split over several, and trains the same.
 #[test]
 fn a_model_larger_than_one_binding_is_split_over_arenas() {
     // 64 KiB per binding: 16384 values; the model has 2800 + 10000 + 6000 + 120 weights.
-    let small = GpuContext::open(Want::Any, |l| l.max_storage_buffer_binding_size = 64 << 10)
-        .expect("opening the GPU")
-        .expect("an adapter");
+    let small = ctx_with_64_kib_bindings();
     let p = plan(
         "[{dense: {units: 100, activation: relu}}, {dense: {units: 100, activation: tanh}}, {dense: {units: 60, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
         "{optimizer: {adam: {lr: 0.01}}, batch_size: 30, clip_grad_norm: 0.5}",
@@ -170,9 +175,7 @@ fn deferred_losses_add_up_to_the_step_losses() {
 fn a_batch_beyond_the_adapters_limit_is_a_clear_error_and_changes_nothing() {
     // An adapter that allows 64 KiB per storage buffer: a 28-wide input at 1024 rows needs
     // 112 KiB.
-    let small = GpuContext::open(Want::Any, |l| l.max_storage_buffer_binding_size = 64 << 10)
-        .expect("opening the GPU")
-        .expect("an adapter");
+    let small = ctx_with_64_kib_bindings();
     let p = plan(
         "[{dense: {units: 4, activation: relu}}, {dense: {units: 2, activation: softmax}}]",
         "{optimizer: {adam: {lr: 0.1}}, batch_size: 1024}",

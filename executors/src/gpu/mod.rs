@@ -392,7 +392,10 @@ impl GpuExecutor {
         };
         let calls = lower::lower(&self.fused, &self.ids(which), run, &self.arena.arenas)?;
         self.grow_partial(&calls)?;
-        tracing::debug!("GPU program {which:?} at {rows} rows: {} dispatches", calls.len());
+        tracing::debug!(
+            "GPU program {which:?} at {rows} rows: {} dispatches",
+            calls.len()
+        );
         let stride = u64::from(self.ctx.limits.min_uniform_buffer_offset_alignment)
             .max(Params::BYTES as u64);
         let params = self.ctx.buffer(
