@@ -4,8 +4,10 @@
 //! Kernels see one tensor through a binding of its range, as if it had its own buffer; the
 //! optimizer and the gradient norm bind a whole arena, so one dispatch updates every
 //! parameter (a higgs step: 22 dispatches → 17, 6 fewer bind groups to record). The
-//! padding between tensors is zero and stays zero under every update rule (zero gradient,
-//! zero moments). A model too large for one storage binding is split over several arenas.
+//! padding between tensors is never read back; its gradient is zero, so the parameters
+//! there stay zero under every update rule (epsilon > 0 is validated, so Adagrad's and
+//! RMSprop's divisions stay finite). A model too large for one storage binding is split
+//! over several arenas.
 
 /// A tensor's place: arena, offset and length in f32 values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +34,10 @@ impl Layout {
         let mut arenas: Vec<usize> = Vec::new();
         let mut places = Vec::with_capacity(lens.len());
         for &len in lens {
+            // An empty tensor still takes one value: its binding cannot be empty.
+            let need = len.max(1);
             let offset = match arenas.last() {
-                Some(&end) if end.next_multiple_of(align) + len <= max => {
+                Some(&end) if end.next_multiple_of(align) + need <= max => {
                     end.next_multiple_of(align)
                 }
                 _ => {
@@ -42,7 +46,7 @@ impl Layout {
                 }
             };
             let arena = arenas.len() - 1;
-            arenas[arena] = offset + len;
+            arenas[arena] = offset + need;
             places.push(Place { arena, offset, len });
         }
         Layout { arenas, places }

@@ -112,9 +112,16 @@ pub struct Run {
 /// values each.
 pub fn lower(f: &Fused, ids: &[usize], run: Run, arenas: &[usize]) -> Result<Vec<Call>, ExecError> {
     let plan = &f.plan;
-    let last_update = ids
-        .iter()
-        .rposition(|id| matches!(plan.nodes[*id].op, Op::Update { .. }));
+    let is_update = |id: &usize| matches!(plan.nodes[*id].op, Op::Update { .. });
+    let last_update = ids.iter().rposition(is_update);
+    // The updates all run at the last one: nothing else may sit between them.
+    if let Some(first) = ids.iter().position(is_update) {
+        if !ids[first..].iter().all(is_update) {
+            return Err(ExecError::Internal(
+                "the schedule runs other nodes between parameter updates".into(),
+            ));
+        }
+    }
     let mut calls = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
         match plan.nodes[id].op {
