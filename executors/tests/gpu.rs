@@ -105,8 +105,9 @@ fn training_steps_match_the_cpu_with_dropout_clipping_and_adam() {
 
 /// Batches above 128 rows reduce over the rows in chunks (bias and gamma gradients, batch
 /// norm's statistics and input gradient, the gradient norm); smaller ones in one pass.
-/// Both, in either order, train like the CPU; layer norm (a workgroup per row) too. The
-/// 40×110 weight's squares are summed by two workgroups.
+/// Both, in either order, train like the CPU; layer norm (a workgroup per row) too. 9000
+/// rows make 141 chunks, more than the second pass would itself split. The 40×110
+/// weight's squares are summed by two workgroups.
 #[test]
 fn large_batches_reduce_in_chunks_like_the_cpu() {
     let p = plan(
@@ -115,7 +116,7 @@ fn large_batches_reduce_in_chunks_like_the_cpu() {
         5,
         classes(2),
     );
-    trains_like_the_cpu(&p, &[100, 1500, 129, 128, 700], 5, &classes(2), 0.05);
+    trains_like_the_cpu(&p, &[100, 1500, 129, 128, 9000, 700], 5, &classes(2), 0.05);
 }
 
 /// A device of its own that allows 64 KiB per storage binding.

@@ -48,39 +48,47 @@ pub struct RowSum {
     pub two_pass: bool,
 }
 
+/// The grid of a column kernel over `params.rows` rows of `params.cols` columns: 32
+/// columns per workgroup in x, one chunk per workgroup in y; and the rows per chunk (`d`),
+/// set in the returned parameters.
+fn chunk_grid(params: Params, run: Run) -> Result<(Params, usize, (u32, u32, u32)), ExecError> {
+    let (per, chunks) = chunking(params.rows as usize);
+    let gx = column_groups(params.cols as usize, run)?;
+    let gy = within(chunks, run, "a reduction over rows")?;
+    Ok((
+        Params {
+            d: u(per)?,
+            ..params
+        },
+        chunks,
+        (gx, gy, 1),
+    ))
+}
+
+/// Workgroups of 32 columns.
+fn column_groups(cols: usize, run: Run) -> Result<u32, ExecError> {
+    within(cols.div_ceil(32), run, "a reduction over columns")
+}
+
 impl RowSum {
     pub fn lower(self, run: Run, calls: &mut Vec<Call>) -> Result<(), ExecError> {
-        let rows = self.params.rows as usize;
-        let cols = self.params.cols as usize;
-        let (per, chunks) = chunking(rows);
-        let gx = within(cols.div_ceil(32), run, "a reduction over columns")?;
-        if chunks == 1 && !self.two_pass {
-            calls.push(Call {
-                kernel: self.kernel,
-                params: Params {
-                    d: u(per)?,
-                    k: u(self.offset)?,
-                    ..self.params
-                },
-                reads: self.reads,
-                writes: vec![self.out],
-                groups: (gx, 1, 1),
-            });
-            return Ok(());
-        }
-        let gy = within(chunks, run, "a reduction over rows")?;
+        let (params, chunks, groups) = chunk_grid(self.params, run)?;
+        let direct = chunks == 1 && !self.two_pass;
         let partial = Buf::Partial(chunks * self.width.max(1));
         calls.push(Call {
             kernel: self.kernel,
             params: Params {
-                d: u(per)?,
-                k: 0,
-                ..self.params
+                k: if direct { u(self.offset)? } else { 0 },
+                ..params
             },
             reads: self.reads,
-            writes: vec![partial],
-            groups: (gx, gy, 1),
+            writes: vec![if direct { self.out } else { partial }],
+            groups,
         });
+        if direct {
+            return Ok(());
+        }
+        // The chunks' partial sums are rows of their own, added up in a single chunk.
         calls.push(Call {
             kernel: Kernel::reduce("sum_rows"),
             params: Params {
@@ -93,11 +101,7 @@ impl RowSum {
             },
             reads: vec![partial],
             writes: vec![self.out],
-            groups: (
-                within(self.width.div_ceil(32), run, "a reduction over columns")?,
-                1,
-                1,
-            ),
+            groups: (column_groups(self.width, run)?, 1, 1),
         });
         Ok(())
     }
@@ -148,34 +152,28 @@ pub fn batch_stats(
     run: Run,
     calls: &mut Vec<Call>,
 ) -> Result<(), ExecError> {
-    let (rows, cols) = (params.rows as usize, params.cols as usize);
-    let (per, chunks) = chunking(rows);
-    let gx = within(cols.div_ceil(32), run, "a reduction over columns")?;
-    let params = Params {
-        d: u(per)?,
-        ..params
-    };
+    let (params, chunks, groups) = chunk_grid(params, run)?;
     if chunks == 1 {
         calls.push(Call {
             kernel: Kernel::reduce("col_stats"),
             params,
             reads: vec![x],
             writes: vec![out],
-            groups: (gx, 1, 1),
+            groups,
         });
         return Ok(());
     }
-    let partial = Buf::Partial(chunks * 2 * cols);
+    let partial = Buf::Partial(chunks * 2 * params.cols as usize);
     calls.push(Call {
         kernel: Kernel::reduce("col_moments"),
         params,
         reads: vec![x],
         writes: vec![partial],
-        groups: (gx, within(chunks, run, "a reduction over rows")?, 1),
+        groups,
     });
     calls.push(Call {
         kernel: Kernel::reduce("merge_moments"),
-        groups: groups_1d(cols, run.max_dim),
+        groups: groups_1d(params.cols as usize, run.max_dim),
         params,
         reads: vec![partial],
         writes: vec![out],
