@@ -49,9 +49,9 @@ pub struct RowSum {
 }
 
 /// The grid of a column kernel over `params.rows` rows of `params.cols` columns: 32
-/// columns per workgroup in x, one chunk per workgroup in y; and the rows per chunk (`d`),
-/// set in the returned parameters.
-fn chunk_grid(params: Params, run: Run) -> Result<(Params, usize, (u32, u32, u32)), ExecError> {
+/// columns per workgroup in x, one chunk per workgroup in y (so y is the chunk count); and
+/// the rows per chunk (`d`), set in the returned parameters.
+fn chunk_grid(params: Params, run: Run) -> Result<(Params, (u32, u32, u32)), ExecError> {
     let (per, chunks) = chunking(params.rows as usize);
     let gx = column_groups(params.cols as usize, run)?;
     let gy = within(chunks, run, "a reduction over rows")?;
@@ -60,7 +60,6 @@ fn chunk_grid(params: Params, run: Run) -> Result<(Params, usize, (u32, u32, u32
             d: u(per)?,
             ..params
         },
-        chunks,
         (gx, gy, 1),
     ))
 }
@@ -72,7 +71,8 @@ fn column_groups(cols: usize, run: Run) -> Result<u32, ExecError> {
 
 impl RowSum {
     pub fn lower(self, run: Run, calls: &mut Vec<Call>) -> Result<(), ExecError> {
-        let (params, chunks, groups) = chunk_grid(self.params, run)?;
+        let (params, groups) = chunk_grid(self.params, run)?;
+        let chunks = groups.1 as usize;
         let direct = chunks == 1 && !self.two_pass;
         let partial = Buf::Partial(chunks * self.width.max(1));
         calls.push(Call {
@@ -152,7 +152,8 @@ pub fn batch_stats(
     run: Run,
     calls: &mut Vec<Call>,
 ) -> Result<(), ExecError> {
-    let (params, chunks, groups) = chunk_grid(params, run)?;
+    let (params, groups) = chunk_grid(params, run)?;
+    let chunks = groups.1 as usize;
     if chunks == 1 {
         calls.push(Call {
             kernel: Kernel::reduce("col_stats"),
