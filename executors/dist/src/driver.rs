@@ -371,41 +371,41 @@ pub fn train(
                 }
             }
         }
-        for msg in msgs {
-            match msg {
-                // A lost worker's last reports may still be on their way: they are late.
-                (rank, Ok(events)) if live[rank] => {
-                    for e in events {
-                        match e {
-                            Event::Step {
-                                epoch,
-                                done: d,
-                                steps,
-                                loss,
-                            } => {
-                                if epoch > shown_epoch {
-                                    shown_epoch = epoch;
-                                    progress.epoch_start(epoch, epochs, steps);
-                                }
-                                progress.step(d, loss);
-                            }
-                            e @ Event::Epoch { epoch, .. } => {
-                                if history.last().is_none_or(|h| h.epoch < epoch) {
-                                    per_epoch.entry(epoch).or_default().insert(rank, e);
-                                }
-                            }
-                            Event::Done(d) => {
-                                done.insert(rank, d);
-                            }
-                            Event::Failed { message } => lost.push((rank, message)),
-                            Event::Collective(_) => {}
+        for (rank, msg) in msgs {
+            // A lost worker's last reports may still be on their way: they are late.
+            let events = match msg {
+                Ok(events) if live[rank] => events,
+                Err(message) if live[rank] && !done.contains_key(&rank) => {
+                    lost.push((rank, message));
+                    continue;
+                }
+                _ => continue,
+            };
+            for e in events {
+                match e {
+                    Event::Step {
+                        epoch,
+                        done: d,
+                        steps,
+                        loss,
+                    } => {
+                        if epoch > shown_epoch {
+                            shown_epoch = epoch;
+                            progress.epoch_start(epoch, epochs, steps);
+                        }
+                        progress.step(d, loss);
+                    }
+                    e @ Event::Epoch { epoch, .. } => {
+                        if history.last().is_none_or(|h| h.epoch < epoch) {
+                            per_epoch.entry(epoch).or_default().insert(rank, e);
                         }
                     }
+                    Event::Done(d) => {
+                        done.insert(rank, d);
+                    }
+                    Event::Failed { message } => lost.push((rank, message)),
+                    Event::Collective(_) => {}
                 }
-                (rank, Err(message)) if live[rank] && !done.contains_key(&rank) => {
-                    lost.push((rank, message));
-                }
-                _ => {}
             }
         }
         for w in workers.iter_mut() {
@@ -469,12 +469,13 @@ pub fn train(
                 shown_epoch = epoch;
                 progress.epoch_start(epoch, epochs, 0);
             }
-            let params = reports.values().find_map(|e| match e {
+            // The model moves out of the report: only the newest one is written.
+            let params = reports.into_values().find_map(|e| match e {
                 Event::Epoch {
                     params: Some(p),
                     step,
                     ..
-                } => Some((p.clone(), *step)),
+                } => Some((p, step)),
                 _ => None,
             });
             if let Some((p, step)) = params {
