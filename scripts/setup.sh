@@ -46,7 +46,8 @@ apt_install() {
 }
 # lavapipe, Mesa's software Vulkan driver, and the Vulkan loader: wgpu finds a (slow)
 # adapter on any machine, so the GPU executor is tested everywhere.
-if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+# (ldconfig lives in /sbin, off a normal user's PATH.)
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! /sbin/ldconfig -p | grep -q 'libvulkan\.so\.1'; then
   apt_install mesa-vulkan-drivers libvulkan1
 fi
 command -v chromium >/dev/null || apt_install chromium

@@ -134,11 +134,11 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch: usize,
         /// Square matrix sizes (gpu; default 1024,2048,4096,8192).
-        #[arg(long, value_delimiter = ',')]
-        sizes: Vec<usize>,
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+        sizes: Vec<u64>,
         /// Training batch sizes (gpu; default 32,1024,8192).
-        #[arg(long, value_delimiter = ',')]
-        batches: Vec<usize>,
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+        batches: Vec<u64>,
         /// Python with PyTorch, to run the same GPU workloads side by side (gpu).
         #[arg(long)]
         torch: Option<String>,
@@ -377,8 +377,9 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 max_bytes: max_mib << 20,
                 link_mbit,
                 batch,
-                sizes,
-                batches,
+                // clap's ranged parser gives u64; 1.. keeps a 0 out (a 0×0 matmul).
+                sizes: sizes.into_iter().map(|n| n as usize).collect(),
+                batches: batches.into_iter().map(|n| n as usize).collect(),
                 torch,
             };
             bench::run(&names, rows, baseline.as_deref(), json, &dist)?

@@ -11,6 +11,9 @@ pub enum ExecError {
     /// Training diverged (the loss became NaN or infinite).
     #[error("training diverged at epoch {epoch}, step {step}: the loss is {loss}; try a lower learning rate or `train.clip_grad_norm`")]
     Diverged { epoch: usize, step: u64, loss: f32 },
+    /// A parameter became NaN or infinite (found before a checkpoint, which is not written).
+    #[error("training diverged at epoch {epoch}, step {step}: a parameter is {value} (the last good checkpoint is kept); try a lower learning rate or `train.clip_grad_norm`")]
+    NonFiniteParams { epoch: usize, step: u64, value: f32 },
     #[error("{path}: {source}")]
     Io {
         path: String,

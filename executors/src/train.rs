@@ -302,10 +302,10 @@ pub fn fit_from(
             // A failed read-back (a lost GPU) must not replace the last good checkpoint.
             exec.check_health()?;
             if let Some(bad) = flat.iter().find(|v| !v.is_finite()) {
-                return Err(ExecError::Diverged {
+                return Err(ExecError::NonFiniteParams {
                     epoch,
                     step,
-                    loss: *bad,
+                    value: *bad,
                 });
             }
             save(epoch, step, &flat)?;

@@ -415,10 +415,13 @@ pub fn train(
 /// This worker's index among the workers of its machine: `LOCAL_RANK` (torchrun and
 /// friends) when set, else its rank (local workers are ranks 0..N on one machine).
 fn local_rank(rank: usize) -> usize {
-    std::env::var("LOCAL_RANK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(rank)
+    match std::env::var("LOCAL_RANK") {
+        Err(_) => rank,
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            tracing::warn!("LOCAL_RANK={v:?} is not a number; worker {rank} picks by its rank");
+            rank
+        }),
+    }
 }
 
 /// One local optimizer step on this worker's rows (none when its slice is empty).

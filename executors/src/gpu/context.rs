@@ -202,12 +202,20 @@ impl GpuContext {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let timeout = std::env::var("WEFT_GPU_TIMEOUT_S")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(120));
+        let timeout = match std::env::var("WEFT_GPU_TIMEOUT_S") {
+            Err(_) => Duration::from_secs(120),
+            Ok(s) => s
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or_else(|| {
+                    tracing::warn!(
+                        "WEFT_GPU_TIMEOUT_S={s:?} is not a positive number of seconds; waiting 120 s"
+                    );
+                    Duration::from_secs(120)
+                }),
+        };
         let dummy = |label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
