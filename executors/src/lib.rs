@@ -22,6 +22,8 @@ use weft_planner::Plan;
 pub trait Executor {
     /// Human-readable device name (`cpu (2 threads)`).
     fn device_name(&self) -> String;
+    /// The plan this executor runs (parameter names and shapes, without a read-back).
+    fn plan(&self) -> &Plan;
     /// Forward, backward and optimizer update on one batch; returns the batch's mean loss.
     fn train_step(
         &mut self,
@@ -117,13 +119,25 @@ pub(crate) fn check_labels(x: &ArrayView2<f32>, y: &ArrayView1<f32>) -> Result<(
     Ok(())
 }
 
-/// Errors unless every parameter value has its parameter's shape.
-pub(crate) fn check_params(plan: &Plan, params: &[Array2<f32>]) -> Result<(), ExecError> {
-    for (p, v) in plan.params.iter().zip(params) {
+/// Errors unless there is one value per parameter, each of its parameter's shape;
+/// `what` names the values (`parameters`, `gradients`).
+pub(crate) fn check_params(
+    plan: &Plan,
+    values: &[Array2<f32>],
+    what: &str,
+) -> Result<(), ExecError> {
+    if values.len() != plan.params.len() {
+        return Err(ExecError::Shape(format!(
+            "{} {what} given, the model has {} parameters",
+            values.len(),
+            plan.params.len()
+        )));
+    }
+    for (p, v) in plan.params.iter().zip(values) {
         let want = (p.shape.rows_at(1), p.shape.cols);
         if v.dim() != want {
             return Err(ExecError::Shape(format!(
-                "parameter `{}` is {:?}, the model expects {want:?}",
+                "{what} of `{}` are {:?}, the model expects {want:?}",
                 p.name,
                 v.dim()
             )));

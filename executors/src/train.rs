@@ -351,8 +351,14 @@ pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> 
 /// A flat vector (parameters or gradients, in the plan's `params` order) cut into the
 /// parameters' shapes.
 pub fn split_flat(exec: &dyn Executor, flat: &[f32]) -> Result<Vec<Array2<f32>>, ExecError> {
-    let params = exec.params();
-    let want: usize = params.iter().map(|p| p.len()).sum();
+    // Shapes from the plan: reading the parameters back would stall a GPU on every step.
+    let shapes: Vec<(usize, usize)> = exec
+        .plan()
+        .params
+        .iter()
+        .map(|p| (p.shape.rows_at(1), p.shape.cols))
+        .collect();
+    let want: usize = shapes.iter().map(|(r, c)| r * c).sum();
     if flat.len() != want {
         return Err(ExecError::Shape(format!(
             "{} parameter values given, the model has {want}",
@@ -360,12 +366,11 @@ pub fn split_flat(exec: &dyn Executor, flat: &[f32]) -> Result<Vec<Array2<f32>>,
         )));
     }
     let mut at = 0;
-    params
-        .iter()
-        .map(|p| {
-            let n = p.len();
-            let a = Array2::from_shape_vec(p.dim(), flat[at..at + n].to_vec());
-            at += n;
+    shapes
+        .into_iter()
+        .map(|(r, c)| {
+            let a = Array2::from_shape_vec((r, c), flat[at..at + r * c].to_vec());
+            at += r * c;
             a.map_err(|e| ExecError::Internal(e.to_string()))
         })
         .collect()

@@ -319,6 +319,10 @@ impl Executor for CpuExecutor {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     fn train_step(
         &mut self,
         x: ArrayView2<f32>,
@@ -395,7 +399,7 @@ impl Executor for CpuExecutor {
     }
 
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
-        check_params(&self.plan, params)?;
+        check_params(&self.plan, params, "parameters")?;
         for (p, v) in self.plan.params.iter().zip(params) {
             self.vals[p.node] = v.as_standard_layout().to_owned();
         }
@@ -403,26 +407,9 @@ impl Executor for CpuExecutor {
     }
 
     fn apply_grads(&mut self, grads: &[Array2<f32>], step: u64, lr: f32) -> Result<(), ExecError> {
-        if grads.len() != self.plan.params.len() {
-            return Err(ExecError::Shape(format!(
-                "{} gradients given, the model has {} parameters",
-                grads.len(),
-                self.plan.params.len()
-            )));
-        }
+        check_params(&self.plan, grads, "gradients")?;
         for (p, g) in self.plan.params.iter().zip(grads) {
-            if g.len() != self.vals[p.node].len() {
-                return Err(ExecError::Shape(format!(
-                    "gradient of `{}` has {} values, the parameter has {}",
-                    p.name,
-                    g.len(),
-                    self.vals[p.node].len()
-                )));
-            }
-            self.vals[p.grad] = g
-                .clone()
-                .into_shape_with_order(self.vals[p.node].dim())
-                .map_err(|e| ExecError::Internal(e.to_string()))?;
+            self.vals[p.grad] = g.as_standard_layout().to_owned();
         }
         let ids = std::mem::take(&mut self.updates);
         let dummy = Array2::<f32>::zeros((0, self.plan.features.len()));

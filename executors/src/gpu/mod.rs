@@ -624,32 +624,18 @@ impl GpuExecutor {
             .collect()
     }
 
-    fn write_all(
-        &self,
-        bufs: &[wgpu::Buffer],
-        values: &[Array2<f32>],
-        what: &str,
-    ) -> Result<(), ExecError> {
-        if values.len() != self.plan.params.len() {
-            return Err(ExecError::Shape(format!(
-                "{} {what} given, the model has {} parameters",
-                values.len(),
-                self.plan.params.len()
-            )));
+    /// Writes every parameter's values (or gradient's, into the gradient arenas); the
+    /// callers have checked them with `check_params`.
+    fn write_all(&self, bufs: &[wgpu::Buffer], values: &[Array2<f32>]) {
+        for (at, v) in self.arena.places.iter().zip(values) {
+            let v = v.as_standard_layout();
+            write(
+                &self.ctx,
+                &bufs[at.arena],
+                at.offset,
+                v.as_slice().unwrap_or(&[]),
+            );
         }
-        for ((p, at), v) in self.plan.params.iter().zip(&self.arena.places).zip(values) {
-            if v.len() != at.len {
-                return Err(ExecError::Shape(format!(
-                    "{what} of `{}` has {} values, the parameter has {}",
-                    p.name,
-                    v.len(),
-                    at.len
-                )));
-            }
-            let flat: Vec<f32> = v.iter().copied().collect();
-            write(&self.ctx, &bufs[at.arena], at.offset, &flat);
-        }
-        Ok(())
     }
 
     /// Reads and resets the GPU's sum of training losses.
@@ -708,6 +694,10 @@ fn upload_f32(
 impl Executor for GpuExecutor {
     fn device_name(&self) -> String {
         format!("gpu: {}", self.ctx.name())
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     fn train_step(
@@ -824,12 +814,14 @@ impl Executor for GpuExecutor {
     }
 
     fn set_params(&mut self, params: &[Array2<f32>]) -> Result<(), ExecError> {
-        check_params(&self.plan, params)?;
-        self.write_all(&self.params, params, "parameters")
+        check_params(&self.plan, params, "parameters")?;
+        self.write_all(&self.params, params);
+        Ok(())
     }
 
     fn apply_grads(&mut self, grads: &[Array2<f32>], step: u64, lr: f32) -> Result<(), ExecError> {
-        self.write_all(&self.grads, grads, "gradients")?;
+        check_params(&self.plan, grads, "gradients")?;
+        self.write_all(&self.grads, grads);
         self.submit(Which::Updates, None, None, step, lr)
     }
 
