@@ -105,7 +105,7 @@ pub fn update(
         }
         Optimizer::Adam(a) | Optimizer::Adamw(a) => {
             let decoupled = matches!(opt, Optimizer::Adamw(_));
-            let wd = a.weight_decay.unwrap_or(if decoupled { 0.01 } else { 0.0 }) as f32;
+            let wd = adam_weight_decay(opt).unwrap_or(0.0);
             let (b1, b2, eps) = (a.beta1 as f32, a.beta2 as f32, a.epsilon as f32);
             let bc1 = 1.0 - b1.powi(st.t as i32);
             let bc2 = 1.0 - b2.powi(st.t as i32);
@@ -128,6 +128,16 @@ pub fn update(
 }
 
 /// The learning rate at `step` (0-based) of `total_steps`, with warmup and schedule.
+/// Adam's weight decay, and AdamW's (0.01 unless the spec sets it); `None` for other
+/// optimizers.
+pub fn adam_weight_decay(opt: &Optimizer) -> Option<f32> {
+    match opt {
+        Optimizer::Adam(a) => Some(a.weight_decay.unwrap_or(0.0) as f32),
+        Optimizer::Adamw(a) => Some(a.weight_decay.unwrap_or(0.01) as f32),
+        _ => None,
+    }
+}
+
 pub fn learning_rate(train: &TrainSpec, step: u64, steps_per_epoch: u64, total_steps: u64) -> f32 {
     let base = train.optimizer.lr();
     let warm = train.warmup_steps as u64;

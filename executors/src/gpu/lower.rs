@@ -29,9 +29,8 @@ pub enum Buf {
     Grads(usize),
     OptM(usize),
     OptV(usize),
-    /// The step's input batch and labels.
+    /// The step's input batch.
     X,
-    Y,
     /// Sum of training losses since the last read-back.
     LossSum,
     /// Column indices of an input node that selects columns.
@@ -125,14 +124,7 @@ pub fn lower(f: &Fused, ids: &[usize], run: Run, arenas: &[usize]) -> Result<Vec
     let mut calls = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
         match plan.nodes[id].op {
-            Op::GradNorm => {
-                let grads: Vec<(Buf, usize)> = arenas
-                    .iter()
-                    .enumerate()
-                    .map(|(a, len)| (Buf::Grads(a), *len))
-                    .collect();
-                grad_norm(&grads, Buf::Node(id), &mut calls)?;
-            }
+            Op::GradNorm => grad_norm(arenas, Buf::Node(id), &mut calls)?,
             // Every parameter at once, after the last gradient is in.
             Op::Update { .. } if Some(k) == last_update => {
                 update_all(plan, id, arenas, run, &mut calls)?
@@ -731,7 +723,7 @@ fn optimizer_params(opt: &Optimizer) -> Params {
         Optimizer::Adam(a) | Optimizer::Adamw(a) => {
             let decoupled = matches!(opt, Optimizer::Adamw(_));
             p.a = if decoupled { 6 } else { 5 };
-            p.f[1] = a.weight_decay.unwrap_or(if decoupled { 0.01 } else { 0.0 }) as f32;
+            p.f[1] = crate::optim::adam_weight_decay(opt).unwrap_or(0.0);
             p.f[2] = a.beta1 as f32;
             p.f[3] = a.epsilon as f32;
             p.f[4] = a.beta2 as f32;

@@ -196,7 +196,7 @@ impl GpuExecutor {
         }
         let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         let exec = GpuExecutor {
-            loss_sum: ctx.buffer("loss sum", 8, STORAGE)?,
+            loss_sum: ctx.buffer("loss sum", 4, STORAGE)?,
             step_buf: ctx.buffer("step scalars", 32, uniform)?,
             belt: wgpu::util::StagingBelt::new(ctx.device.clone(), 1 << 20),
             ctx,
@@ -223,10 +223,6 @@ impl GpuExecutor {
         };
         exec.ctx.check()?;
         Ok(exec)
-    }
-
-    pub fn context(&self) -> &Arc<GpuContext> {
-        &self.ctx
     }
 
     /// Where the parameters live: how many arenas, and each tensor's place.
@@ -351,7 +347,6 @@ impl GpuExecutor {
             Buf::RunningMean(id) => &self.running.get(&id).ok_or_else(missing)?.0,
             Buf::RunningVar(id) => &self.running.get(&id).ok_or_else(missing)?.1,
             Buf::X => &batch.x,
-            Buf::Y => &batch.y,
             Buf::LossSum => &self.loss_sum,
             Buf::Columns(id) => self.columns.get(&id).ok_or_else(missing)?,
             Buf::Partial(_) => self.partial.as_ref().ok_or_else(missing)?,
@@ -406,6 +401,10 @@ impl GpuExecutor {
         let mut bytes = vec![0u8; (stride as usize) * calls.len()];
         let mut dispatches = Vec::with_capacity(calls.len());
         for (i, call) in calls.iter().enumerate() {
+            let (gx, gy, gz) = call.groups;
+            if gx == 0 || gy == 0 || gz == 0 {
+                continue; // nothing to do (an empty batch or tensor)
+            }
             let at = i * stride as usize;
             bytes[at..at + Params::BYTES].copy_from_slice(&call.params.bytes());
             let group = self.bind(which, call, &params, at as u64)?;
@@ -535,9 +534,6 @@ impl GpuExecutor {
                 timestamp_writes: None,
             });
             for (pipeline, group, (gx, gy, gz)) in &program.dispatches {
-                if *gx == 0 || *gy == 0 || *gz == 0 {
-                    continue;
-                }
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, group, &[]);
                 pass.dispatch_workgroups(*gx, *gy, *gz);
@@ -574,7 +570,9 @@ impl GpuExecutor {
             adam_step = lr / bc1;
             inv_bc2 = 1.0 / bc2;
             if matches!(self.plan.train.optimizer, Optimizer::Adamw(_)) {
-                decay = 1.0 - lr * a.weight_decay.unwrap_or(0.01) as f32;
+                decay = 1.0
+                    - lr * crate::optim::adam_weight_decay(&self.plan.train.optimizer)
+                        .unwrap_or(0.0);
             }
         }
         let seed = self.plan.seed;

@@ -107,10 +107,11 @@ impl RowSum {
     }
 }
 
-/// The global norm of the gradients of lengths `lens` into `out[0]`.
-pub fn grad_norm(lens: &[(Buf, usize)], out: Buf, calls: &mut Vec<Call>) -> Result<(), ExecError> {
+/// The global norm of the gradients into `out[0]`: every gradient arena (`Buf::Grads`),
+/// of `arenas` values each (their padding is zero).
+pub fn grad_norm(arenas: &[usize], out: Buf, calls: &mut Vec<Call>) -> Result<(), ExecError> {
     let mut offset = 0;
-    for &(grad, len) in lens {
+    for (a, &len) in arenas.iter().enumerate() {
         let groups = len
             .div_ceil(256 * SQUARES_PER_THREAD)
             .clamp(1, SQUARES_GROUPS);
@@ -121,7 +122,7 @@ pub fn grad_norm(lens: &[(Buf, usize)], out: Buf, calls: &mut Vec<Call>) -> Resu
                 k: u(offset)?,
                 ..Params::default()
             },
-            reads: vec![grad],
+            reads: vec![Buf::Grads(a)],
             writes: vec![Buf::Partial(offset + groups)],
             groups: (u(groups)?, 1, 1),
         });
