@@ -515,7 +515,8 @@ impl GpuExecutor {
                 &mut enc,
                 &batch.x,
                 &mut self.bytes,
-                x.iter().copied(),
+                x.as_slice(),
+                x.iter(),
             );
         }
         if let Some(y) = &y {
@@ -524,7 +525,8 @@ impl GpuExecutor {
                 &mut enc,
                 &batch.y,
                 &mut self.bytes,
-                y.iter().copied(),
+                y.as_slice(),
+                y.iter(),
             );
         }
         let program = &self.programs[&(which, rows)];
@@ -675,18 +677,27 @@ fn upload(
     }
 }
 
-/// Writes floats to `target` through the staging belt, encoded in `bytes` (kept by the
-/// executor, so a step allocates nothing).
-fn upload_f32(
+/// Writes floats to `target` through the staging belt. A contiguous batch (what the
+/// training loop's gather makes) goes in without a copy; another view is packed into
+/// `bytes` first (kept by the executor, so a step allocates nothing).
+fn upload_f32<'a>(
     belt: &mut wgpu::util::StagingBelt,
     enc: &mut wgpu::CommandEncoder,
     target: &wgpu::Buffer,
     bytes: &mut Vec<u8>,
-    values: impl Iterator<Item = f32>,
+    contiguous: Option<&'a [f32]>,
+    values: impl Iterator<Item = &'a f32>,
 ) {
-    bytes.clear();
-    bytes.extend(values.flat_map(f32::to_le_bytes));
-    upload(belt, enc, target, bytes);
+    match contiguous {
+        Some(v) => upload(belt, enc, target, bytemuck::cast_slice(v)),
+        None => {
+            bytes.clear();
+            for v in values {
+                bytes.extend_from_slice(bytemuck::bytes_of(v));
+            }
+            upload(belt, enc, target, bytes);
+        }
+    }
 }
 
 impl Executor for GpuExecutor {
