@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # weft's CPU benchmarks side by side with a baseline, in one invocation (ratios, since the
 # machine is shared and noisy). Usage: scripts/bench.sh [torch|numpy]   (default: torch)
-# Baselines come from ../shared/baselines (override with BASELINES=dir); their Python
+# Baselines are scripts/baselines/ (override with BASELINES=dir); their Python
 # packages go into .tools/baselines-venv (torch is a large download, once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-torch}
-base=${BASELINES:-../shared/baselines}
+base=${BASELINES:-scripts/baselines}
 venv=.tools/baselines-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import numpy, sklearn" 2>/dev/null || "$venv/bin/pip" install -q numpy scikit-learn

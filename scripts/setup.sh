@@ -6,7 +6,7 @@
 #   version (cargo install, ~12 min the first time);
 #   all (default): web + what the tests need: Mesa's software Vulkan driver and the Vulkan
 #   loader (apt: mesa-vulkan-drivers libvulkan1; the GPU tests run on it where there is no
-#   GPU), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in web/tests/node_modules) for the viewer's browser
+#   GPU), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in crates/web/tests/node_modules) for the viewer's browser
 #   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
 #   Python venv in .tools/venv with the packages that execute notebooks headlessly.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
@@ -52,8 +52,8 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! /sbin/ldconfi
 fi
 command -v chromium >/dev/null || apt_install chromium
 command -v npm >/dev/null || apt_install nodejs npm
-if [ ! -f web/tests/node_modules/playwright-core/package.json ]; then
-  (cd web/tests && npm install --no-audit --no-fund --silent)
+if [ ! -f crates/web/tests/node_modules/playwright-core/package.json ]; then
+  (cd crates/web/tests && npm install --no-audit --no-fund --silent)
 fi
 
 EVCXR_VERSION=0.22.0

@@ -11,12 +11,12 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
-cargo check --quiet -p weft-dsl -p weft-planner --target wasm32-unknown-unknown
-echo "wasm32 check: dsl and planner build for wasm32-unknown-unknown"
+cargo check --quiet -p weft-common -p weft-dsl -p weft-planner -p weft-viz --target wasm32-unknown-unknown
+echo "wasm32 check: common, dsl, planner and viz build for wasm32-unknown-unknown"
 # The viewer: built to wasm, then driven in chromium against `weft serve` (the debug binary
 # `cargo test` above built). Screenshots land in target/web-artifacts/.
 ./scripts/build-web.sh
-(cd web/tests && WEFT_BIN="$PWD/../../target/debug/weft" node viewer.mjs) 2>&1 | tee -a "$log" || status=$?
+(cd crates/web/tests && WEFT_BIN="$PWD/../../../target/debug/weft" node viewer.mjs) 2>&1 | tee -a "$log" || status=$?
 .tools/venv/bin/python notebooks/run.py 2>&1 | tee -a "$log" || status=$?
 awk '/^(test result:|notebooks:|viewer:)/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

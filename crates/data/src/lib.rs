@@ -1,0 +1,30 @@
+//! weft-data: loading (CSV, Parquet, builtin:iris, synthetic), splitting and preprocessing.
+//!
+//! `load_table` reads a spec's source into a [`Table`]; [`prepare`] selects features and the
+//! label, splits the rows and fits the preprocess stages on the train split, giving
+//! [`Dataset`]s and a serializable [`Pipeline`] that `weft predict` replays on new files.
+
+mod dataset;
+mod error;
+mod export;
+mod frame;
+mod label;
+mod pipeline;
+mod prepare;
+mod source;
+mod split;
+mod stage;
+mod synthetic;
+mod table;
+
+pub use dataset::Dataset;
+pub use error::{At, DataError};
+pub use export::write_csv;
+pub use pipeline::Pipeline;
+pub use prepare::{prepare, Prepared};
+pub use source::{load_table, read_table};
+pub use split::{split_rows, Split};
+pub use stage::Stage;
+pub use synthetic::{generate, synthetic};
+pub use table::Table;
+pub use weft_common::TaskKind;

@@ -1,0 +1,182 @@
+//! `prepare`: from a loaded table to train/test(/validation) datasets and a fitted pipeline.
+
+use weft_common::TaskKind;
+use weft_dsl::{DataSpec, Preprocess};
+
+use crate::dataset::Dataset;
+use crate::error::DataError;
+use crate::frame::Frame;
+use crate::label::{class_keys, encode_classes, fit_classes, read_label, targets, ClassOrder};
+use crate::pipeline::Pipeline;
+use crate::split::{split_rows, Split};
+use crate::stage::Stage;
+use crate::table::Table;
+
+/// The splits, ready for training, and the pipeline that made them.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub train: Dataset,
+    pub test: Dataset,
+    pub validation: Option<Dataset>,
+    pub pipeline: Pipeline,
+    /// Which rows of the table went to which split.
+    pub split: Split,
+}
+
+/// Selects features and label, splits the rows (shuffled with `spec.split.seed`, default
+/// `seed`), fits the preprocess stages on the train rows only and applies them to every split.
+pub fn prepare(
+    spec: &DataSpec,
+    seed: u64,
+    table: &Table,
+    task: TaskKind,
+) -> Result<Prepared, DataError> {
+    let columns = table.column_names();
+    let label = label_name(spec, table, &columns)?;
+    table.column(&label, "label column")?;
+    let inputs = select_features(spec, table, &columns, &label)?;
+
+    let on_label = |p: &Preprocess| matches!(p, Preprocess::StringIndex(o) if o.column == label);
+    let order = if spec.preprocess.iter().any(on_label) {
+        ClassOrder::Frequency
+    } else {
+        ClassOrder::Name
+    };
+    let stages: Vec<&Preprocess> = spec.preprocess.iter().filter(|p| !on_label(p)).collect();
+    check_stages_leave_label_alone(&stages, &label)?;
+
+    // Read and check every row first, so errors name rows in file order.
+    let frame = Frame::read(table, &inputs)?;
+    let encoded: Vec<&str> = stages
+        .iter()
+        .filter_map(|p| match p {
+            Preprocess::StringIndex(o) | Preprocess::OneHot(o) => Some(o.column.as_str()),
+            _ => None,
+        })
+        .collect();
+    frame.check_text(&encoded)?;
+    let values = read_label(table, &label)?;
+
+    let split = split_rows(table.num_rows(), &spec.split, seed)?;
+    let (y, classes) = match task {
+        TaskKind::Classification => {
+            let keys = class_keys(table, &label, &values)?;
+            let classes = fit_classes(table, &label, &keys, &split.train, order)?;
+            let mut used: Vec<usize> = split.test.iter().chain(&split.train).copied().collect();
+            used.extend(split.validation.iter().flatten());
+            used.sort_unstable();
+            let y = encode_classes(&table.name, &label, &keys, &classes, used.into_iter())?;
+            (y, Some(classes))
+        }
+        TaskKind::Regression => (targets(table, &label, &values)?, None),
+    };
+
+    let mut train = frame.take(&split.train);
+    let mut test = frame.take(&split.test);
+    let mut validation = split.validation.as_ref().map(|rows| frame.take(rows));
+    drop(frame);
+    let mut fitted = Vec::with_capacity(stages.len());
+    for p in stages {
+        let stage = Stage::fit(p, &train)?;
+        stage.apply(&mut train)?;
+        stage.apply(&mut test)?;
+        if let Some(v) = validation.as_mut() {
+            stage.apply(v)?;
+        }
+        fitted.push(stage);
+    }
+
+    let dataset = |f: &Frame| -> Result<Dataset, DataError> {
+        Ok(Dataset {
+            x: f.to_matrix()?,
+            y: f.rows.iter().map(|&r| y[r]).collect(),
+        })
+    };
+    Ok(Prepared {
+        train: dataset(&train)?,
+        test: dataset(&test)?,
+        validation: validation.as_ref().map(dataset).transpose()?,
+        pipeline: Pipeline {
+            inputs,
+            stages: fitted,
+            features: train.names(),
+            label,
+            classes,
+        },
+        split,
+    })
+}
+
+/// The spec's label (or the source's default), else a column called `label`.
+fn label_name(spec: &DataSpec, table: &Table, columns: &[String]) -> Result<String, DataError> {
+    match spec.label_column() {
+        Some(l) => Ok(l.to_string()),
+        None if columns.iter().any(|c| c == "label") => Ok("label".into()),
+        None => Err(DataError::NoLabel {
+            table: table.name.clone(),
+            columns: columns.to_vec(),
+        }),
+    }
+}
+
+/// `features.include` (in its order) or every column but the label, minus `features.exclude`.
+fn select_features(
+    spec: &DataSpec,
+    table: &Table,
+    columns: &[String],
+    label: &str,
+) -> Result<Vec<String>, DataError> {
+    let select = &spec.features;
+    for name in select.include.iter().flatten().chain(&select.exclude) {
+        table.column(name, "column")?;
+    }
+    let base: Vec<String> = match &select.include {
+        Some(include) => {
+            if include.iter().any(|c| c == label) {
+                return Err(DataError::LabelAsFeature {
+                    column: label.into(),
+                });
+            }
+            let mut seen = Vec::new();
+            for c in include {
+                if !seen.contains(c) {
+                    seen.push(c.clone());
+                }
+            }
+            seen
+        }
+        None => columns.iter().filter(|c| *c != label).cloned().collect(),
+    };
+    let features: Vec<String> = base
+        .into_iter()
+        .filter(|c| !select.exclude.contains(c))
+        .collect();
+    if features.is_empty() {
+        return Err(DataError::NoFeatures {
+            table: table.name.clone(),
+        });
+    }
+    Ok(features)
+}
+
+/// Feature stages may not name the label (classes are numbered by `prepare` itself).
+fn check_stages_leave_label_alone(stages: &[&Preprocess], label: &str) -> Result<(), DataError> {
+    for p in stages {
+        let (stage, named): (&'static str, Vec<&String>) = match p {
+            Preprocess::StandardScale(o) => {
+                ("standard_scale", o.columns.iter().flatten().collect())
+            }
+            Preprocess::MinMaxScale(o) => ("min_max_scale", o.columns.iter().flatten().collect()),
+            Preprocess::OneHot(o) => ("one_hot", vec![&o.column]),
+            Preprocess::StringIndex(o) => ("string_index", vec![&o.column]),
+        };
+        if named.iter().any(|c| *c == label) {
+            return Err(DataError::NotAFeature {
+                stage,
+                column: label.into(),
+                hint: " (it is the label; the label is encoded by itself)".into(),
+            });
+        }
+    }
+    Ok(())
+}

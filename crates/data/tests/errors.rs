@@ -1,0 +1,230 @@
+//! Bad data: the exact messages a user reads.
+
+use std::path::Path;
+
+use weft_data::{load_table, prepare, read_table, TaskKind};
+use weft_dsl::{Builtin, DataSpec, FeatureSelect, OneColumn, Preprocess, Source, SplitSpec};
+
+fn spec(source: Source, label: Option<&str>) -> DataSpec {
+    DataSpec {
+        source,
+        features: FeatureSelect::default(),
+        label: label.map(String::from),
+        preprocess: vec![],
+        split: SplitSpec {
+            train: 0.5,
+            test: 0.5,
+            shuffle: false,
+            ..SplitSpec::default()
+        },
+    }
+}
+
+/// Writes `text` to `data/x.csv` in a temporary folder and runs load + prepare on it.
+fn csv_error(text: &str, label: &str, task: TaskKind) -> String {
+    csv_error_with(
+        text,
+        spec(Source::Csv("data/x.csv".into()), Some(label)),
+        task,
+    )
+}
+
+fn csv_error_with(text: &str, spec: DataSpec, task: TaskKind) -> String {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("data/x.csv"), text).unwrap_or_else(|e| panic!("{e}"));
+    match load_table(&spec.source, dir.path()).and_then(|t| prepare(&spec, 1, &t, task)) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn iris_error(spec: &DataSpec) -> String {
+    let table = load_table(&spec.source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    match prepare(spec, 1, &table, TaskKind::Classification) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const IRIS_COLUMNS: &str = "sepal_length, sepal_width, petal_length, petal_width, species";
+
+#[test]
+fn missing_label_column_suggests_the_nearest() {
+    let s = spec(Source::Builtin(Builtin::Iris), Some("specie"));
+    assert_eq!(
+        iris_error(&s),
+        format!("label column `specie` not found in iris; did you mean `species`? valid: {IRIS_COLUMNS}")
+    );
+}
+
+#[test]
+fn unknown_feature_column_suggests_the_nearest() {
+    let mut s = spec(Source::Builtin(Builtin::Iris), None);
+    s.features.exclude = vec!["petal_lenght".into()];
+    assert_eq!(
+        iris_error(&s),
+        format!("column `petal_lenght` not found in iris; did you mean `petal_length`? valid: {IRIS_COLUMNS}")
+    );
+}
+
+#[test]
+fn a_csv_without_a_label_needs_data_label() {
+    assert_eq!(
+        csv_error_with(
+            "a,b\n1,2\n3,4\n",
+            spec(Source::Csv("data/x.csv".into()), None),
+            TaskKind::Classification
+        ),
+        "data/x.csv has no default label column; set `data.label` to one of: a, b"
+    );
+}
+
+#[test]
+fn a_word_in_a_numeric_column_names_row_and_line() {
+    let mut text = String::from("age,y\n");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "{},{}\n",
+            if i == 16 {
+                "abc".into()
+            } else {
+                (20 + i).to_string()
+            },
+            i % 2
+        ));
+    }
+    assert_eq!(
+        csv_error(&text, "y", TaskKind::Classification),
+        "data/x.csv: column `age` is not numeric: row 17 (line 18) has `abc`"
+    );
+}
+
+#[test]
+fn empty_cells_and_nan_are_missing_values() {
+    assert_eq!(
+        csv_error("age,y\n1,0\n2,1\n3,0\n,1\n", "y", TaskKind::Classification),
+        "data/x.csv: column `age` has a missing value at row 4 (line 5)"
+    );
+    assert_eq!(
+        csv_error("age,y\n1.5,0\n2,1\nNaN,0\n", "y", TaskKind::Classification),
+        "data/x.csv: column `age` has a missing value at row 3 (line 4)"
+    );
+    assert_eq!(
+        csv_error("name,y\nann,0\n,1\n", "y", TaskKind::Classification),
+        "data/x.csv: column `name` has a missing value at row 2 (line 3)"
+    );
+    assert_eq!(
+        csv_error("age,y\n1,a\n2,b\n3,\n4,a\n", "y", TaskKind::Classification),
+        "data/x.csv: label column `y` has a missing value at row 3 (line 4)"
+    );
+}
+
+#[test]
+fn empty_and_header_only_files() {
+    assert_eq!(
+        csv_error("", "y", TaskKind::Classification),
+        "data/x.csv is empty: no header row"
+    );
+    assert_eq!(
+        csv_error("age,y\n", "y", TaskKind::Classification),
+        "data/x.csv has a header but no rows"
+    );
+}
+
+#[test]
+fn missing_files_and_globs_that_match_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let e = load_table(&Source::Csv("data/x.csv".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "cannot read data/x.csv: No such file or directory"
+    );
+    let e = load_table(&Source::Parquet("data/x.parquet".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "cannot read data/x.parquet: No such file or directory"
+    );
+    let e = load_table(&Source::Parquet("data/*.parquet".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(e.to_string(), "no files match `data/*.parquet`");
+    let e = load_table(&Source::Parquet(".".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(e.to_string(), ". holds no .parquet files");
+    let e = read_table(Path::new("nowhere/new.csv"))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "cannot read nowhere/new.csv: No such file or directory"
+    );
+    std::fs::write(dir.path().join("notes.txt"), "hi").unwrap_or_else(|e| panic!("{e}"));
+    let e = read_table(&dir.path().join("notes.txt"))
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert!(e.to_string().ends_with("notes.txt: unsupported file type; expected a .csv or .parquet file, or a folder of .parquet files"), "{e}");
+}
+
+#[test]
+fn a_class_missing_from_the_train_split_is_named() {
+    // No shuffle: train is the first half (a, b), test the second (b, c).
+    assert_eq!(
+        csv_error("x,y\n1,a\n2,b\n3,b\n4,c\n", "y", TaskKind::Classification),
+        "data/x.csv: label column `y` has class `c` at row 4 (line 5), which is not in the train split; classes: a, b"
+    );
+}
+
+#[test]
+fn label_type_must_fit_the_task() {
+    assert_eq!(
+        csv_error("x,y\n1,0.5\n2,1.5\n", "y", TaskKind::Classification),
+        "data/x.csv: label column `y` holds floats (Float64) but the task is classification; use integer or string classes, or a regression loss (mse)"
+    );
+    assert_eq!(
+        csv_error("x,y\n1,a\n2,b\n", "y", TaskKind::Regression),
+        "data/x.csv: label column `y` holds strings but the task is regression (loss: mse), which needs numbers"
+    );
+    assert_eq!(
+        csv_error("x,y\n1,a\n2,a\n3,b\n4,b\n", "y", TaskKind::Classification),
+        "data/x.csv: label column `y` has a single class `a` in the train split; classification needs at least two"
+    );
+}
+
+#[test]
+fn a_string_feature_needs_an_encoder() {
+    assert_eq!(
+        csv_error("city,y\nparis,0\nlyon,1\n", "y", TaskKind::Classification),
+        "data/x.csv: column `city` holds strings; encode it with a preprocess stage (`string_index: {column: city}` or `one_hot: {column: city}`) or exclude it"
+    );
+}
+
+#[test]
+fn string_index_fails_on_a_category_unseen_in_training() {
+    let mut s = spec(Source::Csv("data/x.csv".into()), Some("y"));
+    s.preprocess = vec![Preprocess::StringIndex(OneColumn {
+        column: "city".into(),
+    })];
+    assert_eq!(
+        csv_error_with("city,y\nparis,0\nlyon,1\nparis,0\nnice,1\n", s, TaskKind::Classification),
+        "data/x.csv: column `city` has category `nice` at row 4 (line 5), which `string_index` did not see in the train split; categories: lyon, paris"
+    );
+}
+
+#[test]
+fn stages_name_unknown_columns() {
+    let mut s = spec(Source::Builtin(Builtin::Iris), None);
+    s.split.shuffle = true;
+    s.preprocess = vec![Preprocess::StandardScale(weft_dsl::ColumnsOpt {
+        columns: Some(vec!["sepal_lenght".into()]),
+    })];
+    assert_eq!(
+        iris_error(&s),
+        "preprocess `standard_scale`: column `sepal_lenght` is not a feature; did you mean `sepal_length`? valid: sepal_length, sepal_width, petal_length, petal_width"
+    );
+}

@@ -1,0 +1,189 @@
+//! CSV and Parquet sources: type inference, one_hot on strings, folders and globs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
+use weft_data::{load_table, prepare, read_table, TaskKind};
+use weft_dsl::{ColumnsOpt, DataSpec, FeatureSelect, OneColumn, Preprocess, Source, SplitSpec};
+
+fn spec(source: Source, label: &str, preprocess: Vec<Preprocess>) -> DataSpec {
+    DataSpec {
+        source,
+        features: FeatureSelect::default(),
+        label: Some(label.into()),
+        preprocess,
+        split: SplitSpec {
+            train: 0.5,
+            test: 0.5,
+            shuffle: false,
+            ..SplitSpec::default()
+        },
+    }
+}
+
+const PEOPLE: &str = "\
+age,height,city,smoker,outcome
+34,1.80,paris,0,sick
+51,1.65,lyon,1,well
+29,1.72,paris,0,well
+62,1.58,nice,1,sick
+45,1.90,lyon,0,well
+38,1.70,paris,1,sick
+";
+
+#[test]
+fn csv_types_are_inferred_and_strings_are_one_hot_encoded() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("data/people.csv"), PEOPLE).unwrap_or_else(|e| panic!("{e}"));
+    let source = Source::Csv("data/people.csv".into());
+    let table = load_table(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table.name, "data/people.csv");
+    let types: Vec<String> = table
+        .batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect();
+    assert_eq!(types, ["Int64", "Float64", "Utf8", "Int64", "Utf8"]);
+
+    let one_hot = Preprocess::OneHot(OneColumn {
+        column: "city".into(),
+    });
+    let spec = spec(
+        source,
+        "outcome",
+        vec![one_hot, Preprocess::StandardScale(ColumnsOpt::default())],
+    );
+    let p = prepare(&spec, 0, &table, TaskKind::Classification).unwrap_or_else(|e| panic!("{e}"));
+    // Categories come from the train rows (the first three: paris, lyon, paris).
+    assert_eq!(
+        p.pipeline.feature_names(),
+        ["age", "height", "city=lyon", "city=paris", "smoker"]
+    );
+    assert_eq!(
+        p.pipeline.classes(),
+        Some(&["sick".to_string(), "well".into()][..])
+    );
+    assert_eq!(p.train.y.to_vec(), [0.0, 1.0, 1.0]);
+    // one_hot outputs are not scaled; the numeric columns are.
+    assert_eq!(p.train.x.column(2).to_vec(), [0.0, 1.0, 0.0]);
+    assert_eq!(p.train.x.column(3).to_vec(), [1.0, 0.0, 1.0]);
+    assert!(p.train.x.column(0).sum().abs() < 1e-5);
+    // `nice` was never seen in training: all zeros.
+    assert_eq!(p.test.x.row(0).to_vec()[2..4], [0.0, 0.0]);
+}
+
+#[test]
+fn string_index_turns_a_string_feature_into_numbers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("p.csv"), PEOPLE).unwrap_or_else(|e| panic!("{e}"));
+    let index = Preprocess::StringIndex(OneColumn {
+        column: "city".into(),
+    });
+    let mut spec = spec(Source::Csv("p.csv".into()), "outcome", vec![index]);
+    spec.split.train = 1.0;
+    spec.split.test = 0.0;
+    let table = load_table(&spec.source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let p = prepare(&spec, 0, &table, TaskKind::Classification).unwrap_or_else(|e| panic!("{e}"));
+    // paris ×3 → 0, lyon ×2 → 1, nice ×1 → 2.
+    assert_eq!(p.train.x.column(2).to_vec(), [0.0, 1.0, 0.0, 2.0, 1.0, 0.0]);
+}
+
+#[test]
+fn regression_takes_a_numeric_label() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("p.csv"), PEOPLE).unwrap_or_else(|e| panic!("{e}"));
+    let mut spec = spec(Source::Csv("p.csv".into()), "height", vec![]);
+    spec.features.exclude = vec!["city".into(), "outcome".into()];
+    let table = load_table(&spec.source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let p = prepare(&spec, 0, &table, TaskKind::Regression).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.train.y.to_vec(), [1.80, 1.65, 1.72]);
+    assert_eq!(p.pipeline.classes(), None);
+    assert_eq!(p.pipeline.feature_names(), ["age", "smoker"]);
+}
+
+fn batch(offset: i64, rows: usize) -> RecordBatch {
+    let ids: Vec<i64> = (0..rows as i64).map(|i| i + offset).collect();
+    let x: Vec<f64> = ids.iter().map(|&i| i as f64 * 0.5).collect();
+    let label: Vec<&str> = ids
+        .iter()
+        .map(|&i| if i % 2 == 0 { "even" } else { "odd" })
+        .collect();
+    RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("x", Arc::new(Float64Array::from(x)) as ArrayRef),
+        ("label", Arc::new(StringArray::from(label)) as ArrayRef),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), None).unwrap_or_else(|e| panic!("{e}"));
+    writer.write(batch).unwrap_or_else(|e| panic!("{e}"));
+    writer.close().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn parquet_file_round_trips() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let original = batch(0, 10);
+    write_parquet(&dir.path().join("a.parquet"), &original);
+    let table = load_table(&Source::Parquet("a.parquet".into()), dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table.name, "a.parquet");
+    assert_eq!(table.batch.columns(), original.columns());
+    let read = read_table(&dir.path().join("a.parquet")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.batch.num_rows(), 10);
+}
+
+#[test]
+fn parquet_folder_and_glob_read_every_part_in_name_order() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let parts = dir.path().join("parts");
+    std::fs::create_dir(&parts).unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&parts.join("part-1.parquet"), &batch(4, 6));
+    write_parquet(&parts.join("part-0.parquet"), &batch(0, 4));
+    std::fs::write(parts.join("_SUCCESS"), "").unwrap_or_else(|e| panic!("{e}"));
+    for source in ["parts", "parts/*.parquet", "parts/part-?.parquet"] {
+        let table = load_table(&Source::Parquet(source.into()), dir.path())
+            .unwrap_or_else(|e| panic!("{source}: {e}"));
+        let ids = table
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.values().to_vec());
+        assert_eq!(ids, Some((0..10).collect()), "{source}");
+        let spec = spec(Source::Parquet(source.into()), "label", vec![]);
+        let p =
+            prepare(&spec, 0, &table, TaskKind::Classification).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.train.len(), p.test.len()), (5, 5));
+        assert_eq!(
+            p.pipeline.classes(),
+            Some(&["even".to_string(), "odd".into()][..])
+        );
+    }
+}
+
+#[test]
+fn parquet_parts_with_different_schemas_are_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&dir.path().join("a.parquet"), &batch(0, 3));
+    let other =
+        RecordBatch::try_from_iter([("id", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef)])
+            .unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&dir.path().join("b.parquet"), &other);
+    let e = load_table(&Source::Parquet("*.parquet".into()), dir.path())
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert_eq!(
+        e.to_string(),
+        "b.parquet: its schema differs from a.parquet: columns [id] instead of [id, x, label]"
+    );
+}

@@ -1,0 +1,322 @@
+//! The data-parallel modes as [`Exchange`]s of the one training loop: ring all-reduce of
+//! bucketed gradients, the parameter-server family (synchronous gradients, or weights every
+//! `communication_window` steps for the asynchronous and elastic algorithms), local SGD
+//! (averaged updates every window) and gossip (neighbour averages, one global average at the
+//! end).
+
+use ndarray::{Array1, Array2};
+use weft_dsl::{DataParallel, PsAlgorithm, Sync};
+use weft_exec::Executor;
+use weft_runtime::exchange::{Exchange, StepAt};
+use weft_runtime::train::{get_flat, get_flat_grads, set_flat};
+use weft_runtime::RunError;
+
+use crate::bucketed::{self, Buckets};
+use crate::compress::{Codec, Residual};
+use crate::error::{DistError, Result};
+use crate::ps::Client;
+use crate::ring::Ring;
+
+/// Synchronous data parallelism: every step's gradients, in fusion buckets sent while
+/// backward goes on, summed over the ring; every worker applies the same mean gradient.
+pub struct Allreduce {
+    pub ring: Ring,
+    pub rank: usize,
+    pub buckets: Buckets,
+    pub residuals: Vec<Residual>,
+    pub codec: Codec,
+}
+
+impl Exchange for Allreduce {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world(&self) -> usize {
+        self.ring.world
+    }
+    fn name(&self) -> &'static str {
+        "allreduce"
+    }
+
+    fn step(
+        &mut self,
+        exec: &mut dyn Executor,
+        batch: Option<(&Array2<f32>, &Array1<f32>)>,
+        at: StepAt,
+    ) -> Result<Option<f32>, RunError> {
+        let (loss_rows, rows) = bucketed::step(
+            exec,
+            &mut self.ring,
+            &self.buckets,
+            &mut self.residuals,
+            batch,
+            at.step,
+            at.lr,
+            &self.codec,
+            at.global_rows,
+        )?;
+        Ok(Some(if rows > 0.0 {
+            (loss_rows / rows) as f32
+        } else {
+            0.0
+        }))
+    }
+
+    fn epoch_loss(&mut self, sum: f64, rows: f64) -> Result<(f64, f64), RunError> {
+        // The epoch's loss over every worker: all see the same global mean, so all make the
+        // same early-stopping decision.
+        let mut stats = [sum as f32, rows as f32];
+        self.ring.allreduce(
+            &mut stats,
+            u32::MAX - 1,
+            &Codec::None,
+            &mut Residual::default(),
+        )?;
+        Ok((f64::from(stats[0]), f64::from(stats[1])))
+    }
+}
+
+/// The parameter-server family. `sync`: every step's gradients (× rows) go to the server,
+/// which applies their mean and returns the model. The others (downpour, adag, dynsgd,
+/// hogwild, the elastic easgd/aeasgd/eamsgd) train locally and exchange weights or deltas
+/// every `window` steps.
+pub struct ParameterServer {
+    pub client: Client,
+    pub rank: usize,
+    pub world: usize,
+    pub algorithm: PsAlgorithm,
+    pub window: u64,
+    /// The parameters at the last exchange (what a delta is taken against).
+    pub anchor: Vec<f32>,
+}
+
+impl Exchange for ParameterServer {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world(&self) -> usize {
+        self.world
+    }
+    fn name(&self) -> &'static str {
+        "parameter_server"
+    }
+
+    fn start(&mut self, exec: &mut dyn Executor) -> Result<(), RunError> {
+        // The server's model is the one to start from (it holds the resumed weights).
+        let center = self.client.pull()?;
+        set_flat(exec, &center)?;
+        self.anchor = center;
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        exec: &mut dyn Executor,
+        batch: Option<(&Array2<f32>, &Array1<f32>)>,
+        at: StepAt,
+    ) -> Result<Option<f32>, RunError> {
+        if self.algorithm == PsAlgorithm::Sync {
+            // Gradient × rows (zeros for an empty slice): the server divides the sum by all
+            // workers' rows.
+            let (mut flat, mut loss, mut rows) = (vec![0.0f32; self.anchor.len()], 0.0, 0.0);
+            if let Some((x, y)) = batch {
+                rows = x.nrows() as f32;
+                loss = exec.loss_and_grads(x.view(), y.view(), at.step)?;
+                flat = get_flat_grads(exec)?
+                    .into_iter()
+                    .map(|v| v * rows)
+                    .collect();
+            }
+            let center = self.client.push_gradients(&flat, rows, at.step, at.lr)?;
+            set_flat(exec, &center)?;
+            return Ok(Some(loss));
+        }
+        let loss = local_step(exec, batch, at)?;
+        if (at.step + 1).is_multiple_of(self.window) {
+            let w = get_flat(exec)?;
+            let new = self
+                .client
+                .exchange(self.algorithm, &w, &self.anchor, self.window)?;
+            set_flat(exec, &new)?;
+            self.anchor = new;
+        }
+        Ok(Some(loss))
+    }
+
+    fn synchronous(&self) -> bool {
+        false
+    }
+
+    fn model(&mut self, _exec: &mut dyn Executor) -> Result<Option<Vec<f32>>, RunError> {
+        // The server's model is the run's, whatever this worker holds.
+        Ok((self.rank == 0).then(|| self.client.pull()).transpose()?)
+    }
+
+    fn finish(&mut self, exec: &mut dyn Executor) -> Result<(), RunError> {
+        let center = self.client.pull()?;
+        self.client.bye()?;
+        set_flat(exec, &center)?;
+        Ok(())
+    }
+}
+
+/// Local SGD and gossip: every worker trains on its own rows; every `window` steps local
+/// SGD averages what each worker learnt since the last average (updates, not weights, so
+/// compression applies to updates) and gossip averages with the ring neighbours. Gossip has
+/// no global model until the end, where one average makes it.
+pub struct Periodic {
+    pub ring: Ring,
+    pub rank: usize,
+    pub gossip: bool,
+    pub window: u64,
+    pub codec: Codec,
+    pub residual: Residual,
+    pub anchor: Vec<f32>,
+}
+
+impl Exchange for Periodic {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world(&self) -> usize {
+        self.ring.world
+    }
+    fn name(&self) -> &'static str {
+        if self.gossip {
+            "gossip"
+        } else {
+            "local_sgd"
+        }
+    }
+
+    fn start(&mut self, exec: &mut dyn Executor) -> Result<(), RunError> {
+        self.anchor = get_flat(exec)?;
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        exec: &mut dyn Executor,
+        batch: Option<(&Array2<f32>, &Array1<f32>)>,
+        at: StepAt,
+    ) -> Result<Option<f32>, RunError> {
+        let loss = local_step(exec, batch, at)?;
+        if (at.step + 1).is_multiple_of(self.window) {
+            let tag = at.step as u32;
+            let mut w = get_flat(exec)?;
+            if self.gossip {
+                self.ring.neighbour_average(&mut w, tag)?;
+            } else {
+                let mut delta: Vec<f32> = w.iter().zip(&self.anchor).map(|(w, a)| w - a).collect();
+                average(
+                    &mut self.ring,
+                    &mut delta,
+                    tag,
+                    &self.codec,
+                    &mut self.residual,
+                )?;
+                for ((w, a), d) in w.iter_mut().zip(&self.anchor).zip(&delta) {
+                    *w = a + d;
+                }
+                self.anchor.clone_from(&w);
+            }
+            set_flat(exec, &w)?;
+        }
+        Ok(Some(loss))
+    }
+
+    fn synchronous(&self) -> bool {
+        false
+    }
+
+    fn finish(&mut self, exec: &mut dyn Executor) -> Result<(), RunError> {
+        if self.gossip {
+            let mut w = get_flat(exec)?;
+            average(
+                &mut self.ring,
+                &mut w,
+                u32::MAX,
+                &Codec::None,
+                &mut Residual::default(),
+            )?;
+            set_flat(exec, &w)?;
+        }
+        Ok(())
+    }
+}
+
+/// The exchange for a job's strategy.
+pub fn for_job(
+    dp: &DataParallel,
+    rank: usize,
+    world: usize,
+    ring: Option<Ring>,
+    ps: Option<Client>,
+    buckets: Buckets,
+) -> Result<Box<dyn Exchange>> {
+    let codec = Codec::from_spec(&dp.compression);
+    let window = dp.communication_window.max(1) as u64;
+    match (dp.sync, ring, ps) {
+        (Sync::Allreduce, Some(ring), _) => Ok(Box::new(Allreduce {
+            ring,
+            rank,
+            residuals: vec![Residual::default(); buckets.count()],
+            buckets,
+            codec,
+        })),
+        (Sync::ParameterServer, _, Some(client)) => Ok(Box::new(ParameterServer {
+            client,
+            rank,
+            world,
+            algorithm: dp.algorithm.unwrap_or(PsAlgorithm::Downpour),
+            window,
+            anchor: Vec::new(),
+        })),
+        (Sync::LocalSgd | Sync::Gossip, Some(ring), _) => Ok(Box::new(Periodic {
+            ring,
+            rank,
+            gossip: dp.sync == Sync::Gossip,
+            window,
+            codec,
+            residual: Residual::default(),
+            anchor: Vec::new(),
+        })),
+        (sync, _, _) => Err(DistError::Config(format!(
+            "`{}` needs {}, which this job was not given",
+            sync.name(),
+            if sync == Sync::ParameterServer {
+                "a parameter server"
+            } else {
+                "a ring"
+            }
+        ))),
+    }
+}
+
+/// One local optimizer step on this worker's rows (none when its slice is empty).
+fn local_step(
+    exec: &mut dyn Executor,
+    batch: Option<(&Array2<f32>, &Array1<f32>)>,
+    at: StepAt,
+) -> Result<f32, RunError> {
+    match batch {
+        Some((x, y)) => Ok(exec.train_step(x.view(), y.view(), at.step, at.lr)?),
+        None => Ok(0.0),
+    }
+}
+
+/// Averages `w` over the ring (local SGD, and gossip's final model).
+fn average(
+    ring: &mut Ring,
+    w: &mut [f32],
+    tag: u32,
+    codec: &Codec,
+    residual: &mut Residual,
+) -> Result<()> {
+    ring.allreduce(w, tag, codec, residual)?;
+    let n = ring.world as f32;
+    for v in w.iter_mut() {
+        *v /= n;
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! Lowers the spec's model (list or graph form) and loss into the forward compute graph.
+
+use std::collections::BTreeMap;
+
+use petgraph::stable_graph::NodeIndex;
+use weft_dsl::{
+    suggest, Activation, GraphNode, GraphSpec, Init, InputSource, Layer, Loss, Merge, ModelSpec,
+    Spec,
+};
+
+use crate::error::PlanError;
+use crate::graph::Graph;
+use crate::op::{LossKind, NormAxis, Op, ParamInit, Phase, Shape};
+use weft_common::{DataShape, Task};
+
+/// The forward graph and its named ends.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub graph: Graph,
+    pub inputs: Vec<NodeIndex>,
+    pub target: NodeIndex,
+    pub loss: NodeIndex,
+    /// Predictions: class probabilities (classification) or values (regression).
+    pub output: NodeIndex,
+    pub params: Vec<NodeIndex>,
+}
+
+struct Builder<'a> {
+    g: Graph,
+    params: Vec<NodeIndex>,
+    streams: u64,
+    data: &'a DataShape,
+}
+
+impl Builder<'_> {
+    fn stream(&mut self) -> u64 {
+        self.streams += 1;
+        self.streams
+    }
+
+    fn param(
+        &mut self,
+        name: &str,
+        shape: Shape,
+        init: Init,
+        fill: f32,
+        origin: &str,
+    ) -> NodeIndex {
+        let stream = self.stream();
+        let fan_in = match shape.rows {
+            crate::op::Rows::Fixed(r) => r,
+            crate::op::Rows::Batch => 1,
+        };
+        let p = ParamInit {
+            init,
+            fan_in,
+            fan_out: shape.cols,
+            fill,
+            stream,
+        };
+        let n = self
+            .g
+            .leaf(name, Op::Param { init: p }, shape, Some(origin));
+        self.params.push(n);
+        n
+    }
+
+    fn layer(
+        &mut self,
+        name: &str,
+        layer: &Layer,
+        x: NodeIndex,
+        path: &str,
+    ) -> Result<NodeIndex, PlanError> {
+        let width = self.g.g[x].shape.cols;
+        let fwd = Phase::Forward;
+        Ok(match layer {
+            Layer::Dense(d) => {
+                let origin = format!("{path}.dense");
+                let init = d.init.unwrap_or(match d.activation {
+                    Activation::Relu
+                    | Activation::LeakyRelu { .. }
+                    | Activation::Elu { .. }
+                    | Activation::Gelu
+                    | Activation::Swish => Init::HeUniform,
+                    _ => Init::GlorotUniform,
+                });
+                let w = self.param(
+                    &format!("{name}.weight"),
+                    Shape::fixed(width, d.units),
+                    init,
+                    0.0,
+                    &origin,
+                );
+                let mut h = self.g.add(
+                    &format!("{name}.matmul"),
+                    Op::MatMul {
+                        ta: false,
+                        tb: false,
+                    },
+                    &[x, w],
+                    fwd,
+                    Some(&origin),
+                )?;
+                if d.use_bias {
+                    let b = self.param(
+                        &format!("{name}.bias"),
+                        Shape::fixed(1, d.units),
+                        Init::Zeros,
+                        0.0,
+                        &origin,
+                    );
+                    h = self.g.add(
+                        &format!("{name}.bias_add"),
+                        Op::BiasAdd,
+                        &[h, b],
+                        fwd,
+                        Some(&origin),
+                    )?;
+                }
+                if d.activation != Activation::Linear {
+                    h = self.g.add(
+                        &format!("{name}.{}", d.activation.name()),
+                        Op::Act(d.activation),
+                        &[h],
+                        fwd,
+                        Some(&origin),
+                    )?;
+                }
+                h
+            }
+            Layer::Dropout(d) => {
+                let stream = self.stream();
+                self.g.add(
+                    name,
+                    Op::Dropout {
+                        rate: d.rate as f32,
+                        stream,
+                    },
+                    &[x],
+                    fwd,
+                    Some(&format!("{path}.dropout")),
+                )?
+            }
+            Layer::BatchNorm(n) | Layer::LayerNorm(n) => {
+                let (axis, key) = match layer {
+                    Layer::BatchNorm(_) => (NormAxis::Batch, "batch_norm"),
+                    _ => (NormAxis::Layer, "layer_norm"),
+                };
+                let origin = format!("{path}.{key}");
+                let gamma = self.param(
+                    &format!("{name}.gamma"),
+                    Shape::fixed(1, width),
+                    Init::Zeros,
+                    1.0,
+                    &origin,
+                );
+                let beta = self.param(
+                    &format!("{name}.beta"),
+                    Shape::fixed(1, width),
+                    Init::Zeros,
+                    0.0,
+                    &origin,
+                );
+                let op = Op::Norm {
+                    axis,
+                    eps: n.epsilon as f32,
+                    momentum: n.momentum as f32,
+                };
+                self.g
+                    .add(name, op, &[x, gamma, beta], fwd, Some(&origin))?
+            }
+            Layer::Activation(a) => self.g.add(
+                name,
+                Op::Act(*a),
+                &[x],
+                fwd,
+                Some(&format!("{path}.activation")),
+            )?,
+        })
+    }
+
+    fn input(
+        &mut self,
+        name: &str,
+        source: &InputSource,
+        path: &str,
+    ) -> Result<NodeIndex, PlanError> {
+        let all = &self.data.features;
+        let columns: Vec<usize> = match source {
+            InputSource::All(_) => (0..all.len()).collect(),
+            InputSource::Columns(cols) => {
+                let valid: Vec<&str> = all.iter().map(String::as_str).collect();
+                cols.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        all.iter().position(|f| f == c).ok_or_else(|| {
+                            PlanError::spec(
+                                format!("{path}[{i}]"),
+                                format!("unknown feature column `{c}`{}", suggest::hint(c, &valid)),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let width = columns.len();
+        Ok(self
+            .g
+            .leaf(name, Op::Input { columns }, Shape::batch(width), Some(path)))
+    }
+
+    fn graph_node(
+        &mut self,
+        spec: &GraphSpec,
+        name: &str,
+        done: &mut BTreeMap<String, NodeIndex>,
+    ) -> Result<NodeIndex, PlanError> {
+        if let Some(n) = done.get(name) {
+            return Ok(*n);
+        }
+        let node = spec
+            .nodes
+            .get(name)
+            .ok_or_else(|| PlanError::Internal(format!("graph node `{name}` vanished")))?;
+        let path = format!("model.nodes.{name}");
+        let mut ins = Vec::new();
+        for i in weft_dsl::node_inputs(node) {
+            ins.push(self.graph_node(spec, i, done)?);
+        }
+        let n = match node {
+            GraphNode::Layer { layer, .. } => self.layer(name, layer, ins[0], &path)?,
+            GraphNode::Merge(Merge::Add(refs)) => {
+                let origin = format!("{path}.add");
+                // Said here in the spec's names (the op would name internal graph nodes).
+                let widths: Vec<usize> = ins.iter().map(|i| self.g.g[*i].shape.cols).collect();
+                if widths.iter().any(|w| *w != widths[0]) {
+                    let listed: Vec<String> = refs
+                        .iter()
+                        .zip(&widths)
+                        .map(|(r, w)| format!("`{r}` has {w}"))
+                        .collect();
+                    return Err(PlanError::spec(
+                        origin,
+                        format!(
+                            "`add` needs inputs of the same width, but {}; use `concat` to put them side by side",
+                            listed.join(", ")
+                        ),
+                    ));
+                }
+                self.g
+                    .add(name, Op::Add, &ins, Phase::Forward, Some(&origin))?
+            }
+            GraphNode::Merge(Merge::Concat(_)) => self.g.add(
+                name,
+                Op::Concat,
+                &ins,
+                Phase::Forward,
+                Some(&format!("{path}.concat")),
+            )?,
+        };
+        done.insert(name.to_string(), n);
+        Ok(n)
+    }
+}
+
+/// Builds the forward graph: inputs, layers, loss, and the prediction output.
+pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
+    let mut b = Builder {
+        g: Graph::default(),
+        params: Vec::new(),
+        streams: 0,
+        data,
+    };
+    let (inputs, out) = match &spec.model {
+        ModelSpec::Sequential(layers) => {
+            let x = b.input("x", &InputSource::All("features".into()), "data.features")?;
+            let mut h = x;
+            for (i, layer) in layers.iter().enumerate() {
+                h = b.layer(
+                    &format!("{}_{i}", layer.kind()),
+                    layer,
+                    h,
+                    &format!("model[{i}]"),
+                )?;
+            }
+            (vec![x], h)
+        }
+        ModelSpec::Graph(gs) => {
+            let mut done = BTreeMap::new();
+            let mut inputs = Vec::new();
+            for (name, source) in &gs.inputs {
+                let n = b.input(name, source, &format!("model.inputs.{name}"))?;
+                done.insert(name.clone(), n);
+                inputs.push(n);
+            }
+            let out = b.graph_node(gs, &gs.output, &mut done)?;
+            (inputs, out)
+        }
+    };
+    let target_cols = match data.task {
+        Task::Classification { .. } => 1,
+        Task::Regression { targets } => targets,
+    };
+    let target =
+        b.g.leaf("target", Op::Target, Shape::batch(target_cols), None);
+    let (loss, output) = attach_loss(&mut b.g, spec.train.loss, &data.task, out, target)?;
+    Ok(Forward {
+        graph: b.g,
+        inputs,
+        target,
+        loss,
+        output,
+        params: b.params,
+    })
+}
+
+/// Fuses the final softmax/sigmoid into the loss and checks the output width against the data.
+fn attach_loss(
+    g: &mut Graph,
+    loss: Loss,
+    task: &Task,
+    out: NodeIndex,
+    target: NodeIndex,
+) -> Result<(NodeIndex, NodeIndex), PlanError> {
+    let (final_act, logits) = match &g.g[out].op {
+        Op::Act(a) => (*a, g.inputs(out)[0]),
+        _ => (Activation::Linear, out),
+    };
+    let origin = g.g[out].origin.clone().unwrap_or_else(|| "model".into());
+    let act_path = if origin.ends_with(".activation") {
+        origin.clone()
+    } else {
+        format!("{origin}.activation")
+    };
+    let units_path = if origin.ends_with(".dense") {
+        format!("{origin}.units")
+    } else {
+        origin.clone()
+    };
+    let width = g.g[out].shape.cols;
+    let fwd = Phase::Forward;
+    let want = |what: &str, n: usize| -> Result<(), PlanError> {
+        if width == n {
+            Ok(())
+        } else {
+            Err(PlanError::spec(
+                units_path.clone(),
+                format!("the output layer has {width} units but {what}"),
+            ))
+        }
+    };
+    match (loss, task) {
+        (Loss::CrossEntropy, Task::Classification { classes }) => {
+            want(&format!("the data has {classes} classes"), *classes)?;
+            let probe = Activation::Softmax;
+            check_output(final_act, probe, "cross_entropy", act_path)?;
+            fused_loss(
+                g,
+                LossKind::SoftmaxCrossEntropy,
+                probe,
+                final_act,
+                logits,
+                target,
+                out,
+            )
+        }
+        (Loss::BinaryCrossEntropy, Task::Classification { classes }) => {
+            if *classes != 2 {
+                return Err(PlanError::spec(
+                    "train.loss",
+                    format!("binary_cross_entropy needs 2 classes, the data has {classes}; use cross_entropy"),
+                ));
+            }
+            want(
+                "binary_cross_entropy needs 1 (the probability of class 1)",
+                1,
+            )?;
+            let probe = Activation::Sigmoid;
+            check_output(final_act, probe, "binary_cross_entropy", act_path)?;
+            fused_loss(
+                g,
+                LossKind::SigmoidBinaryCrossEntropy,
+                probe,
+                final_act,
+                logits,
+                target,
+                out,
+            )
+        }
+        (Loss::Mse, Task::Classification { classes }) => {
+            want(
+                &format!("the data has {classes} classes (mse compares with one-hot labels)"),
+                *classes,
+            )?;
+            let l = g.add(
+                "loss",
+                Op::Loss(LossKind::Mse { one_hot: true }),
+                &[out, target],
+                fwd,
+                None,
+            )?;
+            Ok((l, out))
+        }
+        (Loss::Mse, Task::Regression { targets }) => {
+            want(
+                &format!("the data has {targets} target column(s)"),
+                *targets,
+            )?;
+            let l = g.add(
+                "loss",
+                Op::Loss(LossKind::Mse { one_hot: false }),
+                &[out, target],
+                fwd,
+                None,
+            )?;
+            Ok((l, out))
+        }
+        (_, Task::Regression { .. }) => Err(PlanError::spec(
+            "train.loss",
+            "a numeric (regression) label needs `loss: mse`",
+        )),
+    }
+}
+
+/// The output activation must be the loss's own (fused into it) or linear (logits).
+fn check_output(
+    final_act: Activation,
+    probe: Activation,
+    loss: &str,
+    act_path: String,
+) -> Result<(), PlanError> {
+    if final_act == probe || final_act == Activation::Linear {
+        return Ok(());
+    }
+    Err(PlanError::spec(
+        act_path,
+        format!(
+            "{loss} needs a {} (or linear) output, found {}",
+            probe.name(),
+            final_act.name()
+        ),
+    ))
+}
+
+/// A loss that reads logits, with `probe` (softmax or sigmoid) kept for predictions: the
+/// model's own output node when it ends in `probe`, else a new `probs` node.
+fn fused_loss(
+    g: &mut Graph,
+    kind: LossKind,
+    probe: Activation,
+    final_act: Activation,
+    logits: NodeIndex,
+    target: NodeIndex,
+    out: NodeIndex,
+) -> Result<(NodeIndex, NodeIndex), PlanError> {
+    let fwd = Phase::Forward;
+    let loss = g.add("loss", Op::Loss(kind), &[logits, target], fwd, None)?;
+    let probs = if final_act == probe {
+        out
+    } else {
+        g.add("probs", Op::Act(probe), &[logits], fwd, None)?
+    };
+    Ok((loss, probs))
+}

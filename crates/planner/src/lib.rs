@@ -1,0 +1,28 @@
+//! weft-planner: compiles a validated spec into an execution plan — the workflow DAG, the
+//! compute graph with inferred shapes, reverse-mode autodiff, optimizer updates, dead-code
+//! elimination into schedules, data-parallel planning (fusion buckets, bytes on the wire), a
+//! cost model, and text / DOT / JSON forms.
+//!
+//! Pure: no file system, threads or clocks; the same code runs in the CLI and in wasm32.
+
+pub mod autodiff;
+pub mod build;
+pub mod cost;
+pub mod display;
+pub mod error;
+pub mod fuse;
+pub mod graph;
+pub mod memory;
+pub mod op;
+pub mod parallel;
+pub mod plan;
+pub mod target;
+pub mod workflow;
+
+pub use error::PlanError;
+pub use memory::{MemoryPlan, ScheduleKind, Slot, Storage};
+pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
+pub use parallel::{Bucket, DataParallelPlan, Traffic};
+pub use plan::{ParamRef, PassLog, Plan, PlanNode, Schedules, PLAN_VERSION};
+pub use target::Target;
+pub use weft_common::{DataShape, Task, TaskKind};

@@ -1,0 +1,263 @@
+//! The closed set of compute-graph ops, their shapes, and small kind enums.
+//!
+//! Every tensor is 2-D: rows are the batch (`B`) or a fixed count, columns are features.
+//! Passes and executors `match` exhaustively on `Op`, so a new op cannot be forgotten.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use weft_dsl::{Activation, Init};
+
+/// Rows of a tensor: the (symbolic) batch, or a fixed number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rows {
+    Batch,
+    Fixed(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    pub rows: Rows,
+    pub cols: usize,
+}
+
+impl Shape {
+    pub fn batch(cols: usize) -> Shape {
+        Shape {
+            rows: Rows::Batch,
+            cols,
+        }
+    }
+    pub fn fixed(rows: usize, cols: usize) -> Shape {
+        Shape {
+            rows: Rows::Fixed(rows),
+            cols,
+        }
+    }
+    pub fn scalar() -> Shape {
+        Shape::fixed(1, 1)
+    }
+    /// Number of elements when the batch is `batch`.
+    pub fn numel(&self, batch: usize) -> usize {
+        self.rows_at(batch) * self.cols
+    }
+    pub fn rows_at(&self, batch: usize) -> usize {
+        match self.rows {
+            Rows::Batch => batch,
+            Rows::Fixed(r) => r,
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rows {
+            Rows::Batch => write!(f, "[B,{}]", self.cols),
+            Rows::Fixed(r) => write!(f, "[{r},{}]", self.cols),
+        }
+    }
+}
+
+/// The loss a graph ends in. The softmax / sigmoid is fused into the loss, which reads logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LossKind {
+    /// Mean over rows of −log softmax(logits)[label] (stable log-sum-exp).
+    SoftmaxCrossEntropy,
+    /// Mean of the binary cross-entropy of sigmoid(logit) against a 0/1 label.
+    SigmoidBinaryCrossEntropy,
+    /// Mean over rows of the summed squared error; `one_hot` compares against one-hot labels.
+    Mse { one_hot: bool },
+}
+
+/// Which gradient of a normalisation layer a backward node computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NormPart {
+    Input,
+    Gamma,
+}
+
+/// Which normalisation: over the batch per feature, or over features per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NormAxis {
+    Batch,
+    Layer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Feature columns (indices into the prepared feature matrix).
+    Input {
+        columns: Vec<usize>,
+    },
+    /// Labels: class indices or regression targets.
+    Target,
+    /// A trainable tensor and how it starts.
+    Param {
+        init: ParamInit,
+    },
+    /// `a @ b`, with either operand read transposed (no copy).
+    MatMul {
+        ta: bool,
+        tb: bool,
+    },
+    /// `x + bias` broadcast over rows.
+    BiasAdd,
+    Act(Activation),
+    /// `act(x + bias)` in one pass (made by the fusion pass; inputs x, bias).
+    BiasAct(Activation),
+    /// `act(a @ b + bias)` in one kernel: the bias and activation run in the matmul's
+    /// epilogue, so the product is never written to memory (inputs a, b, bias). Made by the
+    /// GPU target's pass (`target.rs`) from a `MatMul` read only by its `BiasAdd` (`act` is
+    /// then linear) or `BiasAct`.
+    MatMulBias {
+        ta: bool,
+        tb: bool,
+        act: Activation,
+    },
+    /// Zeroes each element with probability `rate` (counter-based mask from `stream`).
+    Dropout {
+        rate: f32,
+        stream: u64,
+    },
+    /// Normalise `x`, then `gamma * x̂ + beta` (inputs x, gamma, beta).
+    Norm {
+        axis: NormAxis,
+        eps: f32,
+        momentum: f32,
+    },
+    /// Elementwise sum of same-shaped inputs.
+    Add,
+    /// Columns side by side.
+    Concat,
+    /// Mean loss over the batch (inputs: logits or predictions, target) → [1,1].
+    Loss(LossKind),
+
+    // ---- backward
+    /// dL/dx of an activation (inputs x, y, dy; after fusion x is y, see `fuse.rs`).
+    ActGrad(Activation),
+    /// The same mask as the forward dropout, applied to dy.
+    DropoutGrad {
+        rate: f32,
+        stream: u64,
+    },
+    /// Sum over rows → [1, cols] (bias and beta gradients).
+    SumRows,
+    /// Gradient of a normalisation (inputs x, gamma, dy).
+    NormGrad {
+        axis: NormAxis,
+        eps: f32,
+        part: NormPart,
+    },
+    /// Columns `start..end` of the input.
+    Slice {
+        start: usize,
+        end: usize,
+    },
+    /// dL/d(logits or predictions) of the loss (inputs as the loss).
+    LossGrad(LossKind),
+
+    // ---- update
+    /// Global L2 norm of all gradients (inputs: every gradient) → [1,1].
+    GradNorm,
+    /// Optimizer step on one parameter in place (inputs param, grad [, grad norm]).
+    Update {
+        param: String,
+    },
+    /// One full-batch L-BFGS iteration over all parameters (inputs: params then grads).
+    LbfgsStep,
+}
+
+/// How a parameter is initialised (fan-in / fan-out resolved at plan time).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParamInit {
+    pub init: Init,
+    pub fan_in: usize,
+    pub fan_out: usize,
+    /// Constant fill for `zeros` / gamma (`1.0`) initialisers.
+    pub fill: f32,
+    /// RNG stream for this parameter.
+    pub stream: u64,
+}
+
+impl Op {
+    /// Short name for printing (`MatMul`, `Act(relu)`, …).
+    pub fn name(&self) -> String {
+        match self {
+            Op::Input { .. } => "Input".into(),
+            Op::Target => "Target".into(),
+            Op::Param { .. } => "Param".into(),
+            Op::MatMul { ta, tb } => match (ta, tb) {
+                (false, false) => "MatMul".into(),
+                (true, false) => "MatMul(aᵀ)".into(),
+                (false, true) => "MatMul(bᵀ)".into(),
+                (true, true) => "MatMul(aᵀ,bᵀ)".into(),
+            },
+            Op::BiasAdd => "BiasAdd".into(),
+            Op::Act(a) => format!("Act({})", a.name()),
+            Op::BiasAct(a) => format!("BiasAct({})", a.name()),
+            Op::MatMulBias { ta, tb, act } => {
+                let t = match (ta, tb) {
+                    (false, false) => "",
+                    (true, false) => "aᵀ, ",
+                    (false, true) => "bᵀ, ",
+                    (true, true) => "aᵀ,bᵀ, ",
+                };
+                format!("MatMulBias({t}{})", act.name())
+            }
+            Op::Dropout { .. } => "Dropout".into(),
+            Op::Norm { axis, .. } => norm_name(*axis).into(),
+            Op::Add => "Add".into(),
+            Op::Concat => "Concat".into(),
+            Op::Loss(k) => format!("Loss({})", loss_name(*k)),
+            Op::ActGrad(a) => format!("ActGrad({})", a.name()),
+            Op::DropoutGrad { .. } => "DropoutGrad".into(),
+            Op::SumRows => "SumRows".into(),
+            Op::NormGrad { axis, part, .. } => {
+                format!(
+                    "{}Grad({})",
+                    norm_name(*axis),
+                    match part {
+                        NormPart::Input => "x",
+                        NormPart::Gamma => "gamma",
+                    }
+                )
+            }
+            Op::Slice { start, end } => format!("Slice({start}..{end})"),
+            Op::LossGrad(k) => format!("LossGrad({})", loss_name(*k)),
+            Op::GradNorm => "GradNorm".into(),
+            Op::Update { .. } => "Update".into(),
+            Op::LbfgsStep => "LbfgsStep".into(),
+        }
+    }
+
+    /// Ops that read and write each element independently.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::BiasAdd | Op::Add | Op::Dropout { .. } | Op::DropoutGrad { .. }
+        ) || matches!(self, Op::Act(a) | Op::BiasAct(a) | Op::ActGrad(a) if *a != Activation::Softmax)
+    }
+}
+
+fn norm_name(axis: NormAxis) -> &'static str {
+    match axis {
+        NormAxis::Batch => "BatchNorm",
+        NormAxis::Layer => "LayerNorm",
+    }
+}
+
+pub fn loss_name(k: LossKind) -> &'static str {
+    match k {
+        LossKind::SoftmaxCrossEntropy => "softmax_cross_entropy",
+        LossKind::SigmoidBinaryCrossEntropy => "sigmoid_binary_cross_entropy",
+        LossKind::Mse { .. } => "mse",
+    }
+}
+
+/// The phase a node belongs to, for printing, drawing and scheduling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Phase {
+    Forward,
+    Backward,
+    Update,
+}

@@ -1,0 +1,317 @@
+//! Run directories `runs/<name>/<id>/`: resolved spec, plan, per-epoch metrics, model
+//! weights (safetensors), fitted preprocessing, summary. Every file is written atomically
+//! (temporary file in the same folder, fsync, rename), so a crash never leaves half a file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ndarray::Array2;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use weft_data::Pipeline;
+use weft_planner::Plan;
+
+use crate::error::RunError;
+use crate::train::EpochEnd;
+
+pub const SPEC_FILE: &str = "spec.resolved.json";
+pub const PLAN_FILE: &str = "plan.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const PREPROCESS_FILE: &str = "preprocess.json";
+pub const SUMMARY_FILE: &str = "summary.json";
+/// The test split's rows as they were read (before preprocessing), for `weft predict`.
+pub const TEST_FILE: &str = "test.csv";
+/// The model after the last finished epoch, and where training stood (`weft run --resume`).
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const CHECKPOINT_STATE_FILE: &str = "checkpoint.json";
+
+/// Named 2-D tensors, as saved in safetensors files.
+pub type Tensors = Vec<(String, Array2<f32>)>;
+
+/// A flat parameter vector (the plan's `params` order) as named tensors, for saving.
+pub fn named_tensors(plan: &Plan, flat: &[f32]) -> Tensors {
+    let mut at = 0;
+    plan.params
+        .iter()
+        .filter_map(|p| {
+            let (r, c) = (p.shape.rows_at(1), p.shape.cols);
+            let part = flat.get(at..at + r * c)?.to_vec();
+            at += r * c;
+            Some((p.name.clone(), Array2::from_shape_vec((r, c), part).ok()?))
+        })
+        .collect()
+}
+
+/// Where a checkpointed run stood: the last finished epoch and the global step after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointState {
+    pub epoch: usize,
+    pub step: u64,
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        RunError::io(path, e)
+    })
+}
+
+/// UTC `YYYYMMDD-HHMMSS` for run ids (civil-from-days, no time-zone database needed).
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A run's folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `root/<name>/<timestamp>[-k]/`, never reusing an existing folder.
+    pub fn create(root: &Path, name: &str) -> Result<RunDir, RunError> {
+        let base = root.join(name);
+        fs::create_dir_all(&base).map_err(|e| RunError::io(&base, e))?;
+        let stamp = timestamp();
+        for k in 1.. {
+            let id = if k == 1 {
+                stamp.clone()
+            } else {
+                format!("{stamp}-{k}")
+            };
+            let path = base.join(id);
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(RunDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(RunError::io(&path, e)),
+            }
+        }
+        unreachable!("the loop above returns")
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write_json(&self, name: &str, value: &impl serde::Serialize) -> Result<(), RunError> {
+        let text =
+            serde_json::to_string_pretty(value).map_err(|e| RunError::Internal(e.to_string()))?;
+        write_atomic(&self.file(name), text.as_bytes())
+    }
+
+    /// Rewrites metrics.jsonl with one JSON line per record (atomically, so it is whole).
+    pub fn write_metrics<T: serde::Serialize>(&self, records: &[T]) -> Result<(), RunError> {
+        let mut text = String::new();
+        for r in records {
+            text.push_str(
+                &serde_json::to_string(r).map_err(|e| RunError::Internal(e.to_string()))?,
+            );
+            text.push('\n');
+        }
+        write_atomic(&self.file(METRICS_FILE), text.as_bytes())
+    }
+
+    /// An existing run's folder (to resume it).
+    pub fn open(path: &Path) -> Result<RunDir, RunError> {
+        if !path.join(SPEC_FILE).is_file() {
+            return Err(RunError::Model {
+                path: path.display().to_string(),
+                message: format!(
+                    "no {SPEC_FILE} here; is this a run directory (runs/<name>/<id>)?"
+                ),
+            });
+        }
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Saves parameters and buffers as safetensors (f32, little-endian).
+    pub fn write_weights(&self, tensors: &[(String, Array2<f32>)]) -> Result<(), RunError> {
+        self.write_tensors(WEIGHTS_FILE, tensors)
+    }
+
+    /// The training loop's checkpoint hook: writes the model of an epoch's end with its epoch
+    /// and step (nothing on a worker that does not hold the model).
+    pub fn save_epoch(&self, plan: &Plan, e: &EpochEnd) -> Result<(), RunError> {
+        match e.model {
+            Some(flat) => self.write_checkpoint(
+                CheckpointState {
+                    epoch: e.record.epoch,
+                    step: e.step,
+                },
+                &named_tensors(plan, flat),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves a checkpoint: the tensors first, then the state that points at them, so a
+    /// crash between the two leaves the previous state describing older, still whole files.
+    pub fn write_checkpoint(
+        &self,
+        state: CheckpointState,
+        tensors: &[(String, Array2<f32>)],
+    ) -> Result<(), RunError> {
+        self.write_tensors(CHECKPOINT_FILE, tensors)?;
+        self.write_json(CHECKPOINT_STATE_FILE, &state)
+    }
+
+    /// The last checkpoint: where training stood and the tensors.
+    pub fn read_checkpoint(&self) -> Result<(CheckpointState, Tensors), RunError> {
+        let dir = &self.path;
+        let state: CheckpointState = serde_json::from_slice(&read(dir, CHECKPOINT_STATE_FILE)?)
+            .map_err(|e| bad(dir, CHECKPOINT_STATE_FILE, e))?;
+        Ok((state, read_tensors(dir, CHECKPOINT_FILE)?))
+    }
+
+    fn write_tensors(&self, name: &str, tensors: &[(String, Array2<f32>)]) -> Result<(), RunError> {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(n, a)| {
+                let b: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (n.clone(), vec![a.nrows(), a.ncols()], b)
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, shape, b)| {
+                TensorView::new(Dtype::F32, shape.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| RunError::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let data =
+            safetensors::serialize(views, None).map_err(|e| RunError::Internal(e.to_string()))?;
+        write_atomic(&self.file(name), &data)
+    }
+}
+
+/// Everything `weft predict` needs from a finished run.
+#[derive(Debug, Clone)]
+pub struct SavedModel {
+    pub plan: Plan,
+    pub pipeline: Pipeline,
+    pub tensors: Vec<(String, Array2<f32>)>,
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>, RunError> {
+    let path = dir.join(name);
+    fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RunError::Model {
+            path: dir.display().to_string(),
+            message: format!(
+                "no {name} here; is this a run directory (runs/<name>/<id>) of a finished run?"
+            ),
+        },
+        _ => RunError::io(&path, e),
+    })
+}
+
+fn bad(dir: &Path, name: &str, e: impl std::fmt::Display) -> RunError {
+    RunError::Model {
+        path: dir.join(name).display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Loads a saved model from a run directory.
+pub fn load_model(dir: &Path) -> Result<SavedModel, RunError> {
+    let plan: Plan =
+        serde_json::from_slice(&read(dir, PLAN_FILE)?).map_err(|e| bad(dir, PLAN_FILE, e))?;
+    if plan.version != weft_planner::PLAN_VERSION {
+        return Err(bad(
+            dir,
+            PLAN_FILE,
+            format!(
+                "plan version {} is not supported (this weft reads {})",
+                plan.version,
+                weft_planner::PLAN_VERSION
+            ),
+        ));
+    }
+    let pipeline: Pipeline = serde_json::from_slice(&read(dir, PREPROCESS_FILE)?)
+        .map_err(|e| bad(dir, PREPROCESS_FILE, e))?;
+    Ok(SavedModel {
+        plan,
+        pipeline,
+        tensors: read_tensors(dir, WEIGHTS_FILE)?,
+    })
+}
+
+/// 2-D f32 tensors from a safetensors file in `dir`.
+fn read_tensors(dir: &Path, file: &str) -> Result<Vec<(String, Array2<f32>)>, RunError> {
+    let bytes = read(dir, file)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(dir, file, e))?;
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
+            return Err(bad(
+                dir,
+                file,
+                format!("tensor `{name}` is not a 2-D f32 tensor"),
+            ));
+        }
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let a = Array2::from_shape_vec((view.shape()[0], view.shape()[1]), data)
+            .map_err(|e| bad(dir, file, e))?;
+        tensors.push((name, a));
+    }
+    Ok(tensors)
+}
+
+impl SavedModel {
+    /// Parameters in plan order; a missing one is an error naming it.
+    pub fn params(&self) -> Result<Vec<Array2<f32>>, RunError> {
+        self.plan
+            .params
+            .iter()
+            .map(|p| {
+                self.tensors
+                    .iter()
+                    .find(|(n, _)| *n == p.name)
+                    .map(|(_, a)| a.clone())
+                    .ok_or_else(|| RunError::Model {
+                        path: WEIGHTS_FILE.into(),
+                        message: format!("parameter `{}` is missing", p.name),
+                    })
+            })
+            .collect()
+    }
+}

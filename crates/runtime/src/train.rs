@@ -1,0 +1,485 @@
+//! The training loop, one for every mode ([`fit`]), and what it reports: epoch records,
+//! progress, early stopping; plus evaluation in chunks and the flat model helpers.
+
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, Axis};
+use serde::{Deserialize, Serialize};
+use weft_common::rng::Rng;
+use weft_data::Dataset;
+use weft_dsl::Optimizer;
+use weft_planner::Plan;
+
+use weft_exec::optim::learning_rate;
+use weft_exec::{ExecError, Executor};
+
+use crate::error::RunError;
+use crate::exchange::{Exchange, Local, StepAt};
+use crate::lbfgs::{self, LbfgsState};
+
+/// One epoch's figures (a line of metrics.jsonl).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f32>,
+    pub lr: f32,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+    /// A distributed run's throughput per worker (rank order; a lost worker is absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_samples_per_sec: Vec<(usize, f64)>,
+}
+
+/// Receives progress; the CLI draws a bar, the notebook prints lines, tests ignore it.
+pub trait Progress {
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    /// Called every few steps with the running mean loss of the epoch.
+    fn step(&mut self, _done: usize, _loss: f32) {}
+    fn epoch_end(&mut self, _record: &EpochRecord) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// Asked before every step: `Some(why)` stops the run with [`RunError::Aborted`] (a
+    /// driver's stop, an interrupted notebook).
+    fn stop_requested(&self) -> Option<String> {
+        None
+    }
+    /// Something the user should know that is not an error (a worker lost by an
+    /// asynchronous run).
+    fn note(&mut self, _message: &str) {}
+}
+
+/// Progress that ignores everything.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    pub history: Vec<EpochRecord>,
+    pub seconds: f64,
+    pub samples: u64,
+    pub samples_per_sec: f64,
+    pub steps: u64,
+    /// Why training stopped before `epochs`, if it did.
+    pub stopped_early: Option<String>,
+}
+
+/// Rows `idx` of a data set into reusable batch buffers.
+pub fn gather(d: &Dataset, idx: &[usize], xb: &mut Array2<f32>, yb: &mut Array1<f32>) {
+    let f = d.x.ncols();
+    if xb.dim() != (idx.len(), f) {
+        *xb = Array2::zeros((idx.len(), f));
+        *yb = Array1::zeros(idx.len());
+    }
+    for (r, &i) in idx.iter().enumerate() {
+        xb.row_mut(r).assign(&d.x.row(i));
+        yb[r] = d.y[i];
+    }
+}
+
+/// Mean loss over a data set in evaluation mode, in chunks.
+pub fn mean_loss(exec: &mut dyn Executor, d: &Dataset, chunk: usize) -> Result<f32, RunError> {
+    let mut total = 0.0f64;
+    for start in (0..d.len()).step_by(chunk.max(1)) {
+        let end = (start + chunk).min(d.len());
+        let l = exec.eval_loss(
+            d.x.slice(ndarray::s![start..end, ..]),
+            d.y.slice(ndarray::s![start..end]),
+        )?;
+        total += f64::from(l) * (end - start) as f64;
+    }
+    Ok((total / d.len().max(1) as f64) as f32)
+}
+
+/// Predictions for a whole data set, in chunks.
+pub fn predict_all(
+    exec: &mut dyn Executor,
+    x: &Array2<f32>,
+    chunk: usize,
+) -> Result<Array2<f32>, RunError> {
+    let mut parts = Vec::new();
+    for start in (0..x.nrows()).step_by(chunk.max(1)) {
+        let end = (start + chunk).min(x.nrows());
+        parts.push(exec.predict(x.slice(ndarray::s![start..end, ..]))?);
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    if views.is_empty() {
+        return Ok(Array2::zeros((0, 0)));
+    }
+    ndarray::concatenate(Axis(0), &views).map_err(|e| RunError::Internal(e.to_string()))
+}
+
+/// The spec's `train.stop` rules: a target loss, and patience on the validation loss (the
+/// train loss without a validation split).
+pub struct EarlyStop {
+    stop: weft_dsl::StopSpec,
+    best: f32,
+    since_best: usize,
+}
+
+impl EarlyStop {
+    pub fn new(stop: &weft_dsl::StopSpec) -> EarlyStop {
+        EarlyStop {
+            stop: stop.clone(),
+            best: f32::INFINITY,
+            since_best: 0,
+        }
+    }
+
+    /// Why to stop after `epoch`, if training should.
+    pub fn check(
+        &mut self,
+        epoch: usize,
+        train_loss: f32,
+        validation_loss: Option<f32>,
+    ) -> Option<String> {
+        if let Some(target) = self.stop.target_loss {
+            if f64::from(train_loss) <= target {
+                return Some(format!(
+                    "train loss {train_loss:.4} reached the target {target} at epoch {epoch}"
+                ));
+            }
+        }
+        let patience = self.stop.patience?;
+        let monitored = validation_loss.unwrap_or(train_loss);
+        if monitored < self.best - self.stop.min_delta as f32 {
+            self.best = monitored;
+            self.since_best = 0;
+            return None;
+        }
+        self.since_best += 1;
+        let what = if validation_loss.is_some() {
+            "validation"
+        } else {
+            "train"
+        };
+        (self.since_best >= patience).then(|| {
+            format!(
+                "{what} loss did not improve for {patience} epochs (best {:.4}); stopped at epoch {epoch}",
+                self.best
+            )
+        })
+    }
+}
+
+/// Where training starts: epoch 1, step 0, unless resuming from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub epoch: usize,
+    pub step: u64,
+}
+
+impl Default for Start {
+    fn default() -> Start {
+        Start { epoch: 1, step: 0 }
+    }
+}
+
+/// What the loop hands to its checkpoint hook after every epoch.
+#[derive(Debug)]
+pub struct EpochEnd<'a> {
+    pub record: &'a EpochRecord,
+    /// The global step after the epoch.
+    pub step: u64,
+    /// Rows this worker trained on in the epoch.
+    pub samples: u64,
+    /// The model after the epoch, flat in the plan's `params` order (checked finite); `None`
+    /// on a worker that does not hold it.
+    pub model: Option<&'a [f32]>,
+}
+
+/// Called after every epoch, before [`Progress::epoch_end`] (a checkpoint, or a worker's
+/// report to its driver).
+pub type Checkpoint<'a> = &'a mut dyn FnMut(&EpochEnd) -> Result<(), RunError>;
+
+/// The data a run trains on: the train split, and the validation split that drives early
+/// stopping if there is one.
+#[derive(Debug, Clone, Copy)]
+pub struct Splits<'a> {
+    pub train: &'a Dataset,
+    pub validation: Option<&'a Dataset>,
+}
+
+/// [`fit`] in a single process, from the start, without checkpoints.
+pub fn fit_local(
+    exec: &mut dyn Executor,
+    plan: &Plan,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    progress: &mut dyn Progress,
+) -> Result<TrainOutcome, RunError> {
+    let data = Splits { train, validation };
+    fit(
+        exec,
+        plan,
+        data,
+        &mut Local,
+        progress,
+        Start::default(),
+        None,
+    )
+}
+
+/// The training loop, the one every mode runs: epochs of shuffled mini-batches (or
+/// full-batch L-BFGS), the learning-rate schedule, divergence checks, validation, early
+/// stopping, progress and checkpoints. `exchange` is what differs between modes (see
+/// [`Exchange`]); `exec` holds the model to start from (`start` when resuming: the data order
+/// is the same as an uninterrupted run's). `checkpoint` is called after every epoch with the
+/// model, which is only read back from the device when it is given.
+pub fn fit(
+    exec: &mut dyn Executor,
+    plan: &Plan,
+    data: Splits,
+    exchange: &mut dyn Exchange,
+    progress: &mut dyn Progress,
+    start: Start,
+    mut checkpoint: Option<Checkpoint>,
+) -> Result<TrainOutcome, RunError> {
+    let t = &plan.train;
+    let train = data.train;
+    let n = train.len();
+    let (rank, world) = (exchange.rank(), exchange.world().max(1));
+    if n == 0 {
+        return Err(RunError::Internal("the train split is empty".into()));
+    }
+    let lbfgs_cfg = match &t.optimizer {
+        Optimizer::Lbfgs(cfg) if world > 1 => {
+            return Err(RunError::Internal(format!(
+                "L-BFGS is full-batch and runs in one process, not under `{}`",
+                exchange.name()
+            )))
+        }
+        Optimizer::Lbfgs(cfg) => Some(cfg),
+        _ => None,
+    };
+    // Each worker takes `b` rows of every global batch of `world·b` (one process: one batch
+    // of at most the whole split).
+    let b = t
+        .batch_size
+        .clamp(1, if world == 1 { n } else { usize::MAX });
+    let global = b * world;
+    let steps_per_epoch = n.div_ceil(global).max(1) as u64;
+    let total_steps = steps_per_epoch * t.epochs as u64;
+    let mut history = Vec::new();
+    let mut step: u64 = start.step;
+    let mut samples: u64 = 0;
+    let mut train_seconds = 0.0;
+    let mut stopper = EarlyStop::new(&t.stop);
+    let mut stopped_early = None;
+    let mut lbfgs_state = LbfgsState::default();
+    let (mut xb, mut yb) = (Array2::zeros((0, 0)), Array1::zeros(0));
+    let mut order: Vec<usize> = (0..n).collect();
+    for epoch in 1..start.epoch {
+        Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
+    }
+    exchange.start(exec)?;
+
+    for epoch in start.epoch..=t.epochs {
+        let started = Instant::now();
+        let mut epoch_samples = 0u64;
+        let (sum, rows, lr) = if let Some(cfg) = lbfgs_cfg {
+            progress.epoch_start(epoch, t.epochs, cfg.max_iter);
+            let mut evals = 0usize;
+            let x0 = get_flat(exec)?;
+            let mut f = |flat: &[f32]| -> Result<(f32, Vec<f32>), RunError> {
+                set_flat(exec, flat)?;
+                let (loss, grads) = full_batch(exec, train, b.max(1024), step)?;
+                evals += 1;
+                progress.step(evals.min(cfg.max_iter), loss);
+                Ok((loss, grads))
+            };
+            let (x, loss, iters) = lbfgs::minimize(cfg, &mut lbfgs_state, x0, &mut f)?;
+            set_flat(exec, &x)?;
+            epoch_samples += (evals * n) as u64;
+            step += iters as u64;
+            (f64::from(loss) * n as f64, n as f64, cfg.lr as f32)
+        } else {
+            progress.epoch_start(epoch, t.epochs, steps_per_epoch as usize);
+            Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
+            let (mut sum, mut rows) = (0.0f64, 0.0f64);
+            let mut lr = 0.0;
+            for k in 0..steps_per_epoch as usize {
+                if let Some(why) = progress.stop_requested() {
+                    return Err(RunError::Aborted(why));
+                }
+                let lo = (k * global + rank * b).min(n);
+                let hi = (k * global + (rank + 1) * b).min(n);
+                let mine = &order[lo..hi];
+                lr = learning_rate(t, step, steps_per_epoch, total_steps);
+                if !mine.is_empty() {
+                    gather(train, mine, &mut xb, &mut yb);
+                }
+                let at = StepAt {
+                    epoch,
+                    step,
+                    lr,
+                    global_rows: (n - (k * global).min(n)).min(global),
+                };
+                let batch = (!mine.is_empty()).then_some((&xb, &yb));
+                if let Some(loss) = exchange.step(exec, batch, at)? {
+                    if !loss.is_finite() {
+                        return Err(RunError::Diverged { epoch, step, loss });
+                    }
+                    sum += f64::from(loss) * mine.len() as f64;
+                }
+                rows += mine.len() as f64;
+                step += 1;
+                epoch_samples += mine.len() as u64;
+                if k % 16 == 15 || k + 1 == steps_per_epoch as usize {
+                    let (deferred, deferred_rows) = exec.deferred_losses()?;
+                    if deferred_rows > 0 && !deferred.is_finite() {
+                        // Somewhere in the last (up to 16) steps: report the block's end.
+                        let loss = (deferred / deferred_rows as f64) as f32;
+                        return Err(RunError::Diverged { epoch, step, loss });
+                    }
+                    sum += deferred;
+                    progress.step(k + 1, (sum / rows.max(1.0)) as f32);
+                }
+            }
+            let (sum, rows) = exchange.epoch_loss(sum, rows)?;
+            (sum, rows, lr)
+        };
+        samples += epoch_samples;
+        let train_loss = (sum / rows.max(1.0)) as f32;
+        if !train_loss.is_finite() {
+            return Err(RunError::Diverged {
+                epoch,
+                step,
+                loss: train_loss,
+            });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        train_seconds += seconds;
+        let validation_loss = match data.validation {
+            Some(v) if !v.is_empty() && exchange.synchronous() => Some(mean_loss(exec, v, 4096)?),
+            _ => None,
+        };
+        let record = EpochRecord {
+            epoch,
+            train_loss,
+            validation_loss,
+            lr,
+            seconds,
+            samples_per_sec: if lbfgs_cfg.is_some() {
+                f64::NAN
+            } else {
+                epoch_samples as f64 / seconds.max(1e-9)
+            },
+            worker_samples_per_sec: Vec::new(),
+        };
+        if let Some(save) = checkpoint.as_mut() {
+            let model = exchange.model(exec)?;
+            if let Some(bad) = model.iter().flatten().find(|v| !v.is_finite()) {
+                // The last good checkpoint is kept.
+                return Err(RunError::NonFiniteParams {
+                    epoch,
+                    step,
+                    value: *bad,
+                });
+            }
+            save(&EpochEnd {
+                record: &record,
+                step,
+                samples: epoch_samples,
+                model: model.as_deref(),
+            })?;
+        }
+        progress.epoch_end(&record)?;
+        history.push(record);
+
+        if exchange.synchronous() {
+            if let Some(reason) = stopper.check(epoch, train_loss, validation_loss) {
+                stopped_early = Some(reason);
+                break;
+            }
+        }
+    }
+    exchange.finish(exec)?;
+    Ok(TrainOutcome {
+        history,
+        seconds: train_seconds,
+        samples,
+        samples_per_sec: samples as f64 / train_seconds.max(1e-9),
+        steps: step,
+        stopped_early,
+    })
+}
+
+/// Every parameter, flattened in the plan's `params` order.
+pub fn get_flat(exec: &dyn Executor) -> Result<Vec<f32>, ExecError> {
+    Ok(flatten(&exec.params()?))
+}
+
+/// The gradients of the last backward pass, flattened in the plan's `params` order.
+pub fn get_flat_grads(exec: &dyn Executor) -> Result<Vec<f32>, ExecError> {
+    Ok(flatten(&exec.grads()?))
+}
+
+fn flatten(tensors: &[Array2<f32>]) -> Vec<f32> {
+    tensors.iter().flat_map(|t| t.iter().copied()).collect()
+}
+
+/// Sets every parameter from one flat vector in the plan's `params` order.
+pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> {
+    let params = split_flat(exec, flat)?;
+    exec.set_params(&params)
+}
+
+/// A flat vector (parameters or gradients, in the plan's `params` order) cut into the
+/// parameters' shapes.
+pub fn split_flat(exec: &dyn Executor, flat: &[f32]) -> Result<Vec<Array2<f32>>, ExecError> {
+    // Shapes from the plan: reading the parameters back would stall a GPU on every step.
+    let shapes: Vec<(usize, usize)> = exec
+        .plan()
+        .params
+        .iter()
+        .map(|p| (p.shape.rows_at(1), p.shape.cols))
+        .collect();
+    let want: usize = shapes.iter().map(|(r, c)| r * c).sum();
+    if flat.len() != want {
+        return Err(ExecError::Shape(format!(
+            "{} parameter values given, the model has {want}",
+            flat.len()
+        )));
+    }
+    let mut at = 0;
+    shapes
+        .into_iter()
+        .map(|(r, c)| {
+            let a = Array2::from_shape_vec((r, c), flat[at..at + r * c].to_vec());
+            at += r * c;
+            a.map_err(|e| ExecError::Internal(e.to_string()))
+        })
+        .collect()
+}
+
+/// Mean loss and gradient over the whole data set (chunked, weighted by chunk size).
+fn full_batch(
+    exec: &mut dyn Executor,
+    d: &Dataset,
+    chunk: usize,
+    step: u64,
+) -> Result<(f32, Vec<f32>), RunError> {
+    let n = d.len();
+    let mut loss = 0.0f64;
+    let mut grad: Vec<f64> = Vec::new();
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        let w = (end - start) as f64 / n as f64;
+        let l = exec.loss_and_grads(
+            d.x.slice(ndarray::s![start..end, ..]),
+            d.y.slice(ndarray::s![start..end]),
+            step,
+        )?;
+        loss += f64::from(l) * w;
+        let g = get_flat_grads(exec)?;
+        if grad.is_empty() {
+            grad = vec![0.0; g.len()];
+        }
+        for (a, b) in grad.iter_mut().zip(&g) {
+            *a += f64::from(*b) * w;
+        }
+    }
+    Ok((loss as f32, grad.into_iter().map(|v| v as f32).collect()))
+}

@@ -1,0 +1,542 @@
+//! `Experiment`: a spec with its location, and the steps a user runs on it (check, plan, run).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use weft_data::{Prepared, Table};
+use weft_dsl::{Document, Spec};
+use weft_exec::{Device, ExecError};
+use weft_planner::{DataShape, PassLog, Plan, PlanError, Task};
+use weft_runtime::rundir::{self, RunDir, SavedModel};
+use weft_runtime::train::{self, EpochRecord, Progress, Start};
+
+use crate::error::{Error, Result};
+use crate::plan_view::PlanView;
+use crate::predict::Predictions;
+
+/// A validated spec, ready to plan and run.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    doc: Document,
+    spec: Spec,
+    /// Folder that relative data paths resolve against (the spec file's folder).
+    base_dir: PathBuf,
+}
+
+impl Experiment {
+    /// Reads a YAML or JSON spec file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Experiment> {
+        Self::from_file_with(path, &[])
+    }
+
+    /// Reads a spec file and applies `--set path=value` overrides.
+    pub fn from_file_with(path: impl AsRef<Path>, sets: &[String]) -> Result<Experiment> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&path.display().to_string(), &text, sets, base)
+    }
+
+    /// A spec given as YAML text (relative paths resolve against the current folder).
+    pub fn from_yaml(text: &str) -> Result<Experiment> {
+        Self::parse("<spec>", text, &[], PathBuf::from("."))
+    }
+
+    /// A spec given as JSON text.
+    pub fn from_json(text: &str) -> Result<Experiment> {
+        Self::parse("<spec.json>", text, &[], PathBuf::from("."))
+    }
+
+    fn parse(file: &str, text: &str, sets: &[String], base_dir: PathBuf) -> Result<Experiment> {
+        let (spec, doc) = weft_dsl::load(file, text, sets)?;
+        Ok(Experiment {
+            doc,
+            spec,
+            base_dir,
+        })
+    }
+
+    /// A new experiment with `path` set to `value` (`"train.optimizer.adam.lr", 0.01`).
+    pub fn set(&self, path: &str, value: impl std::fmt::Display) -> Result<Experiment> {
+        let mut doc = self.doc.clone();
+        doc.set(&format!("{path}={value}"))?;
+        let spec = doc.spec()?;
+        Ok(Experiment {
+            doc,
+            spec,
+            base_dir: self.base_dir.clone(),
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The spec with every default filled in.
+    pub fn resolved(&self) -> Value {
+        serde_json::to_value(&self.spec).unwrap_or(Value::Null)
+    }
+
+    /// Loads, splits and preprocesses the data as the spec says.
+    pub fn prepare_data(&self) -> Result<(Table, Prepared)> {
+        let table = weft_data::load_table(&self.spec.data.source, &self.base_dir)?;
+        let task = self.spec.train.loss.task_kind();
+        let prepared = weft_data::prepare(&self.spec.data, self.spec.seed, &table, task)?;
+        Ok((table, prepared))
+    }
+
+    /// Compiles the plan for already prepared data.
+    pub fn plan_for(&self, prepared: &Prepared) -> Result<Plan> {
+        Plan::new(&self.spec, &data_shape(prepared)).map_err(|e| self.plan_error(e))
+    }
+
+    /// The plan that runs: lowered for the device the run picked (`executor.device: auto`
+    /// may find a GPU); a distributed run's workers pick their own and lower it themselves.
+    fn plan_to_run(&self, prepared: &Prepared, device: &Device) -> Result<Plan> {
+        let plan = self.plan_for(prepared)?;
+        if self.is_distributed() {
+            return Ok(plan);
+        }
+        plan.lowered_for(device.target())
+            .map_err(|e| self.plan_error(e))
+    }
+
+    /// The plan and what each planner pass did (`weft plan --verbose`).
+    pub fn plan_traced(&self) -> Result<(PlanView, Vec<PassLog>)> {
+        let (_, prepared) = self.prepare_data()?;
+        let (plan, log) =
+            Plan::traced(&self.spec, &data_shape(&prepared)).map_err(|e| self.plan_error(e))?;
+        Ok((PlanView { plan }, log))
+    }
+
+    /// Loads the data (for its shape) and compiles the plan.
+    pub fn plan(&self) -> Result<PlanView> {
+        let (_, prepared) = self.prepare_data()?;
+        Ok(PlanView {
+            plan: self.plan_for(&prepared)?,
+        })
+    }
+
+    /// Checks everything short of training: the spec, that this build can run it, that the
+    /// data loads and that the model compiles against it.
+    pub fn check(&self) -> Result<Check> {
+        self.check_runnable()?;
+        let (table, prepared) = self.prepare_data()?;
+        let plan = self.plan_for(&prepared)?;
+        Ok(Check {
+            name: self.spec.name.clone(),
+            rows: table.num_rows(),
+            features: plan.features.len(),
+            classes: prepared.pipeline.classes().map(<[String]>::len),
+            params: plan.num_params(),
+        })
+    }
+
+    fn plan_error(&self, e: PlanError) -> Error {
+        match e {
+            PlanError::Spec { path, message } => Error::Spec(self.doc.error_at(&path, message)),
+            other => Error::Exec(ExecError::Internal(other.to_string())),
+        }
+    }
+
+    /// Refuses spec sections this build cannot execute, naming them.
+    fn check_runnable(&self) -> Result<(Device, Option<String>)> {
+        let p = &self.spec.parallelism;
+        let unsupported = |path: &str, what: &str| {
+            Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
+        };
+        if let (Some(d), weft_dsl::Cluster::Hosts(h)) = (&p.data, &self.spec.executor.cluster) {
+            if d.workers != h.len() {
+                return Err(Error::Spec(self.doc.error_at(
+                    "parallelism.data.workers",
+                    format!(
+                        "{} workers, but executor.cluster.hosts lists {}; make them equal",
+                        d.workers,
+                        h.len()
+                    ),
+                )));
+            }
+        }
+        if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
+            return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
+        }
+        if self.is_distributed() {
+            // Each worker picks its own device; this process only keeps the final model.
+            return Ok((Device::Cpu, None));
+        }
+        Device::select(self.spec.executor.device).map_err(|e| match e {
+            ExecError::Unsupported { path, message } => {
+                Error::Spec(self.doc.error_at(&path, message))
+            }
+            other => Error::Exec(other),
+        })
+    }
+
+    /// True when the spec trains on several workers (`parallelism.data`).
+    pub fn is_distributed(&self) -> bool {
+        match &self.spec.parallelism.data {
+            Some(d) => {
+                d.workers > 1 || !matches!(self.spec.executor.cluster, weft_dsl::Cluster::Local)
+            }
+            None => false,
+        }
+    }
+
+    /// Trains and evaluates, writing a run directory under `runs_root`.
+    pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
+        let device = self.check_runnable()?;
+        let (table, prepared) = self.prepare_data()?;
+        let plan = self.plan_to_run(&prepared, &device.0)?;
+        let dir = RunDir::create(runs_root, &self.spec.name)?;
+        dir.write_json(rundir::SPEC_FILE, &self.spec)?;
+        dir.write_json(rundir::PLAN_FILE, &plan)?;
+        dir.write_json(rundir::PREPROCESS_FILE, &prepared.pipeline)?;
+        // The test rows as read, so `weft predict --input <run>/test.csv` can be checked.
+        let mut bytes = Vec::new();
+        weft_data::write_csv(&table, &prepared.split.test, &mut bytes)?;
+        rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
+        self.train_into(
+            &dir,
+            device,
+            plan,
+            prepared,
+            Start::default(),
+            None,
+            progress,
+        )
+    }
+
+    /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
+    /// same run directory. The spec may differ from the run's only in `parallelism`,
+    /// `executor` (resume a 4-worker run on 2 workers, say) and `train.epochs` (train on).
+    pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
+        let device = self.check_runnable()?;
+        let dir = RunDir::open(run_dir)?;
+        let theirs: Value =
+            serde_json::from_slice(&std::fs::read(dir.file(rundir::SPEC_FILE)).map_err(|e| {
+                Error::Io {
+                    path: dir.file(rundir::SPEC_FILE).display().to_string(),
+                    message: e.to_string(),
+                }
+            })?)
+            .unwrap_or(Value::Null);
+        let strip = |mut v: Value| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("parallelism");
+                o.remove("executor");
+                if let Some(t) = o.get_mut("train").and_then(Value::as_object_mut) {
+                    t.remove("epochs");
+                }
+            }
+            v
+        };
+        if strip(theirs) != strip(self.resolved()) {
+            return Err(Error::Io {
+                path: run_dir.display().to_string(),
+                message: format!(
+                    "this run was made from a different spec (only `parallelism`, `executor` and `train.epochs` may change when resuming); compare with {}",
+                    dir.file(rundir::SPEC_FILE).display()
+                ),
+            });
+        }
+        let (state, tensors) = dir.read_checkpoint()?;
+        let (_, prepared) = self.prepare_data()?;
+        let plan = self.plan_to_run(&prepared, &device.0)?;
+        let model = SavedModel {
+            plan: plan.clone(),
+            pipeline: prepared.pipeline.clone(),
+            tensors,
+        };
+        let flat: Vec<f32> = model
+            .params()?
+            .iter()
+            .flat_map(|a| a.iter().copied())
+            .collect();
+        let start = Start {
+            epoch: state.epoch + 1,
+            step: state.step,
+        };
+        progress.note(&format!(
+            "resuming {} after epoch {} (step {})",
+            dir.path.display(),
+            state.epoch,
+            state.step
+        ));
+        self.train_into(&dir, device, plan, prepared, start, Some(flat), progress)
+    }
+
+    /// Trains from `start` (with `init` as the model if resuming), evaluates, and writes
+    /// the model, metrics and summary into `dir`.
+    #[allow(clippy::too_many_arguments)]
+    fn train_into(
+        &self,
+        dir: &RunDir,
+        (device, device_note): (Device, Option<String>),
+        plan: Plan,
+        prepared: Prepared,
+        start: Start,
+        init: Option<Vec<f32>>,
+        progress: &mut dyn Progress,
+    ) -> Result<RunResult> {
+        let pipeline = prepared.pipeline.clone();
+        let mut previous = match start.epoch {
+            1 => Vec::new(),
+            _ => read_metrics(dir),
+        };
+        previous.retain(|r| r.epoch < start.epoch);
+        let mut writer = MetricsWriter {
+            dir,
+            records: previous,
+            inner: progress,
+        };
+        let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
+            let d = crate::distributed::train(
+                &self.spec,
+                &plan,
+                &prepared,
+                dir,
+                start,
+                init,
+                &mut writer,
+            )
+            .map_err(|e| self.stopped(e, dir))?;
+            let mut notes: Vec<String> = device_note.into_iter().collect();
+            notes.extend(d.notes);
+            (d.exec, d.outcome, Some(d.comm), notes, d.device)
+        } else {
+            if let Some(note) = &device_note {
+                writer.note(note);
+            }
+            let mut exec = device.executor(&plan)?;
+            if let Some(init) = &init {
+                train::set_flat(exec.as_mut(), init)?;
+            }
+            let mut save = |e: &train::EpochEnd| dir.save_epoch(&plan, e);
+            let data = train::Splits {
+                train: &prepared.train,
+                validation: prepared.validation.as_ref(),
+            };
+            let outcome = train::fit(
+                exec.as_mut(),
+                &plan,
+                data,
+                &mut weft_runtime::Local,
+                &mut writer,
+                start,
+                Some(&mut save),
+            )?;
+            let name = exec.device_name();
+            (exec, outcome, None, device_note.into_iter().collect(), name)
+        };
+
+        // A resumed run's history is the whole run's, as metrics.jsonl is.
+        outcome.history = writer.records.clone();
+        let mut metrics = BTreeMap::new();
+        let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
+        if let Some(v) = &prepared.validation {
+            splits.push(("validation", v));
+        }
+        for (name, d) in splits {
+            let probs = train::predict_all(exec.as_mut(), &d.x, 4096)?;
+            let mut m = weft_runtime::metrics::evaluate(&plan.evaluate, &plan.task, &probs, &d.y);
+            m.insert(
+                "loss".into(),
+                serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?),
+            );
+            metrics.insert(name.to_string(), m);
+        }
+        let names = plan.params.iter().map(|p| p.name.clone());
+        let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()?).collect();
+        tensors.extend(exec.buffers()?);
+        dir.write_weights(&tensors)?;
+
+        let result = RunResult {
+            run_dir: dir.path.display().to_string(),
+            metrics,
+            train: TrainSummary {
+                samples_per_sec: outcome.samples_per_sec,
+                seconds: outcome.seconds,
+                epochs: outcome.history.len(),
+                steps: outcome.steps,
+                device: device_name,
+                stopped_early: outcome.stopped_early.clone(),
+                params: plan.num_params(),
+            },
+            comm,
+            notes,
+            history: outcome.history,
+            model: SavedModel {
+                plan,
+                pipeline,
+                tensors,
+            },
+        };
+        dir.write_json(rundir::SUMMARY_FILE, &result)?;
+        Ok(result)
+    }
+
+    /// A distributed failure, with where the last checkpoint is and how to resume.
+    fn stopped(&self, e: weft_dist::DistError, dir: &RunDir) -> Error {
+        let checkpoint = dir.read_checkpoint().ok().map(|(s, _)| s.epoch);
+        Error::Stopped {
+            message: e.to_string(),
+            resume: checkpoint.map(|epoch| {
+                format!(
+                    "the checkpoint after epoch {epoch} is saved; resume with:\n  weft run {} --resume {}",
+                    self.doc.file,
+                    dir.path.display()
+                )
+            }),
+        }
+    }
+
+    /// Trains, printing a line every few epochs, and writes the run under `runs/`.
+    pub fn run(&self) -> Result<RunResult> {
+        self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
+    }
+}
+
+/// The records of metrics.jsonl (to continue it when resuming).
+fn read_metrics(dir: &RunDir) -> Vec<EpochRecord> {
+    std::fs::read_to_string(dir.file(rundir::METRICS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// What the planner needs to know of prepared data: feature names and the task.
+fn data_shape(prepared: &Prepared) -> DataShape {
+    let task = match prepared.pipeline.classes() {
+        Some(c) => Task::Classification { classes: c.len() },
+        None => Task::Regression { targets: 1 },
+    };
+    DataShape {
+        features: prepared.pipeline.feature_names().to_vec(),
+        task,
+    }
+}
+
+/// Writes metrics.jsonl after every epoch, then forwards to the caller's progress.
+struct MetricsWriter<'a> {
+    dir: &'a RunDir,
+    records: Vec<EpochRecord>,
+    inner: &'a mut dyn Progress,
+}
+
+impl Progress for MetricsWriter<'_> {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        self.inner.epoch_start(epoch, epochs, steps);
+    }
+    fn step(&mut self, done: usize, loss: f32) {
+        self.inner.step(done, loss);
+    }
+    fn note(&mut self, message: &str) {
+        self.inner.note(message);
+    }
+    fn epoch_end(&mut self, record: &EpochRecord) -> Result<(), weft_runtime::RunError> {
+        self.records.push(record.clone());
+        self.dir.write_metrics(&self.records)?;
+        self.inner.epoch_end(record)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub samples_per_sec: f64,
+    pub seconds: f64,
+    pub epochs: usize,
+    pub steps: u64,
+    pub device: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    pub params: usize,
+}
+
+/// What a run produced: the shape of `weft run --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub run_dir: String,
+    /// Split name (`train`, `test`, `validation`) → metric name → value.
+    pub metrics: BTreeMap<String, BTreeMap<String, Value>>,
+    pub train: TrainSummary,
+    /// Communication of a distributed run (measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<weft_dist::driver::Comm>,
+    /// Things the user should know about the run (a worker lost by an asynchronous run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    pub history: Vec<EpochRecord>,
+    /// The trained model: plan, fitted preprocessing and weights.
+    #[serde(skip)]
+    pub model: SavedModel,
+}
+
+impl RunResult {
+    /// A test metric as a number (`accuracy`, `f1`, …).
+    pub fn test(&self, metric: &str) -> Option<f64> {
+        self.metrics.get("test")?.get(metric)?.as_f64()
+    }
+
+    /// Names of the single-number metrics over all splits, sorted (the rows of a table).
+    pub fn scalar_metric_names(&self) -> Vec<&String> {
+        let mut names: Vec<&String> = self
+            .metrics
+            .values()
+            .flat_map(|m| m.keys())
+            .filter(|k| *k != "confusion_matrix")
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Predictions of the trained model for a table with the input columns.
+    pub fn predict(&self, table: &Table) -> Result<Predictions> {
+        crate::predict::predict_with(&self.model, table)
+    }
+
+    /// Jupyter (evcxr): metrics table, confusion matrix and loss curve.
+    pub fn evcxr_display(&self) {
+        crate::notebook::emit("text/html", &crate::notebook::run_html(self));
+    }
+}
+
+/// What `Experiment::check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub rows: usize,
+    pub features: usize,
+    pub classes: Option<usize>,
+    pub params: usize,
+}
+
+impl Check {
+    /// Jupyter (evcxr): the one-line summary.
+    pub fn evcxr_display(&self) {
+        crate::notebook::emit(
+            "text/html",
+            &format!("<p>{}</p>", crate::notebook::esc(&self.to_string())),
+        );
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let task = match self.classes {
+            Some(k) => format!("{k} classes"),
+            None => "regression".into(),
+        };
+        write!(
+            f,
+            "{}: ok — {} rows, {} features, {task}, {} parameters",
+            self.name, self.rows, self.features, self.params
+        )
+    }
+}

@@ -1,0 +1,167 @@
+//! `weft predict`: a saved run's model and preprocessing applied to a new file.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use weft_data::Table;
+use weft_exec::Device;
+use weft_runtime::rundir::{self, SavedModel};
+use weft_runtime::{metrics, train};
+
+use crate::error::Result;
+
+/// Predictions for the rows of an input file.
+pub struct Predictions {
+    pub outputs: Array2<f32>,
+    /// Class names (classification), in output column order.
+    pub classes: Option<Vec<String>>,
+    /// The input's labels, when it has the label column.
+    pub labels: Option<Array1<f32>>,
+}
+
+/// Loads the model in `model_dir` and predicts every row of `input` (CSV or Parquet).
+pub fn predict(model_dir: &Path, input: &Path) -> Result<Predictions> {
+    let saved = rundir::load_model(model_dir)?;
+    let table = weft_data::read_table(input)?;
+    predict_with(&saved, &table)
+}
+
+/// Predicts every row of `table` with a model in memory.
+pub fn predict_with(saved: &SavedModel, table: &Table) -> Result<Predictions> {
+    let x = saved.pipeline.transform(table)?;
+    let labels = saved.pipeline.labels(table)?;
+    let mut exec = Device::Cpu.executor(&saved.plan)?;
+    exec.set_params(&saved.params()?)?;
+    exec.set_buffers(&saved.tensors);
+    let outputs = train::predict_all(exec.as_mut(), &x, 4096)?;
+    Ok(Predictions {
+        outputs,
+        classes: saved.pipeline.classes().map(<[String]>::to_vec),
+        labels,
+    })
+}
+
+impl Predictions {
+    pub fn rows(&self) -> usize {
+        self.outputs.nrows()
+    }
+
+    /// Predicted class index per row (classification).
+    pub fn classes_predicted(&self) -> Vec<usize> {
+        metrics::predicted_classes(&self.outputs)
+    }
+
+    /// Accuracy against the input's labels, when there are labels and classes.
+    pub fn accuracy(&self) -> Option<f64> {
+        let labels = self.labels.as_ref()?;
+        self.classes.as_ref()?;
+        let pred = self.classes_predicted();
+        let hits = pred
+            .iter()
+            .zip(labels)
+            .filter(|(p, y)| **p == **y as usize)
+            .count();
+        Some(hits as f64 / pred.len().max(1) as f64)
+    }
+
+    /// Column names: `prediction`, then `p_<class>` per class (classification).
+    pub fn header(&self) -> Vec<String> {
+        let mut h = vec!["prediction".to_string()];
+        h.extend(self.classes.iter().flatten().map(|c| format!("p_{c}")));
+        h
+    }
+
+    /// Row `i` as cells matching [`Predictions::header`]: the class name (or value), then the
+    /// class probabilities (a single sigmoid output gives both classes' probabilities).
+    pub fn row(&self, i: usize, predicted: &[usize]) -> Vec<String> {
+        let out = self.outputs.row(i);
+        match &self.classes {
+            Some(classes) => {
+                let name = classes.get(predicted[i]).map(String::as_str).unwrap_or("?");
+                let mut cells = vec![name.to_string()];
+                if out.len() == 1 {
+                    cells.extend([(1.0 - out[0]).to_string(), out[0].to_string()]);
+                } else {
+                    cells.extend(out.iter().map(f32::to_string));
+                }
+                cells
+            }
+            None => vec![out[0].to_string()],
+        }
+    }
+
+    /// Jupyter (evcxr): the first 20 predictions as a table, and the accuracy if known.
+    pub fn evcxr_display(&self) {
+        use crate::notebook::esc;
+        let mut h = String::new();
+        if let Some(acc) = self.accuracy() {
+            let _ = write!(
+                h,
+                r#"<p>accuracy: <span class="accuracy">{acc:.4}</span> on {} rows</p>"#,
+                self.rows()
+            );
+        }
+        h.push_str("<table><tr>");
+        for name in self.header() {
+            let _ = write!(h, "<th>{}</th>", esc(&name));
+        }
+        h.push_str("</tr>");
+        let predicted = self.classes_predicted();
+        for i in 0..self.rows().min(20) {
+            h.push_str("<tr>");
+            for cell in self.row(i, &predicted) {
+                let _ = write!(h, "<td>{}</td>", esc(&cell));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+        if self.rows() > 20 {
+            let _ = write!(h, "<p>… {} more rows</p>", self.rows() - 20);
+        }
+        crate::notebook::emit("text/html", &h);
+    }
+
+    /// Every row as CSV (RFC 4180 quoting), with the header.
+    pub fn to_csv(&self) -> String {
+        let line = |cells: Vec<String>| {
+            let quoted: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+            quoted.join(",") + "\n"
+        };
+        let mut out = line(self.header());
+        let predicted = self.classes_predicted();
+        for i in 0..self.rows() {
+            out.push_str(&line(self.row(i, &predicted)));
+        }
+        out
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn csv_quotes_class_names_and_matches_the_accuracy() {
+        let p = Predictions {
+            outputs: array![[0.9, 0.1], [0.2, 0.8]],
+            classes: Some(vec!["small, cheap".into(), "big".into()]),
+            labels: Some(array![0.0, 0.0]),
+        };
+        assert_eq!(
+            p.to_csv(),
+            "prediction,\"p_small, cheap\",p_big\n\"small, cheap\",0.9,0.1\nbig,0.2,0.8\n"
+        );
+        assert_eq!(p.accuracy(), Some(0.5));
+    }
+}
