@@ -203,6 +203,32 @@ fn bad_data_names_the_file_column_and_row() {
     );
 }
 
+/// `weft plan` reads the data's schema, not its rows: the plan of a file whose rows are bad
+/// (or that is large) prints at once, with the classes the output layer says; the run reads
+/// the rows and then checks both.
+#[test]
+fn plan_reads_the_schema_and_run_checks_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = String::from("a,b,y\n");
+    for i in 0..3000 {
+        rows.push_str(&format!("{i},{},{}\n", i % 7, ["x", "y", "z"][i % 3]));
+    }
+    std::fs::write(dir.path().join("d.csv"), &rows).unwrap();
+    let spec = dir.path().join("s.yaml");
+    let text = "name: d\ndata: {source: {csv: d.csv}, label: y}\nmodel:\n  - dense: {units: 4, activation: softmax}\ntrain: {epochs: 1}\n";
+    std::fs::write(&spec, text).unwrap();
+    let o = weft(&["plan", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("task=classification(4 classes), features=2"), "{}", stdout(&o));
+    let o = weft(&["run", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("s.yaml:4:20: model[0].dense.units: the output layer has 4 units but the data has 3 classes"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_prints_the_resolved_spec_with_defaults() {
     let o = weft(&["check", "specs/iris.yaml", "--resolved"]);

@@ -21,6 +21,13 @@ pub enum TaskKind {
 }
 
 impl Task {
+    /// Classification whose classes the data has not said yet (its schema was read, not its
+    /// rows): the planner takes them from the output layer, and a run, which reads the
+    /// rows, plans again with the real number.
+    pub const fn classes_from_model() -> Task {
+        Task::Classification { classes: 0 }
+    }
+
     pub fn kind(&self) -> TaskKind {
         match self {
             Task::Classification { .. } => TaskKind::Classification,

@@ -4,7 +4,7 @@ use weft_common::TaskKind;
 use weft_dsl::{DataSpec, Preprocess};
 
 use crate::dataset::Dataset;
-use crate::error::DataError;
+use crate::error::{column_hint, DataError};
 use crate::frame::Frame;
 use crate::label::{class_keys, encode_classes, fit_classes, read_label, targets, ClassOrder};
 use crate::pipeline::Pipeline;
@@ -31,10 +31,7 @@ pub fn prepare(
     table: &Table,
     task: TaskKind,
 ) -> Result<Prepared, DataError> {
-    let columns = table.column_names();
-    let label = label_name(spec, table, &columns)?;
-    table.column(&label, "label column")?;
-    let inputs = select_features(spec, table, &columns, &label)?;
+    let (inputs, label) = feature_columns(spec, &table.name, &table.column_names())?;
 
     let on_label = |p: &Preprocess| matches!(p, Preprocess::StringIndex(o) if o.column == label);
     let order = if spec.preprocess.iter().any(on_label) {
@@ -107,13 +104,44 @@ pub fn prepare(
     })
 }
 
+/// The feature columns the spec selects and the label, from the column names alone (a
+/// loaded table's or a schema's): `(features, label)`.
+pub fn feature_columns(
+    spec: &DataSpec,
+    table: &str,
+    columns: &[String],
+) -> Result<(Vec<String>, String), DataError> {
+    let label = label_name(spec, table, columns)?;
+    require(table, columns, &label, "label column")?;
+    let features = select_features(spec, table, columns, &label)?;
+    Ok((features, label))
+}
+
+/// Errors unless `name` is one of `columns` (`what` words the error).
+fn require(
+    table: &str,
+    columns: &[String],
+    name: &str,
+    what: &'static str,
+) -> Result<(), DataError> {
+    if columns.iter().any(|c| c == name) {
+        return Ok(());
+    }
+    Err(DataError::ColumnNotFound {
+        what,
+        table: table.to_string(),
+        column: name.to_string(),
+        hint: column_hint(name, columns),
+    })
+}
+
 /// The spec's label (or the source's default), else a column called `label`.
-fn label_name(spec: &DataSpec, table: &Table, columns: &[String]) -> Result<String, DataError> {
+fn label_name(spec: &DataSpec, table: &str, columns: &[String]) -> Result<String, DataError> {
     match spec.label_column() {
         Some(l) => Ok(l.to_string()),
         None if columns.iter().any(|c| c == "label") => Ok("label".into()),
         None => Err(DataError::NoLabel {
-            table: table.name.clone(),
+            table: table.to_string(),
             columns: columns.to_vec(),
         }),
     }
@@ -122,13 +150,13 @@ fn label_name(spec: &DataSpec, table: &Table, columns: &[String]) -> Result<Stri
 /// `features.include` (in its order) or every column but the label, minus `features.exclude`.
 fn select_features(
     spec: &DataSpec,
-    table: &Table,
+    table: &str,
     columns: &[String],
     label: &str,
 ) -> Result<Vec<String>, DataError> {
     let select = &spec.features;
     for name in select.include.iter().flatten().chain(&select.exclude) {
-        table.column(name, "column")?;
+        require(table, columns, name, "column")?;
     }
     let base: Vec<String> = match &select.include {
         Some(include) => {
@@ -153,7 +181,7 @@ fn select_features(
         .collect();
     if features.is_empty() {
         return Err(DataError::NoFeatures {
-            table: table.name.clone(),
+            table: table.to_string(),
         });
     }
     Ok(features)

@@ -15,7 +15,7 @@ use crate::synthetic::synthetic;
 use crate::table::Table;
 
 /// Fisher's Iris data (from scikit-learn's copy), with a header and species names.
-const IRIS_CSV: &str = include_str!("iris.csv");
+pub(crate) const IRIS_CSV: &str = include_str!("iris.csv");
 
 /// Loads the spec's data source. Relative paths resolve against `base_dir`, the spec file's
 /// folder; messages name paths as the spec wrote them.
@@ -87,6 +87,16 @@ fn csv_from_bytes(bytes: &[u8], name: &str) -> Result<Table, DataError> {
 
 /// A Parquet file, every `*.parquet` file of a folder (sorted by name), or a glob.
 fn read_parquet(base_dir: &Path, spec_path: &str) -> Result<Table, DataError> {
+    let files = parquet_files(base_dir, spec_path)?;
+    read_parquet_files(&files, spec_path)
+}
+
+/// The Parquet files a spec path names, with the path each is shown by: a file, every
+/// `*.parquet` file of a folder (sorted by name), or a glob's matches.
+pub(crate) fn parquet_files(
+    base_dir: &Path,
+    spec_path: &str,
+) -> Result<Vec<(PathBuf, String)>, DataError> {
     let full = base_dir.join(spec_path);
     let files: Vec<(PathBuf, String)> = if spec_path.contains(['*', '?', '[']) {
         let pattern = full.to_string_lossy().into_owned();
@@ -140,10 +150,13 @@ fn read_parquet(base_dir: &Path, spec_path: &str) -> Result<Table, DataError> {
     } else {
         vec![(full, spec_path.to_string())]
     };
+    Ok(files)
+}
 
+fn read_parquet_files(files: &[(PathBuf, String)], spec_path: &str) -> Result<Table, DataError> {
     let mut schema: Option<(SchemaRef, String)> = None;
     let mut batches = Vec::new();
-    for (path, shown) in &files {
+    for (path, shown) in files {
         let (file_schema, file_batches) = read_parquet_file(path, shown)?;
         match &schema {
             None => schema = Some((loose(&file_schema), shown.clone())),
@@ -201,7 +214,7 @@ fn read_parquet_file(path: &Path, shown: &str) -> Result<(SchemaRef, Vec<RecordB
 }
 
 /// The schema with every field nullable and no metadata, shared by all parts.
-fn loose(schema: &Schema) -> SchemaRef {
+pub(crate) fn loose(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
@@ -211,7 +224,7 @@ fn loose(schema: &Schema) -> SchemaRef {
 }
 
 /// How `other` differs from `first` in column names, order or types, if it does.
-fn schema_difference(first: &Schema, other: &Schema) -> Option<String> {
+pub(crate) fn schema_difference(first: &Schema, other: &Schema) -> Option<String> {
     let names =
         |s: &Schema| -> Vec<String> { s.fields().iter().map(|f| f.name().clone()).collect() };
     let (a, b) = (names(first), names(other));
@@ -245,7 +258,7 @@ fn shown_path(base_dir: &Path, path: &Path) -> String {
         .to_string()
 }
 
-fn strip_arrow_prefix(e: ArrowError) -> String {
+pub(crate) fn strip_arrow_prefix(e: ArrowError) -> String {
     match e {
         ArrowError::CsvError(m) | ArrowError::ParseError(m) | ArrowError::ParquetError(m) => m,
         other => other.to_string(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
+use weft_common::builtin::{synthetic_feature, SYNTHETIC_LABEL};
 use weft_common::rng::Rng;
 use weft_dsl::SyntheticSpec;
 
@@ -26,9 +27,9 @@ const STREAM: u64 = 2;
 pub fn synthetic(spec: &SyntheticSpec) -> Result<Table, DataError> {
     let (columns, labels) = generate(spec)?;
     let mut fields: Vec<Field> = (0..columns.len())
-        .map(|j| Field::new(format!("x{j}"), DataType::Float32, false))
+        .map(|j| Field::new(synthetic_feature(j), DataType::Float32, false))
         .collect();
-    fields.push(Field::new("label", DataType::Int64, false));
+    fields.push(Field::new(SYNTHETIC_LABEL, DataType::Int64, false));
     let mut arrays: Vec<ArrayRef> = columns
         .into_iter()
         .map(|c| Arc::new(Float32Array::from(c)) as ArrayRef)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
-use weft_data::{load_table, prepare, read_table, TaskKind};
+use weft_data::{load_table, prepare, read_schema, read_table, TaskKind};
 use weft_dsl::{ColumnsOpt, DataSpec, FeatureSelect, OneColumn, Preprocess, Source, SplitSpec};
 
 fn spec(source: Source, label: &str, preprocess: Vec<Preprocess>) -> DataSpec {
@@ -186,4 +186,87 @@ fn parquet_parts_with_different_schemas_are_an_error_naming_the_file() {
         e.to_string(),
         "b.parquet: its schema differs from a.parquet: columns [id] instead of [id, x, label]"
     );
+}
+
+/// The schema comes from headers and metadata: a CSV's types from its first rows (a bad cell
+/// far down is only found when the rows are read for training), a Parquet's columns and
+/// row counts from its footers.
+#[test]
+fn schema_is_read_without_the_rows() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("{i},{}.5,{}\n", i * 2, i % 3));
+    }
+    csv.push_str("not-a-number,1.0,0\n");
+    std::fs::write(dir.path().join("big.csv"), &csv).unwrap_or_else(|e| panic!("{e}"));
+    let source = Source::Csv("big.csv".into());
+    let schema = read_schema(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(schema.column_names(), ["a", "b", "y"]);
+    assert_eq!(schema.rows, None);
+    let d = spec(source.clone(), "y", vec![]);
+    let (features, label) = schema
+        .features(&d)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap();
+    assert_eq!(
+        (features, label.as_str()),
+        (vec!["a".to_string(), "b".into()], "y")
+    );
+    let e = load_table(&source, dir.path())
+        .and_then(|t| prepare(&d, 1, &t, TaskKind::Classification))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not-a-number"), "{e}");
+
+    let parts = dir.path().join("parts");
+    std::fs::create_dir(&parts).unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&parts.join("part-0.parquet"), &batch(0, 4));
+    write_parquet(&parts.join("part-1.parquet"), &batch(4, 6));
+    let schema =
+        read_schema(&Source::Parquet("parts".into()), dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(schema.column_names(), ["id", "x", "label"]);
+    assert_eq!(schema.rows, Some(10));
+}
+
+/// A missing label or feature is the same located error from the schema as from the rows;
+/// `one_hot` makes the input depend on the values, so the schema cannot give it.
+#[test]
+fn schema_features_follow_the_spec() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("people.csv"), PEOPLE).unwrap_or_else(|e| panic!("{e}"));
+    let source = Source::Csv("people.csv".into());
+    let schema = read_schema(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let e = schema
+        .features(&spec(source.clone(), "outcom", vec![]))
+        .err()
+        .unwrap();
+    let table = load_table(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let from_rows = prepare(
+        &spec(source.clone(), "outcom", vec![]),
+        1,
+        &table,
+        TaskKind::Classification,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.to_string(), from_rows.to_string());
+    let city = OneColumn {
+        column: "city".into(),
+    };
+    let one_hot = spec(source, "outcome", vec![Preprocess::OneHot(city)]);
+    assert!(schema
+        .features(&one_hot)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_none());
+}
+
+#[test]
+fn builtin_and_synthetic_schemas_say_their_classes() {
+    let iris = read_schema(&Source::Builtin(weft_dsl::Builtin::Iris), Path::new(""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut want: Vec<&str> = weft_common::builtin::IRIS_FEATURES.to_vec();
+    want.push(weft_common::builtin::IRIS_LABEL);
+    assert_eq!(iris.column_names(), want);
+    assert_eq!((iris.rows, iris.classes), (Some(150), Some(3)));
 }

@@ -23,6 +23,8 @@ pub struct Forward {
     /// Predictions: class probabilities (classification) or values (regression).
     pub output: NodeIndex,
     pub params: Vec<NodeIndex>,
+    /// The task as planned (classes taken from the model when the data did not say).
+    pub task: Task,
 }
 
 struct Builder<'a> {
@@ -304,8 +306,18 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
     };
     let target =
         b.g.leaf("target", Op::Target, Shape::batch(target_cols), None);
-    let (loss, output) = attach_loss(&mut b.g, spec.train.loss, &data.task, out, target)?;
+    let task = match data.task {
+        Task::Classification { classes: 0 } => Task::Classification {
+            classes: match spec.train.loss {
+                Loss::BinaryCrossEntropy => 2,
+                _ => b.g.g[out].shape.cols,
+            },
+        },
+        ref t => t.clone(),
+    };
+    let (loss, output) = attach_loss(&mut b.g, spec.train.loss, &task, out, target)?;
     Ok(Forward {
+        task,
         graph: b.g,
         inputs,
         target,

@@ -146,8 +146,8 @@ impl Plan {
                 }
                 Ok(())
             };
-        check_metrics(spec, &data.task)?;
         let mut fwd = build::forward(spec, data)?;
+        check_metrics(spec, &fwd.task)?;
         record(
             "build",
             format!(
@@ -254,7 +254,7 @@ impl Plan {
             name: spec.name.clone(),
             seed: spec.seed,
             workflow: workflow::stages(spec),
-            task: data.task.clone(),
+            task: fwd.task.clone(),
             features: data.features.clone(),
             train: spec.train.clone(),
             evaluate: spec.evaluate.clone(),

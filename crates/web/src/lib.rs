@@ -6,6 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::wasm_bindgen;
+use weft_common::builtin::{synthetic_feature, IRIS_CLASSES, IRIS_FEATURES};
 use weft_dsl::{Builtin, Source, Spec, SpecError};
 use weft_planner::{DataShape, Plan, PlanError, Task, TaskKind};
 use weft_viz::{chart, view};
@@ -54,13 +55,11 @@ pub fn data_shape(spec: &Spec, known: Option<DataShape>) -> Option<DataShape> {
     };
     match &spec.data.source {
         Source::Builtin(Builtin::Iris) => Some(DataShape {
-            features: ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-                .map(String::from)
-                .to_vec(),
-            task: task(3),
+            features: IRIS_FEATURES.map(String::from).to_vec(),
+            task: task(IRIS_CLASSES),
         }),
         Source::Synthetic(s) => Some(DataShape {
-            features: (0..s.features).map(|i| format!("x{i}")).collect(),
+            features: (0..s.features).map(synthetic_feature).collect(),
             task: task(s.classes),
         }),
         _ => None,

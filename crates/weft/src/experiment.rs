@@ -8,7 +8,7 @@ use serde_json::Value;
 use weft_data::{Prepared, Table};
 use weft_dsl::{Document, Spec};
 use weft_exec::{Device, ExecError};
-use weft_planner::{DataShape, PassLog, Plan, PlanError, Task};
+use weft_planner::{DataShape, PassLog, Plan, PlanError, Task, TaskKind};
 use weft_runtime::rundir::{self, RunDir, SavedModel};
 use weft_runtime::train::{self, EpochRecord, Progress, Start};
 
@@ -108,18 +108,36 @@ impl Experiment {
 
     /// The plan and what each planner pass did (`weft plan --verbose`).
     pub fn plan_traced(&self) -> Result<(PlanView, Vec<PassLog>)> {
-        let (_, prepared) = self.prepare_data()?;
-        let (plan, log) =
-            Plan::traced(&self.spec, &data_shape(&prepared)).map_err(|e| self.plan_error(e))?;
+        let shape = self.shape()?;
+        let (plan, log) = Plan::traced(&self.spec, &shape).map_err(|e| self.plan_error(e))?;
         Ok((PlanView { plan }, log))
     }
 
-    /// Loads the data (for its shape) and compiles the plan.
+    /// Compiles the plan against the data's schema (see [`Experiment::shape`]).
     pub fn plan(&self) -> Result<PlanView> {
-        let (_, prepared) = self.prepare_data()?;
-        Ok(PlanView {
-            plan: self.plan_for(&prepared)?,
-        })
+        let shape = self.shape()?;
+        let plan = Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))?;
+        Ok(PlanView { plan })
+    }
+
+    /// The model's input and task from the data's schema alone — a CSV header, Parquet
+    /// footers, what a built-in or synthetic source is — without reading the rows. A file's
+    /// classes are taken from the output layer until a run reads them. Only when the
+    /// preprocessing makes the input depend on the values (`one_hot`) are the rows read.
+    pub fn shape(&self) -> Result<DataShape> {
+        let schema = weft_data::read_schema(&self.spec.data.source, &self.base_dir)?;
+        let Some((features, _)) = schema.features(&self.spec.data)? else {
+            let (_, prepared) = self.prepare_data()?;
+            return Ok(data_shape(&prepared));
+        };
+        let task = match self.spec.train.loss.task_kind() {
+            TaskKind::Regression => Task::Regression { targets: 1 },
+            TaskKind::Classification => match schema.classes {
+                Some(classes) => Task::Classification { classes },
+                None => Task::classes_from_model(),
+            },
+        };
+        Ok(DataShape { features, task })
     }
 
     /// Checks everything short of training: the spec, that this build can run it, that the
