@@ -219,7 +219,11 @@ fn plan_reads_the_schema_and_run_checks_the_rows() {
     std::fs::write(&spec, text).unwrap();
     let o = weft(&["plan", spec.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("task=classification(4 classes), features=2"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("task=classification(4 classes), features=2"),
+        "{}",
+        stdout(&o)
+    );
     let o = weft(&["run", spec.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);

@@ -10,8 +10,9 @@ use std::fmt::Display;
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
+use crate::error::{Loc, Origin};
 use crate::suggest;
-use crate::value::{Kind, Loc, Node, Origin};
+use crate::value::{Kind, Node};
 
 /// An error while reading the tree; the innermost node that saw it sets the location.
 #[derive(Debug)]

@@ -2,7 +2,20 @@
 
 use std::fmt;
 
-use crate::value::{Loc, Origin};
+/// Where a node came from: the spec file, or one `--set` override (by index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Override(usize),
+}
+
+/// A location: 1-based line and column in the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    pub origin: Origin,
+    pub line: usize,
+    pub col: usize,
+}
 
 /// One problem in a spec, located by line:column and by spec path (`model[2].dense.units`).
 #[derive(Debug, Clone, PartialEq)]

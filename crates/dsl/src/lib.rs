@@ -12,10 +12,10 @@ pub mod suggest;
 mod validate;
 pub mod value;
 
-pub use error::{Diagnostic, SpecError};
+pub use error::{Diagnostic, Loc, Origin, SpecError};
 pub use spec::*;
 pub use validate::node_inputs;
-pub use value::{Loc, Node, Origin};
+pub use value::Node;
 
 use serde::Deserialize;
 

@@ -2,7 +2,8 @@
 //! override is checked exactly like the file (and its errors point at the `--set`).
 
 use crate::error::Diagnostic;
-use crate::value::{self, Kind, Loc, Node, Origin};
+use crate::error::{Loc, Origin};
+use crate::value::{self, Kind, Node};
 
 /// One parsed step of a spec path: `model[2].dense.units` is key, index, key, key.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,22 +6,7 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
-use crate::error::Diagnostic;
-
-/// Where a node came from: the spec file, or one `--set` override (by index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    File,
-    Override(usize),
-}
-
-/// A location: 1-based line and column in the origin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Loc {
-    pub origin: Origin,
-    pub line: usize,
-    pub col: usize,
-}
+use crate::error::{Diagnostic, Loc, Origin};
 
 impl Loc {
     pub fn file(span: &Span) -> Loc {

@@ -1,9 +1,7 @@
 //! Cost model: FLOPs per node and per step, parameters, activation memory.
 
-use serde::{Deserialize, Serialize};
-
 use crate::op::{LossKind, Op, Shape};
-use crate::plan::{ParamRef, PlanNode, Schedules};
+use crate::plan::{Cost, ParamRef, PlanNode, Schedules};
 
 /// Floating-point operations of one node at batch `batch` (multiply-add = 2).
 pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
@@ -44,21 +42,6 @@ pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
         Op::GradNorm => 2 * inputs.iter().map(|s| s.numel(batch) as u64).sum::<u64>(),
         Op::Update { .. } => 10 * n,
     }
-}
-
-/// Whole-plan figures shown by `weft plan`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cost {
-    pub params: usize,
-    pub batch_size: usize,
-    /// FLOPs of one training step at `batch_size`.
-    pub train_flops_per_step: u64,
-    /// FLOPs of one prediction per row.
-    pub predict_flops_per_row: u64,
-    /// Bytes of every tensor a training step writes (activations, gradients), fp32.
-    pub activation_bytes: u64,
-    /// Bytes of parameters (fp32).
-    pub param_bytes: u64,
 }
 
 impl Cost {

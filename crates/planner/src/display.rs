@@ -2,10 +2,10 @@
 
 use std::fmt::Write;
 
-use crate::memory::{ScheduleKind, Storage};
 use crate::op::{Op, Phase};
-use crate::parallel::DataParallelPlan;
+use crate::plan::DataParallelPlan;
 use crate::plan::Plan;
+use crate::plan::{ScheduleKind, Storage};
 use weft_common::units::{human, human_bytes};
 use weft_common::Task;
 

@@ -7,6 +7,7 @@
 
 pub mod autodiff;
 pub mod build;
+pub mod compile;
 pub mod cost;
 pub mod display;
 pub mod error;
@@ -20,9 +21,9 @@ pub mod target;
 pub mod workflow;
 
 pub use error::PlanError;
-pub use memory::{MemoryPlan, ScheduleKind, Slot, Storage};
 pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
-pub use parallel::{Bucket, DataParallelPlan, Traffic};
-pub use plan::{ParamRef, PassLog, Plan, PlanNode, Schedules, PLAN_VERSION};
-pub use target::Target;
+pub use plan::{
+    Bucket, Cost, DataParallelPlan, MemoryPlan, ParamRef, PassLog, Plan, PlanNode, ScheduleKind,
+    Schedules, Slot, Storage, Target, Traffic, PLAN_VERSION,
+};
 pub use weft_common::{DataShape, Task, TaskKind};

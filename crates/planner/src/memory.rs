@@ -11,74 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
-
 use crate::op::{Op, Rows};
-use crate::plan::{Plan, PlanNode};
-
-/// A reusable buffer: `cols` floats per batch row, or a fixed number of floats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Slot {
-    PerRow(usize),
-    Fixed(usize),
-}
-
-impl Slot {
-    /// Floats at batch `batch`.
-    pub fn len(&self, batch: usize) -> usize {
-        match *self {
-            Slot::PerRow(c) => c * batch,
-            Slot::Fixed(n) => n,
-        }
-    }
-}
-
-/// Where a node's output lives while one schedule runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Storage {
-    /// Parameter `i` (in the plan's `params` order), in place.
-    Param(usize),
-    /// The gradient of parameter `i`, kept after the step (data parallel, `grads()`).
-    Grad(usize),
-    /// Reused slot `s`.
-    Slot(usize),
-    /// Held by the executor itself (an input batch bound as is, an in-place update).
-    External,
-}
-
-/// Which schedule of the plan (`Plan::schedules`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ScheduleKind {
-    Train,
-    Gradients,
-    Eval,
-    Predict,
-}
-
-impl ScheduleKind {
-    pub const ALL: [ScheduleKind; 4] = [
-        ScheduleKind::Train,
-        ScheduleKind::Gradients,
-        ScheduleKind::Eval,
-        ScheduleKind::Predict,
-    ];
-
-    pub fn ids(self, plan: &Plan) -> &[usize] {
-        match self {
-            ScheduleKind::Train => &plan.schedules.train,
-            ScheduleKind::Gradients => &plan.schedules.gradients,
-            ScheduleKind::Eval => &plan.schedules.eval,
-            ScheduleKind::Predict => &plan.schedules.predict,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemoryPlan {
-    pub slots: Vec<Slot>,
-    /// Per schedule (in `ScheduleKind::ALL` order), the storage of every node it runs.
-    pub storage: Vec<BTreeMap<usize, Storage>>,
-}
+use crate::plan::{MemoryPlan, Plan, PlanNode, ScheduleKind, Slot, Storage};
 
 impl MemoryPlan {
     /// Plans every schedule. `external` marks nodes whose output the executor holds itself

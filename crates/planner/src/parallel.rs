@@ -1,55 +1,12 @@
 //! Data-parallel planning: all-reduce fusion buckets and the bytes each strategy puts on
 //! the wire per worker per step (the cost model `weft plan` prints to compare strategies).
 
-use serde::{Deserialize, Serialize};
 use weft_dsl::{Compression, DataParallel, PsAlgorithm, Sync};
 
-use crate::plan::ParamRef;
+use crate::plan::{Bucket, DataParallelPlan, ParamRef, Traffic};
 
 /// Bytes in a MiB (`bucket_mb` is in MiB).
 pub const MIB: f64 = 1024.0 * 1024.0;
-
-/// How the workers of a data-parallel run stay in step, and what it costs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataParallelPlan {
-    pub workers: usize,
-    /// `allreduce`, `parameter_server/downpour`, `local_sgd`, `gossip`.
-    pub strategy: String,
-    /// Steps between exchanges: the spec's `communication_window`, or 1 for allreduce and
-    /// the synchronous parameter server, which exchange every step.
-    pub window: usize,
-    /// `none`, `fp16`, `int8`, `topk(ratio=0.01, error_feedback)`.
-    pub compression: String,
-    /// All-reduce fusion buckets, in the order they are ready during backward.
-    pub buckets: Vec<Bucket>,
-    /// Bytes per worker per step of every strategy (the spec's one is `chosen`).
-    pub traffic: Vec<Traffic>,
-}
-
-/// Gradients reduced together as soon as the last of them is computed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bucket {
-    pub id: usize,
-    /// Indices into `Plan::params`, in the order their gradients are ready.
-    pub params: Vec<usize>,
-    pub elements: usize,
-    /// fp32 bytes before compression (4 per element).
-    pub bytes: u64,
-}
-
-/// One strategy's bytes on the wire per worker per training step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Traffic {
-    /// `allreduce`, `parameter_server/<algorithm>`, `local_sgd` or `gossip`.
-    pub strategy: String,
-    /// With compression applied and window-spread; 0 with one worker. Peer strategies count
-    /// what a worker sends (it receives as much); the parameter server counts push + pull.
-    pub bytes_per_worker_per_step: f64,
-    pub chosen: bool,
-    /// The formula in K (parameter bytes) and N (workers), with the window w written out:
-    /// `2(N-1)K/N`, `push K (pulls K) every w=5 steps`; compression scales every row.
-    pub formula: String,
-}
 
 impl DataParallelPlan {
     /// Plans data parallelism as `d` says for these parameters (`params` in plan order).

@@ -1,25 +1,16 @@
-//! The execution plan: the train graph (forward + autodiff + optimizer updates) lowered to a
-//! flat, serializable list of nodes in topological order with the schedules executors run.
+//! The plan's types, and nothing that computes them: the flat, serializable list of nodes in
+//! topological order, the schedules executors run, the target it is lowered for, its cost,
+//! memory plan and data-parallel plan. A leaf module: the passes that fill these in
+//! (`compile.rs` and the modules it calls) depend on it, never the other way round.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use petgraph::stable_graph::NodeIndex;
 use serde::{Deserialize, Serialize};
-use weft_dsl::{Metric, Optimizer, Spec, TrainSpec};
+use weft_dsl::{Metric, TrainSpec};
 
-use crate::autodiff;
-use crate::build;
-use crate::cost;
-use crate::display;
-use crate::error::PlanError;
-use crate::fuse;
-use crate::graph::Graph;
-use crate::memory::MemoryPlan;
 use crate::op::{Op, Phase, Shape};
-use crate::parallel::DataParallelPlan;
-use crate::target::{self, Target};
-use crate::workflow::{self, Stage};
-use weft_common::{DataShape, Task};
+use crate::workflow::Stage;
+use weft_common::Task;
 
 /// Plan JSON format version; bump on any incompatible change. 2: the target device
 /// (`device`), its memory plan (`memory`) and the `MatMulBias` op.
@@ -75,7 +66,7 @@ pub struct Plan {
     pub output: usize,
     pub params: Vec<ParamRef>,
     pub schedules: Schedules,
-    pub cost: cost::Cost,
+    pub cost: Cost,
     /// Data-parallel training (`parallelism.data`, even with one worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel: Option<DataParallelPlan>,
@@ -96,271 +87,157 @@ pub struct PassLog {
 }
 
 impl Plan {
-    /// Plans a validated spec for data of the given shape, lowered for the target of its
-    /// `executor.device` ([`Target::of`]).
-    pub fn new(spec: &Spec, data: &DataShape) -> Result<Plan, PlanError> {
-        Plan::for_target(spec, data, Target::of(spec.executor.device))
-    }
-
-    /// Plans a validated spec for data of the given shape, lowered for `target`.
-    pub fn for_target(spec: &Spec, data: &DataShape, target: Target) -> Result<Plan, PlanError> {
-        Ok(target::lower(Plan::build(spec, data, None)?, target)?.0)
-    }
-
-    /// [`Plan::new`], recording the graph after every pass (build, fusion, autodiff,
-    /// updates, then the target's passes).
-    pub fn traced(spec: &Spec, data: &DataShape) -> Result<(Plan, Vec<PassLog>), PlanError> {
-        let mut log = Vec::new();
-        let plan = Plan::build(spec, data, Some(&mut log))?;
-        let target = Target::of(spec.executor.device);
-        let (plan, passes) = target::lower(plan, target)?;
-        for (pass, summary) in passes {
-            log.push(PassLog {
-                pass,
-                summary: format!("{}: {summary}", target.name()),
-                graph: display::text(&plan),
-            });
-        }
-        Ok((plan, log))
-    }
-
-    /// This plan lowered for `target` (itself when it already is): a run under
-    /// `executor.device: auto` that finds a GPU, or a worker that runs on one.
-    pub fn lowered_for(self, target: Target) -> Result<Plan, PlanError> {
-        Ok(target::lower(self, target)?.0)
-    }
-
-    fn build(
-        spec: &Spec,
-        data: &DataShape,
-        mut log: Option<&mut Vec<PassLog>>,
-    ) -> Result<Plan, PlanError> {
-        let mut record =
-            |pass: &'static str, summary: String, g: &Graph| -> Result<(), PlanError> {
-                if let Some(log) = log.as_deref_mut() {
-                    log.push(PassLog {
-                        pass,
-                        summary,
-                        graph: display::graph_text(g)?,
-                    });
-                }
-                Ok(())
-            };
-        let mut fwd = build::forward(spec, data)?;
-        check_metrics(spec, &fwd.task)?;
-        record(
-            "build",
-            format!(
-                "forward graph with shapes: {} nodes",
-                fwd.graph.g.node_count()
-            ),
-            &fwd.graph,
-        )?;
-        let fused = fuse::bias_activation(&mut fwd.graph)?;
-        for (old, new) in &fused {
-            if fwd.output == *old {
-                fwd.output = *new;
-            }
-        }
-        let summary = match fused.len() {
-            0 => "no change (no BiasAdd → activation pair to fuse)".to_string(),
-            n => format!("fused {n} BiasAdd → activation pair(s) into BiasAct"),
-        };
-        record("fusion", summary, &fwd.graph)?;
-        let mut g = fwd.graph;
-        let before = g.g.node_count();
-        let grads = autodiff::backward(&mut g, fwd.loss, &fwd.params)?;
-        record(
-            "autodiff",
-            format!(
-                "added {} backward nodes for {} parameters",
-                g.g.node_count() - before,
-                grads.len()
-            ),
-            &g,
-        )?;
-        let before = g.g.node_count();
-        let ends = updates(&mut g, &spec.train, &fwd.params, &grads)?;
-        record(
-            "updates",
-            format!(
-                "added {} {} node(s)",
-                g.g.node_count() - before,
-                spec.train.optimizer.name()
-            ),
-            &g,
-        )?;
-
-        let order = g.topo_order()?;
-        let id: HashMap<NodeIndex, usize> =
-            order.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-        let ids = |v: Vec<NodeIndex>| v.into_iter().map(|n| id[&n]).collect::<Vec<_>>();
-        let batch = spec.train.batch_size;
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        let nodes: Vec<PlanNode> = order
-            .iter()
-            .map(|&n| {
-                let node = &g.g[n];
-                let count = seen.entry(node.name.clone()).or_insert(0);
-                *count += 1;
-                let name = if *count == 1 {
-                    node.name.clone()
-                } else {
-                    format!("{}#{count}", node.name)
-                };
-                let inputs = g.inputs(n);
-                let in_shapes: Vec<Shape> = inputs.iter().map(|i| g.g[*i].shape).collect();
-                PlanNode {
-                    id: id[&n],
-                    name,
-                    flops: cost::flops(&node.op, &in_shapes, &node.shape, batch),
-                    op: node.op.clone(),
-                    inputs: ids(inputs),
-                    shape: node.shape,
-                    phase: node.phase,
-                }
-            })
-            .collect();
-        let params: Vec<ParamRef> = fwd
-            .params
-            .iter()
-            .map(|p| ParamRef {
-                name: g.g[*p].name.clone(),
-                node: id[p],
-                grad: id[&grads[p]],
-                shape: g.g[*p].shape,
-            })
-            .collect();
-        let gradient_ends: Vec<NodeIndex> = fwd
-            .params
-            .iter()
-            .map(|p| grads[p])
-            .chain([fwd.loss])
-            .collect();
-        let schedules = Schedules {
-            train: ids(g.needed(&ends)?),
-            gradients: ids(g.needed(&gradient_ends)?),
-            eval: ids(g.needed(&[fwd.output, fwd.loss])?),
-            predict: ids(g.needed(&[fwd.output])?),
-        };
-        let cost = cost::Cost::of(&nodes, &params, &schedules, batch);
-        let parallel = spec
-            .parallelism
-            .data
-            .as_ref()
-            .map(|d| DataParallelPlan::new(d, &params));
-        Ok(Plan {
-            version: PLAN_VERSION,
-            name: spec.name.clone(),
-            seed: spec.seed,
-            workflow: workflow::stages(spec),
-            task: fwd.task.clone(),
-            features: data.features.clone(),
-            train: spec.train.clone(),
-            evaluate: spec.evaluate.clone(),
-            inputs: ids(fwd.inputs),
-            target: id[&fwd.target],
-            loss: id[&fwd.loss],
-            output: id[&fwd.output],
-            nodes,
-            params,
-            schedules,
-            cost,
-            parallel,
-            device: Target::Cpu,
-            memory: None,
-        })
-    }
-
     /// Total number of trainable values.
     pub fn num_params(&self) -> usize {
         self.params.iter().map(|p| p.shape.numel(1)).sum()
     }
 }
 
-/// Adds the optimizer's nodes; returns the nodes a training step must reach.
-fn updates(
-    g: &mut Graph,
-    train: &TrainSpec,
-    params: &[NodeIndex],
-    grads: &BTreeMap<NodeIndex, NodeIndex>,
-) -> Result<Vec<NodeIndex>, PlanError> {
-    let all_grads: Vec<NodeIndex> = params.iter().map(|p| grads[p]).collect();
-    if let Optimizer::Lbfgs(_) = train.optimizer {
-        let inputs: Vec<NodeIndex> = params
-            .iter()
-            .copied()
-            .chain(all_grads.iter().copied())
-            .collect();
-        // The L-BFGS loop evaluates loss and gradients itself; the step node shows it in plans.
-        g.add("lbfgs", Op::LbfgsStep, &inputs, Phase::Update, None)?;
-        let mut ends = all_grads;
-        ends.extend(
-            g.g.node_indices()
-                .filter(|n| matches!(g.g[*n].op, Op::Loss(_))),
-        );
-        return Ok(ends);
-    }
-    let norm = match train.clip_grad_norm {
-        Some(_) => Some(g.add("grad_norm", Op::GradNorm, &all_grads, Phase::Update, None)?),
-        None => None,
-    };
-    let mut ends = Vec::new();
-    for p in params {
-        let name = g.g[*p].name.clone();
-        let mut inputs = vec![*p, grads[p]];
-        inputs.extend(norm);
-        ends.push(g.add(
-            &format!("{name}.update"),
-            Op::Update { param: name },
-            &inputs,
-            Phase::Update,
-            None,
-        )?);
-    }
-    // The loss is computed in the step too (it is what the progress bar shows).
-    ends.extend(
-        g.g.node_indices()
-            .filter(|n| matches!(g.g[*n].op, Op::Loss(_))),
-    );
-    Ok(ends)
+/// The device a plan is lowered for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Also the device-independent plan every other target is lowered from.
+    #[default]
+    Cpu,
+    Gpu,
 }
 
-fn check_metrics(spec: &Spec, task: &Task) -> Result<(), PlanError> {
-    for (i, m) in spec.evaluate.iter().enumerate() {
-        let path = format!("evaluate[{i}]");
-        match (m, task) {
-            (Metric::Auc, Task::Classification { classes }) if *classes != 2 => {
-                return Err(PlanError::spec(
-                    path,
-                    format!("auc needs a binary problem; the data has {classes} classes"),
-                ));
-            }
-            (Metric::Mse | Metric::Mae | Metric::R2, Task::Classification { .. }) => {
-                return Err(PlanError::spec(
-                    path,
-                    format!("{} is a regression metric; for classification use accuracy, precision, recall, f1, auc or confusion_matrix", m.name()),
-                ));
-            }
-            (
-                Metric::Accuracy
-                | Metric::Precision
-                | Metric::Recall
-                | Metric::F1
-                | Metric::Auc
-                | Metric::ConfusionMatrix,
-                Task::Regression { .. },
-            ) => {
-                return Err(PlanError::spec(
-                    path,
-                    format!(
-                        "{} is a classification metric; for regression use mse, mae or r2",
-                        m.name()
-                    ),
-                ));
-            }
-            _ => {}
+impl Target {
+    /// The target a spec's `executor.device` plans for: `gpu` is the GPU; `cpu` and `auto`
+    /// plan for the CPU (a run under `auto` that finds a GPU lowers its plan again).
+    pub fn of(device: weft_dsl::Device) -> Target {
+        match device {
+            weft_dsl::Device::Gpu => Target::Gpu,
+            weft_dsl::Device::Cpu | weft_dsl::Device::Auto => Target::Cpu,
         }
     }
-    Ok(())
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Cpu => "cpu",
+            Target::Gpu => "gpu",
+        }
+    }
+}
+
+/// Whole-plan figures shown by `weft plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub params: usize,
+    pub batch_size: usize,
+    /// FLOPs of one training step at `batch_size`.
+    pub train_flops_per_step: u64,
+    /// FLOPs of one prediction per row.
+    pub predict_flops_per_row: u64,
+    /// Bytes of every tensor a training step writes (activations, gradients), fp32.
+    pub activation_bytes: u64,
+    /// Bytes of parameters (fp32).
+    pub param_bytes: u64,
+}
+
+/// A reusable buffer: `cols` floats per batch row, or a fixed number of floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Slot {
+    PerRow(usize),
+    Fixed(usize),
+}
+
+impl Slot {
+    /// Floats at batch `batch`.
+    pub fn len(&self, batch: usize) -> usize {
+        match *self {
+            Slot::PerRow(c) => c * batch,
+            Slot::Fixed(n) => n,
+        }
+    }
+}
+
+/// Where a node's output lives while one schedule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Storage {
+    /// Parameter `i` (in the plan's `params` order), in place.
+    Param(usize),
+    /// The gradient of parameter `i`, kept after the step (data parallel, `grads()`).
+    Grad(usize),
+    /// Reused slot `s`.
+    Slot(usize),
+    /// Held by the executor itself (an input batch bound as is, an in-place update).
+    External,
+}
+
+/// Which schedule of the plan (`Plan::schedules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScheduleKind {
+    Train,
+    Gradients,
+    Eval,
+    Predict,
+}
+
+impl ScheduleKind {
+    pub const ALL: [ScheduleKind; 4] = [
+        ScheduleKind::Train,
+        ScheduleKind::Gradients,
+        ScheduleKind::Eval,
+        ScheduleKind::Predict,
+    ];
+
+    pub fn ids(self, plan: &Plan) -> &[usize] {
+        match self {
+            ScheduleKind::Train => &plan.schedules.train,
+            ScheduleKind::Gradients => &plan.schedules.gradients,
+            ScheduleKind::Eval => &plan.schedules.eval,
+            ScheduleKind::Predict => &plan.schedules.predict,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryPlan {
+    pub slots: Vec<Slot>,
+    /// Per schedule (in `ScheduleKind::ALL` order), the storage of every node it runs.
+    pub storage: Vec<BTreeMap<usize, Storage>>,
+}
+
+/// How the workers of a data-parallel run stay in step, and what it costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataParallelPlan {
+    pub workers: usize,
+    /// `allreduce`, `parameter_server/downpour`, `local_sgd`, `gossip`.
+    pub strategy: String,
+    /// Steps between exchanges: the spec's `communication_window`, or 1 for allreduce and
+    /// the synchronous parameter server, which exchange every step.
+    pub window: usize,
+    /// `none`, `fp16`, `int8`, `topk(ratio=0.01, error_feedback)`.
+    pub compression: String,
+    /// All-reduce fusion buckets, in the order they are ready during backward.
+    pub buckets: Vec<Bucket>,
+    /// Bytes per worker per step of every strategy (the spec's one is `chosen`).
+    pub traffic: Vec<Traffic>,
+}
+
+/// Gradients reduced together as soon as the last of them is computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub id: usize,
+    /// Indices into `Plan::params`, in the order their gradients are ready.
+    pub params: Vec<usize>,
+    pub elements: usize,
+    /// fp32 bytes before compression (4 per element).
+    pub bytes: u64,
+}
+
+/// One strategy's bytes on the wire per worker per training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// `allreduce`, `parameter_server/<algorithm>`, `local_sgd` or `gossip`.
+    pub strategy: String,
+    /// With compression applied and window-spread; 0 with one worker. Peer strategies count
+    /// what a worker sends (it receives as much); the parameter server counts push + pull.
+    pub bytes_per_worker_per_step: f64,
+    pub chosen: bool,
+    /// The formula in K (parameter bytes) and N (workers), with the window w written out:
+    /// `2(N-1)K/N`, `push K (pulls K) every w=5 steps`; compression scales every row.
+    pub formula: String,
 }

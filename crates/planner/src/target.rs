@@ -11,42 +11,13 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use weft_dsl::Activation;
 
-use crate::cost;
 use crate::error::PlanError;
-use crate::memory::MemoryPlan;
 use crate::op::Op;
-use crate::plan::{Plan, PlanNode};
-
-/// The device a plan is lowered for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// Also the device-independent plan every other target is lowered from.
-    #[default]
-    Cpu,
-    Gpu,
-}
-
-impl Target {
-    /// The target a spec's `executor.device` plans for: `gpu` is the GPU; `cpu` and `auto`
-    /// plan for the CPU (a run under `auto` that finds a GPU lowers its plan again).
-    pub fn of(device: weft_dsl::Device) -> Target {
-        match device {
-            weft_dsl::Device::Gpu => Target::Gpu,
-            weft_dsl::Device::Cpu | weft_dsl::Device::Auto => Target::Cpu,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Cpu => "cpu",
-            Target::Gpu => "gpu",
-        }
-    }
-}
+use crate::plan::Cost;
+pub use crate::plan::Target;
+use crate::plan::{MemoryPlan, Plan, PlanNode};
 
 /// One pass of a target: its name (as `weft plan --verbose` prints it) and what it does.
 type Pass = (&'static str, fn(&mut Plan) -> Result<String, PlanError>);
@@ -179,7 +150,7 @@ fn renumber(plan: &mut Plan, removed: &[bool]) -> Result<(), PlanError> {
     keep(&mut plan.schedules.gradients)?;
     keep(&mut plan.schedules.eval)?;
     keep(&mut plan.schedules.predict)?;
-    plan.cost = cost::Cost::of(
+    plan.cost = Cost::of(
         &plan.nodes,
         &plan.params,
         &plan.schedules,

@@ -518,11 +518,6 @@ impl RunResult {
     pub fn predict(&self, table: &Table) -> Result<Predictions> {
         crate::predict::predict_with(&self.model, table)
     }
-
-    /// Jupyter (evcxr): metrics table, confusion matrix and loss curve.
-    pub fn evcxr_display(&self) {
-        crate::notebook::emit("text/html", &crate::notebook::run_html(self));
-    }
 }
 
 /// What `Experiment::check` found.
@@ -533,16 +528,6 @@ pub struct Check {
     pub features: usize,
     pub classes: Option<usize>,
     pub params: usize,
-}
-
-impl Check {
-    /// Jupyter (evcxr): the one-line summary.
-    pub fn evcxr_display(&self) {
-        crate::notebook::emit(
-            "text/html",
-            &format!("<p>{}</p>", crate::notebook::esc(&self.to_string())),
-        );
-    }
 }
 
 impl std::fmt::Display for Check {

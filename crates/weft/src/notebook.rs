@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::experiment::RunResult;
+use crate::experiment::{Check, RunResult};
 use crate::EpochRecord;
 
 /// Prints one rich output block for evcxr.
@@ -78,4 +78,18 @@ pub fn run_html(r: &RunResult) -> String {
     h.push_str(&loss_chart(&r.history));
     h.push_str("</div>");
     h
+}
+
+impl RunResult {
+    /// Jupyter (evcxr): metrics table, confusion matrix and loss curve.
+    pub fn evcxr_display(&self) {
+        emit("text/html", &run_html(self));
+    }
+}
+
+impl Check {
+    /// Jupyter (evcxr): the one-line summary.
+    pub fn evcxr_display(&self) {
+        emit("text/html", &format!("<p>{}</p>", esc(&self.to_string())));
+    }
 }
