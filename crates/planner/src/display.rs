@@ -6,6 +6,7 @@ use crate::op::{Op, Phase};
 use crate::plan::DataParallelPlan;
 use crate::plan::Plan;
 use crate::plan::{ScheduleKind, Storage};
+use crate::workflow::StageKind;
 use weft_common::units::{human, human_bytes};
 use weft_common::Task;
 
@@ -144,7 +145,7 @@ pub fn text(plan: &Plan) -> String {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let _ = writeln!(out, "  {}: {}", stage.kind, details.join(", "));
-        if stage.kind == "Train" {
+        if stage.kind == StageKind::Train {
             let _ = writeln!(out, "    {}", memory_line(plan));
             for (phase, label) in [
                 (Phase::Forward, "Forward"),

@@ -3,11 +3,38 @@
 use serde::{Deserialize, Serialize};
 use weft_dsl::{Builtin, Preprocess, Source, Spec};
 
+/// What a workflow stage does (serialized as its name: `"Load"`, `"Train"`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StageKind {
+    Load,
+    Split,
+    Preprocess,
+    Train,
+    Evaluate,
+}
+
+impl StageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Load => "Load",
+            StageKind::Split => "Split",
+            StageKind::Preprocess => "Preprocess",
+            StageKind::Train => "Train",
+            StageKind::Evaluate => "Evaluate",
+        }
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     pub id: usize,
-    /// `Load`, `Preprocess`, `Split`, `Train`, `Evaluate`.
-    pub kind: String,
+    pub kind: StageKind,
     /// Printed `key=value` details.
     pub details: Vec<(String, String)>,
     /// Stages this one reads from.
@@ -65,7 +92,7 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
     vec![
         Stage {
             id: 0,
-            kind: "Load".into(),
+            kind: StageKind::Load,
             details: vec![
                 kv("source", describe_source(&d.source)),
                 kv("label", d.label_column().unwrap_or("?").to_string()),
@@ -74,13 +101,13 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
         },
         Stage {
             id: 1,
-            kind: "Split".into(),
+            kind: StageKind::Split,
             details: split_details,
             inputs: vec![0],
         },
         Stage {
             id: 2,
-            kind: "Preprocess".into(),
+            kind: StageKind::Preprocess,
             details: vec![
                 kv("stages", format!("[{}]", preprocess.join(", "))),
                 kv("fit_on", "train".into()),
@@ -89,13 +116,13 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
         },
         Stage {
             id: 3,
-            kind: "Train".into(),
+            kind: StageKind::Train,
             details: train_details,
             inputs: vec![2],
         },
         Stage {
             id: 4,
-            kind: "Evaluate".into(),
+            kind: StageKind::Evaluate,
             details: vec![kv(
                 "metrics",
                 format!(

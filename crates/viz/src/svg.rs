@@ -74,7 +74,7 @@ pub fn plan_svg(plan: &Plan) -> String {
             s,
             r##"<g class="stage"><rect x="{x:.1}" y="34" width="{stage_w}" height="30" rx="6" fill="#f1f5f9" stroke="#475569"/><text x="{:.1}" y="53" text-anchor="middle">{}</text></g>"##,
             x + stage_w / 2.0,
-            esc(&st.kind)
+            esc(st.kind.name())
         );
         if i + 1 < plan.workflow.len() {
             let _ = write!(

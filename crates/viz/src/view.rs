@@ -3,6 +3,7 @@
 //! collapsed to one box. Built from a plan alone, so it is the same natively and in wasm.
 
 use serde::Serialize;
+use weft_planner::workflow::StageKind;
 use weft_planner::{Op, Phase, Plan};
 
 /// Which parts are open.
@@ -95,7 +96,10 @@ fn is_open(open: &Open, g: &str) -> bool {
 pub fn build(plan: &Plan, open: Open) -> View {
     let mut nodes: Vec<Node> = Vec::new();
     let mut edges = Edges::default();
-    let train_stage = plan.workflow.iter().position(|s| s.kind == "Train");
+    let train_stage = plan
+        .workflow
+        .iter()
+        .position(|s| s.kind == StageKind::Train);
     // Where each stage and each plan node ended up in `nodes`.
     let mut stage_at: Vec<usize> = Vec::new();
     let mut op_at: Vec<Option<usize>> = vec![None; plan.nodes.len()];
@@ -195,16 +199,16 @@ pub fn build(plan: &Plan, open: Open) -> View {
             nodes.push(Node {
                 key: format!("stage:{}", st.id),
                 kind: Kind::Stage,
-                name: st.kind.to_lowercase(),
-                op: st.kind.clone(),
+                name: st.kind.name().to_lowercase(),
+                op: st.kind.name().to_string(),
                 shape: String::new(),
                 group: None,
-                params: if st.kind == "Train" {
+                params: if st.kind == StageKind::Train {
                     plan.cost.params as u64
                 } else {
                     0
                 },
-                flops: if st.kind == "Train" {
+                flops: if st.kind == StageKind::Train {
                     plan.cost.train_flops_per_step
                 } else {
                     0
