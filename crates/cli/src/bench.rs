@@ -10,7 +10,7 @@ use weft_runtime::train::Quiet;
 use weft::Experiment;
 use weft::{Error, Result};
 
-/// The baseline workloads of `shared/baselines` (same shapes, optimizer and split).
+/// The baseline workloads of `scripts/baselines` (same shapes, optimizer and split).
 pub(crate) const HIGGS: &str = "name: bench-higgs
 seed: 0
 data:
@@ -43,11 +43,14 @@ const BENCHES: &[(&str, &str, usize, &str)] = &[
     ("mnist-b128", MNIST, 128, "w4"),
 ];
 
-/// Runs the baseline command with `{key}` (workload key) and `{batch}` filled in; reads the
-/// last JSON line it prints (`samples_per_s`).
-fn baseline(cmd: &str, key: &str, batch: usize) -> Result<Value> {
+/// Runs the baseline command with `{key}` (workload key), `{batch}` and `{name}` (this
+/// benchmark's name, so another weft build can be the baseline:
+/// `--baseline "target/native/release/weft bench {name} --json"`) filled in; reads the last
+/// JSON line it prints (`samples_per_s`, or weft's own `samples_per_sec`).
+fn baseline(cmd: &str, name: &str, key: &str, batch: usize) -> Result<Value> {
     let line = cmd
         .replace("{key}", key)
+        .replace("{name}", name)
         .replace("{batch}", &batch.to_string());
     let out = Command::new("sh")
         .arg("-c")
@@ -173,8 +176,14 @@ pub fn run(
         let result = exp.run_with(Path::new(&tmp), &mut Quiet)?;
         let sps = result.train.samples_per_sec;
         let acc = result.test("accuracy").unwrap_or(f64::NAN);
-        let base = baseline_cmd.map(|c| baseline(c, key, *batch)).transpose()?;
-        let base_sps = base.as_ref().and_then(|b| b["samples_per_s"].as_f64());
+        let base = baseline_cmd
+            .map(|c| baseline(c, name, key, *batch))
+            .transpose()?;
+        let base_sps = base.as_ref().and_then(|b| {
+            b["samples_per_s"]
+                .as_f64()
+                .or(b["samples_per_sec"].as_f64())
+        });
         if json_out {
             println!(
                 "{}",

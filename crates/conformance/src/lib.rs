@@ -1,8 +1,8 @@
 //! The executor conformance suite: written once, instantiated per executor by `testgen_conformance!`.
 //!
-//! Each test is a function taking a [`Ctor`]; a backend's test file (`cpu_conformance.rs`, later
-//! `gpu_conformance.rs`) expands the macro with its constructor and so gets one `#[test]` per
-//! case, named `<group>::<case>`. Tolerances live in [`tol`] and are the same for every
+//! Each test is a function taking a [`Ctor`]; a backend's test file (`tests/cpu.rs`,
+//! `tests/gpu.rs`, or any crate that dev-depends on weft-conformance) expands the macro with its
+//! constructor and so gets one `#[test]` per case, named `<group>::<case>`. Tolerances live in [`tol`] and are the same for every
 //! executor, so a new backend is held to the CPU's standard.
 
 pub mod dropout;

@@ -1,4 +1,4 @@
-//! The conformance suite (`tests/conformance/`) run by the CPU executor.
+//! The conformance suite (weft-conformance) run by the CPU executor.
 
 use weft_exec::cpu::CpuExecutor;
 use weft_exec::Executor;

@@ -1,4 +1,4 @@
-//! The conformance suite (`tests/conformance/`) run by the GPU executor, unchanged: same
+//! The conformance suite (weft-conformance) run by the GPU executor, unchanged: same
 //! cases, same tolerances as the CPU. On a machine without a GPU it runs on Mesa's software
 //! Vulkan driver (lavapipe), which `scripts/setup.sh` installs; with no adapter at all the
 //! tests fail and say so, rather than pass without running.
