@@ -3,23 +3,17 @@
 // Binding layout, the same for every kernel so one bind-group layout serves all:
 //   0: P, this dispatch's parameters     1: S, this step's scalars
 //   2..5: read-only storage               6..8: read-write storage
-// A kernel declares the bindings it uses; unused ones are bound to dummies.
-
-struct Params {
-    n: u32, rows: u32, cols: u32, k: u32,
-    a: u32, b: u32, c: u32, d: u32,
-    x: f32, y: f32, z: f32, w: f32,
-    x2: f32, y2: f32, z2: f32, w2: f32,
-};
+// A kernel declares the bindings it uses; unused ones are bound to dummies. Each family
+// declares P's struct itself (uniforms.rs has the same struct on the Rust side); the mode
+// codes (ACT_*, LOSS_*, OPT_*, NORM_*) are generated from codes.rs and prepended.
 
 // Per-step scalars: the learning rate and the optimizer's bias corrections, and the
-// counters of the dropout generator.
+// counters of the dropout generator (`Step` in uniforms.rs).
 struct Step {
     lr: f32, adam_step: f32, inv_bc2: f32, decay: f32,
     step_lo: u32, step_hi: u32, seed_lo: u32, seed_hi: u32,
 };
 
-@group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<uniform> S: Step;
 
 // Flat element index of a 1-D launch of 256-wide workgroups over a 2-D grid (large
@@ -41,18 +35,19 @@ fn tanh_safe(x: f32) -> f32 {
 
 const GELU_C: f32 = 0.7978846;
 
-// Activation codes (kernels.rs `act_code`): 0 linear, 1 sigmoid, 2 tanh, 3 softplus,
-// 4 relu, 5 leaky_relu, 6 elu, 7 swish, 8 gelu (tanh approximation).
+// The activation `code` (an ACT_* constant) of x; alpha is leaky ReLU's and ELU's.
+// ACT_LINEAR is the identity.
 fn act(code: u32, alpha: f32, x: f32) -> f32 {
     switch code {
-        case 1u: { return sigmoid(x); }
-        case 2u: { return tanh_safe(x); }
-        case 3u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
-        case 4u: { return max(x, 0.0); }
-        case 5u: { return select(alpha * x, x, x > 0.0); }
-        case 6u: { return select(alpha * (exp(x) - 1.0), x, x > 0.0); }
-        case 7u: { return x * sigmoid(x); }
-        case 8u: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
+        case ACT_SIGMOID: { return sigmoid(x); }
+        case ACT_TANH: { return tanh_safe(x); }
+        case ACT_SOFTPLUS: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+        case ACT_RELU: { return max(x, 0.0); }
+        case ACT_LEAKY_RELU: { return select(alpha * x, x, x > 0.0); }
+        case ACT_ELU: { return select(alpha * (exp(x) - 1.0), x, x > 0.0); }
+        case ACT_SWISH: { return x * sigmoid(x); }
+        // The tanh approximation.
+        case ACT_GELU: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
         default: { return x; }
     }
 }
@@ -60,14 +55,14 @@ fn act(code: u32, alpha: f32, x: f32) -> f32 {
 // d act / dx from the input x and the output y.
 fn act_grad(code: u32, alpha: f32, x: f32, y: f32) -> f32 {
     switch code {
-        case 1u: { return y * (1.0 - y); }
-        case 2u: { return 1.0 - y * y; }
-        case 3u: { return sigmoid(x); }
-        case 4u: { return select(0.0, 1.0, x > 0.0); }
-        case 5u: { return select(alpha, 1.0, x > 0.0); }
-        case 6u: { return select(y + alpha, 1.0, x > 0.0); }
-        case 7u: { let s = sigmoid(x); return s + x * s * (1.0 - s); }
-        case 8u: {
+        case ACT_SIGMOID: { return y * (1.0 - y); }
+        case ACT_TANH: { return 1.0 - y * y; }
+        case ACT_SOFTPLUS: { return sigmoid(x); }
+        case ACT_RELU: { return select(0.0, 1.0, x > 0.0); }
+        case ACT_LEAKY_RELU: { return select(alpha, 1.0, x > 0.0); }
+        case ACT_ELU: { return select(y + alpha, 1.0, x > 0.0); }
+        case ACT_SWISH: { let s = sigmoid(x); return s + x * s * (1.0 - s); }
+        case ACT_GELU: {
             let t = tanh_safe(GELU_C * (x + 0.044715 * x * x * x));
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
         }

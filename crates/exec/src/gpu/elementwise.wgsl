@@ -1,20 +1,29 @@
 // Elementwise kernels (one thread per element) and the row-wise softmax.
 // Needs common.wgsl and random.wgsl.
 
+// ElementwiseParams in uniforms.rs.
+struct ElementwiseParams {
+    n: u32, rows: u32, cols: u32,
+    act: u32, alpha: f32, has_bias: u32,
+    src_cols: u32, src_off: u32, dst_cols: u32, dst_off: u32,
+    stream_lo: u32, stream_hi: u32, rate: f32, scale: f32,
+};
+
+@group(0) @binding(0) var<uniform> P: ElementwiseParams;
+
 @group(0) @binding(2) var<storage, read> in0: array<f32>;
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
 @group(0) @binding(4) var<storage, read> in2: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-// out = act(in0 + bias) with P.a = activation code, P.b = 1 when in1 is a bias of P.cols
-// values (BiasAdd, BiasAct, Act).
+// out = act(in0 + bias), the bias being in1 when P.has_bias is 1 (BiasAdd, BiasAct, Act).
 @compute @workgroup_size(256)
 fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
     var v = in0[i];
-    if P.b == 1u { v += in1[i % P.cols]; }
-    out[i] = act(P.a, P.x, v);
+    if P.has_bias == 1u { v += in1[i % P.cols]; }
+    out[i] = act(P.act, P.alpha, v);
 }
 
 // out = dy · act'(x, y), inputs x, y, dy.
@@ -22,7 +31,7 @@ fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
-    out[i] = in2[i] * act_grad(P.a, P.x, in0[i], in1[i]);
+    out[i] = in2[i] * act_grad(P.act, P.alpha, in0[i], in1[i]);
 }
 
 // out = in0 + in1.
@@ -41,35 +50,35 @@ fn add_into(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     out[i] = out[i] + in0[i];
 }
 
-// Copies a block of P.cols columns of P.rows rows: out[r, P.d + j] = in0[r, P.b + j], where
-// in0 has P.a columns and out has P.c (Concat, Slice, and dropout in evaluation mode).
+// Copies a block of P.cols columns of P.rows rows: out[r, P.dst_off + j] =
+// in0[r, P.src_off + j] (Concat, Slice, and dropout in evaluation mode).
 @compute @workgroup_size(256)
 fn copy_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
     let r = i / P.cols;
     let j = i % P.cols;
-    out[r * P.c + P.d + j] = in0[r * P.a + P.b + j];
+    out[r * P.dst_cols + P.dst_off + j] = in0[r * P.src_cols + P.src_off + j];
 }
 
 // out[r, j] = in0[r, in1[j]] (an input node that takes some columns of the batch; the
-// indices are stored as floats, exact below 2^24 columns). in0 has P.a columns.
+// indices are stored as floats, exact below 2^24 columns). in0 has P.src_cols columns.
 @compute @workgroup_size(256)
 fn gather_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
     let r = i / P.cols;
     let j = i % P.cols;
-    out[i] = in0[r * P.a + u32(in1[j])];
+    out[i] = in0[r * P.src_cols + u32(in1[j])];
 }
 
-// Dropout and its gradient (the same mask): P.a, P.b = stream, P.x = rate, P.y = 1/(1-rate).
+// Dropout and its gradient (the same mask); P.scale = 1/(1 - P.rate).
 @compute @workgroup_size(256)
 fn dropout(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
-    let u = dropout_uniform(P.a, P.b, i);
-    out[i] = select(in0[i] * P.y, 0.0, u < P.x);
+    let u = dropout_uniform(P.stream_lo, P.stream_hi, i);
+    out[i] = select(in0[i] * P.scale, 0.0, u < P.rate);
 }
 
 // Softmax over each row of P.cols values (one thread per row).

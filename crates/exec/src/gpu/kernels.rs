@@ -1,10 +1,9 @@
-//! The WGSL kernels: which file and entry point each one is, their parameters, and the
-//! compiled pipelines (built once per process and device, on first use).
+//! The WGSL kernels: which file and entry point each one is, the source of each family's
+//! module, and the compiled pipelines (built once per process and device, on first use).
 
 use std::sync::Arc;
 
-use weft_dsl::Activation;
-
+use super::codes::{wgsl_consts, ActCode};
 use super::context::GpuContext;
 use crate::error::ExecError;
 
@@ -25,7 +24,7 @@ pub struct MatmulCfg {
     pub ta: bool,
     pub tb: bool,
     pub bias: bool,
-    pub act: u32,
+    pub act: ActCode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,19 +37,26 @@ pub enum Family {
 }
 
 impl Family {
+    /// The module's WGSL: the generated constants, common.wgsl, then the family's files.
     fn source(self) -> String {
+        let codes = wgsl_consts();
         match self {
-            Family::Elementwise => format!("{COMMON}\n{RANDOM}\n{ELEMENTWISE}"),
-            Family::Reduce => format!("{COMMON}\n{REDUCE}"),
-            Family::Loss => format!("{COMMON}\n{LOSS}"),
-            Family::Optim => format!("{COMMON}\n{OPTIM}"),
+            Family::Elementwise => format!("{codes}{COMMON}\n{RANDOM}\n{ELEMENTWISE}"),
+            Family::Reduce => format!("{codes}{COMMON}\n{REDUCE}"),
+            Family::Loss => format!("{codes}{COMMON}\n{LOSS}"),
+            Family::Optim => format!("{codes}{COMMON}\n{OPTIM}"),
             Family::Matmul(c) => {
                 let t = c.tile / 16;
                 // A 16-deep K step for 64-tiles, 8 for 128-tiles: 8 KiB of workgroup memory.
                 let bk = if c.tile >= 128 { 8 } else { 16 };
                 format!(
-                    "const BM: u32 = {}u;\nconst BN: u32 = {}u;\nconst BK: u32 = {bk}u;\nconst TM: u32 = {t}u;\nconst TN: u32 = {t}u;\nconst TA: bool = {};\nconst TB: bool = {};\nconst BIAS: bool = {};\nconst ACT: u32 = {}u;\n{COMMON}\n{MATMUL}",
-                    c.tile, c.tile, c.ta, c.tb, c.bias, c.act
+                    "const BM: u32 = {}u;\nconst BN: u32 = {}u;\nconst BK: u32 = {bk}u;\nconst TM: u32 = {t}u;\nconst TN: u32 = {t}u;\nconst TA: bool = {};\nconst TB: bool = {};\nconst BIAS: bool = {};\nconst ACT: u32 = {};\n{codes}{COMMON}\n{MATMUL}",
+                    c.tile,
+                    c.tile,
+                    c.ta,
+                    c.tb,
+                    c.bias,
+                    c.act.wgsl()
                 )
             }
         }
@@ -132,62 +138,80 @@ impl Kernel {
     }
 }
 
-/// The activation's code in common.wgsl and its alpha. Softmax is row-wise and has its own
-/// kernels, so it has no code.
-pub fn act_code(a: Activation) -> Option<(u32, f32)> {
-    Some(match a {
-        Activation::Linear => (0, 0.0),
-        Activation::Sigmoid => (1, 0.0),
-        Activation::Tanh => (2, 0.0),
-        Activation::Softplus => (3, 0.0),
-        Activation::Relu => (4, 0.0),
-        Activation::LeakyRelu { alpha } => (5, alpha as f32),
-        Activation::Elu { alpha } => (6, alpha as f32),
-        Activation::Swish => (7, 0.0),
-        Activation::Gelu => (8, 0.0),
-        Activation::Softmax => return None,
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::codes::all_codes;
 
-/// A kernel's `Params` (common.wgsl): sizes, integer options and float options.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Params {
-    pub n: u32,
-    pub rows: u32,
-    pub cols: u32,
-    pub k: u32,
-    pub a: u32,
-    pub b: u32,
-    pub c: u32,
-    pub d: u32,
-    pub f: [f32; 8],
-}
-
-impl Params {
-    pub const BYTES: usize = 64;
-
-    pub fn bytes(&self) -> [u8; Params::BYTES] {
-        let mut out = [0u8; Params::BYTES];
-        let ints = [
-            self.n, self.rows, self.cols, self.k, self.a, self.b, self.c, self.d,
-        ];
-        for (i, v) in ints.iter().enumerate() {
-            out[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
-        }
-        for (i, v) in self.f.iter().enumerate() {
-            out[32 + 4 * i..36 + 4 * i].copy_from_slice(&v.to_le_bytes());
-        }
-        out
+    fn families() -> Vec<Family> {
+        let mm = MatmulCfg {
+            tile: 64,
+            ta: false,
+            tb: true,
+            bias: true,
+            act: ActCode::Gelu,
+        };
+        vec![
+            Family::Elementwise,
+            Family::Reduce,
+            Family::Loss,
+            Family::Optim,
+            Family::Matmul(mm),
+        ]
     }
-}
 
-/// Workgroups for one thread per item in 256-wide groups, spread over y when x would
-/// exceed the per-dimension limit (see `flat_index` in common.wgsl).
-pub fn groups_1d(items: usize, max_per_dim: u32) -> (u32, u32, u32) {
-    let g = items.div_ceil(256) as u64;
-    if g == 0 {
-        return (0, 1, 1);
+    /// The identifiers outside comments of `src` that look like generated code names.
+    fn code_names(src: &str) -> Vec<&str> {
+        src.lines()
+            .flat_map(|l| {
+                l.split("//")
+                    .next()
+                    .unwrap_or("")
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            })
+            .filter(|w| {
+                ["ACT_", "LOSS_", "OPT_", "NORM_"]
+                    .iter()
+                    .any(|p| w.starts_with(p))
+            })
+            .collect()
     }
-    let x = g.min(u64::from(max_per_dim));
-    (x as u32, g.div_ceil(x) as u32, 1)
+
+    #[test]
+    fn every_module_declares_every_code_it_names() {
+        let codes: Vec<(&str, u32)> = all_codes().collect();
+        for family in families() {
+            let src = family.source();
+            for (name, code) in &codes {
+                assert!(
+                    src.contains(&format!("const {name}: u32 = {code}u;")),
+                    "{family:?} lacks {name}"
+                );
+            }
+            for name in code_names(&src) {
+                assert!(
+                    codes.iter().any(|(n, _)| *n == name),
+                    "{family:?} names {name}, which codes.rs does not declare"
+                );
+            }
+            assert!(
+                src.contains("const ACT: u32 = ACT_GELU;") == matches!(family, Family::Matmul(_))
+            );
+        }
+    }
+
+    #[test]
+    fn kernels_switch_on_names_not_numbers() {
+        for family in families() {
+            let src = family.source();
+            for line in src.lines() {
+                let case = line.trim_start().strip_prefix("case ");
+                assert!(
+                    !case.is_some_and(|c| c.starts_with(|c: char| c.is_ascii_digit())),
+                    "{family:?}: `{}` switches on a number",
+                    line.trim()
+                );
+            }
+        }
+    }
 }

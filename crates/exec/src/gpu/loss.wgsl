@@ -1,7 +1,13 @@
 // Losses and their gradients. Inputs: in0 = logits or predictions [rows, cols],
-// in1 = targets (class indices [rows, 1], or values [rows, cols]). P.a = kind:
-// 0 softmax cross-entropy, 1 sigmoid binary cross-entropy, 2 mse, 3 mse against one-hot.
+// in1 = targets (class indices [rows, 1], or values [rows, cols]); P.kind is a LOSS_* code.
 // Needs common.wgsl.
+
+// LossParams in uniforms.rs.
+struct LossParams {
+    rows: u32, cols: u32, kind: u32, accumulate: u32,
+};
+
+@group(0) @binding(0) var<uniform> P: LossParams;
 
 @group(0) @binding(2) var<storage, read> pred: array<f32>;
 @group(0) @binding(3) var<storage, read> labels: array<f32>;
@@ -9,7 +15,7 @@
 @group(0) @binding(7) var<storage, read_write> acc: array<f32>;
 
 fn target_at(r: u32, j: u32) -> f32 {
-    if P.a == 3u { return select(0.0, 1.0, u32(labels[r]) == j); }
+    if P.kind == LOSS_MSE_ONE_HOT { return select(0.0, 1.0, u32(labels[r]) == j); }
     return labels[r * P.cols + j];
 }
 
@@ -20,18 +26,19 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if r >= P.rows { return; }
     let base = r * P.cols;
     var total = 0.0;
-    if P.a == 0u {
+    if P.kind == LOSS_SOFTMAX_CE {
         var m = -3.402823e38;
         for (var j = 0u; j < P.cols; j++) { m = max(m, pred[base + j]); }
         var s = 0.0;
         for (var j = 0u; j < P.cols; j++) { s += exp(pred[base + j] - m); }
         total = m + log(s) - pred[base + u32(labels[r])];
-    } else if P.a == 1u {
+    } else if P.kind == LOSS_SIGMOID_BCE {
         for (var j = 0u; j < P.cols; j++) {
             let z = pred[base + j];
             total += max(z, 0.0) - z * labels[base + j] + log(1.0 + exp(-abs(z)));
         }
     } else {
+        // LOSS_MSE and LOSS_MSE_ONE_HOT (target_at tells them apart).
         for (var j = 0u; j < P.cols; j++) {
             let d = pred[base + j] - target_at(r, j);
             total += d * d;
@@ -42,8 +49,9 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 var<workgroup> partial: array<f32, 256>;
 
-// One workgroup: out[0] = Σ row losses (in pred) / rows; with P.d = 1 also acc[0] += the sum
-// (the loss of a training step, read back every few steps rather than every step).
+// One workgroup: out[0] = Σ row losses (in pred) / rows; with P.accumulate = 1 also
+// acc[0] += the sum (the loss of a training step, read back every few steps rather than
+// every step).
 @compute @workgroup_size(256)
 fn loss_mean(@builtin(local_invocation_id) lid: vec3<u32>) {
     var s = 0.0;
@@ -57,7 +65,7 @@ fn loss_mean(@builtin(local_invocation_id) lid: vec3<u32>) {
     if lid.x == 0u {
         let total = partial[0];
         out[0] = select(total / f32(P.rows), 0.0, P.rows == 0u);
-        if P.d == 1u { acc[0] = acc[0] + total; }
+        if P.accumulate == 1u { acc[0] = acc[0] + total; }
     }
 }
 
@@ -68,7 +76,7 @@ fn loss_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if r >= P.rows { return; }
     let base = r * P.cols;
     let scale = 1.0 / f32(max(P.rows, 1u));
-    if P.a == 0u {
+    if P.kind == LOSS_SOFTMAX_CE {
         var m = -3.402823e38;
         for (var j = 0u; j < P.cols; j++) { m = max(m, pred[base + j]); }
         var s = 0.0;
@@ -78,7 +86,7 @@ fn loss_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             let p = exp(pred[base + j] - m) / s;
             out[base + j] = (p - select(0.0, 1.0, j == label)) * scale;
         }
-    } else if P.a == 1u {
+    } else if P.kind == LOSS_SIGMOID_BCE {
         for (var j = 0u; j < P.cols; j++) {
             out[base + j] = (sigmoid(pred[base + j]) - labels[base + j]) * scale;
         }

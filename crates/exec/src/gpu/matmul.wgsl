@@ -2,9 +2,17 @@
 // register blocking. Needs common.wgsl and the constants kernels.rs prepends:
 //   BM, BN, BK: the tile of C a workgroup computes and the depth of one K step;
 //   TM, TN = BM/16, BN/16: the block of C each of the 16×16 threads keeps in registers;
-//   TA, TB: read A or B transposed (no copy is made); BIAS, ACT: the fused epilogue.
-// Sizes: P.rows = M, P.cols = N, P.k = K; P.x = the activation's alpha.
-// A is [M, K] (or [K, M] when TA), B is [K, N] (or [N, K] when TB), C is [M, N].
+//   TA, TB: read A or B transposed (no copy is made); BIAS, ACT: the fused epilogue (ACT
+//   is an ACT_* code, P.alpha its alpha).
+// A is [P.m, P.k] (or [P.k, P.m] when TA), B is [P.k, P.n] (or [P.n, P.k] when TB), C is
+// [P.m, P.n].
+
+// MatmulParams in uniforms.rs.
+struct MatmulParams {
+    m: u32, n: u32, k: u32, alpha: f32,
+};
+
+@group(0) @binding(0) var<uniform> P: MatmulParams;
 
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
@@ -15,15 +23,15 @@ var<workgroup> As: array<f32, BK * BM>;
 var<workgroup> Bs: array<f32, BK * BN>;
 
 fn load_a(m: u32, k: u32) -> f32 {
-    if m >= P.rows || k >= P.k { return 0.0; }
-    if TA { return a[k * P.rows + m]; }
+    if m >= P.m || k >= P.k { return 0.0; }
+    if TA { return a[k * P.m + m]; }
     return a[m * P.k + k];
 }
 
 fn load_b(k: u32, n: u32) -> f32 {
-    if k >= P.k || n >= P.cols { return 0.0; }
+    if k >= P.k || n >= P.n { return 0.0; }
     if TB { return b[n * P.k + k]; }
-    return b[k * P.cols + n];
+    return b[k * P.n + n];
 }
 
 @compute @workgroup_size(16, 16)
@@ -65,13 +73,13 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
     for (var i = 0u; i < TM; i++) {
         let m = row0 + lid.y + 16u * i;
-        if m >= P.rows { continue; }
+        if m >= P.m { continue; }
         for (var j = 0u; j < TN; j++) {
             let n = col0 + lid.x + 16u * j;
-            if n >= P.cols { continue; }
+            if n >= P.n { continue; }
             var v = acc[i * TN + j];
             if BIAS { v += bias[n]; }
-            c[m * P.cols + n] = act(ACT, P.x, v);
+            c[m * P.n + n] = act(ACT, P.alpha, v);
         }
     }
 }

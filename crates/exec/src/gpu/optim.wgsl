@@ -1,9 +1,16 @@
 // Optimizer updates in place, one thread per element, the formulas of optim.rs.
-// P.a = kind: 0 sgd, 1 sgd momentum, 2 sgd nesterov, 3 adagrad, 4 rmsprop, 5 adam, 6 adamw.
-// P.b = 1 when in1[0] holds the global gradient norm and P.x the clipping threshold.
-// P.y = weight decay, P.z = momentum / rho / beta1, P.w = epsilon, P.x2 = rmsprop momentum
-// or beta2. S holds the learning rate and Adam's bias corrections of this step.
+// P.kind is an OPT_* code. With P.clip = 1, norm[0] holds the global gradient norm and the
+// gradients are scaled down to a norm of P.max_norm. S holds the learning rate and Adam's
+// bias corrections of this step.
 // Needs common.wgsl.
+
+// OptimParams in uniforms.rs.
+struct OptimParams {
+    n: u32, kind: u32, clip: u32, max_norm: f32, weight_decay: f32,
+    momentum: f32, rho: f32, beta1: f32, beta2: f32, epsilon: f32,
+};
+
+@group(0) @binding(0) var<uniform> P: OptimParams;
 
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read> norm: array<f32>;
@@ -16,50 +23,50 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
     var gscale = 1.0;
-    if P.b == 1u {
+    if P.clip == 1u {
         let n = norm[0];
-        if n > P.x { gscale = P.x / (n + 1e-6); }
+        if n > P.max_norm { gscale = P.max_norm / (n + 1e-6); }
     }
     let lr = S.lr;
-    let wd = P.y;
+    let wd = P.weight_decay;
     var p = param[i];
     let g0 = grad[i] * gscale;
-    switch P.a {
-        case 0u: { p -= lr * (g0 + wd * p); }
-        case 1u: {
-            let mi = P.z * m[i] + g0 + wd * p;
+    switch P.kind {
+        case OPT_SGD: { p -= lr * (g0 + wd * p); }
+        case OPT_SGD_MOMENTUM: {
+            let mi = P.momentum * m[i] + g0 + wd * p;
             m[i] = mi;
             p -= lr * mi;
         }
-        case 2u: {
+        case OPT_SGD_NESTEROV: {
             let g = g0 + wd * p;
-            let mi = P.z * m[i] + g;
+            let mi = P.momentum * m[i] + g;
             m[i] = mi;
-            p -= lr * (g + P.z * mi);
+            p -= lr * (g + P.momentum * mi);
         }
-        case 3u: {
+        case OPT_ADAGRAD: {
             let g = g0 + wd * p;
             let vi = v[i] + g * g;
             v[i] = vi;
-            p -= lr * g / (sqrt(vi) + P.w);
+            p -= lr * g / (sqrt(vi) + P.epsilon);
         }
-        case 4u: {
+        case OPT_RMSPROP: {
             let g = g0 + wd * p;
-            let vi = P.z * v[i] + (1.0 - P.z) * g * g;
+            let vi = P.rho * v[i] + (1.0 - P.rho) * g * g;
             v[i] = vi;
-            let mi = P.x2 * m[i] + g / (sqrt(vi) + P.w);
+            let mi = P.momentum * m[i] + g / (sqrt(vi) + P.epsilon);
             m[i] = mi;
             p -= lr * mi;
         }
         default: {
-            // Adam (L2 decay in the gradient) or AdamW (decoupled decay, S.decay).
-            let adamw = P.a == 6u;
+            // OPT_ADAM (L2 decay in the gradient) or OPT_ADAMW (decoupled decay, S.decay).
+            let adamw = P.kind == OPT_ADAMW;
             let g = g0 + select(wd, 0.0, adamw) * p;
-            let mi = P.z * m[i] + (1.0 - P.z) * g;
-            let vi = P.x2 * v[i] + (1.0 - P.x2) * g * g;
+            let mi = P.beta1 * m[i] + (1.0 - P.beta1) * g;
+            let vi = P.beta2 * v[i] + (1.0 - P.beta2) * g * g;
             m[i] = mi;
             v[i] = vi;
-            p = p * select(1.0, S.decay, adamw) - S.adam_step * mi / (sqrt(vi * S.inv_bc2) + P.w);
+            p = p * select(1.0, S.decay, adamw) - S.adam_step * mi / (sqrt(vi * S.inv_bc2) + P.epsilon);
         }
     }
     param[i] = p;

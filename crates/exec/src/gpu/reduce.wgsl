@@ -2,8 +2,16 @@
 // its gradients, and the global gradient norm. Needs common.wgsl.
 //
 // Normalisation statistics live in a scratch buffer: mean in [0, groups), 1/std in
-// [groups, 2·groups), where the groups are the columns (batch norm, P.a = 0) or the rows
-// (layer norm, P.a = 1). The batch has P.rows rows of P.cols columns.
+// [groups, 2·groups), where the groups are the columns (P.axis = NORM_BATCH) or the rows
+// (NORM_LAYER). The batch has P.rows rows of P.cols columns.
+
+// ReduceParams in uniforms.rs.
+struct ReduceParams {
+    n: u32, rows: u32, cols: u32, axis: u32,
+    chunk_rows: u32, out_offset: u32, eps: f32, momentum: f32,
+};
+
+@group(0) @binding(0) var<uniform> P: ReduceParams;
 
 @group(0) @binding(2) var<storage, read> in0: array<f32>;
 @group(0) @binding(3) var<storage, read> in1: array<f32>;
@@ -26,13 +34,14 @@ fn lane_sum(lid: vec3<u32>, v: f32) -> f32 {
     return s;
 }
 
-// The rows [lo, hi) of chunk wid.y of a sum over the rows: P.d rows per chunk (reductions.rs).
+// The rows [lo, hi) of chunk wid.y of a sum over the rows: P.chunk_rows rows per chunk
+// (reductions.rs).
 fn chunk_span(wid: vec3<u32>) -> vec2<u32> {
-    let lo = wid.y * P.d;
-    return vec2<u32>(lo, min(lo + P.d, P.rows));
+    let lo = wid.y * P.chunk_rows;
+    return vec2<u32>(lo, min(lo + P.chunk_rows, P.rows));
 }
 
-// out[P.k + chunk·P.cols + j] = Σ in0[r, j] over the chunk's rows: 32 columns per
+// out[P.out_offset + chunk·P.cols + j] = Σ in0[r, j] over the chunk's rows: 32 columns per
 // workgroup, 8 lanes down the rows. One chunk is the whole sum; several leave partial sums
 // that a second sum_rows adds up.
 @compute @workgroup_size(32, 8)
@@ -44,7 +53,7 @@ fn sum_rows(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
         for (var r = span.x + lid.y; r < span.y; r += LANES) { s += in0[r * P.cols + j]; }
     }
     let total = lane_sum(lid, s);
-    if j < P.cols && lid.y == 0u { out[P.k + wid.y * P.cols + j] = total; }
+    if j < P.cols && lid.y == 0u { out[P.out_offset + wid.y * P.cols + j] = total; }
 }
 
 // Mean and sum of squared deviations (M2) of column j of in0 over the rows of chunk wid.y
@@ -65,14 +74,14 @@ fn moments(lid: vec3<u32>, wid: vec3<u32>, j: u32) -> vec2<f32> {
     return vec2<f32>(mean, lane_sum(lid, q));
 }
 
-// Batch-norm statistics of in0 per column in one pass over every row (one chunk); P.x = eps.
+// Batch-norm statistics of in0 per column in one pass over every row (one chunk).
 @compute @workgroup_size(32, 8)
 fn col_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let j = wid.x * COLS + lid.x;
     let m = moments(lid, wid, j);
     if j < P.cols && lid.y == 0u {
         out[j] = m.x;
-        out[P.cols + j] = 1.0 / sqrt(m.y / f32(max(P.rows, 1u)) + P.x);
+        out[P.cols + j] = 1.0 / sqrt(m.y / f32(max(P.rows, 1u)) + P.eps);
     }
 }
 
@@ -90,18 +99,18 @@ fn col_moments(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 }
 
 // Batch-norm statistics over a large batch, second pass, one thread per column: the
-// chunks' moments (in0, as col_moments wrote them; P.d rows per chunk) merged in order by
-// Chan et al.'s pairwise update, then mean and 1/std into out as col_stats; P.x = eps.
+// chunks' moments (in0, as col_moments wrote them; P.chunk_rows rows per chunk) merged in
+// order by Chan et al.'s pairwise update, then mean and 1/std into out as col_stats.
 @compute @workgroup_size(256)
 fn merge_moments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = flat_index(gid, nwg);
     if j >= P.cols { return; }
-    let chunks = (P.rows + P.d - 1u) / P.d;
+    let chunks = (P.rows + P.chunk_rows - 1u) / P.chunk_rows;
     var n = 0.0;
     var mean = 0.0;
     var m2 = 0.0;
     for (var c = 0u; c < chunks; c++) {
-        let nb = f32(min(P.d, P.rows - c * P.d));
+        let nb = f32(min(P.chunk_rows, P.rows - c * P.chunk_rows));
         let at = c * 2u * P.cols;
         let delta = in0[at + j] - mean;
         let total = n + nb;
@@ -110,7 +119,7 @@ fn merge_moments(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         n = total;
     }
     out[j] = mean;
-    out[P.cols + j] = 1.0 / sqrt(m2 / max(n, 1.0) + P.x);
+    out[P.cols + j] = 1.0 / sqrt(m2 / max(n, 1.0) + P.eps);
 }
 
 // The row of a one-workgroup-per-row launch (rows spread over y past the grid limit).
@@ -118,7 +127,7 @@ fn row_of(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// Layer-norm statistics of in0, one 64-thread workgroup per row; P.x = eps.
+// Layer-norm statistics of in0, one 64-thread workgroup per row.
 @compute @workgroup_size(64)
 fn row_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = row_of(wid, nwg);
@@ -132,7 +141,7 @@ fn row_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     let var_ = tree_sum(lid, q, 64u) / f32(P.cols);
     if lid.x == 0u {
         out[r] = mean;
-        out[P.rows + r] = 1.0 / sqrt(var_ + P.x);
+        out[P.rows + r] = 1.0 / sqrt(var_ + P.eps);
     }
 }
 
@@ -142,24 +151,24 @@ fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let j = flat_index(gid, nwg);
     if j >= P.cols { return; }
     out[j] = in0[j];
-    out[P.cols + j] = 1.0 / sqrt(in1[j] + P.x);
+    out[P.cols + j] = 1.0 / sqrt(in1[j] + P.eps);
 }
 
 // Running statistics after a training step: out = mean, out2 = variance, blended with the
-// batch's statistics (in0) by momentum P.y.
+// batch's statistics (in0) by P.momentum.
 @compute @workgroup_size(256)
 fn running_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = flat_index(gid, nwg);
     if j >= P.cols { return; }
-    let m = P.y;
+    let m = P.momentum;
     let inv = in0[P.cols + j];
-    let var_ = 1.0 / (inv * inv) - P.x;
+    let var_ = 1.0 / (inv * inv) - P.eps;
     out[j] = (1.0 - m) * out[j] + m * in0[j];
     out2[j] = (1.0 - m) * out2[j] + m * var_;
 }
 
-fn group_of(r: u32, j: u32) -> u32 { return select(j, r, P.a == 1u); }
-fn groups() -> u32 { return select(P.cols, P.rows, P.a == 1u); }
+fn group_of(r: u32, j: u32) -> u32 { return select(j, r, P.axis == NORM_LAYER); }
+fn groups() -> u32 { return select(P.cols, P.rows, P.axis == NORM_LAYER); }
 
 // gamma · (x − mean) · inv + beta; in0 = x, in1 = statistics, in2 = gamma, in3 = beta.
 @compute @workgroup_size(256)
@@ -188,11 +197,11 @@ fn norm_grad_gamma(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         for (var r = span.x + lid.y; r < span.y; r += LANES) { s += in2[r * P.cols + j] * xhat(r, j); }
     }
     let total = lane_sum(lid, s);
-    if j < P.cols && lid.y == 0u { out[P.k + wid.y * P.cols + j] = total; }
+    if j < P.cols && lid.y == 0u { out[P.out_offset + wid.y * P.cols + j] = total; }
 }
 
 // Batch norm's input gradient, first part: Σ dy and Σ dy·x̂ per column over a chunk of
-// rows, into out[P.k + chunk·2·P.cols + j] and out[… + P.cols + j]; in0 = x,
+// rows, into out[P.out_offset + chunk·2·P.cols + j] and out[… + P.cols + j]; in0 = x,
 // in1 = statistics, in2 = dy.
 @compute @workgroup_size(32, 8)
 fn norm_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -210,7 +219,7 @@ fn norm_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     let t1 = lane_sum(lid, s1);
     let t2 = lane_sum(lid, s2);
     if j < P.cols && lid.y == 0u {
-        let at = P.k + wid.y * 2u * P.cols;
+        let at = P.out_offset + wid.y * 2u * P.cols;
         out[at + j] = t1;
         out[at + P.cols + j] = t2;
     }
@@ -269,14 +278,14 @@ fn tree_sum(lid: vec3<u32>, v: f32, threads: u32) -> f32 {
     return total;
 }
 
-// Σ in0² over P.n values, each workgroup's share into out[P.k + workgroup] (the first pass
-// of the global gradient norm).
+// Σ in0² over P.n values, each workgroup's share into out[P.out_offset + workgroup] (the
+// first pass of the global gradient norm).
 @compute @workgroup_size(256)
 fn sum_squares(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     var s = 0.0;
     for (var i = wid.x * 256u + lid.x; i < P.n; i += 256u * nwg.x) { s += in0[i] * in0[i]; }
     let total = tree_sum(lid, s, 256u);
-    if lid.x == 0u { out[P.k + wid.x] = total; }
+    if lid.x == 0u { out[P.out_offset + wid.x] = total; }
 }
 
 // out[0] = sqrt(Σ in0[0..P.n]): one workgroup adds the partial sums of squares.

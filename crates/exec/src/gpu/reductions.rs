@@ -11,8 +11,9 @@
 //! is split the same way: each gradient's squares are summed by up to 256 workgroups,
 //! then one workgroup adds every partial sum and takes the square root.
 
-use super::kernels::{groups_1d, Kernel, Params};
-use super::lower::{u, within, Buf, Call, Run};
+use super::call::{groups_1d, u, within, Buf, Call, Run};
+use super::kernels::Kernel;
+use super::uniforms::ReduceParams;
 use crate::error::ExecError;
 
 /// Batches of at most this many rows are reduced in one pass.
@@ -39,7 +40,7 @@ pub fn chunking(rows: usize) -> (usize, usize) {
 /// `width` sums (`cols`, or `2·cols` for `norm_sums`), written to `out` from `offset` on.
 pub struct RowSum {
     pub kernel: Kernel,
-    pub params: Params,
+    pub params: ReduceParams,
     pub reads: Vec<Buf>,
     pub width: usize,
     pub out: Buf,
@@ -50,14 +51,17 @@ pub struct RowSum {
 
 /// The grid of a column kernel over `params.rows` rows of `params.cols` columns: 32
 /// columns per workgroup in x, one chunk per workgroup in y (so y is the chunk count); and
-/// the rows per chunk (`d`), set in the returned parameters.
-fn chunk_grid(params: Params, run: Run) -> Result<(Params, (u32, u32, u32)), ExecError> {
+/// the rows per chunk, set in the returned parameters.
+fn chunk_grid(
+    params: ReduceParams,
+    run: Run,
+) -> Result<(ReduceParams, (u32, u32, u32)), ExecError> {
     let (per, chunks) = chunking(params.rows as usize);
     let gx = column_groups(params.cols as usize, run)?;
     let gy = within(chunks, run, "a reduction over rows")?;
     Ok((
-        Params {
-            d: u(per)?,
+        ReduceParams {
+            chunk_rows: u(per)?,
             ..params
         },
         (gx, gy, 1),
@@ -77,10 +81,11 @@ impl RowSum {
         let partial = Buf::Partial(chunks * self.width.max(1));
         calls.push(Call {
             kernel: self.kernel,
-            params: Params {
-                k: if direct { u(self.offset)? } else { 0 },
+            params: ReduceParams {
+                out_offset: if direct { u(self.offset)? } else { 0 },
                 ..params
-            },
+            }
+            .into(),
             reads: self.reads,
             writes: vec![if direct { self.out } else { partial }],
             groups,
@@ -91,14 +96,15 @@ impl RowSum {
         // The chunks' partial sums are rows of their own, added up in a single chunk.
         calls.push(Call {
             kernel: Kernel::reduce("sum_rows"),
-            params: Params {
+            params: ReduceParams {
                 n: u(chunks * self.width)?,
                 rows: u(chunks)?,
                 cols: u(self.width)?,
-                d: u(chunks)?,
-                k: u(self.offset)?,
-                ..Params::default()
-            },
+                chunk_rows: u(chunks)?,
+                out_offset: u(self.offset)?,
+                ..ReduceParams::default()
+            }
+            .into(),
             reads: vec![partial],
             writes: vec![self.out],
             groups: (column_groups(self.width, run)?, 1, 1),
@@ -117,11 +123,12 @@ pub fn grad_norm(arenas: &[usize], out: Buf, calls: &mut Vec<Call>) -> Result<()
             .clamp(1, SQUARES_GROUPS);
         calls.push(Call {
             kernel: Kernel::reduce("sum_squares"),
-            params: Params {
+            params: ReduceParams {
                 n: u(len)?,
-                k: u(offset)?,
-                ..Params::default()
-            },
+                out_offset: u(offset)?,
+                ..ReduceParams::default()
+            }
+            .into(),
             reads: vec![Buf::Grads(a)],
             writes: vec![Buf::Partial(offset + groups)],
             groups: (u(groups)?, 1, 1),
@@ -130,10 +137,11 @@ pub fn grad_norm(arenas: &[usize], out: Buf, calls: &mut Vec<Call>) -> Result<()
     }
     calls.push(Call {
         kernel: Kernel::reduce("sqrt_of_sum"),
-        params: Params {
+        params: ReduceParams {
             n: u(offset)?,
-            ..Params::default()
-        },
+            ..ReduceParams::default()
+        }
+        .into(),
         // At least one value, so a plan without gradients still has a buffer to bind.
         reads: vec![Buf::Partial(offset.max(1))],
         writes: vec![out],
@@ -142,14 +150,14 @@ pub fn grad_norm(arenas: &[usize], out: Buf, calls: &mut Vec<Call>) -> Result<()
     Ok(())
 }
 
-/// Batch-norm statistics of `x` (`params`: rows, cols, eps in `f[0]`) into `out`: mean in
+/// Batch-norm statistics of `x` (`params`: rows, cols, eps) into `out`: mean in
 /// `[0, cols)`, 1/std in `[cols, 2·cols)`. Over a large batch each chunk's mean and sum of
 /// squared deviations go to the partial buffer and are merged per column (Chan et al.'s
 /// pairwise update, exact up to rounding and stable, unlike Σx and Σx²).
 pub fn batch_stats(
     x: Buf,
     out: Buf,
-    params: Params,
+    params: ReduceParams,
     run: Run,
     calls: &mut Vec<Call>,
 ) -> Result<(), ExecError> {
@@ -158,7 +166,7 @@ pub fn batch_stats(
     if chunks == 1 {
         calls.push(Call {
             kernel: Kernel::reduce("col_stats"),
-            params,
+            params: params.into(),
             reads: vec![x],
             writes: vec![out],
             groups,
@@ -168,7 +176,7 @@ pub fn batch_stats(
     let partial = Buf::Partial(chunks * 2 * params.cols as usize);
     calls.push(Call {
         kernel: Kernel::reduce("col_moments"),
-        params,
+        params: params.into(),
         reads: vec![x],
         writes: vec![partial],
         groups,
@@ -176,20 +184,11 @@ pub fn batch_stats(
     calls.push(Call {
         kernel: Kernel::reduce("merge_moments"),
         groups: groups_1d(params.cols as usize, run.max_dim),
-        params,
+        params: params.into(),
         reads: vec![partial],
         writes: vec![out],
     });
     Ok(())
-}
-
-/// One workgroup per row (`row_of` in reduce.wgsl), spread over y past the grid limit.
-pub fn per_row(rows: usize, max_dim: u32) -> (u32, u32, u32) {
-    if rows == 0 {
-        return (0, 1, 1);
-    }
-    let x = rows.min(max_dim as usize);
-    (x as u32, rows.div_ceil(x).min(u32::MAX as usize) as u32, 1)
 }
 
 #[cfg(test)]

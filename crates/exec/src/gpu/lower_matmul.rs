@@ -1,0 +1,77 @@
+//! Lowering of the matmuls: the kernel variant (tile size, transposes, fused epilogue) and
+//! the workgroup grid of C = op(A)·op(B) (+ bias, activation).
+
+use weft_planner::Plan;
+
+use super::call::{u, within, Buf, Call, Run};
+use super::codes::ActCode;
+use super::kernels::{Kernel, MatmulCfg};
+use super::uniforms::MatmulParams;
+use crate::error::ExecError;
+
+/// The matmul kernel for C = op(A)·op(B) (+ bias, activation).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    plan: &Plan,
+    a: usize,
+    b: usize,
+    bias: Option<usize>,
+    (ta, tb): (bool, bool),
+    act: ActCode,
+    alpha: f32,
+    out: Buf,
+    run: Run,
+) -> Result<Call, ExecError> {
+    let dims = |id: usize| {
+        let s = plan.nodes[id].shape;
+        (s.rows_at(run.rows), s.cols)
+    };
+    let ((ar, ac), (br, bc)) = (dims(a), dims(b));
+    let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
+    let n = if tb { br } else { bc };
+    let cfg = MatmulCfg {
+        tile: matmul_tile(m, n),
+        ta,
+        tb,
+        bias: bias.is_some(),
+        act,
+    };
+    // The kernel indexes C's elements with u32.
+    u(m * n)?;
+    let p = MatmulParams {
+        m: u(m)?,
+        n: u(n)?,
+        k: u(k)?,
+        alpha,
+        ..MatmulParams::default()
+    };
+    let mut reads = vec![Buf::Node(a), Buf::Node(b)];
+    reads.extend(bias.map(Buf::Node));
+    let (gx, gy, _) = matmul_groups(m, n, cfg.tile);
+    within(gx as usize, run, "a matmul")?;
+    within(gy as usize, run, "a matmul")?;
+    Ok(Call {
+        kernel: Kernel::matmul(cfg),
+        params: p.into(),
+        reads,
+        writes: vec![out],
+        groups: (gx, gy, 1),
+    })
+}
+
+/// 128-tiles (8×8 per thread) when there are enough of them to fill a large GPU, else
+/// 64-tiles, which keep more workgroups busy on small products.
+pub fn matmul_tile(m: usize, n: usize) -> u32 {
+    if m.div_ceil(128) * n.div_ceil(128) >= 128 {
+        128
+    } else {
+        64
+    }
+}
+
+/// Workgroups of a matmul (saturated at u32::MAX; `matmul` checks the adapter's limit).
+pub fn matmul_groups(m: usize, n: usize, tile: u32) -> (u32, u32, u32) {
+    let t = tile as usize;
+    let g = |x: usize| u32::try_from(x.div_ceil(t)).unwrap_or(u32::MAX);
+    (g(n), g(m), 1)
+}

@@ -1,0 +1,469 @@
+//! Lowering of one node: the kernel calls of each op, with its family's parameters.
+
+use weft_dsl::Activation;
+use weft_planner::target::takes_whole_batch;
+use weft_planner::{NormAxis, NormPart, Op, Plan};
+
+use super::call::{groups_1d, per_row, u, Buf, Call, Run};
+use super::codes::{act_code, loss_code, norm_axis_code, ActCode};
+use super::kernels::Kernel;
+use super::lower_matmul::matmul;
+use super::reductions::{batch_stats, RowSum};
+use super::uniforms::{ElementwiseParams, LossParams, ReduceParams, Uniform};
+use crate::error::ExecError;
+
+fn rows_of(plan: &Plan, id: usize, rows: usize) -> usize {
+    plan.nodes[id].shape.rows_at(rows)
+}
+
+/// One thread per item of `items`.
+fn elementwise_call(
+    kernel: Kernel,
+    params: impl Into<Uniform>,
+    items: u32,
+    reads: Vec<Buf>,
+    out: Buf,
+    run: Run,
+) -> Call {
+    Call {
+        kernel,
+        groups: groups_1d(items as usize, run.max_dim),
+        params: params.into(),
+        reads,
+        writes: vec![out],
+    }
+}
+
+/// The calls of node `id` (any op but the gradient norm and the updates, which `lower`
+/// lowers per arena).
+pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(), ExecError> {
+    let n = &plan.nodes[id];
+    let rows = rows_of(plan, id, run.rows);
+    let cols = n.shape.cols;
+    let numel = rows * cols;
+    let ew = ElementwiseParams {
+        n: u(numel)?,
+        rows: u(rows)?,
+        cols: u(cols)?,
+        ..ElementwiseParams::default()
+    };
+    let input = |i: usize| n.inputs[i];
+    let in_cols = |i: usize| plan.nodes[n.inputs[i]].shape.cols;
+    let out = Buf::Node(id);
+    match &n.op {
+        Op::Input { columns } => {
+            if !takes_whole_batch(columns, plan.features.len()) {
+                let p = ElementwiseParams {
+                    src_cols: u(plan.features.len())?,
+                    ..ew
+                };
+                calls.push(elementwise_call(
+                    Kernel::elementwise("gather_cols"),
+                    p,
+                    p.n,
+                    vec![Buf::X, Buf::Columns(id)],
+                    out,
+                    run,
+                ));
+            }
+        }
+        Op::Param { .. } | Op::Target | Op::LbfgsStep => {}
+        Op::MatMul { ta, tb } => {
+            calls.push(matmul(
+                plan,
+                input(0),
+                input(1),
+                None,
+                (*ta, *tb),
+                ActCode::Linear,
+                0.0,
+                out,
+                run,
+            )?);
+        }
+        Op::MatMulBias { ta, tb, act } => {
+            let (code, alpha) = act_code(*act).ok_or_else(|| {
+                ExecError::Internal(format!("{} has no matmul epilogue", act.name()))
+            })?;
+            calls.push(matmul(
+                plan,
+                input(0),
+                input(1),
+                Some(input(2)),
+                (*ta, *tb),
+                code,
+                alpha,
+                out,
+                run,
+            )?);
+        }
+        Op::BiasAdd | Op::BiasAct(_) | Op::Act(_) => {
+            let a = match n.op {
+                Op::BiasAct(a) | Op::Act(a) => a,
+                _ => Activation::Linear,
+            };
+            let has_bias = !matches!(n.op, Op::Act(_));
+            match act_code(a) {
+                Some((code, alpha)) => {
+                    let p = ElementwiseParams {
+                        act: code.code(),
+                        alpha,
+                        has_bias: u32::from(has_bias),
+                        ..ew
+                    };
+                    let mut reads = vec![Buf::Node(input(0))];
+                    if has_bias {
+                        reads.push(Buf::Node(input(1)));
+                    }
+                    calls.push(elementwise_call(
+                        Kernel::elementwise("bias_act"),
+                        p,
+                        p.n,
+                        reads,
+                        out,
+                        run,
+                    ));
+                }
+                None if has_bias => {
+                    return Err(ExecError::Internal(
+                        "BiasAct(softmax) is never planned; the GPU executor does not run it"
+                            .into(),
+                    ))
+                }
+                None => calls.push(Call {
+                    kernel: Kernel::elementwise("softmax_rows"),
+                    params: ew.into(),
+                    reads: vec![Buf::Node(input(0))],
+                    writes: vec![out],
+                    groups: groups_1d(rows, run.max_dim),
+                }),
+            }
+        }
+        Op::Dropout { rate, stream } | Op::DropoutGrad { rate, stream } => {
+            if !run.train_mode || *rate == 0.0 {
+                calls.push(copy_cols(input(0), cols, 0, cols, 0, rows, cols, out, run)?);
+            } else {
+                let p = ElementwiseParams {
+                    stream_lo: *stream as u32,
+                    stream_hi: (*stream >> 32) as u32,
+                    rate: *rate,
+                    scale: 1.0 / (1.0 - rate),
+                    ..ew
+                };
+                calls.push(elementwise_call(
+                    Kernel::elementwise("dropout"),
+                    p,
+                    p.n,
+                    vec![Buf::Node(input(0))],
+                    out,
+                    run,
+                ));
+            }
+        }
+        Op::Norm {
+            axis,
+            eps,
+            momentum,
+        } => {
+            let p = ReduceParams {
+                n: ew.n,
+                rows: ew.rows,
+                cols: ew.cols,
+                axis: norm_axis_code(*axis).code(),
+                eps: *eps,
+                momentum: *momentum,
+                ..ReduceParams::default()
+            };
+            let x = Buf::Node(input(0));
+            match (axis, run.train_mode) {
+                (NormAxis::Batch, false) => {
+                    let p = ReduceParams { n: u(cols)?, ..p };
+                    calls.push(elementwise_call(
+                        Kernel::reduce("stats_from_running"),
+                        p,
+                        p.n,
+                        vec![Buf::RunningMean(id), Buf::RunningVar(id)],
+                        Buf::Scratch(id),
+                        run,
+                    ))
+                }
+                _ => stats(*axis, x, id, p, rows, run, calls)?,
+            }
+            calls.push(elementwise_call(
+                Kernel::reduce("norm_apply"),
+                p,
+                p.n,
+                vec![
+                    x,
+                    Buf::Scratch(id),
+                    Buf::Node(input(1)),
+                    Buf::Node(input(2)),
+                ],
+                out,
+                run,
+            ));
+            if *axis == NormAxis::Batch && run.train_mode {
+                calls.push(Call {
+                    kernel: Kernel::reduce("running_update"),
+                    groups: groups_1d(cols, run.max_dim),
+                    params: p.into(),
+                    reads: vec![Buf::Scratch(id)],
+                    writes: vec![Buf::RunningMean(id), Buf::RunningVar(id)],
+                });
+            }
+        }
+        Op::Add => {
+            calls.push(elementwise_call(
+                Kernel::elementwise("add2"),
+                ew,
+                ew.n,
+                vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                out,
+                run,
+            ));
+            for i in 2..n.inputs.len() {
+                calls.push(elementwise_call(
+                    Kernel::elementwise("add_into"),
+                    ew,
+                    ew.n,
+                    vec![Buf::Node(input(i))],
+                    out,
+                    run,
+                ));
+            }
+        }
+        Op::Concat => {
+            let mut start = 0;
+            for i in 0..n.inputs.len() {
+                let w = in_cols(i);
+                calls.push(copy_cols(input(i), w, 0, cols, start, rows, w, out, run)?);
+                start += w;
+            }
+        }
+        Op::Slice { start, end } => {
+            calls.push(copy_cols(
+                input(0),
+                in_cols(0),
+                *start,
+                cols,
+                0,
+                rows,
+                end - start,
+                out,
+                run,
+            )?);
+        }
+        Op::Loss(kind) => {
+            let (pred, rows) = (input(0), rows_of(plan, input(0), run.rows));
+            let p = LossParams {
+                rows: u(rows)?,
+                cols: u(plan.nodes[pred].shape.cols)?,
+                kind: loss_code(*kind).code(),
+                accumulate: u32::from(run.accumulate),
+                ..LossParams::default()
+            };
+            calls.push(Call {
+                kernel: Kernel::loss("loss_rows"),
+                params: p.into(),
+                reads: vec![Buf::Node(pred), Buf::Node(input(1))],
+                writes: vec![Buf::Scratch(id)],
+                groups: groups_1d(rows, run.max_dim),
+            });
+            calls.push(Call {
+                kernel: Kernel::loss("loss_mean"),
+                params: p.into(),
+                reads: vec![Buf::Scratch(id)],
+                writes: if run.accumulate {
+                    vec![out, Buf::LossSum]
+                } else {
+                    vec![out]
+                },
+                groups: (1, 1, 1),
+            });
+        }
+        Op::ActGrad(a) => {
+            let (x, y, dy) = (input(0), input(1), input(2));
+            match act_code(*a) {
+                Some((code, alpha)) => {
+                    let p = ElementwiseParams {
+                        act: code.code(),
+                        alpha,
+                        ..ew
+                    };
+                    calls.push(elementwise_call(
+                        Kernel::elementwise("act_backward"),
+                        p,
+                        p.n,
+                        vec![Buf::Node(x), Buf::Node(y), Buf::Node(dy)],
+                        out,
+                        run,
+                    ));
+                }
+                None => calls.push(Call {
+                    kernel: Kernel::elementwise("softmax_backward"),
+                    params: ew.into(),
+                    reads: vec![Buf::Node(x), Buf::Node(y), Buf::Node(dy)],
+                    writes: vec![out],
+                    groups: groups_1d(rows, run.max_dim),
+                }),
+            }
+        }
+        Op::SumRows => RowSum {
+            kernel: Kernel::reduce("sum_rows"),
+            params: ReduceParams {
+                n: ew.n,
+                rows: u(rows_of(plan, input(0), run.rows))?,
+                cols: ew.cols,
+                ..ReduceParams::default()
+            },
+            reads: vec![Buf::Node(input(0))],
+            width: cols,
+            out,
+            offset: 0,
+            two_pass: false,
+        }
+        .lower(run, calls)?,
+        Op::NormGrad { axis, eps, part } => {
+            let (x, gamma, dy) = (input(0), input(1), input(2));
+            let r = rows_of(plan, x, run.rows);
+            let c = plan.nodes[x].shape.cols;
+            let p = ReduceParams {
+                n: u(r * c)?,
+                rows: u(r)?,
+                cols: u(c)?,
+                axis: norm_axis_code(*axis).code(),
+                eps: *eps,
+                ..ReduceParams::default()
+            };
+            stats(*axis, Buf::Node(x), id, p, r, run, calls)?;
+            match (part, axis) {
+                (NormPart::Gamma, _) => RowSum {
+                    kernel: Kernel::reduce("norm_grad_gamma"),
+                    params: p,
+                    reads: vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)],
+                    width: c,
+                    out,
+                    offset: 0,
+                    two_pass: false,
+                }
+                .lower(run, calls)?,
+                // Σ dy and Σ dy·x̂ per column go after the statistics in the scratch,
+                // then every element takes its gradient from them.
+                (NormPart::Input, NormAxis::Batch) => {
+                    RowSum {
+                        kernel: Kernel::reduce("norm_sums"),
+                        params: p,
+                        reads: vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)],
+                        width: 2 * c,
+                        out: Buf::Scratch(id),
+                        offset: 2 * c,
+                        two_pass: true,
+                    }
+                    .lower(run, calls)?;
+                    calls.push(elementwise_call(
+                        Kernel::reduce("batch_norm_grad_input"),
+                        p,
+                        p.n,
+                        vec![
+                            Buf::Node(x),
+                            Buf::Scratch(id),
+                            Buf::Node(gamma),
+                            Buf::Node(dy),
+                        ],
+                        out,
+                        run,
+                    ));
+                }
+                (NormPart::Input, NormAxis::Layer) => calls.push(Call {
+                    kernel: Kernel::reduce("layer_norm_grad_input"),
+                    params: p.into(),
+                    reads: vec![
+                        Buf::Node(x),
+                        Buf::Scratch(id),
+                        Buf::Node(gamma),
+                        Buf::Node(dy),
+                    ],
+                    writes: vec![out],
+                    groups: per_row(r, run.max_dim),
+                }),
+            }
+        }
+        Op::LossGrad(kind) => {
+            let p = LossParams {
+                rows: ew.rows,
+                cols: ew.cols,
+                kind: loss_code(*kind).code(),
+                ..LossParams::default()
+            };
+            calls.push(Call {
+                kernel: Kernel::loss("loss_backward"),
+                params: p.into(),
+                reads: vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                writes: vec![out],
+                groups: groups_1d(rows, run.max_dim),
+            });
+        }
+        Op::GradNorm | Op::Update { .. } => {
+            return Err(ExecError::Internal(
+                "the gradient norm and the updates are lowered per arena".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Normalisation statistics of x into the node's scratch.
+fn stats(
+    axis: NormAxis,
+    x: Buf,
+    id: usize,
+    p: ReduceParams,
+    rows: usize,
+    run: Run,
+    calls: &mut Vec<Call>,
+) -> Result<(), ExecError> {
+    match axis {
+        NormAxis::Batch => batch_stats(x, Buf::Scratch(id), p, run, calls)?,
+        NormAxis::Layer => calls.push(Call {
+            kernel: Kernel::reduce("row_stats"),
+            params: p.into(),
+            reads: vec![x],
+            writes: vec![Buf::Scratch(id)],
+            groups: per_row(rows, run.max_dim),
+        }),
+    }
+    Ok(())
+}
+
+/// out[r, dst_off + j] = src[r, src_off + j] for j < width.
+#[allow(clippy::too_many_arguments)]
+fn copy_cols(
+    src: usize,
+    src_cols: usize,
+    src_off: usize,
+    dst_cols: usize,
+    dst_off: usize,
+    rows: usize,
+    width: usize,
+    out: Buf,
+    run: Run,
+) -> Result<Call, ExecError> {
+    let p = ElementwiseParams {
+        n: u(rows * width)?,
+        rows: u(rows)?,
+        cols: u(width)?,
+        src_cols: u(src_cols)?,
+        src_off: u(src_off)?,
+        dst_cols: u(dst_cols)?,
+        dst_off: u(dst_off)?,
+        ..ElementwiseParams::default()
+    };
+    Ok(elementwise_call(
+        Kernel::elementwise("copy_cols"),
+        p,
+        p.n,
+        vec![Buf::Node(src)],
+        out,
+        run,
+    ))
+}
