@@ -72,8 +72,21 @@ pub fn gather(d: &Dataset, idx: &[usize], xb: &mut Array2<f32>, yb: &mut Array1<
         *xb = Array2::zeros((idx.len(), f));
         *yb = Array1::zeros(idx.len());
     }
+    // Whole rows with memcpy (libc picks its vector width at run time) when both sides are
+    // contiguous, as the prepared data and the batch buffers are.
+    match (d.x.as_slice(), xb.as_slice_mut()) {
+        (Some(src), Some(dst)) => {
+            for (row, &i) in dst.chunks_exact_mut(f.max(1)).zip(idx) {
+                row.copy_from_slice(&src[i * f..(i + 1) * f]);
+            }
+        }
+        _ => {
+            for (r, &i) in idx.iter().enumerate() {
+                xb.row_mut(r).assign(&d.x.row(i));
+            }
+        }
+    }
     for (r, &i) in idx.iter().enumerate() {
-        xb.row_mut(r).assign(&d.x.row(i));
         yb[r] = d.y[i];
     }
 }

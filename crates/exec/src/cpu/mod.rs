@@ -149,7 +149,11 @@ impl CpuExecutor {
                 // `check_batch` has made sure x has every feature column.
                 ensure(out, x.nrows(), columns.len());
                 if columns.len() == x.ncols() && columns.iter().enumerate().all(|(i, c)| i == *c) {
-                    out.assign(&x);
+                    match (x.as_slice(), out.as_slice_mut()) {
+                        // One memcpy (vectorised by libc at run time).
+                        (Some(src), Some(dst)) => dst.copy_from_slice(src),
+                        _ => out.assign(&x),
+                    }
                 } else {
                     for (j, c) in columns.iter().enumerate() {
                         out.column_mut(j).assign(&x.column(*c));
