@@ -6,7 +6,7 @@
 #   version (cargo install, ~12 min the first time);
 #   all (default): web + what the tests need: Mesa's software Vulkan driver and the Vulkan
 #   loader (apt: mesa-vulkan-drivers libvulkan1; the GPU tests run on it where there is no
-#   GPU), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in crates/web/tests/node_modules) for the viewer's browser
+#   GPU), qemu-user (the portability test), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in crates/web/tests/node_modules) for the viewer's browser
 #   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
 #   Python venv in .tools/venv with the packages that execute notebooks headlessly.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
@@ -51,6 +51,11 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! /sbin/ldconfi
   apt_install mesa-vulkan-drivers libvulkan1
 fi
 command -v chromium >/dev/null || apt_install chromium
+# qemu's user-mode emulator runs the weft binary as an older CPU (no AVX) would, so a test
+# can check that the default build stays portable.
+if [ "$(uname -m)" = x86_64 ] && ! command -v qemu-x86_64 >/dev/null; then
+  apt_install qemu-user
+fi
 command -v npm >/dev/null || apt_install nodejs npm
 if [ ! -f crates/web/tests/node_modules/playwright-core/package.json ]; then
   (cd crates/web/tests && npm install --no-audit --no-fund --silent)

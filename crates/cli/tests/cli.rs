@@ -233,6 +233,27 @@ fn plan_reads_the_schema_and_run_checks_the_rows() {
     );
 }
 
+/// The default build is portable: it runs on a CPU without AVX (qemu emulating a Nehalem,
+/// SSE4.2 only), picking its SIMD at run time, where a `target-cpu=native` build dies with an
+/// illegal instruction. `scripts/setup.sh` installs qemu-user.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_binary_runs_on_a_cpu_without_avx() {
+    let runs = tempfile::tempdir().unwrap();
+    let o = Command::new("qemu-x86_64")
+        .current_dir(REPO)
+        .args(["-cpu", "Nehalem", env!("CARGO_BIN_EXE_weft"), "run", "specs/iris.yaml"])
+        .args(["--set", "executor.device=cpu", "--set", "train.epochs=3", "--json"])
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .output()
+        .expect("qemu-x86_64 (apt qemu-user; scripts/setup.sh installs it)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(v["train"]["epochs"], 3, "{v}");
+    assert!(v["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.5, "{v}");
+}
+
 #[test]
 fn check_prints_the_resolved_spec_with_defaults() {
     let o = weft(&["check", "specs/iris.yaml", "--resolved"]);
