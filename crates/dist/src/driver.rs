@@ -25,8 +25,8 @@ use crate::bench::{CollectiveJob, CollectiveResult};
 use crate::error::{DistError, Result};
 use crate::job::{Done, Event, TrainJob};
 use crate::launch::WorkerProc;
+use crate::protocol::{encode_job, JobHead, Work};
 use crate::ps;
-use crate::worker::{encode_job, JobHead, Work};
 
 pub fn http_client(timeout: Duration) -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()

@@ -7,7 +7,7 @@
 use ndarray::{Array1, Array2};
 use weft_dsl::{DataParallel, PsAlgorithm, Sync};
 use weft_exec::Executor;
-use weft_runtime::exchange::{Exchange, StepAt};
+use weft_runtime::exchange::{Exchange, Local, StepAt};
 use weft_runtime::train::{get_flat, get_flat_grads, set_flat};
 use weft_runtime::RunError;
 
@@ -131,7 +131,8 @@ impl Exchange for ParameterServer {
             set_flat(exec, &center)?;
             return Ok(Some(loss));
         }
-        let loss = local_step(exec, batch, at)?;
+        // A local step, as a single process takes it (a GPU keeps its loss on the device).
+        let loss = Local.step(exec, batch, at)?;
         if (at.step + 1).is_multiple_of(self.window) {
             let w = get_flat(exec)?;
             let new = self
@@ -140,7 +141,7 @@ impl Exchange for ParameterServer {
             set_flat(exec, &new)?;
             self.anchor = new;
         }
-        Ok(Some(loss))
+        Ok(loss)
     }
 
     fn synchronous(&self) -> bool {
@@ -200,7 +201,7 @@ impl Exchange for Periodic {
         batch: Option<(&Array2<f32>, &Array1<f32>)>,
         at: StepAt,
     ) -> Result<Option<f32>, RunError> {
-        let loss = local_step(exec, batch, at)?;
+        let loss = Local.step(exec, batch, at)?;
         if (at.step + 1).is_multiple_of(self.window) {
             let tag = at.step as u32;
             let mut w = get_flat(exec)?;
@@ -222,7 +223,7 @@ impl Exchange for Periodic {
             }
             set_flat(exec, &w)?;
         }
-        Ok(Some(loss))
+        Ok(loss)
     }
 
     fn synchronous(&self) -> bool {
@@ -290,18 +291,6 @@ pub fn for_job(
                 "a ring"
             }
         ))),
-    }
-}
-
-/// One local optimizer step on this worker's rows (none when its slice is empty).
-fn local_step(
-    exec: &mut dyn Executor,
-    batch: Option<(&Array2<f32>, &Array1<f32>)>,
-    at: StepAt,
-) -> Result<f32, RunError> {
-    match batch {
-        Some((x, y)) => Ok(exec.train_step(x.view(), y.view(), at.step, at.lr)?),
-        None => Ok(0.0),
     }
 }
 

@@ -16,10 +16,12 @@ pub mod exchange;
 pub mod frame;
 pub mod job;
 pub mod launch;
+pub mod protocol;
 pub mod ps;
 pub mod rendezvous;
 pub mod ring;
 pub mod transport;
+#[cfg(feature = "worker")]
 pub mod worker;
 
 pub use error::DistError;

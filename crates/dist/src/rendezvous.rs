@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DistError, Result};
 use crate::frame::{Hello, Kind};
 use crate::launch::{env_rank, EnvRank, WorkerProc};
+use crate::protocol::Started;
 use crate::transport::{accept_loop, Counters, Link};
-use crate::worker::start_worker;
 
 /// This machine's address on the route to `addr` (no packet is sent).
 pub fn route_to(addr: &str) -> Option<IpAddr> {
@@ -39,11 +39,21 @@ pub fn rank_from_env() -> Result<EnvRank> {
 }
 
 /// A worker on this process, bound to the interface that reaches the driver.
-fn local_worker(master: &str, token: &str) -> Result<crate::worker::Started> {
+#[cfg(feature = "worker")]
+fn local_worker(master: &str, token: &str) -> Result<Started> {
     let ip = route_to(master).ok_or_else(|| {
         DistError::Config(format!("no route to MASTER_ADDR:MASTER_PORT = {master}"))
     })?;
-    start_worker(&format!("{ip}:0"), None, token)
+    crate::worker::start_worker(&format!("{ip}:0"), None, token)
+}
+
+/// Without the worker server (a library build without feature `worker`) this process
+/// cannot take part in an `env` cluster.
+#[cfg(not(feature = "worker"))]
+fn local_worker(_master: &str, _token: &str) -> Result<Started> {
+    Err(DistError::Config(
+        "executor.cluster: env needs a worker server in this process, and this build of weft has none (feature `worker`, on in the `weft` command); start the run with `weft run`".into(),
+    ))
 }
 
 /// Rank 0: starts its own worker, waits for every other rank to register, and returns all

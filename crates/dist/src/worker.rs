@@ -1,6 +1,7 @@
 //! `weft worker`: one worker process (one device). An HTTP control API (axum) takes jobs
 //! from the driver and serves their events; a TCP data plane listener takes connections
-//! from peers for collectives.
+//! from peers for collectives. Feature `worker` (the CLI turns it on; the notebook library
+//! does without axum).
 //!
 //! Every request must carry `Authorization: Bearer <token>`; a missing or wrong token gets
 //! 401 with a message saying so. Both listeners bind loopback unless told otherwise.
@@ -19,112 +20,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ndarray::{Array1, Array2};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use weft_data::Dataset;
 
-use crate::bench::{self, CollectiveJob};
+use crate::bench;
 use crate::error::{DistError, Result};
 use crate::frame::Hello;
-use crate::job::{self, Ctx, Event, Events, TrainJob};
+use crate::job::{self, Ctx, Event, Events};
+use crate::protocol::{decode_job, JobHead, Started, Work};
 use crate::transport::{accept_loop, same_token, Counters, Link};
-
-/// What a worker is asked to do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Work {
-    Train(Box<TrainJob>),
-    Collective(CollectiveJob),
-}
-
-/// The JSON head of a job; the data follows it in the request body (see [`encode_job`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobHead {
-    pub id: String,
-    pub rank: usize,
-    /// Data-plane address of every worker, by rank.
-    pub peers: Vec<String>,
-    pub timeout_s: f64,
-    pub work: Work,
-    /// Rows of the train and validation sets that follow, and their feature count.
-    pub train_rows: usize,
-    pub validation_rows: usize,
-    pub features: usize,
-}
-
-/// A job request body: `u32` length of the JSON head, the head, then the train set's
-/// features and labels and the validation set's, as little-endian f32.
-pub fn encode_job(
-    head: &JobHead,
-    train: Option<&Dataset>,
-    validation: Option<&Dataset>,
-) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(head).map_err(|e| DistError::Config(e.to_string()))?;
-    let mut body = Vec::with_capacity(4 + json.len());
-    body.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    body.extend_from_slice(&json);
-    for d in [train, validation].into_iter().flatten() {
-        for v in d.x.iter().chain(d.y.iter()) {
-            body.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    Ok(body)
-}
-
-fn decode_job(body: &[u8]) -> std::result::Result<(JobHead, Dataset, Option<Dataset>), String> {
-    let len = body
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or("the job body is shorter than its 4-byte header")?;
-    let json = body
-        .get(4..4 + len)
-        .ok_or("the job body is shorter than its JSON head")?;
-    let head: JobHead = serde_json::from_slice(json).map_err(|e| format!("bad job: {e}"))?;
-    let mut floats = body[4 + len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    let f = head.features;
-    if head.peers.is_empty() || head.rank >= head.peers.len() {
-        return Err(format!(
-            "rank {} of {} workers is not a place in the cluster",
-            head.rank,
-            head.peers.len()
-        ));
-    }
-    if !(head.timeout_s.is_finite() && head.timeout_s > 0.0 && head.timeout_s <= 86_400.0) {
-        return Err(format!(
-            "timeout_s {} is not between 0 and one day",
-            head.timeout_s
-        ));
-    }
-    let want = (head.train_rows.checked_add(head.validation_rows))
-        .and_then(|r| r.checked_mul(f.checked_add(1)?))
-        .and_then(|v| v.checked_mul(4))
-        .ok_or("the job's head gives sizes too large to hold")?;
-    if body.len() - 4 - len != want {
-        return Err(format!(
-            "the job's data is {} bytes, its head says {} rows × {} features ({} bytes)",
-            body.len() - 4 - len,
-            head.train_rows + head.validation_rows,
-            f,
-            want
-        ));
-    }
-    let mut take = |rows: usize| -> std::result::Result<Dataset, String> {
-        let x: Vec<f32> = floats.by_ref().take(rows * f).collect();
-        let y: Vec<f32> = floats.by_ref().take(rows).collect();
-        Ok(Dataset {
-            x: Array2::from_shape_vec((rows, f), x).map_err(|e| e.to_string())?,
-            y: Array1::from_vec(y),
-        })
-    };
-    let train = take(head.train_rows)?;
-    let validation = (head.validation_rows > 0)
-        .then(|| take(head.validation_rows))
-        .transpose()?;
-    Ok((head, train, validation))
-}
 
 /// A job's id, its events, and whether it has finished.
 type Running = (String, Arc<Events>, Arc<std::sync::atomic::AtomicBool>);
@@ -335,13 +240,6 @@ async fn abort(State(app): State<Arc<App>>) -> Reply {
         ev.abort.store(true, Ordering::Relaxed);
     }
     (StatusCode::OK, Json(json!({ "aborted": true })))
-}
-
-/// A started worker: its control URL and data-plane address.
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub control: String,
-    pub data: String,
 }
 
 /// Binds both listeners and serves on a background thread; returns their addresses.
