@@ -242,8 +242,20 @@ fn the_binary_runs_on_a_cpu_without_avx() {
     let runs = tempfile::tempdir().unwrap();
     let o = Command::new("qemu-x86_64")
         .current_dir(REPO)
-        .args(["-cpu", "Nehalem", env!("CARGO_BIN_EXE_weft"), "run", "specs/iris.yaml"])
-        .args(["--set", "executor.device=cpu", "--set", "train.epochs=3", "--json"])
+        .args([
+            "-cpu",
+            "Nehalem",
+            env!("CARGO_BIN_EXE_weft"),
+            "run",
+            "specs/iris.yaml",
+        ])
+        .args([
+            "--set",
+            "executor.device=cpu",
+            "--set",
+            "train.epochs=3",
+            "--json",
+        ])
         .arg("--runs-dir")
         .arg(runs.path())
         .output()
@@ -251,7 +263,10 @@ fn the_binary_runs_on_a_cpu_without_avx() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
     assert_eq!(v["train"]["epochs"], 3, "{v}");
-    assert!(v["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.5, "{v}");
+    assert!(
+        v["metrics"]["test"]["accuracy"].as_f64().unwrap() > 0.5,
+        "{v}"
+    );
 }
 
 #[test]
