@@ -475,7 +475,21 @@ fn data_parallel(c: &mut Checker, d: &DataParallel) {
     c.fraction(&format!("{p}.momentum"), "momentum", d.momentum);
     c.positive(&format!("{p}.bucket_mb"), "bucket_mb", d.bucket_mb);
     c.positive(&format!("{p}.timeout_s"), "timeout_s", d.timeout_s);
+    if d.timeout_s > MAX_TIMEOUT_S {
+        // Every wait becomes a `Duration`: a huge value would panic converting it.
+        c.fail(
+            &format!("{p}.timeout_s"),
+            format!(
+                "timeout_s must be at most {MAX_TIMEOUT_S} seconds (a week), found {:e}",
+                d.timeout_s
+            ),
+        );
+    }
 }
+
+/// The longest `parallelism.data.timeout_s` (a week): longer is a typo, and every wait
+/// turns it into a `Duration`.
+pub const MAX_TIMEOUT_S: f64 = 604_800.0;
 
 /// The parameter-server algorithms that pass `keep`, comma-separated.
 fn ps_algorithms(keep: fn(&PsAlgorithm) -> bool) -> String {

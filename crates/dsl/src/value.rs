@@ -147,12 +147,54 @@ struct Builder {
     stack: Vec<Open>,
     done: Option<Node>,
     documents: usize,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes with their size in nodes (what an alias to them adds).
+    anchors: Vec<(usize, Node, usize)>,
+    /// Nodes in the document so far, aliases expanded.
+    nodes: usize,
+}
+
+/// The most YAML nodes a spec may expand to, aliases included: far more than any model a
+/// person writes (a 20,000-layer list is ~120,000), far less than an alias bomb asks for
+/// (nine levels of ten aliases are 10⁹).
+pub const MAX_NODES: usize = 1_000_000;
+
+/// Nodes in `n`'s tree, itself included.
+fn size(n: &Node) -> usize {
+    match &n.kind {
+        Kind::Scalar { .. } => 1,
+        Kind::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Kind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| size(k) + size(v))
+                .sum::<usize>()
+        }
+    }
 }
 
 impl Builder {
+    /// Counts `n` more nodes; refuses the spec past [`MAX_NODES`], before anything that large
+    /// is allocated.
+    fn count(&mut self, n: usize, loc: Loc) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(Diagnostic::at(
+                loc,
+                "",
+                format!("the spec expands to more than {MAX_NODES} YAML nodes (an alias repeats every node of its anchor); write it with fewer aliases"),
+            ));
+        }
+        Ok(())
+    }
+
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), Diagnostic> {
         let loc = Loc::file(&span);
+        if matches!(
+            event,
+            Event::Scalar(..) | Event::SequenceEnd | Event::MappingEnd
+        ) {
+            self.count(1, loc)?;
+        }
         match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
@@ -195,13 +237,14 @@ impl Builder {
                 }
             }
             Event::Alias(id) => {
-                let node = self
+                let at = self
                     .anchors
                     .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone())
+                    .rposition(|(a, ..)| *a == id)
                     .ok_or_else(|| Diagnostic::at(loc, "", "alias to an unknown anchor"))?;
+                // Counted before the copy is made.
+                self.count(self.anchors[at].2, loc)?;
+                let node = self.anchors[at].1.clone();
                 self.push(node, 0)?;
             }
             _ => {}
@@ -211,7 +254,8 @@ impl Builder {
 
     fn push(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
         if anchor != 0 {
-            self.anchors.push((anchor, node.clone()));
+            let n = size(&node);
+            self.anchors.push((anchor, node.clone(), n));
         }
         match self.stack.last_mut() {
             None => self.done = Some(node),

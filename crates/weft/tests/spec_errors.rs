@@ -1150,6 +1150,17 @@ fn data_parallel_settings_out_of_range_are_all_reported() {
     );
 }
 
+/// A timeout beyond any use (1e300 s) is refused at `check`, instead of panicking when a
+/// worker turns it into a `Duration`.
+#[test]
+fn a_timeout_too_large_for_a_duration_is_refused() {
+    let e = with_tail(&["parallelism:", "  data: {workers: 2, timeout_s: 1.0e300}"]);
+    assert_eq!(
+        e,
+        ["spec.yaml:7:33: parallelism.data.timeout_s: timeout_s must be at most 604800 seconds (a week), found 1e300"]
+    );
+}
+
 #[test]
 fn unknown_data_parallel_key_suggests_the_nearest() {
     let e = with_tail(&["parallelism:", "  data: {workers: 2, timeout: 5}"]);
@@ -1438,4 +1449,53 @@ fn mangled_specs_never_panic() {
         }
     }
     assert!(panicked.is_empty(), "panicked on: {panicked:#?}");
+}
+
+// ---------------------------------------------------------------- specs that would exhaust memory
+
+/// Nine levels of ten aliases would expand to 10⁹ nodes (8 GB before this was bounded): the
+/// spec is refused where the expansion crosses the limit, before it is built.
+#[test]
+fn an_alias_bomb_is_refused_before_it_expands() {
+    let mut lines = vec![
+        "name: bomb".to_string(),
+        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]".into(),
+    ];
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        let refs = vec![prev.as_str(); 10].join(", ");
+        lines.push(format!("a{i}: &a{i} [{refs}]"));
+    }
+    let text = lines.join("\n") + "\n";
+    assert!(text.len() < 800, "{} bytes", text.len());
+    let started = std::time::Instant::now();
+    let e = errors_with(&text, &[]);
+    assert!(
+        started.elapsed().as_secs_f64() < 5.0,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        e,
+        ["spec.yaml:7:45: the spec expands to more than 1000000 YAML nodes (an alias repeats every node of its anchor); write it with fewer aliases"]
+    );
+}
+
+/// Aliases within the limit still work (they are a YAML feature users rely on).
+#[test]
+fn aliases_under_the_limit_expand() {
+    let text = "name: a\ndata: {source: builtin:iris}\nlayer: &l {dense: {units: 8, activation: relu}}\nmodel: [*l, *l, {dense: {units: 3, activation: softmax}}]\n";
+    let e = errors_with(text, &[]);
+    assert_eq!(e, ["spec.yaml:3:1: unknown key `layer`; valid: name, seed, data, model, train, evaluate, parallelism, executor"]);
+}
+
+/// The YAML parser bounds nesting itself (no stack overflow on `[[[[…]]]]`).
+#[test]
+fn nesting_past_the_parser_limit_is_a_located_error() {
+    let text = format!("name: deep\nx: {}{}\n", "[".repeat(300), "]".repeat(300));
+    let e = errors_with(&text, &[]);
+    assert_eq!(
+        e,
+        ["spec.yaml:2:259: YAML syntax error: recursion limit exceeded"]
+    );
 }
