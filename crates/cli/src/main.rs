@@ -28,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a spec and print it with every default filled in.
+    /// Check everything short of training: the spec, the data, the plan, what this machine
+    /// can run; `--resolved` prints the spec with every default filled in instead.
     Check {
         spec: PathBuf,
         /// Override a value: `--set train.optimizer.adam.lr=0.01` (repeatable).
@@ -216,8 +217,11 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                     serde_json::to_string_pretty(&exp.resolved()).unwrap_or_default()
                 );
             } else {
+                // Everything short of training: the spec, that this build and machine can run
+                // it (device, workers), that the data loads and the model compiles against it.
+                let c = exp.check()?;
                 println!(
-                    "{}: ok ({} layers, loss {}, optimizer {})",
+                    "{}: {c} ({} layers, loss {}, optimizer {})",
                     spec.display(),
                     weft::layer_count(exp.spec()),
                     exp.spec().train.loss.name(),

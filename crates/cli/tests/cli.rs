@@ -269,6 +269,32 @@ fn the_binary_runs_on_a_cpu_without_avx() {
     );
 }
 
+/// A spec cannot start more local worker processes than the machine holds (`workers: 10000`
+/// used to spawn until the machine died): `check` and `run` refuse at the spec line, and
+/// `executor.max_local_workers` moves the limit.
+#[test]
+fn local_workers_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("s.yaml");
+    std::fs::write(&spec, "name: many\ndata: {source: builtin:iris}\nmodel: [dense: {units: 3}]\nparallelism:\n  data: {workers: 10000}\n").unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for cmd in ["check", "run"] {
+        let started = std::time::Instant::now();
+        let o = weft(&[cmd, spec.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(started.elapsed().as_secs() < 10);
+        let want = format!("s.yaml:5:19: parallelism.data.workers: 10000 local workers, but at most {} may run on this machine (4 per core on this {cores}-core machine; executor.max_local_workers sets it)", 4 * cores);
+        assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    }
+    let o = weft(&[
+        "check",
+        spec.to_str().unwrap(),
+        "--set",
+        "executor.max_local_workers=2",
+    ]);
+    assert!(stderr(&o).contains("10000 local workers, but at most 2 may run on this machine (executor.max_local_workers)"), "{}", stderr(&o));
+}
+
 #[test]
 fn check_prints_the_resolved_spec_with_defaults() {
     let o = weft(&["check", "specs/iris.yaml", "--resolved"]);

@@ -888,6 +888,10 @@ pub struct ExecutorSpec {
     pub device: Device,
     #[serde(default)]
     pub cluster: Cluster,
+    /// The most worker processes `cluster: local` may start on this machine; default: 4 per
+    /// CPU core (more only oversubscribe it, and thousands would exhaust it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_local_workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

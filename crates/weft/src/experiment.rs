@@ -168,6 +168,22 @@ impl Experiment {
         let unsupported = |path: &str, what: &str| {
             Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
         };
+        if let (Some(d), weft_dsl::Cluster::Local) = (&p.data, &self.spec.executor.cluster) {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let (most, why) = match self.spec.executor.max_local_workers {
+                Some(m) => (m, "executor.max_local_workers".to_string()),
+                None => (4 * cores, format!("4 per core on this {cores}-core machine; executor.max_local_workers sets it")),
+            };
+            if d.workers > most {
+                return Err(Error::Spec(self.doc.error_at(
+                    "parallelism.data.workers",
+                    format!(
+                        "{} local workers, but at most {most} may run on this machine ({why}); spread them over machines with executor.cluster: hosts or env",
+                        d.workers
+                    ),
+                )));
+            }
+        }
         if let (Some(d), weft_dsl::Cluster::Hosts(h)) = (&p.data, &self.spec.executor.cluster) {
             if d.workers != h.len() {
                 return Err(Error::Spec(self.doc.error_at(
