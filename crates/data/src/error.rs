@@ -50,6 +50,14 @@ pub enum DataError {
     EmptyFile { file: String },
     #[error("{file} has a header but no rows")]
     NoRows { file: String },
+    /// Two columns of a header have one name (which would the spec mean?).
+    #[error("{file}: the header names column `{column}` twice (columns {first} and {second}); rename one")]
+    DuplicateColumn {
+        file: String,
+        column: String,
+        first: usize,
+        second: usize,
+    },
     #[error("{file} has no rows")]
     EmptyTable { file: String },
     #[error("{file}: {message}")]

@@ -16,7 +16,9 @@ use weft_dsl::{Builtin, DataSpec, Preprocess, Source};
 
 use crate::error::{io_message, DataError};
 use crate::prepare::feature_columns;
-use crate::source::{loose, parquet_files, schema_difference, strip_arrow_prefix, IRIS_CSV};
+use crate::source::{
+    check_unique_columns, loose, parquet_files, schema_difference, strip_arrow_prefix, IRIS_CSV,
+};
 
 /// Rows of a CSV file read to infer its column types (the whole file is checked when it is
 /// loaded for training).
@@ -108,6 +110,7 @@ fn csv_schema(mut reader: impl BufRead, name: &str) -> Result<TableSchema, DataE
             file: name.into(),
             message: strip_arrow_prefix(e),
         })?;
+    check_unique_columns(&schema, name)?;
     Ok(TableSchema {
         name: name.into(),
         schema: Arc::new(schema),

@@ -72,6 +72,7 @@ fn csv_from_bytes(bytes: &[u8], name: &str) -> Result<Table, DataError> {
     if records == 0 {
         return Err(DataError::NoRows { file: name.into() });
     }
+    check_unique_columns(&schema, name)?;
     let schema = Arc::new(schema);
     let reader = ReaderBuilder::new(schema.clone())
         .with_header(true)
@@ -83,6 +84,22 @@ fn csv_from_bytes(bytes: &[u8], name: &str) -> Result<Table, DataError> {
         name: name.into(),
         batch,
     })
+}
+
+/// Errors when two columns share a name (1-based column numbers in the message).
+pub(crate) fn check_unique_columns(schema: &Schema, file: &str) -> Result<(), DataError> {
+    let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    for (j, name) in names.iter().enumerate() {
+        if let Some(i) = names[..j].iter().position(|n| n == name) {
+            return Err(DataError::DuplicateColumn {
+                file: file.into(),
+                column: name.to_string(),
+                first: i + 1,
+                second: j + 1,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A Parquet file, every `*.parquet` file of a folder (sorted by name), or a glob.

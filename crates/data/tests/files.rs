@@ -270,3 +270,21 @@ fn builtin_and_synthetic_schemas_say_their_classes() {
     assert_eq!(iris.column_names(), want);
     assert_eq!((iris.rows, iris.classes), (Some(150), Some(3)));
 }
+
+/// A header that names a column twice is an error naming both (it was accepted, and the
+/// spec's `age` silently meant the first).
+#[test]
+fn duplicate_csv_headers_are_an_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("d.csv"),
+        "age,height,age,y\n1,2,3,a\n4,5,6,b\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let source = Source::Csv("d.csv".into());
+    let want = "d.csv: the header names column `age` twice (columns 1 and 3); rename one";
+    let e = load_table(&source, dir.path()).err().unwrap();
+    assert_eq!(e.to_string(), want);
+    let e = read_schema(&source, dir.path()).err().unwrap();
+    assert_eq!(e.to_string(), want);
+}
