@@ -478,7 +478,7 @@ fn data_parallel(c: &mut Checker, d: &DataParallel) {
     if d.timeout_s > MAX_TIMEOUT_S {
         // Every wait becomes a `Duration`: a huge value would panic converting it.
         c.fail(
-            &format!("{p}.timeout_s"),
+            format!("{p}.timeout_s"),
             format!(
                 "timeout_s must be at most {MAX_TIMEOUT_S} seconds (a week), found {:e}",
                 d.timeout_s

@@ -1463,7 +1463,7 @@ fn an_alias_bomb_is_refused_before_it_expands() {
     ];
     for i in 1..10 {
         let prev = format!("*a{}", i - 1);
-        let refs = vec![prev.as_str(); 10].join(", ");
+        let refs = [prev.as_str(); 10].join(", ");
         lines.push(format!("a{i}: &a{i} [{refs}]"));
     }
     let text = lines.join("\n") + "\n";
