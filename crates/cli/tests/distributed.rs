@@ -678,3 +678,20 @@ fn gpu_workers_train_the_same_model_as_cpu_workers() {
     assert_same_model(&cpu, &gpu, 1e-3, "gpu vs cpu");
     assert!((accuracy(&cpu) - accuracy(&gpu)).abs() <= 0.01);
 }
+
+/// A token no frame can carry (over 65,535 bytes) is refused when the worker starts, with
+/// the limit in the message; such a worker used to start and then panic on every job.
+#[test]
+fn a_token_too_long_for_a_frame_is_refused_at_start() {
+    let o = Command::new(BIN)
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .env("WEFT_TOKEN", "t".repeat(70_000))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the token is 70000 bytes; at most 65535 fit in a frame"),
+        "{err}"
+    );
+}

@@ -176,6 +176,20 @@ pub struct Hello {
     pub role: String,
 }
 
+/// The longest token a hello frame carries (its length is a `u16`).
+pub const MAX_TOKEN_BYTES: usize = u16::MAX as usize;
+
+/// Refuses a token no hello frame can carry, before a worker or driver starts with it.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "the token is {} bytes; at most {MAX_TOKEN_BYTES} fit in a frame (a random 32-character token is plenty)",
+            token.len()
+        ));
+    }
+    Ok(())
+}
+
 impl Hello {
     /// Encodes the payload.
     ///

@@ -251,6 +251,7 @@ pub fn start_worker(listen: &str, data_listen: Option<&str>, token: &str) -> Res
             "a worker needs a token: set WEFT_TOKEN or pass --token-file".into(),
         ));
     }
+    crate::frame::check_token(token).map_err(DistError::Config)?;
     let control =
         TcpListener::bind(listen).map_err(|e| DistError::io(format!("listen on {listen}"), e))?;
     let control_addr = control

@@ -25,6 +25,12 @@ pub(crate) struct DistRun {
 /// The cluster's shared token: `WEFT_TOKEN`, or the file named by `WEFT_TOKEN_FILE`; a
 /// local cluster without one gets a fresh random token.
 pub fn token(local: bool) -> Result<String, DistError> {
+    let t = given_token(local)?;
+    weft_dist::frame::check_token(&t).map_err(DistError::Config)?;
+    Ok(t)
+}
+
+fn given_token(local: bool) -> Result<String, DistError> {
     if let Ok(t) = std::env::var("WEFT_TOKEN") {
         if !t.is_empty() {
             return Ok(t);
