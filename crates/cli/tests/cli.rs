@@ -295,6 +295,42 @@ fn local_workers_are_capped() {
     assert!(stderr(&o).contains("10000 local workers, but at most 2 may run on this machine (executor.max_local_workers)"), "{}", stderr(&o));
 }
 
+/// Sizes multiply without overflowing: `batch_size: 2^64-1` used to panic in the cost model
+/// (debug) or wrap (release). The plan saturates its figures, and a run takes the whole
+/// split as its batch, on one process and on workers.
+#[test]
+fn a_batch_size_of_u64_max_plans_and_runs() {
+    let max = format!("train.batch_size={}", u64::MAX);
+    for device in ["cpu", "gpu"] {
+        let set = format!("executor.device={device}");
+        let o = weft(&["plan", "specs/iris.yaml", "--set", &max, "--set", &set]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("batch_size=18446744073709551615"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let small = "data.source.synthetic.rows=2000";
+    for (spec, rows) in [
+        ("specs/iris.yaml", None),
+        ("specs/higgs-allreduce.yaml", Some(small)),
+    ] {
+        let mut args = vec![
+            "--set",
+            &max,
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "executor.device=cpu",
+        ];
+        args.extend(rows.iter().flat_map(|r| ["--set", *r]));
+        let v = run_json(spec, runs.path(), &args);
+        assert_eq!(v["train"]["epochs"], 1, "{v}");
+    }
+}
+
 #[test]
 fn check_prints_the_resolved_spec_with_defaults() {
     let o = weft(&["check", "specs/iris.yaml", "--resolved"]);

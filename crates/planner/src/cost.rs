@@ -3,69 +3,83 @@
 use crate::op::{LossKind, Op, Shape};
 use crate::plan::{Cost, ParamRef, PlanNode, Schedules};
 
-/// Floating-point operations of one node at batch `batch` (multiply-add = 2).
+/// Floating-point operations of one node at batch `batch` (multiply-add = 2). Products
+/// saturate at `u64::MAX`: a spec can ask for any size, and an absurd one must plan (and
+/// then be refused by the memory preflight), not overflow.
 pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
+    let m = |a: u64, b: u64| a.saturating_mul(b);
     let n = out.numel(batch) as u64;
     let first = inputs.first().map(|s| s.numel(batch) as u64).unwrap_or(0);
+    let inner = |ta: bool| {
+        let a = inputs[0];
+        (if ta { a.rows_at(batch) } else { a.cols }) as u64
+    };
     match op {
         Op::Input { .. } | Op::Target | Op::Param { .. } | Op::Slice { .. } | Op::LbfgsStep => 0,
-        Op::MatMul { ta, .. } => {
-            let a = inputs[0];
-            let k = if *ta { a.rows_at(batch) } else { a.cols };
-            2 * n * k as u64
-        }
+        Op::MatMul { ta, .. } => m(m(2, n), inner(*ta)),
         Op::BiasAdd | Op::Add | Op::Dropout { .. } | Op::DropoutGrad { .. } => {
-            n * inputs.len().saturating_sub(1).max(1) as u64
+            m(n, inputs.len().saturating_sub(1).max(1) as u64)
         }
         Op::Concat => 0,
-        Op::Act(_) => 4 * n,
-        Op::BiasAct(_) => 5 * n,
+        Op::Act(_) => m(4, n),
+        Op::BiasAct(_) => m(5, n),
         Op::MatMulBias { ta, act, .. } => {
-            let a = inputs[0];
-            let k = if *ta { a.rows_at(batch) } else { a.cols };
             let epilogue = if *act == weft_dsl::Activation::Linear {
                 1
             } else {
                 5
             };
-            2 * n * k as u64 + epilogue * n
+            m(m(2, n), inner(*ta)).saturating_add(m(epilogue, n))
         }
-        Op::ActGrad(_) => 6 * n,
-        Op::Norm { .. } => 8 * n,
-        Op::NormGrad { .. } => 12 * first,
+        Op::ActGrad(_) => m(6, n),
+        Op::Norm { .. } => m(8, n),
+        Op::NormGrad { .. } => m(12, first),
         Op::SumRows => first,
         Op::Loss(k) | Op::LossGrad(k) => match k {
-            LossKind::SoftmaxCrossEntropy => 6 * first,
-            LossKind::SigmoidBinaryCrossEntropy => 6 * first,
-            LossKind::Mse { .. } => 3 * first,
+            LossKind::SoftmaxCrossEntropy => m(6, first),
+            LossKind::SigmoidBinaryCrossEntropy => m(6, first),
+            LossKind::Mse { .. } => m(3, first),
         },
-        Op::GradNorm => 2 * inputs.iter().map(|s| s.numel(batch) as u64).sum::<u64>(),
-        Op::Update { .. } => 10 * n,
+        Op::GradNorm => m(
+            2,
+            inputs
+                .iter()
+                .map(|s| s.numel(batch) as u64)
+                .fold(0, u64::saturating_add),
+        ),
+        Op::Update { .. } => m(10, n),
     }
 }
 
 impl Cost {
     pub fn of(nodes: &[PlanNode], params: &[ParamRef], s: &Schedules, batch: usize) -> Cost {
-        let sum = |ids: &[usize]| ids.iter().map(|i| nodes[*i].flops).sum::<u64>();
+        let sum = |ids: &[usize]| {
+            ids.iter()
+                .map(|i| nodes[*i].flops)
+                .fold(0, u64::saturating_add)
+        };
         let per_row = if batch > 0 {
             sum(&s.predict) / batch as u64
         } else {
             0
         };
-        let n_params: usize = params.iter().map(|p| p.shape.numel(1)).sum();
+        let n_params: usize = params
+            .iter()
+            .map(|p| p.shape.numel(1))
+            .fold(0, usize::saturating_add);
         let activation_bytes = s
             .train
             .iter()
             .filter(|i| !matches!(nodes[**i].op, Op::Param { .. } | Op::Update { .. }))
-            .map(|i| 4 * nodes[*i].shape.numel(batch) as u64)
-            .sum();
+            .map(|i| 4u64.saturating_mul(nodes[*i].shape.numel(batch) as u64))
+            .fold(0, u64::saturating_add);
         Cost {
             params: n_params,
             batch_size: batch,
             train_flops_per_step: sum(&s.train),
             predict_flops_per_row: per_row,
             activation_bytes,
-            param_bytes: 4 * n_params as u64,
+            param_bytes: 4u64.saturating_mul(n_params as u64),
         }
     }
 }

@@ -65,7 +65,7 @@ fn memory_line(plan: &Plan) -> String {
                 .iter()
                 .filter(|(_, s)| matches!(s, Storage::Slot(_)))
                 .map(|(id, _)| plan.nodes[*id].shape.numel(c.batch_size))
-                .sum();
+                .fold(0, usize::saturating_add);
             format!(
                 "Memory: buffers={} (reused by liveness), activations={} at batch {} ({} without reuse), params+grads={params_grads}",
                 mem.slots.len(),
@@ -85,7 +85,7 @@ fn memory_line(plan: &Plan) -> String {
             let floats: usize = own
                 .iter()
                 .map(|id| plan.nodes[*id].shape.numel(c.batch_size))
-                .sum();
+                .fold(0, usize::saturating_add);
             format!(
                 "Memory: buffers={} (one per node, kept between steps), activations={} at batch {}, params+grads={params_grads}",
                 own.len(),
@@ -162,7 +162,7 @@ pub fn text(plan: &Plan) -> String {
                     .iter()
                     .filter(|i| plan.schedules.train.contains(i))
                     .map(|i| plan.nodes[*i].flops)
-                    .sum();
+                    .fold(0, u64::saturating_add);
                 let _ = writeln!(
                     out,
                     "    {label}: nodes={}, flops={}",

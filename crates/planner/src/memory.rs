@@ -46,7 +46,10 @@ impl MemoryPlan {
 
     /// Floats in slots at batch `batch` (what the plan allocates besides parameters).
     pub fn slot_floats(&self, batch: usize) -> usize {
-        self.slots.iter().map(|s| s.len(batch)).sum()
+        self.slots
+            .iter()
+            .map(|s| s.len(batch))
+            .fold(0, usize::saturating_add)
     }
 
     fn schedule(

@@ -38,8 +38,9 @@ impl Shape {
         Shape::fixed(1, 1)
     }
     /// Number of elements when the batch is `batch`.
+    /// Elements at batch `batch` (saturating: sizes come from specs).
     pub fn numel(&self, batch: usize) -> usize {
-        self.rows_at(batch) * self.cols
+        self.rows_at(batch).saturating_mul(self.cols)
     }
     pub fn rows_at(&self, batch: usize) -> usize {
         match self.rows {

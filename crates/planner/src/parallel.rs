@@ -19,7 +19,10 @@ impl DataParallelPlan {
             .map(|(i, p)| (i, p.shape.numel(1)))
             .collect();
         ready.sort_by_key(|(i, _)| params[*i].grad);
-        let param_bytes: u64 = params.iter().map(|p| 4 * p.shape.numel(1) as u64).sum();
+        let param_bytes: u64 = params
+            .iter()
+            .map(|p| 4u64.saturating_mul(p.shape.numel(1) as u64))
+            .fold(0, u64::saturating_add);
         let window = match (d.sync, d.algorithm) {
             (Sync::Allreduce, _) | (Sync::ParameterServer, Some(PsAlgorithm::Sync)) => 1,
             _ => d.communication_window,

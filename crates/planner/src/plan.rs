@@ -89,7 +89,10 @@ pub struct PassLog {
 impl Plan {
     /// Total number of trainable values.
     pub fn num_params(&self) -> usize {
-        self.params.iter().map(|p| p.shape.numel(1)).sum()
+        self.params
+            .iter()
+            .map(|p| p.shape.numel(1))
+            .fold(0, usize::saturating_add)
     }
 }
 
@@ -147,7 +150,7 @@ impl Slot {
     /// Floats at batch `batch`.
     pub fn len(&self, batch: usize) -> usize {
         match *self {
-            Slot::PerRow(c) => c * batch,
+            Slot::PerRow(c) => c.saturating_mul(batch),
             Slot::Fixed(n) => n,
         }
     }

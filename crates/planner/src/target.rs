@@ -88,7 +88,7 @@ fn matmul_epilogues(plan: &mut Plan) -> Result<String, PlanError> {
         let n = &mut plan.nodes[id];
         n.op = Op::MatMulBias { ta, tb, act };
         n.inputs = vec![a, b, bias];
-        n.flops += mm_flops;
+        n.flops = n.flops.saturating_add(mm_flops);
         removed[m] = true;
         fused += 1;
     }

@@ -266,14 +266,12 @@ pub fn fit(
         Optimizer::Lbfgs(cfg) => Some(cfg),
         _ => None,
     };
-    // Each worker takes `b` rows of every global batch of `world·b` (one process: one batch
-    // of at most the whole split).
-    let b = t
-        .batch_size
-        .clamp(1, if world == 1 { n } else { usize::MAX });
-    let global = b * world;
+    // Each worker takes `b` rows of every global batch of `world·b`; no slice is larger than
+    // the whole split.
+    let b = t.batch_size.clamp(1, n);
+    let global = b.saturating_mul(world);
     let steps_per_epoch = n.div_ceil(global).max(1) as u64;
-    let total_steps = steps_per_epoch * t.epochs as u64;
+    let total_steps = steps_per_epoch.saturating_mul(t.epochs as u64);
     let mut history = Vec::new();
     let mut step: u64 = start.step;
     let mut samples: u64 = 0;
