@@ -331,6 +331,56 @@ fn a_batch_size_of_u64_max_plans_and_runs() {
     }
 }
 
+/// Sizes are refused before anything is allocated: a layer of 10^11 units (which used to
+/// abort with `memory allocation of 1600000000000 bytes failed`) and 10^11 synthetic rows are
+/// located errors naming the bytes, from `check` and `run`, in well under a second of work.
+#[test]
+fn a_run_that_cannot_fit_in_memory_is_refused_before_allocating() {
+    for (set, at) in [
+        (
+            "model[0].dense.units=100000000000",
+            "specs/iris.yaml:12:20: model[1].dense.units: the run needs ",
+        ),
+        (
+            "data.source.synthetic.rows=100000000000",
+            "specs/higgs-synthetic.yaml:6:11: data.source: the run needs ",
+        ),
+    ] {
+        let spec = if set.starts_with("data") {
+            "specs/higgs-synthetic.yaml"
+        } else {
+            "specs/iris.yaml"
+        };
+        for cmd in ["check", "run"] {
+            let o = weft(&[
+                cmd,
+                spec,
+                "--set",
+                set,
+                "--set",
+                "executor.memory_limit_gib=64",
+            ]);
+            assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+            let err = stderr(&o);
+            assert!(err.contains(at), "{err}");
+            assert!(
+                err.contains("but 64.00 GiB may be used (executor.memory_limit_gib)"),
+                "{err}"
+            );
+        }
+    }
+    let o = weft(&[
+        "check",
+        "specs/iris.yaml",
+        "--set",
+        "executor.memory_limit_gib=0.00001",
+    ]);
+    assert_eq!(
+        stderr(&o).trim(),
+        "error: specs/iris.yaml:12:20: model[1].dense.units: the run needs 19.68 KiB of memory (16.75 KiB for the model, its gradients and adam state and the activations at batch 16, 2.93 KiB for the data), but 10.49 KiB may be used (executor.memory_limit_gib)"
+    );
+}
+
 #[test]
 fn check_prints_the_resolved_spec_with_defaults() {
     let o = weft(&["check", "specs/iris.yaml", "--resolved"]);

@@ -892,6 +892,11 @@ pub struct ExecutorSpec {
     /// CPU core (more only oversubscribe it, and thousands would exhaust it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_local_workers: Option<usize>,
+    /// The memory a run may plan to use, in GiB; default: the memory this machine has
+    /// available when the run starts. A model or batch that needs more is refused before
+    /// anything is allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_gib: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

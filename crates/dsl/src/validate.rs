@@ -502,6 +502,9 @@ fn ps_algorithms(keep: fn(&PsAlgorithm) -> bool) -> String {
 }
 
 fn executor(c: &mut Checker, e: &ExecutorSpec) {
+    if let Some(gib) = e.memory_limit_gib {
+        c.positive("executor.memory_limit_gib", "memory_limit_gib", gib);
+    }
     if let Cluster::Hosts(hosts) = &e.cluster {
         let p = "executor.cluster.hosts";
         if hosts.is_empty() {

@@ -159,6 +159,7 @@ impl Plan {
                 node: id[p],
                 grad: id[&grads[p]],
                 shape: g.g[*p].shape,
+                origin: g.g[*p].origin.clone(),
             })
             .collect();
         let gradient_ends: Vec<NodeIndex> = fwd

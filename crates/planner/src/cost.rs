@@ -1,7 +1,7 @@
 //! Cost model: FLOPs per node and per step, parameters, activation memory.
 
 use crate::op::{LossKind, Op, Shape};
-use crate::plan::{Cost, ParamRef, PlanNode, Schedules};
+use crate::plan::{Cost, ParamRef, Plan, PlanNode, Schedules};
 
 /// Floating-point operations of one node at batch `batch` (multiply-add = 2). Products
 /// saturate at `u64::MAX`: a spec can ask for any size, and an absurd one must plan (and
@@ -51,6 +51,39 @@ pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
     }
 }
 
+/// Values the optimizer keeps per parameter value (moments, momentum; L-BFGS's history).
+pub fn optimizer_slots(opt: &weft_dsl::Optimizer) -> u64 {
+    use weft_dsl::Optimizer;
+    match opt {
+        Optimizer::Sgd(s) => u64::from(s.momentum > 0.0),
+        Optimizer::Adagrad(_) => 1,
+        Optimizer::Rmsprop(r) => 1 + u64::from(r.momentum > 0.0),
+        Optimizer::Adam(_) | Optimizer::Adamw(_) => 2,
+        Optimizer::Lbfgs(l) => 2 * l.history as u64 + 2,
+    }
+}
+
+/// Bytes of every tensor a training step writes at batch `batch` (activations, gradients),
+/// fp32, saturating.
+pub fn activation_bytes(nodes: &[PlanNode], s: &Schedules, batch: usize) -> u64 {
+    s.train
+        .iter()
+        .filter(|i| !matches!(nodes[**i].op, Op::Param { .. } | Op::Update { .. }))
+        .map(|i| 4u64.saturating_mul(nodes[*i].shape.numel(batch) as u64))
+        .fold(0, u64::saturating_add)
+}
+
+impl Plan {
+    /// Bytes a training step at batch `batch` holds: parameters, their gradients and the
+    /// optimizer's state, and the activations (saturating).
+    pub fn train_bytes(&self, batch: usize) -> u64 {
+        self.cost
+            .param_bytes
+            .saturating_mul(2 + optimizer_slots(&self.train.optimizer))
+            .saturating_add(activation_bytes(&self.nodes, &self.schedules, batch))
+    }
+}
+
 impl Cost {
     pub fn of(nodes: &[PlanNode], params: &[ParamRef], s: &Schedules, batch: usize) -> Cost {
         let sum = |ids: &[usize]| {
@@ -67,12 +100,7 @@ impl Cost {
             .iter()
             .map(|p| p.shape.numel(1))
             .fold(0, usize::saturating_add);
-        let activation_bytes = s
-            .train
-            .iter()
-            .filter(|i| !matches!(nodes[**i].op, Op::Param { .. } | Op::Update { .. }))
-            .map(|i| 4u64.saturating_mul(nodes[*i].shape.numel(batch) as u64))
-            .fold(0, u64::saturating_add);
+        let activation_bytes = activation_bytes(nodes, s, batch);
         Cost {
             params: n_params,
             batch_size: batch,

@@ -34,6 +34,9 @@ pub struct ParamRef {
     pub node: usize,
     pub grad: usize,
     pub shape: Shape,
+    /// The spec path of the layer that made it (`model[0].dense`), for errors about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Schedules: the node ids each kind of step runs, in order (dead code removed).

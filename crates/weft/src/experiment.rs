@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
+use weft_common::units::human_bytes;
 use weft_data::{Prepared, Table};
 use weft_dsl::{Document, Spec};
 use weft_exec::{Device, ExecError};
@@ -144,6 +145,7 @@ impl Experiment {
     /// data loads and that the model compiles against it.
     pub fn check(&self) -> Result<Check> {
         self.check_runnable()?;
+        self.preflight()?;
         let (table, prepared) = self.prepare_data()?;
         let plan = self.plan_for(&prepared)?;
         Ok(Check {
@@ -211,6 +213,74 @@ impl Experiment {
         })
     }
 
+    /// Refuses a run that needs more memory than it may use, before anything is read or
+    /// allocated, from the schema and the plan alone: parameters, gradients and optimizer
+    /// state, activations at the batch size (at most the data's rows), and the data itself
+    /// when the source says its rows. The limit is `executor.memory_limit_gib`, else the
+    /// memory this machine has available (Linux; elsewhere only the spec's limit applies).
+    fn preflight(&self) -> Result<()> {
+        const GIB: f64 = (1u64 << 30) as f64;
+        let (limit, source) = match self.spec.executor.memory_limit_gib {
+            Some(gib) => ((gib * GIB) as u64, "executor.memory_limit_gib".to_string()),
+            None => match available_memory() {
+                Some(b) => (
+                    b,
+                    "available on this machine; executor.memory_limit_gib sets the limit".into(),
+                ),
+                None => return Ok(()),
+            },
+        };
+        let schema = weft_data::read_schema(&self.spec.data.source, &self.base_dir)?;
+        let plan = self.plan()?;
+        let rows = schema.rows;
+        let batch = match rows {
+            Some(r) => plan
+                .train
+                .batch_size
+                .min(usize::try_from(r).unwrap_or(usize::MAX)),
+            None => plan.train.batch_size,
+        };
+        // Local workers each hold a replica on this machine.
+        let replicas = match (&self.spec.parallelism.data, &self.spec.executor.cluster) {
+            (Some(d), weft_dsl::Cluster::Local) => d.workers.max(1) as u64,
+            _ => 1,
+        };
+        let model = plan.train_bytes(batch).saturating_mul(replicas);
+        let columns = schema.column_names().len() as u64;
+        let data = rows.unwrap_or(0).saturating_mul(columns).saturating_mul(4);
+        let need = model.saturating_add(data);
+        if need <= limit {
+            return Ok(());
+        }
+        // Blame what needs the most: the data, or the layer with the most parameters.
+        let layer = plan.params.iter().max_by_key(|p| p.shape.numel(1));
+        let path = if data > model {
+            "data.source".to_string()
+        } else {
+            layer
+                .and_then(|p| p.origin.clone())
+                .map(|o| {
+                    if o.ends_with(".dense") {
+                        format!("{o}.units")
+                    } else {
+                        o
+                    }
+                })
+                .unwrap_or_else(|| "model".into())
+        };
+        let gib = |b: u64| human_bytes(b as f64);
+        let message = format!(
+            "the run needs {} of memory ({} for the model, its gradients and {} state and the activations at batch {batch}{}, {} for the data), but {} may be used ({source})",
+            gib(need),
+            gib(model),
+            plan.train.optimizer.name(),
+            if replicas > 1 { format!(", on each of {replicas} local workers") } else { String::new() },
+            gib(data),
+            gib(limit),
+        );
+        Err(Error::Spec(self.doc.error_at(&path, message)))
+    }
+
     /// True when the spec trains on several workers (`parallelism.data`).
     pub fn is_distributed(&self) -> bool {
         match &self.spec.parallelism.data {
@@ -224,6 +294,7 @@ impl Experiment {
     /// Trains and evaluates, writing a run directory under `runs_root`.
     pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
+        self.preflight()?;
         let (table, prepared) = self.prepare_data()?;
         let plan = self.plan_to_run(&prepared, &device.0)?;
         let dir = RunDir::create(runs_root, &self.spec.name)?;
@@ -250,6 +321,7 @@ impl Experiment {
     /// `executor` (resume a 4-worker run on 2 workers, say) and `train.epochs` (train on).
     pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
+        self.preflight()?;
         let dir = RunDir::open(run_dir)?;
         let theirs: Value =
             serde_json::from_slice(&std::fs::read(dir.file(rundir::SPEC_FILE)).map_err(|e| {
@@ -558,4 +630,12 @@ impl std::fmt::Display for Check {
             self.name, self.rows, self.features, self.params
         )
     }
+}
+
+/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
