@@ -82,7 +82,7 @@ pub enum DataError {
         column: String,
         hint: String,
     },
-    #[error("{table} has no default label column; set `data.label` to one of: {}", .columns.join(", "))]
+    #[error("{table} has no default label column; set `data.label` to one of: {}", short_list(.columns))]
     NoLabel { table: String, columns: Vec<String> },
     #[error("column `{column}` is the label and cannot also be a feature")]
     LabelAsFeature { column: String },
@@ -133,7 +133,7 @@ pub enum DataError {
         column: String,
         class: String,
     },
-    #[error("{file}: label column `{column}` has class `{class}` at {at}, which is not in the train split; classes: {}", .known.join(", "))]
+    #[error("{file}: label column `{column}` has class `{class}` at {at}, which is not in the train split; classes: {}", short_list(.known))]
     UnseenClass {
         file: String,
         column: String,
@@ -143,7 +143,7 @@ pub enum DataError {
     },
 
     // ------------------------------------------------------------ preprocessing
-    #[error("{file}: column `{column}` has category `{value}` at {at}, which `string_index` did not see in the train split; categories: {}", .known.join(", "))]
+    #[error("{file}: column `{column}` has category `{value}` at {at}, which `string_index` did not see in the train split; categories: {}", short_list(.known))]
     UnseenCategory {
         file: String,
         column: String,
@@ -199,4 +199,16 @@ pub(crate) fn io_message(e: &std::io::Error) -> String {
 pub(crate) fn column_hint(word: &str, valid: &[String]) -> String {
     let valid: Vec<&str> = valid.iter().map(String::as_str).collect();
     weft_dsl::suggest::hint(word, &valid)
+}
+
+/// The most names a message lists before it says how many there are in all.
+const LISTED: usize = 20;
+
+/// `a, b, c`, or the first [`LISTED`] and `… (10000 in all)`: a table with thousands of
+/// classes or columns must not print a 60 KB message.
+pub(crate) fn short_list(names: &[String]) -> String {
+    if names.len() <= LISTED {
+        return names.join(", ");
+    }
+    format!("{}, … ({} in all)", names[..LISTED].join(", "), names.len())
 }

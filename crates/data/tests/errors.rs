@@ -228,3 +228,16 @@ fn stages_name_unknown_columns() {
         "preprocess `standard_scale`: column `sepal_lenght` is not a feature; did you mean `sepal_length`? valid: sepal_length, sepal_width, petal_length, petal_width"
     );
 }
+
+/// A label with thousands of classes names the first 20 and the count, not all of them (a
+/// 10,000-class unseen-label error used to print 62 KB).
+#[test]
+fn long_class_lists_are_cut_short() {
+    let mut text = String::from("x,y\n");
+    for i in 0..3000 {
+        text.push_str(&format!("{i},class{i:05}\n"));
+    }
+    let e = csv_error(&text, "y", TaskKind::Classification);
+    assert!(e.contains(", … ("), "{e}");
+    assert!(e.len() < 1000, "{} bytes: {e}", e.len());
+}

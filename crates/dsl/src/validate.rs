@@ -52,19 +52,30 @@ impl Checker {
 }
 
 /// Every problem in the spec; empty when it is valid.
+/// The longest run name (it names a folder).
+pub const MAX_NAME: usize = 100;
+
 pub fn validate(spec: &Spec) -> Vec<Problem> {
     let mut c = Checker::default();
+    // The name is a folder under the runs directory: it must stay inside it.
     if spec.name.is_empty()
+        || spec.name.starts_with('.')
+        || spec.name.len() > MAX_NAME
         || !spec
             .name
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
     {
+        let shown: String = spec.name.chars().take(40).collect();
+        let more = if spec.name.chars().count() > 40 {
+            "…"
+        } else {
+            ""
+        };
         c.fail(
             "name",
             format!(
-                "`{}` is not a valid run name; use letters, digits, `-`, `_` and `.`",
-                spec.name
+                "`{shown}{more}` is not a valid run name; use up to {MAX_NAME} letters, digits, `-`, `_` and `.`, not starting with `.`"
             ),
         );
     }

@@ -1499,3 +1499,43 @@ fn nesting_past_the_parser_limit_is_a_located_error() {
         ["spec.yaml:2:259: YAML syntax error: recursion limit exceeded"]
     );
 }
+
+/// A run name is a folder under the runs directory: `..`, a leading `.` or a 300-character
+/// name would leave it or fail to be created.
+#[test]
+fn run_names_that_would_escape_the_runs_folder_are_refused() {
+    let valid = "use up to 100 letters, digits, `-`, `_` and `.`, not starting with `.`";
+    for (name, shown) in [("..", ".."), (".hidden", ".hidden")] {
+        let e = errors(&[
+            &format!("name: \"{name}\""),
+            "data: {source: builtin:iris}",
+            "model: [dense: {units: 3}]",
+        ]);
+        assert_eq!(
+            e,
+            [format!(
+                "spec.yaml:1:7: name: `{shown}` is not a valid run name; {valid}"
+            )]
+        );
+    }
+    let long = "a".repeat(300);
+    let e = errors(&[
+        &format!("name: {long}"),
+        "data: {source: builtin:iris}",
+        "model: [dense: {units: 3}]",
+    ]);
+    assert_eq!(
+        e,
+        [format!(
+            "spec.yaml:1:7: name: `{}…` is not a valid run name; {valid}",
+            "a".repeat(40)
+        )]
+    );
+    // Dots inside a name stay valid.
+    assert!(load(
+        "spec.yaml",
+        "name: v1.2\ndata: {source: builtin:iris}\nmodel: [dense: {units: 3}]\n",
+        &[]
+    )
+    .is_ok());
+}
