@@ -191,21 +191,23 @@ pub fn check_token(token: &str) -> Result<(), String> {
 }
 
 impl Hello {
-    /// Encodes the payload.
-    ///
-    /// # Panics
-    /// If `token` or `role` is longer than 65535 bytes.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes the payload; a token or role longer than [`MAX_TOKEN_BYTES`] (its length is a
+    /// `u16`) is an error.
+    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::with_capacity(12 + self.token.len() + self.role.len());
         out.extend_from_slice(&self.rank.to_le_bytes());
         out.extend_from_slice(&self.world.to_le_bytes());
         for (what, s) in [("token", &self.token), ("role", &self.role)] {
-            let n = u16::try_from(s.len())
-                .unwrap_or_else(|_| panic!("hello {what} of {} bytes exceeds 65535", s.len()));
+            let n = u16::try_from(s.len()).map_err(|_| {
+                FrameError::BadPayload(format!(
+                    "hello {what} of {} bytes exceeds {MAX_TOKEN_BYTES}",
+                    s.len()
+                ))
+            })?;
             out.extend_from_slice(&n.to_le_bytes());
             out.extend_from_slice(s.as_bytes());
         }
-        out
+        Ok(out)
     }
 
     /// Decodes a payload, checking every length, the UTF-8, and that nothing trails.
@@ -307,7 +309,7 @@ pub(crate) mod tests {
     /// A valid payload for each kind, as the data plane would send it.
     fn sample_payload(kind: Kind) -> Vec<u8> {
         match kind {
-            Kind::Hello => hello().encode(),
+            Kind::Hello => hello().encode().unwrap(),
             Kind::F32 => f32_bytes(&[1.0, -2.5, 3.25]),
             Kind::F16 => vec![0x00, 0x3c, 0x00, 0xc0, 0x00, 0x00],
             Kind::Int8 => [0.5f32.to_le_bytes().as_slice(), &[1, 0x81, 0]].concat(),
@@ -351,14 +353,14 @@ pub(crate) mod tests {
 
     #[test]
     fn hello_and_f32_payloads_round_trip() {
-        assert_eq!(Hello::decode(&hello().encode()), Ok(hello()));
+        assert_eq!(Hello::decode(&hello().encode().unwrap()), Ok(hello()));
         let empty = Hello {
             token: String::new(),
             rank: 0,
             world: 1,
             role: String::new(),
         };
-        assert_eq!(Hello::decode(&empty.encode()), Ok(empty));
+        assert_eq!(Hello::decode(&empty.encode().unwrap()), Ok(empty));
         let v = [0.0, -1.5, f32::MAX, f32::MIN_POSITIVE, f32::INFINITY];
         assert_eq!(payload_f32(&f32_bytes(&v)).unwrap(), v);
     }
@@ -405,7 +407,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_hello_payloads_say_what_is_wrong() {
-        let good = hello().encode();
+        let good = hello().encode().unwrap();
         let msg = |b: &[u8]| Hello::decode(b).unwrap_err().to_string();
         assert_eq!(
             msg(&good[..6]),

@@ -135,13 +135,35 @@ pub fn parse_ready(line: &str) -> Option<(String, String, u32)> {
     Some((control, data, pid))
 }
 
+/// This machine's CPU cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |c| c.get())
+}
+
+/// The most workers `cluster: local` may start here: `configured`
+/// (`executor.max_local_workers`), else 4 per core (more only oversubscribe the machine, and
+/// thousands exhaust it). Returns the limit and where it comes from, for messages.
+pub fn local_worker_limit(configured: Option<usize>) -> (usize, String) {
+    match configured {
+        Some(m) => (m, "executor.max_local_workers".into()),
+        None => {
+            let cores = cores();
+            (
+                4 * cores,
+                format!(
+                    "4 per core on this {cores}-core machine; executor.max_local_workers sets it"
+                ),
+            )
+        }
+    }
+}
+
 /// Starts `n` workers on this machine.
 pub fn spawn_local(n: usize, token: &str, timeout: Duration) -> Result<Vec<WorkerProc>> {
     let bin = weft_binary();
     // One worker per share of the cores, as one per device: N workers with all cores each
     // would fight over them.
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let threads = (cores / n.max(1)).max(1).to_string();
+    let threads = (cores() / n.max(1)).max(1).to_string();
     let mut workers = Vec::new();
     for rank in 0..n {
         let mut child = Command::new(&bin)

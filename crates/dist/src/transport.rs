@@ -137,7 +137,8 @@ impl Link {
             }
         };
         let mut link = Link::new(stream, peer, counters, timeout)?;
-        link.send(Kind::Hello, 0, &hello.encode())?;
+        let bytes = hello.encode().map_err(|e| link.frame_error(e))?;
+        link.send(Kind::Hello, 0, &bytes)?;
         let (h, payload) = link.recv_any("waiting for its hello")?;
         match h.kind {
             Kind::Hello => {
@@ -188,7 +189,8 @@ impl Link {
         }
         link.rx.max_len = frame::DEFAULT_MAX_LEN;
         link.set_peer(format!("{} rank {} ({addr})", theirs.role, theirs.rank));
-        link.send(Kind::Hello, 0, &ours.encode())?;
+        let bytes = ours.encode().map_err(|e| link.frame_error(e))?;
+        link.send(Kind::Hello, 0, &bytes)?;
         Ok((link, theirs))
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 use weft_common::units::human_bytes;
-use weft_data::{Prepared, Table};
+use weft_data::{Prepared, Table, TableSchema};
 use weft_dsl::{Document, Spec};
 use weft_exec::{Device, ExecError};
 use weft_planner::{DataShape, PassLog, Plan, PlanError, Task, TaskKind};
@@ -127,9 +127,16 @@ impl Experiment {
     /// preprocessing makes the input depend on the values (`one_hot`) are the rows read.
     pub fn shape(&self) -> Result<DataShape> {
         let schema = weft_data::read_schema(&self.spec.data.source, &self.base_dir)?;
+        match self.schema_shape(&schema)? {
+            Some(shape) => Ok(shape),
+            None => Ok(data_shape(&self.prepare_data()?.1)),
+        }
+    }
+
+    /// [`Experiment::shape`] from a schema already read, or `None` when it needs the rows.
+    fn schema_shape(&self, schema: &TableSchema) -> Result<Option<DataShape>> {
         let Some((features, _)) = schema.features(&self.spec.data)? else {
-            let (_, prepared) = self.prepare_data()?;
-            return Ok(data_shape(&prepared));
+            return Ok(None);
         };
         let task = match self.spec.train.loss.task_kind() {
             TaskKind::Regression => Task::Regression { targets: 1 },
@@ -138,7 +145,7 @@ impl Experiment {
                 None => Task::classes_from_model(),
             },
         };
-        Ok(DataShape { features, task })
+        Ok(Some(DataShape { features, task }))
     }
 
     /// Checks everything short of training: the spec, that this build can run it, that the
@@ -171,11 +178,8 @@ impl Experiment {
             Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
         };
         if let (Some(d), weft_dsl::Cluster::Local) = (&p.data, &self.spec.executor.cluster) {
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
-            let (most, why) = match self.spec.executor.max_local_workers {
-                Some(m) => (m, "executor.max_local_workers".to_string()),
-                None => (4 * cores, format!("4 per core on this {cores}-core machine; executor.max_local_workers sets it")),
-            };
+            let (most, why) =
+                weft_dist::launch::local_worker_limit(self.spec.executor.max_local_workers);
             if d.workers > most {
                 return Err(Error::Spec(self.doc.error_at(
                     "parallelism.data.workers",
@@ -218,6 +222,8 @@ impl Experiment {
     /// state, activations at the batch size (at most the data's rows), and the data itself
     /// when the source says its rows. The limit is `executor.memory_limit_gib`, else the
     /// memory this machine has available (Linux; elsewhere only the spec's limit applies).
+    /// When the model's input depends on the values (`one_hot`) only the data is checked:
+    /// the rows are not read for it.
     fn preflight(&self) -> Result<()> {
         const GIB: f64 = (1u64 << 30) as f64;
         let (limit, source) = match self.spec.executor.memory_limit_gib {
@@ -231,21 +237,27 @@ impl Experiment {
             },
         };
         let schema = weft_data::read_schema(&self.spec.data.source, &self.base_dir)?;
-        let plan = self.plan()?;
         let rows = schema.rows;
         let batch = match rows {
-            Some(r) => plan
+            Some(r) => self
+                .spec
                 .train
                 .batch_size
                 .min(usize::try_from(r).unwrap_or(usize::MAX)),
-            None => plan.train.batch_size,
+            None => self.spec.train.batch_size,
         };
         // Local workers each hold a replica on this machine.
         let replicas = match (&self.spec.parallelism.data, &self.spec.executor.cluster) {
             (Some(d), weft_dsl::Cluster::Local) => d.workers.max(1) as u64,
             _ => 1,
         };
-        let model = plan.train_bytes(batch).saturating_mul(replicas);
+        let plan = match self.schema_shape(&schema)? {
+            Some(shape) => Some(Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))?),
+            None => None,
+        };
+        let model = plan
+            .as_ref()
+            .map_or(0, |p| p.train_bytes(batch).saturating_mul(replicas));
         let columns = schema.column_names().len() as u64;
         let data = rows.unwrap_or(0).saturating_mul(columns).saturating_mul(4);
         let need = model.saturating_add(data);
@@ -253,7 +265,10 @@ impl Experiment {
             return Ok(());
         }
         // Blame what needs the most: the data, or the layer with the most parameters.
-        let layer = plan.params.iter().max_by_key(|p| p.shape.numel(1));
+        let layer = plan
+            .iter()
+            .flat_map(|p| &p.params)
+            .max_by_key(|p| p.shape.numel(1));
         let path = if data > model {
             "data.source".to_string()
         } else {
@@ -273,8 +288,8 @@ impl Experiment {
             "the run needs {} of memory ({} for the model, its gradients and {} state and the activations at batch {batch}{}, {} for the data), but {} may be used ({source})",
             gib(need),
             gib(model),
-            plan.train.optimizer.name(),
-            if replicas > 1 { format!(", on each of {replicas} local workers") } else { String::new() },
+            self.spec.train.optimizer.name(),
+            if replicas > 1 { format!(", in all {replicas} local workers") } else { String::new() },
             gib(data),
             gib(limit),
         );
