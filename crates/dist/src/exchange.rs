@@ -7,6 +7,7 @@
 use ndarray::{Array1, Array2};
 use weft_dsl::{DataParallel, PsAlgorithm, Sync};
 use weft_exec::Executor;
+use weft_planner::Plan;
 use weft_runtime::exchange::{Exchange, Local, StepAt};
 use weft_runtime::train::{get_flat, get_flat_grads, set_flat};
 use weft_runtime::RunError;
@@ -14,6 +15,7 @@ use weft_runtime::RunError;
 use crate::bucketed::{self, Buckets};
 use crate::compress::{Codec, Residual};
 use crate::error::{DistError, Result};
+use crate::job::Ctx;
 use crate::ps::Client;
 use crate::ring::Ring;
 
@@ -246,52 +248,51 @@ impl Exchange for Periodic {
     }
 }
 
-/// The exchange for a job's strategy.
-pub fn for_job(
+/// The exchange for a job's strategy, connected: it joins the ring, or the parameter
+/// server at `ps` (the job's address of it).
+pub fn connect(
     dp: &DataParallel,
-    rank: usize,
-    world: usize,
-    ring: Option<Ring>,
-    ps: Option<Client>,
-    buckets: Buckets,
+    ps: Option<&str>,
+    plan: &Plan,
+    ctx: &Ctx,
 ) -> Result<Box<dyn Exchange>> {
     let codec = Codec::from_spec(&dp.compression);
     let window = dp.communication_window.max(1) as u64;
-    match (dp.sync, ring, ps) {
-        (Sync::Allreduce, Some(ring), _) => Ok(Box::new(Allreduce {
-            ring,
-            rank,
-            residuals: vec![Residual::default(); buckets.count()],
-            buckets,
-            codec,
-        })),
-        (Sync::ParameterServer, _, Some(client)) => Ok(Box::new(ParameterServer {
-            client,
-            rank,
-            world,
-            algorithm: dp.algorithm.unwrap_or(PsAlgorithm::Downpour),
-            window,
-            anchor: Vec::new(),
-        })),
-        (Sync::LocalSgd | Sync::Gossip, Some(ring), _) => Ok(Box::new(Periodic {
-            ring,
+    let rank = ctx.rank;
+    Ok(match dp.sync {
+        Sync::Allreduce => {
+            let buckets = Buckets::of(plan);
+            Box::new(Allreduce {
+                ring: ctx.ring()?,
+                rank,
+                residuals: vec![Residual::default(); buckets.count()],
+                buckets,
+                codec,
+            })
+        }
+        Sync::ParameterServer => {
+            let addr = ps.ok_or_else(|| {
+                DistError::Config("a parameter-server job needs the server's address".into())
+            })?;
+            Box::new(ParameterServer {
+                client: Client::connect(addr, ctx, dp, &codec)?,
+                rank,
+                world: ctx.world(),
+                algorithm: dp.algorithm.unwrap_or(PsAlgorithm::Downpour),
+                window,
+                anchor: Vec::new(),
+            })
+        }
+        Sync::LocalSgd | Sync::Gossip => Box::new(Periodic {
+            ring: ctx.ring()?,
             rank,
             gossip: dp.sync == Sync::Gossip,
             window,
             codec,
             residual: Residual::default(),
             anchor: Vec::new(),
-        })),
-        (sync, _, _) => Err(DistError::Config(format!(
-            "`{}` needs {}, which this job was not given",
-            sync.name(),
-            if sync == Sync::ParameterServer {
-                "a parameter server"
-            } else {
-                "a ring"
-            }
-        ))),
-    }
+        }),
+    })
 }
 
 /// Averages `w` over the ring (local SGD, and gossip's final model).

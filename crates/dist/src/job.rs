@@ -21,12 +21,9 @@ use weft_planner::Plan;
 use weft_runtime::train::{fit, get_flat, set_flat, EpochEnd, Progress, Splits, Start};
 use weft_runtime::RunError;
 
-use crate::bucketed::Buckets;
-use crate::compress::Codec;
 use crate::error::Result;
 use crate::exchange;
 use crate::frame::Hello;
-use crate::ps::Client;
 use crate::ring::Ring;
 use crate::transport::{Counters, Link};
 
@@ -184,16 +181,7 @@ pub fn train(
     if let Some(init) = &job.init {
         set_flat(exec.as_mut(), init)?;
     }
-    let ring = match dp.sync {
-        Sync::ParameterServer => None,
-        _ => Some(ctx.ring()?),
-    };
-    let codec = Codec::from_spec(&dp.compression);
-    let ps = match (&dp.sync, &job.ps) {
-        (Sync::ParameterServer, Some(addr)) => Some(Client::connect(addr, ctx, dp, &codec)?),
-        _ => None,
-    };
-    let mut exchange = exchange::for_job(dp, rank, ctx.world(), ring, ps, Buckets::of(&plan))?;
+    let mut exchange = exchange::connect(dp, job.ps.as_deref(), &plan, ctx)?;
 
     let mut report = Report {
         events: &ctx.events,
