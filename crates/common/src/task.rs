@@ -27,13 +27,6 @@ impl Task {
     pub const fn classes_from_model() -> Task {
         Task::Classification { classes: 0 }
     }
-
-    pub fn kind(&self) -> TaskKind {
-        match self {
-            Task::Classification { .. } => TaskKind::Classification,
-            Task::Regression { .. } => TaskKind::Regression,
-        }
-    }
 }
 
 /// What the planner needs to know about the data: feature names and the task.

@@ -56,8 +56,6 @@ fn init_name(init: weft_dsl::Init, fill: f32) -> String {
 fn memory_line(plan: &Plan) -> String {
     let c = &plan.cost;
     let params_grads = human_bytes(2.0 * c.param_bytes as f64);
-    let held: std::collections::BTreeSet<usize> =
-        plan.params.iter().flat_map(|p| [p.node, p.grad]).collect();
     match &plan.memory {
         Some(mem) => {
             let unshared: usize = mem
@@ -75,6 +73,9 @@ fn memory_line(plan: &Plan) -> String {
             )
         }
         None => {
+            // Parameters and gradients are counted in params+grads.
+            let held: std::collections::BTreeSet<usize> =
+                plan.params.iter().flat_map(|p| [p.node, p.grad]).collect();
             let own: Vec<usize> = plan
                 .schedules
                 .train
