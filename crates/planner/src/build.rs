@@ -327,6 +327,15 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
     })
 }
 
+/// The spec path that sets a layer's width: a dense layer's `units`, else the layer itself.
+pub fn units_path(origin: &str) -> String {
+    if origin.ends_with(".dense") {
+        format!("{origin}.units")
+    } else {
+        origin.to_string()
+    }
+}
+
 /// Fuses the final softmax/sigmoid into the loss and checks the output width against the data.
 fn attach_loss(
     g: &mut Graph,
@@ -345,11 +354,7 @@ fn attach_loss(
     } else {
         format!("{origin}.activation")
     };
-    let units_path = if origin.ends_with(".dense") {
-        format!("{origin}.units")
-    } else {
-        origin.clone()
-    };
+    let units_path = units_path(&origin);
     let width = g.g[out].shape.cols;
     let fwd = Phase::Forward;
     let want = |what: &str, n: usize| -> Result<(), PlanError> {

@@ -273,15 +273,8 @@ impl Experiment {
             "data.source".to_string()
         } else {
             layer
-                .and_then(|p| p.origin.clone())
-                .map(|o| {
-                    if o.ends_with(".dense") {
-                        format!("{o}.units")
-                    } else {
-                        o
-                    }
-                })
-                .unwrap_or_else(|| "model".into())
+                .and_then(|p| p.origin.as_deref())
+                .map_or_else(|| "model".into(), weft_planner::build::units_path)
         };
         let gib = |b: u64| human_bytes(b as f64);
         let message = format!(
