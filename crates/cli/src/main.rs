@@ -279,17 +279,27 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 weft::distributed::serve_env_worker(&exp)?;
                 return Ok(());
             }
-            let go = |p: &mut dyn weft::Progress| match &resume {
-                Some(dir) => exp.resume_with(dir, p),
-                None => exp.run_with(&runs_dir, p),
+            let go = |p: &mut dyn weft::Progress| {
+                let mut p = progress::Interruptible::new(p);
+                match &resume {
+                    Some(dir) => exp.resume_with(dir, &mut p),
+                    None => exp.run_with(&runs_dir, &mut p),
+                }
             };
             let result = if std::io::stderr().is_terminal() {
                 let mut bar = progress::Bar::new();
                 let r = go(&mut bar);
                 bar.finish();
-                r?
+                r
             } else {
-                go(&mut weft::progress::Lines::stderr())?
+                go(&mut weft::progress::Lines::stderr())
+            };
+            let result = match result {
+                Err(Error::NothingToDo(message)) => {
+                    eprintln!("{message}");
+                    return Ok(());
+                }
+                r => r?,
             };
             if json {
                 println!("{}", serde_json::to_string(&result).unwrap_or_default());

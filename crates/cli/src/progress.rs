@@ -71,3 +71,45 @@ impl Progress for Bar {
         }
     }
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM ask a run to stop: the loop checkpoints where it stands and
+/// the error prints the resume command. A second Ctrl-C exits at once (code 130).
+pub struct Interruptible<'a> {
+    pub inner: &'a mut dyn Progress,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<'a> Interruptible<'a> {
+    pub fn new(inner: &'a mut dyn Progress) -> Interruptible<'a> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees the flag before this signal sets it: the second
+            // signal exits.
+            let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+            let _ = signal_hook::flag::register(sig, flag.clone());
+        }
+        Interruptible { inner, flag }
+    }
+}
+
+impl Progress for Interruptible<'_> {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        self.inner.epoch_start(epoch, epochs, steps);
+    }
+    fn step(&mut self, done: usize, loss: f32) {
+        self.inner.step(done, loss);
+    }
+    fn epoch_end(&mut self, record: &EpochRecord) -> Result<(), RunError> {
+        self.inner.epoch_end(record)
+    }
+    fn note(&mut self, message: &str) {
+        self.inner.note(message);
+    }
+    fn stop_requested(&self) -> Option<String> {
+        if self.flag.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some("interrupted (Ctrl-C)".into());
+        }
+        self.inner.stop_requested()
+    }
+}

@@ -4,37 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-/// The repository root: spec paths in these tests are relative to it, as a user types them.
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-fn weft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .current_dir(REPO)
-        .args(args)
-        .output()
-        .expect("weft runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `weft run SPEC --json` into a fresh runs folder; returns the parsed JSON.
-fn run_json(spec: &str, runs: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["run", spec, "--json", "--runs-dir", runs.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let o = weft(&args);
-    assert!(o.status.success(), "weft run {spec} failed: {}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).expect("--json prints one JSON object")
-}
+mod support;
+use support::{checkpoint_start, run_json, stderr, stdout, weft, REPO};
 
 fn accuracy(v: &Value) -> f64 {
     v["metrics"]["test"]["accuracy"]
@@ -671,11 +646,8 @@ fn a_run_resumes_from_its_checkpoint_and_trains_on() {
     let runs = tempfile::tempdir().unwrap();
     let first = run_json("specs/iris.yaml", runs.path(), &["--set", "train.epochs=5"]);
     let dir = first["run_dir"].as_str().unwrap().to_string();
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(&dir).join("checkpoint.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(state["epoch"], 5, "a checkpoint after every epoch: {state}");
+    let state = checkpoint_start(Path::new(&dir)).unwrap();
+    assert_eq!(state["epoch"], 6, "a checkpoint after every epoch: {state}");
 
     // Only parallelism, executor and train.epochs may change when resuming.
     let o = weft(&[

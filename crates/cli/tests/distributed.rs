@@ -14,7 +14,8 @@ use weft::Experiment;
 use weft_dist::bench::CollectiveJob;
 use weft_dist::{driver, launch, ring};
 
-const BIN: &str = env!("CARGO_BIN_EXE_weft");
+mod support;
+use support::{checkpoint_start, BIN};
 
 /// A small higgs-like problem; `{extra}` is appended (parallelism, overrides).
 fn spec(rows: usize, epochs: usize, batch: usize, extra: &str) -> String {
@@ -329,7 +330,7 @@ fn kill_9_of_a_worker_stops_a_sync_run_cleanly_and_it_resumes() {
     let status = driver.wait().unwrap();
     let took = killed.elapsed();
     let stderr = reader.join().unwrap();
-    let run_dir = wait_for(&runs, "checkpoint.json", Duration::from_secs(1));
+    let run_dir = wait_for(&runs, "checkpoint.safetensors", Duration::from_secs(1));
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(took < Duration::from_secs(10), "reported after {took:?}");
     assert!(
@@ -337,10 +338,11 @@ fn kill_9_of_a_worker_stops_a_sync_run_cleanly_and_it_resumes() {
         "names the dead worker: {stderr}"
     );
     assert!(stderr.contains("--resume"), "says how to resume: {stderr}");
-    let epoch_before: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("checkpoint.json")).unwrap())
-            .unwrap();
-    let before = epoch_before["epoch"].as_u64().unwrap();
+    let epoch_before = checkpoint_start(&run_dir).unwrap()["epoch"]
+        .as_u64()
+        .unwrap()
+        - 1;
+    let before = epoch_before;
     assert!((1..300).contains(&before), "checkpointed epoch {before}");
     for w in &mut ws {
         let _ = w.0.kill();

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod grad;
 pub mod norm;
 pub mod optim;
+pub mod resume;
 pub mod support;
 pub mod train;
 
@@ -91,6 +92,10 @@ macro_rules! testgen_conformance {
             sgd_nesterov_step_matches_reference, adagrad_step_matches_reference,
             rmsprop_step_matches_reference, rmsprop_momentum_step_matches_reference,
             adam_step_matches_reference, adamw_step_matches_reference,
+        ]);
+        $crate::testgen_conformance!(@group $ctor, resume: [
+            adam_resumes_exactly, adagrad_resumes_exactly, rmsprop_momentum_resumes_exactly,
+            sgd_nesterov_resumes_exactly, lbfgs_resumes_exactly,
         ]);
         $crate::testgen_conformance!(@group $ctor, train: [
             same_plan_same_data_gives_identical_parameters, other_seed_gives_other_parameters,

@@ -120,10 +120,8 @@ pub struct TrainRequest<'a> {
     pub train: &'a Dataset,
     pub validation: Option<&'a Dataset>,
     pub token: &'a str,
-    /// Resume: first epoch, global step and parameters.
-    pub start_epoch: usize,
-    pub start_step: u64,
-    pub init: Option<Vec<f32>>,
+    /// Resume: where, and the model and optimizer state to start from.
+    pub resume: Option<weft_runtime::checkpoint::Resume>,
     /// Address the parameter server binds (`127.0.0.1:0` for local workers).
     pub ps_bind: String,
     /// Where the workers run their steps (`executor.device`).
@@ -304,7 +302,7 @@ pub fn train(
                 &req.ps_bind,
                 req.plan,
                 &d,
-                req.init.as_deref(),
+                req.resume.as_ref().map(|r| r.snapshot.params.as_slice()),
                 req.token,
                 &job_id,
             )?)
@@ -315,9 +313,7 @@ pub fn train(
         plan: req.plan.clone(),
         dp: dp.clone(),
         ps: server.as_ref().map(|s| s.addr.clone()),
-        start_epoch: req.start_epoch,
-        start_step: req.start_step,
-        init: req.init.clone(),
+        resume: req.resume.clone(),
         device: req.device,
     };
     let started = Instant::now();
@@ -349,10 +345,16 @@ pub fn train(
     let mut per_epoch: BTreeMap<usize, BTreeMap<usize, Event>> = BTreeMap::new();
     let mut done: BTreeMap<usize, Done> = BTreeMap::new();
     let mut history: Vec<EpochRecord> = Vec::new();
-    let mut shown_epoch = req.start_epoch.saturating_sub(1);
+    let mut shown_epoch = req.resume.as_ref().map_or(0, |r| r.at.finished_epochs());
     let mut failure: Option<(usize, String)> = None;
 
     while done.len() < live.iter().filter(|l| **l).count() {
+        if let Some(why) = progress.stop_requested() {
+            // Ctrl-C on the driver: the workers stop; the epochs they finished are saved.
+            abort_all(workers, req.token);
+            drop(pollers);
+            return Err(DistError::Run(weft_runtime::RunError::Aborted(why)));
+        }
         // Everything already waiting is taken at once: when the workers run ahead of the
         // driver (fast epochs, a slow disk), a burst of epochs costs one checkpoint, and a
         // lost worker is noticed without first writing every epoch queued before it.
@@ -470,27 +472,27 @@ pub fn train(
                 progress.epoch_start(epoch, epochs, 0);
             }
             // The model moves out of the report: only the newest one is written.
-            let params = reports.into_values().find_map(|e| match e {
+            let snapshot = reports.into_values().find_map(|e| match e {
                 Event::Epoch {
-                    params: Some(p),
-                    step,
+                    snapshot: Some(s),
+                    next,
                     ..
-                } => Some((p, step)),
+                } => Some((s, next)),
                 _ => None,
             });
-            if let Some((p, step)) = params {
-                newest = Some((record.clone(), step, samples, p));
+            if let Some((s, next)) = snapshot {
+                newest = Some((record.clone(), next, samples, s));
             }
             progress.epoch_end(&record)?;
             history.push(record);
         }
         // Only the newest of the epochs completed together is checkpointed.
-        if let Some((record, step, samples, p)) = newest.take() {
+        if let Some((record, next, samples, s)) = newest.take() {
             checkpoint(&EpochEnd {
-                record: &record,
-                step,
+                record: Some(&record),
+                next,
                 samples,
-                model: Some(&p),
+                snapshot: Some(&s),
             })?;
         }
         if failure.is_some() {

@@ -8,6 +8,7 @@ use ndarray::{Array1, Array2};
 use weft_dsl::{DataParallel, PsAlgorithm, Sync};
 use weft_exec::Executor;
 use weft_planner::Plan;
+use weft_runtime::checkpoint::Snapshot;
 use weft_runtime::exchange::{Exchange, Local, StepAt};
 use weft_runtime::train::{get_flat, get_flat_grads, set_flat};
 use weft_runtime::RunError;
@@ -150,9 +151,17 @@ impl Exchange for ParameterServer {
         false
     }
 
-    fn model(&mut self, _exec: &mut dyn Executor) -> Result<Option<Vec<f32>>, RunError> {
-        // The server's model is the run's, whatever this worker holds.
-        Ok((self.rank == 0).then(|| self.client.pull()).transpose()?)
+    fn snapshot(&mut self, exec: &mut dyn Executor) -> Result<Option<Snapshot>, RunError> {
+        if self.rank != 0 {
+            return Ok(None);
+        }
+        // The server's model is the run's, whatever this worker holds. The server's
+        // optimizer state stays with it: an asynchronous run is not reproducible step for
+        // step, and a resumed one starts the server's moments afresh.
+        let mut s = Snapshot::read(exec)?;
+        s.params = self.client.pull()?;
+        s.optimizer = Default::default();
+        Ok(Some(s))
     }
 
     fn finish(&mut self, exec: &mut dyn Executor) -> Result<(), RunError> {

@@ -18,7 +18,8 @@ use weft_data::Dataset;
 use weft_dsl::{DataParallel, Optimizer, PsAlgorithm, Sgd, Sync};
 use weft_exec::Device;
 use weft_planner::Plan;
-use weft_runtime::train::{fit, get_flat, set_flat, EpochEnd, Progress, Splits, Start};
+use weft_runtime::checkpoint::{Resume, Snapshot, Start};
+use weft_runtime::train::{fit, get_flat, EpochEnd, Progress, Splits};
 use weft_runtime::RunError;
 
 use crate::error::Result;
@@ -34,11 +35,9 @@ pub struct TrainJob {
     pub dp: DataParallel,
     /// The parameter server's data-plane address (`sync: parameter_server`).
     pub ps: Option<String>,
-    /// First epoch to run (1 unless resuming) and the global step it starts at.
-    pub start_epoch: usize,
-    pub start_step: u64,
-    /// Parameters to start from (resuming), flat in the plan's order.
-    pub init: Option<Vec<f32>>,
+    /// The checkpoint to continue from (resuming): where, and the model and optimizer
+    /// state every worker starts with.
+    pub resume: Option<Resume>,
     /// The spec's `executor.device`: each worker runs its steps there (a GPU worker takes
     /// the adapter of its local rank).
     #[serde(default)]
@@ -63,9 +62,12 @@ pub enum Event {
         samples: u64,
         seconds: f64,
         step: u64,
-        /// The model after this epoch (rank 0, or the server's for a parameter server).
+        /// Where a run resumed after this epoch continues.
+        next: Start,
+        /// The model and optimizer state after this epoch (rank 0; the server's model for
+        /// a parameter server).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        params: Option<Vec<f32>>,
+        snapshot: Option<Box<Snapshot>>,
     },
     Done(Done),
     Failed {
@@ -99,12 +101,12 @@ impl Events {
         if let Ok(mut l) = self.list.lock() {
             // Only the newest model is kept: a long run would otherwise hold one per epoch.
             if let Event::Epoch {
-                params: Some(_), ..
+                snapshot: Some(_), ..
             } = e
             {
                 for old in l.iter_mut() {
-                    if let Event::Epoch { params, .. } = old {
-                        *params = None;
+                    if let Event::Epoch { snapshot, .. } = old {
+                        *snapshot = None;
                     }
                 }
             }
@@ -178,9 +180,6 @@ pub fn train(
         tracing::warn!("worker {rank}: {note}");
     }
     let mut exec = device.executor(&plan)?;
-    if let Some(init) = &job.init {
-        set_flat(exec.as_mut(), init)?;
-    }
     let mut exchange = exchange::connect(dp, job.ps.as_deref(), &plan, ctx)?;
 
     let mut report = Report {
@@ -190,22 +189,24 @@ pub fn train(
         steps: 0,
     };
     let mut epoch_end = |e: &EpochEnd| -> Result<(), RunError> {
+        // A worker is only stopped by its driver, which keeps the epochs' checkpoints.
+        let Some(record) = e.record else {
+            return Ok(());
+        };
         ctx.events.push(Event::Epoch {
-            epoch: e.record.epoch,
-            train_loss: e.record.train_loss,
-            validation_loss: e.record.validation_loss,
-            lr: e.record.lr,
+            epoch: record.epoch,
+            train_loss: record.train_loss,
+            validation_loss: record.validation_loss,
+            lr: record.lr,
             samples: e.samples,
-            seconds: e.record.seconds,
-            step: e.step,
-            params: e.model.map(<[f32]>::to_vec),
+            seconds: record.seconds,
+            step: e.next.step,
+            next: e.next,
+            snapshot: e.snapshot.cloned().map(Box::new),
         });
         Ok(())
     };
-    let start = Start {
-        epoch: job.start_epoch,
-        step: job.start_step,
-    };
+    let start_step = job.resume.as_ref().map_or(0, |r| r.at.step);
     let data = Splits { train, validation };
     let outcome = fit(
         exec.as_mut(),
@@ -213,7 +214,7 @@ pub fn train(
         data,
         exchange.as_mut(),
         &mut report,
-        start,
+        job.resume.as_ref(),
         Some(&mut epoch_end),
     )?;
     let params = (rank == 0).then(|| get_flat(exec.as_ref())).transpose()?;
@@ -223,7 +224,7 @@ pub fn train(
         .map(|(name, a)| (name, a.nrows(), a.ncols(), a.iter().copied().collect()))
         .collect();
     Ok(Done {
-        steps: outcome.steps - job.start_step,
+        steps: outcome.steps - start_step,
         samples: outcome.samples,
         seconds: started.elapsed().as_secs_f64(),
         bytes_sent: ctx.counters.sent(),

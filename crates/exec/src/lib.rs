@@ -89,6 +89,39 @@ pub trait Executor {
     /// (An error when they cannot be read from the device.)
     fn buffers(&self) -> Result<Vec<(String, Array2<f32>)>, ExecError>;
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]);
+    /// The optimizer's moments and update count, for a checkpoint (an error when they
+    /// cannot be read from the device).
+    fn optimizer_state(&self) -> Result<optim::OptimState, ExecError>;
+    /// Restores what [`Executor::optimizer_state`] returned (resuming a run).
+    fn set_optimizer_state(&mut self, state: &optim::OptimState) -> Result<(), ExecError>;
+}
+
+/// A flat vector (parameters, gradients or optimizer slots, in the plan's `params` order)
+/// cut into the parameters' shapes; `what` names the values in the error.
+pub fn split_flat(plan: &Plan, flat: &[f32], what: &str) -> Result<Vec<Array2<f32>>, ExecError> {
+    let shapes: Vec<(usize, usize)> = plan
+        .params
+        .iter()
+        .map(|p| (p.shape.rows_at(1), p.shape.cols))
+        .collect();
+    let want = shapes
+        .iter()
+        .fold(0usize, |n, (r, c)| n.saturating_add(r.saturating_mul(*c)));
+    if flat.len() != want {
+        return Err(ExecError::Shape(format!(
+            "{} {what} values given, the model has {want}",
+            flat.len()
+        )));
+    }
+    let mut at = 0;
+    shapes
+        .into_iter()
+        .map(|(r, c)| {
+            let a = Array2::from_shape_vec((r, c), flat[at..at + r * c].to_vec());
+            at += r * c;
+            a.map_err(|e| ExecError::Internal(e.to_string()))
+        })
+        .collect()
 }
 
 /// Errors unless the batch has the plan's feature columns.

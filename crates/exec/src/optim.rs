@@ -14,6 +14,16 @@ pub struct State {
     pub t: u64,
 }
 
+/// The optimizer's state as a checkpoint holds it, so a resumed run continues exactly: the
+/// number of updates done (Adam's bias correction) and the two moment slots, flat in the
+/// plan's `params` order. `m` and `v` are empty before the first update.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimState {
+    pub updates: u64,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
 /// Elements per parallel chunk; parameters smaller than two chunks update on one thread.
 const CHUNK: usize = 16 * 1024;
 

@@ -32,6 +32,12 @@ pub enum RunError {
     /// The run was asked to stop (by the driver, or the user).
     #[error("{0}")]
     Aborted(String),
+    /// A single process stopped by the user (Ctrl-C) after checkpointing where it stood.
+    #[error("{why}; the checkpoint {} is saved", at.describe())]
+    Interrupted {
+        why: String,
+        at: crate::checkpoint::Start,
+    },
     #[error("internal error (a bug in weft): {0}")]
     Internal(String),
 }

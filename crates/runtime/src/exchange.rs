@@ -6,8 +6,8 @@
 use ndarray::{Array1, Array2};
 use weft_exec::Executor;
 
+use crate::checkpoint::Snapshot;
 use crate::error::RunError;
-use crate::train::get_flat;
 
 /// Where one step of the loop stands.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,10 +66,10 @@ pub trait Exchange {
         true
     }
 
-    /// The model to report after an epoch (flat, in the plan's `params` order), or `None` on
-    /// a worker that does not hold it (every rank but 0). Only asked for when it is saved.
-    fn model(&mut self, exec: &mut dyn Executor) -> Result<Option<Vec<f32>>, RunError> {
-        Ok((self.rank() == 0).then(|| get_flat(exec)).transpose()?)
+    /// The model and optimizer state to checkpoint after an epoch, or `None` on a worker
+    /// that does not hold them (every rank but 0). Only asked for when it is saved.
+    fn snapshot(&mut self, exec: &mut dyn Executor) -> Result<Option<Snapshot>, RunError> {
+        (self.rank() == 0).then(|| Snapshot::read(exec)).transpose()
     }
 
     /// After the last epoch: leaves the final model in `exec` (gossip averages once; a

@@ -8,8 +8,8 @@ use crate::error::RunError;
 /// Curvature history kept across epochs.
 #[derive(Debug, Clone, Default)]
 pub struct LbfgsState {
-    s: VecDeque<Vec<f32>>,
-    y: VecDeque<Vec<f32>>,
+    pub(crate) s: VecDeque<Vec<f32>>,
+    pub(crate) y: VecDeque<Vec<f32>>,
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f64 {

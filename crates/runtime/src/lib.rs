@@ -3,6 +3,7 @@
 //! all-reduce, the parameter-server family, local SGD and gossip are in weft-dist), full-batch
 //! L-BFGS, evaluation metrics, and run directories (checkpoints written atomically).
 
+pub mod checkpoint;
 pub mod error;
 pub mod exchange;
 pub mod lbfgs;

@@ -24,9 +24,7 @@ pub const PREPROCESS_FILE: &str = "preprocess.json";
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The test split's rows as they were read (before preprocessing), for `weft predict`.
 pub const TEST_FILE: &str = "test.csv";
-/// The model after the last finished epoch, and where training stood (`weft run --resume`).
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-pub const CHECKPOINT_STATE_FILE: &str = "checkpoint.json";
+pub use crate::checkpoint::CHECKPOINT_FILE;
 
 /// Named 2-D tensors, as saved in safetensors files.
 pub type Tensors = Vec<(String, Array2<f32>)>;
@@ -45,13 +43,6 @@ pub fn named_tensors(plan: &Plan, flat: &[f32]) -> Tensors {
         .collect()
 }
 
-/// Where a checkpointed run stood: the last finished epoch and the global step after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CheckpointState {
-    pub epoch: usize,
-    pub step: u64,
-}
-
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -61,7 +52,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        // The rename itself is durable once the folder is synced (POSIX; a no-op elsewhere).
+        #[cfg(unix)]
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -93,6 +90,13 @@ fn timestamp() -> String {
     )
 }
 
+/// The lock file a training process holds (see [`RunDir::lock`]).
+pub const LOCK_FILE: &str = ".lock";
+
+/// A held run lock; dropping it releases the run.
+#[derive(Debug)]
+pub struct RunLock(#[allow(dead_code)] fs::File);
+
 /// A run's folder.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -119,6 +123,26 @@ impl RunDir {
             }
         }
         unreachable!("the loop above returns")
+    }
+
+    /// Takes the run's lock (`.lock` in its folder) for as long as the guard lives: one
+    /// process trains a run at a time. The operating system drops it when the process dies.
+    pub fn lock(&self) -> Result<RunLock, RunError> {
+        let path = self.file(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| RunError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock(file)),
+            Err(fs::TryLockError::WouldBlock) => Err(RunError::Model {
+                path: self.path.display().to_string(),
+                message: "another weft process is training this run (it holds the run's lock); wait for it to finish or stop it first".into(),
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(RunError::io(&path, e)),
+        }
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -159,42 +183,33 @@ impl RunDir {
     }
 
     /// Saves parameters and buffers as safetensors (f32, little-endian).
+    /// A tensor holding NaN or infinity is refused: such a model is never saved.
     pub fn write_weights(&self, tensors: &[(String, Array2<f32>)]) -> Result<(), RunError> {
+        if let Some((name, v)) = tensors
+            .iter()
+            .find_map(|(n, a)| a.iter().find(|v| !v.is_finite()).map(|v| (n, *v)))
+        {
+            return Err(RunError::Model {
+                path: self.file(WEIGHTS_FILE).display().to_string(),
+                message: format!("not written: tensor `{name}` holds {v} (training diverged); try a lower learning rate or `train.clip_grad_norm`"),
+            });
+        }
         self.write_tensors(WEIGHTS_FILE, tensors)
     }
 
-    /// The training loop's checkpoint hook: writes the model of an epoch's end with its epoch
-    /// and step (nothing on a worker that does not hold the model).
+    /// The training loop's checkpoint hook: writes where training stands with the model and
+    /// optimizer state (nothing on a worker that does not hold the model).
     pub fn save_epoch(&self, plan: &Plan, e: &EpochEnd) -> Result<(), RunError> {
-        match e.model {
-            Some(flat) => self.write_checkpoint(
-                CheckpointState {
-                    epoch: e.record.epoch,
-                    step: e.step,
+        match e.snapshot {
+            Some(snapshot) => self.write_checkpoint(
+                plan,
+                &crate::checkpoint::Resume {
+                    at: e.next,
+                    snapshot: snapshot.clone(),
                 },
-                &named_tensors(plan, flat),
             ),
             None => Ok(()),
         }
-    }
-
-    /// Saves a checkpoint: the tensors first, then the state that points at them, so a
-    /// crash between the two leaves the previous state describing older, still whole files.
-    pub fn write_checkpoint(
-        &self,
-        state: CheckpointState,
-        tensors: &[(String, Array2<f32>)],
-    ) -> Result<(), RunError> {
-        self.write_tensors(CHECKPOINT_FILE, tensors)?;
-        self.write_json(CHECKPOINT_STATE_FILE, &state)
-    }
-
-    /// The last checkpoint: where training stood and the tensors.
-    pub fn read_checkpoint(&self) -> Result<(CheckpointState, Tensors), RunError> {
-        let dir = &self.path;
-        let state: CheckpointState = serde_json::from_slice(&read(dir, CHECKPOINT_STATE_FILE)?)
-            .map_err(|e| bad(dir, CHECKPOINT_STATE_FILE, e))?;
-        Ok((state, read_tensors(dir, CHECKPOINT_FILE)?))
     }
 
     fn write_tensors(&self, name: &str, tensors: &[(String, Array2<f32>)]) -> Result<(), RunError> {
@@ -297,8 +312,19 @@ fn read_tensors(dir: &Path, file: &str) -> Result<Vec<(String, Array2<f32>)>, Ru
 }
 
 impl SavedModel {
-    /// Parameters in plan order; a missing one is an error naming it.
+    /// Parameters in plan order; a missing one, or one holding NaN or infinity, is an error
+    /// naming it.
     pub fn params(&self) -> Result<Vec<Array2<f32>>, RunError> {
+        if let Some((name, v)) = self
+            .tensors
+            .iter()
+            .find_map(|(n, a)| a.iter().find(|v| !v.is_finite()).map(|v| (n, *v)))
+        {
+            return Err(RunError::Model {
+                path: WEIGHTS_FILE.into(),
+                message: format!("tensor `{name}` holds {v}: the model is not usable (it diverged); train it again with a lower learning rate"),
+            });
+        }
         self.plan
             .params
             .iter()

@@ -13,6 +13,8 @@ use weft_planner::Plan;
 use weft_exec::optim::learning_rate;
 use weft_exec::{ExecError, Executor};
 
+pub use crate::checkpoint::Start;
+use crate::checkpoint::{Resume, Snapshot};
 use crate::error::RunError;
 use crate::exchange::{Exchange, Local, StepAt};
 use crate::lbfgs::{self, LbfgsState};
@@ -140,6 +142,17 @@ impl EarlyStop {
         }
     }
 
+    /// The start of `epoch` with the counters as they stand (step and the rest are the
+    /// caller's).
+    fn position(&self, epoch: usize) -> Start {
+        Start {
+            epoch,
+            best: self.best.is_finite().then_some(self.best),
+            since_best: self.since_best,
+            ..Start::default()
+        }
+    }
+
     /// Why to stop after `epoch`, if training should.
     pub fn check(
         &mut self,
@@ -176,34 +189,24 @@ impl EarlyStop {
     }
 }
 
-/// Where training starts: epoch 1, step 0, unless resuming from a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Start {
-    pub epoch: usize,
-    pub step: u64,
-}
-
-impl Default for Start {
-    fn default() -> Start {
-        Start { epoch: 1, step: 0 }
-    }
-}
-
-/// What the loop hands to its checkpoint hook after every epoch.
+/// What the loop hands to its checkpoint hook after every epoch (and when a single
+/// process is stopped mid-epoch).
 #[derive(Debug)]
 pub struct EpochEnd<'a> {
-    pub record: &'a EpochRecord,
-    /// The global step after the epoch.
-    pub step: u64,
+    /// The epoch's record; `None` when the run was stopped mid-epoch.
+    pub record: Option<&'a EpochRecord>,
+    /// Where a resumed run continues.
+    pub next: Start,
     /// Rows this worker trained on in the epoch.
     pub samples: u64,
-    /// The model after the epoch, flat in the plan's `params` order (checked finite); `None`
-    /// on a worker that does not hold it.
-    pub model: Option<&'a [f32]>,
+    /// The model and optimizer state (parameters checked finite); `None` on a worker that
+    /// does not hold them.
+    pub snapshot: Option<&'a Snapshot>,
 }
 
-/// Called after every epoch, before [`Progress::epoch_end`] (a checkpoint, or a worker's
-/// report to its driver).
+/// Called after every epoch, after [`Progress::epoch_end`] wrote its record (a checkpoint,
+/// or a worker's report to its driver): a kill between the two leaves a record the resumed
+/// run rewrites, never a checkpoint whose epoch has no record.
 pub type Checkpoint<'a> = &'a mut dyn FnMut(&EpochEnd) -> Result<(), RunError>;
 
 /// The data a run trains on: the train split, and the validation split that drives early
@@ -223,32 +226,27 @@ pub fn fit_local(
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, RunError> {
     let data = Splits { train, validation };
-    fit(
-        exec,
-        plan,
-        data,
-        &mut Local,
-        progress,
-        Start::default(),
-        None,
-    )
+    fit(exec, plan, data, &mut Local, progress, None, None)
 }
 
 /// The training loop, the one every mode runs: epochs of shuffled mini-batches (or
 /// full-batch L-BFGS), the learning-rate schedule, divergence checks, validation, early
 /// stopping, progress and checkpoints. `exchange` is what differs between modes (see
-/// [`Exchange`]); `exec` holds the model to start from (`start` when resuming: the data order
-/// is the same as an uninterrupted run's). `checkpoint` is called after every epoch with the
-/// model, which is only read back from the device when it is given.
+/// [`Exchange`]). `resume` restores a checkpoint into `exec` and continues where it stopped
+/// (the data order, dropout and learning rate are those of an uninterrupted run).
+/// `checkpoint` is called after every epoch with the model and optimizer state, which are
+/// only read back from the device when it is given; a single process stopped by
+/// [`Progress::stop_requested`] checkpoints where it stands before returning.
 pub fn fit(
     exec: &mut dyn Executor,
     plan: &Plan,
     data: Splits,
     exchange: &mut dyn Exchange,
     progress: &mut dyn Progress,
-    start: Start,
+    resume: Option<&Resume>,
     mut checkpoint: Option<Checkpoint>,
 ) -> Result<TrainOutcome, RunError> {
+    let start = resume.map(|r| r.at).unwrap_or_default();
     let t = &plan.train;
     let train = data.train;
     let n = train.len();
@@ -277,8 +275,20 @@ pub fn fit(
     let mut samples: u64 = 0;
     let mut train_seconds = 0.0;
     let mut stopper = EarlyStop::new(&t.stop);
+    stopper.best = start.best.unwrap_or(f32::INFINITY);
+    stopper.since_best = start.since_best;
     let mut stopped_early = None;
     let mut lbfgs_state = LbfgsState::default();
+    if let Some(r) = resume {
+        if start.batch > 0 && world > 1 {
+            return Err(RunError::Aborted(format!(
+                "the checkpoint was written {} by a single process; its batches are not those of {world} workers: resume it without `parallelism.data` (it continues from the next epoch on any number of workers after that)",
+                start.describe()
+            )));
+        }
+        r.snapshot.restore(exec)?;
+        lbfgs_state = r.snapshot.lbfgs_state();
+    }
     let (mut xb, mut yb) = (Array2::zeros((0, 0)), Array1::zeros(0));
     let mut order: Vec<usize> = (0..n).collect();
     for epoch in 1..start.epoch {
@@ -309,9 +319,40 @@ pub fn fit(
             progress.epoch_start(epoch, t.epochs, steps_per_epoch as usize);
             Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
             let (mut sum, mut rows) = (0.0f64, 0.0f64);
+            let mut first = 0;
+            if epoch == start.epoch && start.batch > 0 {
+                // Resuming mid-epoch: the batches before were trained.
+                first = start.batch;
+                sum = f64::from_bits(start.loss_sum_bits);
+                rows = f64::from_bits(start.loss_rows_bits);
+                epoch_samples = start.samples;
+            }
             let mut lr = 0.0;
-            for k in 0..steps_per_epoch as usize {
+            for k in first..steps_per_epoch as usize {
                 if let Some(why) = progress.stop_requested() {
+                    if world == 1 {
+                        if let Some(save) = checkpoint.as_mut() {
+                            let (deferred, _) = exec.deferred_losses()?;
+                            sum += deferred;
+                            let next = Start {
+                                epoch,
+                                step,
+                                batch: k,
+                                loss_sum_bits: sum.to_bits(),
+                                loss_rows_bits: rows.to_bits(),
+                                samples: epoch_samples,
+                                ..stopper.position(epoch)
+                            };
+                            let snapshot = checked_snapshot(exchange, exec, epoch, step)?;
+                            save(&EpochEnd {
+                                record: None,
+                                next,
+                                samples: epoch_samples,
+                                snapshot: snapshot.as_ref(),
+                            })?;
+                            return Err(RunError::Interrupted { why, at: next });
+                        }
+                    }
                     return Err(RunError::Aborted(why));
                 }
                 let lo = (k * global + rank * b).min(n);
@@ -379,31 +420,39 @@ pub fn fit(
             },
             worker_samples_per_sec: Vec::new(),
         };
-        if let Some(save) = checkpoint.as_mut() {
-            let model = exchange.model(exec)?;
-            if let Some(bad) = model.iter().flatten().find(|v| !v.is_finite()) {
-                // The last good checkpoint is kept.
-                return Err(RunError::NonFiniteParams {
-                    epoch,
-                    step,
-                    value: *bad,
-                });
+        // Read (and checked finite) before the record is written: a diverged model is
+        // neither recorded nor saved, and the last good checkpoint is kept.
+        let snapshot = match checkpoint {
+            Some(_) => {
+                let mut s = checked_snapshot(exchange, exec, epoch, step)?;
+                if let (Some(s), true) = (s.as_mut(), lbfgs_cfg.is_some()) {
+                    s.set_lbfgs(&lbfgs_state);
+                }
+                s
             }
+            None => None,
+        };
+        progress.epoch_end(&record)?;
+        let stop = if exchange.synchronous() {
+            stopper.check(epoch, train_loss, validation_loss)
+        } else {
+            None
+        };
+        if let Some(save) = checkpoint.as_mut() {
             save(&EpochEnd {
-                record: &record,
-                step,
+                record: Some(&record),
+                next: Start {
+                    step,
+                    ..stopper.position(epoch + 1)
+                },
                 samples: epoch_samples,
-                model: model.as_deref(),
+                snapshot: snapshot.as_ref(),
             })?;
         }
-        progress.epoch_end(&record)?;
         history.push(record);
-
-        if exchange.synchronous() {
-            if let Some(reason) = stopper.check(epoch, train_loss, validation_loss) {
-                stopped_early = Some(reason);
-                break;
-            }
+        if let Some(reason) = stop {
+            stopped_early = Some(reason);
+            break;
         }
     }
     exchange.finish(exec)?;
@@ -415,6 +464,20 @@ pub fn fit(
         steps: step,
         stopped_early,
     })
+}
+
+/// The exchange's snapshot for a checkpoint, refused when a parameter is not finite.
+fn checked_snapshot(
+    exchange: &mut dyn Exchange,
+    exec: &mut dyn Executor,
+    epoch: usize,
+    step: u64,
+) -> Result<Option<Snapshot>, RunError> {
+    let snapshot = exchange.snapshot(exec)?;
+    if let Some(value) = snapshot.as_ref().and_then(Snapshot::non_finite) {
+        return Err(RunError::NonFiniteParams { epoch, step, value });
+    }
+    Ok(snapshot)
 }
 
 /// Every parameter, flattened in the plan's `params` order.
@@ -438,31 +501,10 @@ pub fn set_flat(exec: &mut dyn Executor, flat: &[f32]) -> Result<(), ExecError> 
 }
 
 /// A flat vector (parameters or gradients, in the plan's `params` order) cut into the
-/// parameters' shapes.
+/// parameters' shapes (from the plan: reading the parameters back would stall a GPU on
+/// every step).
 pub fn split_flat(exec: &dyn Executor, flat: &[f32]) -> Result<Vec<Array2<f32>>, ExecError> {
-    // Shapes from the plan: reading the parameters back would stall a GPU on every step.
-    let shapes: Vec<(usize, usize)> = exec
-        .plan()
-        .params
-        .iter()
-        .map(|p| (p.shape.rows_at(1), p.shape.cols))
-        .collect();
-    let want: usize = shapes.iter().map(|(r, c)| r * c).sum();
-    if flat.len() != want {
-        return Err(ExecError::Shape(format!(
-            "{} parameter values given, the model has {want}",
-            flat.len()
-        )));
-    }
-    let mut at = 0;
-    shapes
-        .into_iter()
-        .map(|(r, c)| {
-            let a = Array2::from_shape_vec((r, c), flat[at..at + r * c].to_vec());
-            at += r * c;
-            a.map_err(|e| ExecError::Internal(e.to_string()))
-        })
-        .collect()
+    weft_exec::split_flat(exec.plan(), flat, "parameter")
 }
 
 /// Mean loss and gradient over the whole data set (chunked, weighted by chunk size).

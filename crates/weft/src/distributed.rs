@@ -10,8 +10,9 @@ use weft_dist::DistError;
 use weft_dsl::{Cluster, DataParallel, Spec};
 use weft_exec::{Device, Executor};
 use weft_planner::Plan;
+use weft_runtime::checkpoint::Resume;
 use weft_runtime::rundir::RunDir;
-use weft_runtime::train::{set_flat, EpochEnd, Progress, Start, TrainOutcome};
+use weft_runtime::train::{set_flat, EpochEnd, Progress, TrainOutcome};
 
 /// What a distributed run leaves: the trained model on this machine's executor.
 pub(crate) struct DistRun {
@@ -133,8 +134,7 @@ pub(crate) fn train(
     plan: &Plan,
     prepared: &Prepared,
     dir: &RunDir,
-    start: Start,
-    init: Option<Vec<f32>>,
+    resume: Option<Resume>,
     progress: &mut dyn Progress,
 ) -> Result<DistRun, DistError> {
     let Some(dp) = &spec.parallelism.data else {
@@ -151,9 +151,7 @@ pub(crate) fn train(
         train: &prepared.train,
         validation: prepared.validation.as_ref(),
         token: &token,
-        start_epoch: start.epoch,
-        start_step: start.step,
-        init,
+        resume,
         ps_bind,
         device: spec.executor.device,
     };

@@ -21,6 +21,9 @@ pub enum Error {
         message: String,
         resume: Option<String>,
     },
+    /// `--resume` of a run that has nothing left to train (not a failure: the CLI exits 0).
+    #[error("{0}")]
+    NothingToDo(String),
 }
 
 impl From<weft_dist::DistError> for Error {

@@ -10,8 +10,8 @@ use weft_data::{Prepared, Table, TableSchema};
 use weft_dsl::{Document, Spec};
 use weft_exec::{Device, ExecError};
 use weft_planner::{DataShape, PassLog, Plan, PlanError, Task, TaskKind};
-use weft_runtime::rundir::{self, RunDir, SavedModel};
-use weft_runtime::train::{self, EpochRecord, Progress, Start};
+use weft_runtime::rundir::SavedModel;
+use weft_runtime::train::EpochRecord;
 
 use crate::error::{Error, Result};
 use crate::plan_view::PlanView;
@@ -20,8 +20,8 @@ use crate::predict::Predictions;
 /// A validated spec, ready to plan and run.
 #[derive(Debug, Clone)]
 pub struct Experiment {
-    doc: Document,
-    spec: Spec,
+    pub(crate) doc: Document,
+    pub(crate) spec: Spec,
     /// Folder that relative data paths resolve against (the spec file's folder).
     base_dir: PathBuf,
 }
@@ -98,7 +98,7 @@ impl Experiment {
 
     /// The plan that runs: lowered for the device the run picked (`executor.device: auto`
     /// may find a GPU); a distributed run's workers pick their own and lower it themselves.
-    fn plan_to_run(&self, prepared: &Prepared, device: &Device) -> Result<Plan> {
+    pub(crate) fn plan_to_run(&self, prepared: &Prepared, device: &Device) -> Result<Plan> {
         let plan = self.plan_for(prepared)?;
         if self.is_distributed() {
             return Ok(plan);
@@ -172,7 +172,7 @@ impl Experiment {
     }
 
     /// Refuses spec sections this build cannot execute, naming them.
-    fn check_runnable(&self) -> Result<(Device, Option<String>)> {
+    pub(crate) fn check_runnable(&self) -> Result<(Device, Option<String>)> {
         let p = &self.spec.parallelism;
         let unsupported = |path: &str, what: &str| {
             Error::Spec(self.doc.error_at(path, format!("{what} is not available in this build of weft yet; remove this section to train on one device")))
@@ -224,7 +224,7 @@ impl Experiment {
     /// memory this machine has available (Linux; elsewhere only the spec's limit applies).
     /// When the model's input depends on the values (`one_hot`) only the data is checked:
     /// the rows are not read for it.
-    fn preflight(&self) -> Result<()> {
+    pub(crate) fn preflight(&self) -> Result<()> {
         const GIB: f64 = (1u64 << 30) as f64;
         let (limit, source) = match self.spec.executor.memory_limit_gib {
             Some(gib) => ((gib * GIB) as u64, "executor.memory_limit_gib".to_string()),
@@ -298,230 +298,6 @@ impl Experiment {
             None => false,
         }
     }
-
-    /// Trains and evaluates, writing a run directory under `runs_root`.
-    pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
-        let device = self.check_runnable()?;
-        self.preflight()?;
-        let (table, prepared) = self.prepare_data()?;
-        let plan = self.plan_to_run(&prepared, &device.0)?;
-        let dir = RunDir::create(runs_root, &self.spec.name)?;
-        dir.write_json(rundir::SPEC_FILE, &self.spec)?;
-        dir.write_json(rundir::PLAN_FILE, &plan)?;
-        dir.write_json(rundir::PREPROCESS_FILE, &prepared.pipeline)?;
-        // The test rows as read, so `weft predict --input <run>/test.csv` can be checked.
-        let mut bytes = Vec::new();
-        weft_data::write_csv(&table, &prepared.split.test, &mut bytes)?;
-        rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
-        self.train_into(
-            &dir,
-            device,
-            plan,
-            prepared,
-            Start::default(),
-            None,
-            progress,
-        )
-    }
-
-    /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
-    /// same run directory. The spec may differ from the run's only in `parallelism`,
-    /// `executor` (resume a 4-worker run on 2 workers, say) and `train.epochs` (train on).
-    pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
-        let device = self.check_runnable()?;
-        self.preflight()?;
-        let dir = RunDir::open(run_dir)?;
-        let theirs: Value =
-            serde_json::from_slice(&std::fs::read(dir.file(rundir::SPEC_FILE)).map_err(|e| {
-                Error::Io {
-                    path: dir.file(rundir::SPEC_FILE).display().to_string(),
-                    message: e.to_string(),
-                }
-            })?)
-            .unwrap_or(Value::Null);
-        let strip = |mut v: Value| {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("parallelism");
-                o.remove("executor");
-                if let Some(t) = o.get_mut("train").and_then(Value::as_object_mut) {
-                    t.remove("epochs");
-                }
-            }
-            v
-        };
-        if strip(theirs) != strip(self.resolved()) {
-            return Err(Error::Io {
-                path: run_dir.display().to_string(),
-                message: format!(
-                    "this run was made from a different spec (only `parallelism`, `executor` and `train.epochs` may change when resuming); compare with {}",
-                    dir.file(rundir::SPEC_FILE).display()
-                ),
-            });
-        }
-        let (state, tensors) = dir.read_checkpoint()?;
-        let (_, prepared) = self.prepare_data()?;
-        let plan = self.plan_to_run(&prepared, &device.0)?;
-        let model = SavedModel {
-            plan: plan.clone(),
-            pipeline: prepared.pipeline.clone(),
-            tensors,
-        };
-        let flat: Vec<f32> = model
-            .params()?
-            .iter()
-            .flat_map(|a| a.iter().copied())
-            .collect();
-        let start = Start {
-            epoch: state.epoch + 1,
-            step: state.step,
-        };
-        progress.note(&format!(
-            "resuming {} after epoch {} (step {})",
-            dir.path.display(),
-            state.epoch,
-            state.step
-        ));
-        self.train_into(&dir, device, plan, prepared, start, Some(flat), progress)
-    }
-
-    /// Trains from `start` (with `init` as the model if resuming), evaluates, and writes
-    /// the model, metrics and summary into `dir`.
-    #[allow(clippy::too_many_arguments)]
-    fn train_into(
-        &self,
-        dir: &RunDir,
-        (device, device_note): (Device, Option<String>),
-        plan: Plan,
-        prepared: Prepared,
-        start: Start,
-        init: Option<Vec<f32>>,
-        progress: &mut dyn Progress,
-    ) -> Result<RunResult> {
-        let pipeline = prepared.pipeline.clone();
-        let mut previous = match start.epoch {
-            1 => Vec::new(),
-            _ => read_metrics(dir),
-        };
-        previous.retain(|r| r.epoch < start.epoch);
-        let mut writer = MetricsWriter {
-            dir,
-            records: previous,
-            inner: progress,
-        };
-        let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
-            let d = crate::distributed::train(
-                &self.spec,
-                &plan,
-                &prepared,
-                dir,
-                start,
-                init,
-                &mut writer,
-            )
-            .map_err(|e| self.stopped(e, dir))?;
-            let mut notes: Vec<String> = device_note.into_iter().collect();
-            notes.extend(d.notes);
-            (d.exec, d.outcome, Some(d.comm), notes, d.device)
-        } else {
-            if let Some(note) = &device_note {
-                writer.note(note);
-            }
-            let mut exec = device.executor(&plan)?;
-            if let Some(init) = &init {
-                train::set_flat(exec.as_mut(), init)?;
-            }
-            let mut save = |e: &train::EpochEnd| dir.save_epoch(&plan, e);
-            let data = train::Splits {
-                train: &prepared.train,
-                validation: prepared.validation.as_ref(),
-            };
-            let outcome = train::fit(
-                exec.as_mut(),
-                &plan,
-                data,
-                &mut weft_runtime::Local,
-                &mut writer,
-                start,
-                Some(&mut save),
-            )?;
-            let name = exec.device_name();
-            (exec, outcome, None, device_note.into_iter().collect(), name)
-        };
-
-        // A resumed run's history is the whole run's, as metrics.jsonl is.
-        outcome.history = writer.records.clone();
-        let mut metrics = BTreeMap::new();
-        let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
-        if let Some(v) = &prepared.validation {
-            splits.push(("validation", v));
-        }
-        for (name, d) in splits {
-            let probs = train::predict_all(exec.as_mut(), &d.x, 4096)?;
-            let mut m = weft_runtime::metrics::evaluate(&plan.evaluate, &plan.task, &probs, &d.y);
-            m.insert(
-                "loss".into(),
-                serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?),
-            );
-            metrics.insert(name.to_string(), m);
-        }
-        let names = plan.params.iter().map(|p| p.name.clone());
-        let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()?).collect();
-        tensors.extend(exec.buffers()?);
-        dir.write_weights(&tensors)?;
-
-        let result = RunResult {
-            run_dir: dir.path.display().to_string(),
-            metrics,
-            train: TrainSummary {
-                samples_per_sec: outcome.samples_per_sec,
-                seconds: outcome.seconds,
-                epochs: outcome.history.len(),
-                steps: outcome.steps,
-                device: device_name,
-                stopped_early: outcome.stopped_early.clone(),
-                params: plan.num_params(),
-            },
-            comm,
-            notes,
-            history: outcome.history,
-            model: SavedModel {
-                plan,
-                pipeline,
-                tensors,
-            },
-        };
-        dir.write_json(rundir::SUMMARY_FILE, &result)?;
-        Ok(result)
-    }
-
-    /// A distributed failure, with where the last checkpoint is and how to resume.
-    fn stopped(&self, e: weft_dist::DistError, dir: &RunDir) -> Error {
-        let checkpoint = dir.read_checkpoint().ok().map(|(s, _)| s.epoch);
-        Error::Stopped {
-            message: e.to_string(),
-            resume: checkpoint.map(|epoch| {
-                format!(
-                    "the checkpoint after epoch {epoch} is saved; resume with:\n  weft run {} --resume {}",
-                    self.doc.file,
-                    dir.path.display()
-                )
-            }),
-        }
-    }
-
-    /// Trains, printing a line every few epochs, and writes the run under `runs/`.
-    pub fn run(&self) -> Result<RunResult> {
-        self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
-    }
-}
-
-/// The records of metrics.jsonl (to continue it when resuming).
-fn read_metrics(dir: &RunDir) -> Vec<EpochRecord> {
-    std::fs::read_to_string(dir.file(rundir::METRICS_FILE))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// What the planner needs to know of prepared data: feature names and the task.
@@ -533,30 +309,6 @@ fn data_shape(prepared: &Prepared) -> DataShape {
     DataShape {
         features: prepared.pipeline.feature_names().to_vec(),
         task,
-    }
-}
-
-/// Writes metrics.jsonl after every epoch, then forwards to the caller's progress.
-struct MetricsWriter<'a> {
-    dir: &'a RunDir,
-    records: Vec<EpochRecord>,
-    inner: &'a mut dyn Progress,
-}
-
-impl Progress for MetricsWriter<'_> {
-    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
-        self.inner.epoch_start(epoch, epochs, steps);
-    }
-    fn step(&mut self, done: usize, loss: f32) {
-        self.inner.step(done, loss);
-    }
-    fn note(&mut self, message: &str) {
-        self.inner.note(message);
-    }
-    fn epoch_end(&mut self, record: &EpochRecord) -> Result<(), weft_runtime::RunError> {
-        self.records.push(record.clone());
-        self.dir.write_metrics(&self.records)?;
-        self.inner.epoch_end(record)
     }
 }
 

@@ -19,6 +19,7 @@ mod plan_view;
 pub mod predict;
 pub mod progress;
 pub mod report;
+mod run;
 
 pub use error::{Error, Result};
 pub use experiment::{Check, Experiment, RunResult, TrainSummary};

@@ -16,7 +16,7 @@ use weft_planner::{NormAxis, Op, Phase, Plan, Schedules};
 
 use crate::error::ExecError;
 use crate::init::init_param;
-use crate::optim::{self, State};
+use crate::optim::{self, OptimState, State};
 use crate::{check_batch, check_labels, check_params, Executor};
 use kernels::{ensure, flat, flat_mut};
 
@@ -448,6 +448,47 @@ impl Executor for CpuExecutor {
             ));
         }
         Ok(out)
+    }
+
+    fn optimizer_state(&self) -> Result<OptimState, ExecError> {
+        let updates = self.opt.iter().map(|s| s.t).max().unwrap_or(0);
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        if self.opt.iter().any(|s| !s.m.is_empty()) {
+            for (p, s) in self.plan.params.iter().zip(&self.opt) {
+                if s.m.len() != p.shape.numel(1) || s.v.len() != s.m.len() {
+                    return Err(ExecError::Internal(format!(
+                        "the optimizer state of `{}` is incomplete",
+                        p.name
+                    )));
+                }
+                m.extend_from_slice(&s.m);
+                v.extend_from_slice(&s.v);
+            }
+        }
+        Ok(OptimState { updates, m, v })
+    }
+
+    fn set_optimizer_state(&mut self, state: &OptimState) -> Result<(), ExecError> {
+        let fresh = State {
+            t: state.updates,
+            ..State::default()
+        };
+        if state.m.is_empty() && state.v.is_empty() {
+            self.opt = vec![fresh; self.plan.params.len()];
+            return Ok(());
+        }
+        let m = crate::split_flat(&self.plan, &state.m, "optimizer state (m)")?;
+        let v = crate::split_flat(&self.plan, &state.v, "optimizer state (v)")?;
+        self.opt = m
+            .into_iter()
+            .zip(v)
+            .map(|(m, v)| State {
+                m: m.into_raw_vec_and_offset().0,
+                v: v.into_raw_vec_and_offset().0,
+                t: state.updates,
+            })
+            .collect();
+        Ok(())
     }
 
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
+use weft_dsl::Optimizer;
 use weft_planner::{Plan, ScheduleKind};
 
 use super::{write, GpuExecutor, Which};
 use crate::error::ExecError;
+use crate::optim::OptimState;
 use crate::{check_params, Executor};
 
 impl Executor for GpuExecutor {
@@ -159,6 +161,53 @@ impl Executor for GpuExecutor {
             }
         }
         Ok(out)
+    }
+
+    fn optimizer_state(&self) -> Result<OptimState, ExecError> {
+        if self.t == 0 {
+            return Ok(OptimState::default());
+        }
+        let read = |bufs| {
+            self.read_all(bufs)
+                .map(|a| {
+                    a.iter()
+                        .flat_map(|t| t.iter().copied())
+                        .collect::<Vec<f32>>()
+                })
+                .map_err(|e| ExecError::Gpu(format!("reading the optimizer state failed: {e}")))
+        };
+        Ok(OptimState {
+            updates: self.t,
+            m: read(&self.opt_m)?,
+            v: read(&self.opt_v)?,
+        })
+    }
+
+    fn set_optimizer_state(&mut self, state: &OptimState) -> Result<(), ExecError> {
+        let (m, v) = if state.m.is_empty() && state.v.is_empty() {
+            // Before the first update: zeros, and Adagrad's initial accumulator.
+            let init = match &self.plan.train.optimizer {
+                Optimizer::Adagrad(a) => a.initial_accumulator as f32,
+                _ => 0.0,
+            };
+            let zeros = |x: f32| -> Vec<Array2<f32>> {
+                self.plan
+                    .params
+                    .iter()
+                    .map(|p| Array2::from_elem((p.shape.rows_at(1), p.shape.cols), x))
+                    .collect()
+            };
+            (zeros(0.0), zeros(init))
+        } else {
+            (
+                crate::split_flat(&self.plan, &state.m, "optimizer state (m)")?,
+                crate::split_flat(&self.plan, &state.v, "optimizer state (v)")?,
+            )
+        };
+        self.write_all(&self.opt_m, &m);
+        self.write_all(&self.opt_v, &v);
+        self.t = state.updates;
+        Ok(())
     }
 
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {

@@ -1,0 +1,56 @@
+//! What the command-line tests share: running the binary as a user does, and reading what
+//! a run leaves behind.
+
+#![allow(dead_code, clippy::unwrap_used)] // each test binary uses a part of it
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root: spec paths in these tests are relative to it, as a user types them.
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+pub const BIN: &str = env!("CARGO_BIN_EXE_weft");
+
+pub fn weft(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(REPO)
+        .args(args)
+        .output()
+        .expect("weft runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `weft run SPEC --json` into a fresh runs folder; returns the parsed JSON.
+pub fn run_json(spec: &str, runs: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["run", spec, "--json", "--runs-dir", runs.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = weft(&args);
+    assert!(o.status.success(), "weft run {spec} failed: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("--json prints one JSON object")
+}
+
+/// Sends a signal (`-9`, `-INT`) to a process.
+pub fn kill(signal: &str, pid: u32) {
+    let ok = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Where a run's checkpoint stands (the `start` of its safetensors metadata, as any
+/// safetensors reader shows it), or `None` without one.
+pub fn checkpoint_start(run_dir: &Path) -> Option<Value> {
+    let bytes = std::fs::read(run_dir.join("checkpoint.safetensors")).ok()?;
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: Value = serde_json::from_slice(bytes.get(8..8 + n)?).ok()?;
+    serde_json::from_str(header["__metadata__"]["start"].as_str()?).ok()
+}

@@ -1,0 +1,314 @@
+//! Running an experiment into a run directory: a fresh run, a resumed one, and what is left
+//! behind when either stops (a checkpoint, a failed `summary.json`, the resume command).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+use weft_data::Prepared;
+use weft_exec::Device;
+use weft_planner::Plan;
+use weft_runtime::checkpoint::Resume;
+use weft_runtime::rundir::{self, RunDir, SavedModel};
+use weft_runtime::train::{self, EpochRecord, Progress};
+use weft_runtime::RunError;
+
+use crate::error::{Error, Result};
+use crate::experiment::{Experiment, RunResult, TrainSummary};
+
+impl Experiment {
+    /// Trains and evaluates, writing a run directory under `runs_root`.
+    pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
+        let device = self.check_runnable()?;
+        self.preflight()?;
+        let (table, prepared) = self.prepare_data()?;
+        let plan = self.plan_to_run(&prepared, &device.0)?;
+        let dir = RunDir::create(runs_root, &self.spec.name)?;
+        let _lock = dir.lock()?;
+        dir.write_json(rundir::SPEC_FILE, &self.spec)?;
+        dir.write_json(rundir::PLAN_FILE, &plan)?;
+        dir.write_json(rundir::PREPROCESS_FILE, &prepared.pipeline)?;
+        // The test rows as read, so `weft predict --input <run>/test.csv` can be checked.
+        let mut bytes = Vec::new();
+        weft_data::write_csv(&table, &prepared.split.test, &mut bytes)?;
+        rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
+        self.train_into(&dir, device, plan, prepared, None, progress)
+    }
+
+    /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
+    /// same run directory: on the CPU, the weights at the end are bit-identical to those of
+    /// the run had it never stopped. The spec may differ from the run's only in
+    /// `parallelism`, `executor` (resume a 4-worker run on 2 workers, say) and `train.epochs`
+    /// (train on). One process at a time resumes a run (a lock in the run directory).
+    pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
+        let device = self.check_runnable()?;
+        self.preflight()?;
+        let dir = RunDir::open(run_dir)?;
+        let _lock = dir.lock()?;
+        let theirs: Value =
+            serde_json::from_slice(&read(&dir, rundir::SPEC_FILE)?).unwrap_or(Value::Null);
+        let strip = |mut v: Value| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("parallelism");
+                o.remove("executor");
+                if let Some(t) = o.get_mut("train").and_then(Value::as_object_mut) {
+                    t.remove("epochs");
+                }
+            }
+            v
+        };
+        if strip(theirs) != strip(self.resolved()) {
+            return Err(Error::Io {
+                path: run_dir.display().to_string(),
+                message: format!(
+                    "this run was made from a different spec (only `parallelism`, `executor` and `train.epochs` may change when resuming); compare with {}",
+                    dir.file(rundir::SPEC_FILE).display()
+                ),
+            });
+        }
+        let (_, prepared) = self.prepare_data()?;
+        let plan = self.plan_to_run(&prepared, &device.0)?;
+        let resume = dir.read_checkpoint(&plan)?;
+        let epochs = self.spec.train.epochs;
+        if let Some(summary) = finished_summary(&dir) {
+            let early = summary
+                .pointer("/train/stopped_early")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if resume.at.finished_epochs() >= epochs || early.is_some() {
+                let why = early.unwrap_or_else(|| {
+                    format!("it finished all {} epochs", resume.at.finished_epochs())
+                });
+                return Err(Error::NothingToDo(format!(
+                    "nothing to do: {} is a finished run ({why}); to train on, raise the epochs (`--set train.epochs={}`), or start a new run without --resume",
+                    dir.path.display(),
+                    resume.at.finished_epochs().max(epochs) + 10
+                )));
+            }
+        }
+        progress.note(&format!(
+            "resuming {} {}",
+            dir.path.display(),
+            resume.at.describe()
+        ));
+        self.train_into(&dir, device, plan, prepared, Some(resume), progress)
+    }
+
+    /// [`Experiment::train_run`], leaving a `summary.json` that says how the run ended when
+    /// it fails, and the resume command when a checkpoint can continue it.
+    fn train_into(
+        &self,
+        dir: &RunDir,
+        device: (Device, Option<String>),
+        plan: Plan,
+        prepared: Prepared,
+        resume: Option<Resume>,
+        progress: &mut dyn Progress,
+    ) -> Result<RunResult> {
+        let result = self.train_run(dir, device, plan, prepared, resume, progress);
+        let Err(e) = result else {
+            return result;
+        };
+        let resumable = is_stop(&e);
+        let at = dir.checkpoint_position();
+        let hint = at.filter(|_| resumable).map(|at| {
+            format!(
+                "the checkpoint {} is saved; resume with:\n  weft run {} --resume {}",
+                at.describe(),
+                self.doc.file,
+                dir.path.display()
+            )
+        });
+        let status = serde_json::json!({
+            "status": if matches!(&e, Error::Run(r) if matches!(**r, RunError::Interrupted { .. })) { "interrupted" } else { "failed" },
+            "error": e.to_string(),
+            "checkpoint": at.map(|a| a.describe()),
+            "resume": hint.as_ref().map(|_| format!("weft run {} --resume {}", self.doc.file, dir.path.display())),
+        });
+        if let Err(w) = dir.write_json(rundir::SUMMARY_FILE, &status) {
+            tracing::warn!("could not record the failure in the run directory: {w}");
+        }
+        Err(match (e, hint) {
+            (Error::Stopped { message, .. }, resume) => Error::Stopped { message, resume },
+            (Error::Run(r), Some(resume)) => Error::Stopped {
+                message: r.to_string(),
+                resume: Some(resume),
+            },
+            (e, _) => e,
+        })
+    }
+
+    /// Trains from the start or `resume`, evaluates, and writes the model, metrics and
+    /// summary into `dir`.
+    fn train_run(
+        &self,
+        dir: &RunDir,
+        (device, device_note): (Device, Option<String>),
+        plan: Plan,
+        prepared: Prepared,
+        resume: Option<Resume>,
+        progress: &mut dyn Progress,
+    ) -> Result<RunResult> {
+        let pipeline = prepared.pipeline.clone();
+        let first = resume.as_ref().map_or(1, |r| r.at.epoch);
+        let mut previous = match first {
+            1 => Vec::new(),
+            _ => read_metrics(dir),
+        };
+        previous.retain(|r| r.epoch < first);
+        let mut writer = MetricsWriter {
+            dir,
+            records: previous,
+            inner: progress,
+        };
+        let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
+            let d =
+                crate::distributed::train(&self.spec, &plan, &prepared, dir, resume, &mut writer)
+                    .map_err(|e| Error::Stopped {
+                    message: e.to_string(),
+                    resume: None,
+                })?;
+            let mut notes: Vec<String> = device_note.into_iter().collect();
+            notes.extend(d.notes);
+            (d.exec, d.outcome, Some(d.comm), notes, d.device)
+        } else {
+            if let Some(note) = &device_note {
+                writer.note(note);
+            }
+            let mut exec = device.executor(&plan)?;
+            let mut save = |e: &train::EpochEnd| dir.save_epoch(&plan, e);
+            let data = train::Splits {
+                train: &prepared.train,
+                validation: prepared.validation.as_ref(),
+            };
+            let outcome = train::fit(
+                exec.as_mut(),
+                &plan,
+                data,
+                &mut weft_runtime::Local,
+                &mut writer,
+                resume.as_ref(),
+                Some(&mut save),
+            )?;
+            let name = exec.device_name();
+            (exec, outcome, None, device_note.into_iter().collect(), name)
+        };
+
+        // A resumed run's history is the whole run's, as metrics.jsonl is.
+        outcome.history = writer.records.clone();
+        let mut metrics = BTreeMap::new();
+        let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
+        if let Some(v) = &prepared.validation {
+            splits.push(("validation", v));
+        }
+        for (name, d) in splits {
+            if d.is_empty() {
+                // No rows: no metrics (zeros would read as a result).
+                continue;
+            }
+            let probs = train::predict_all(exec.as_mut(), &d.x, 4096)?;
+            let mut m = weft_runtime::metrics::evaluate(&plan.evaluate, &plan.task, &probs, &d.y);
+            m.insert(
+                "loss".into(),
+                serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?),
+            );
+            metrics.insert(name.to_string(), m);
+        }
+        let names = plan.params.iter().map(|p| p.name.clone());
+        let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()?).collect();
+        tensors.extend(exec.buffers()?);
+        dir.write_weights(&tensors)?;
+
+        let mut notes = notes;
+        if prepared.test.is_empty() {
+            notes.push("no test rows: the test split is empty, so there are no test metrics (set `data.split.test`)".into());
+        }
+        let result = RunResult {
+            run_dir: dir.path.display().to_string(),
+            metrics,
+            train: TrainSummary {
+                samples_per_sec: outcome.samples_per_sec,
+                seconds: outcome.seconds,
+                epochs: outcome.history.len(),
+                steps: outcome.steps,
+                device: device_name,
+                stopped_early: outcome.stopped_early.clone(),
+                params: plan.num_params(),
+            },
+            comm,
+            notes,
+            history: outcome.history,
+            model: SavedModel {
+                plan,
+                pipeline,
+                tensors,
+            },
+        };
+        dir.write_json(rundir::SUMMARY_FILE, &result)?;
+        Ok(result)
+    }
+
+    /// Trains, printing a line every few epochs, and writes the run under `runs/`.
+    pub fn run(&self) -> Result<RunResult> {
+        self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
+    }
+}
+
+/// Whether an error stopped a run that its checkpoint can continue (a distributed failure,
+/// Ctrl-C, a stop asked for), rather than one that would fail again (divergence, bad data).
+fn is_stop(e: &Error) -> bool {
+    match e {
+        Error::Stopped { .. } => true,
+        Error::Run(r) => matches!(**r, RunError::Interrupted { .. } | RunError::Aborted(_)),
+        _ => false,
+    }
+}
+
+fn read(dir: &RunDir, name: &str) -> Result<Vec<u8>> {
+    std::fs::read(dir.file(name)).map_err(|e| Error::Io {
+        path: dir.file(name).display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The summary of a run that finished (not one that failed or was interrupted).
+fn finished_summary(dir: &RunDir) -> Option<Value> {
+    let v: Value = serde_json::from_slice(&read(dir, rundir::SUMMARY_FILE).ok()?).ok()?;
+    v.get("status").is_none().then_some(v)
+}
+
+/// The records of metrics.jsonl (to continue it when resuming).
+fn read_metrics(dir: &RunDir) -> Vec<EpochRecord> {
+    std::fs::read_to_string(dir.file(rundir::METRICS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Writes metrics.jsonl after every epoch, then forwards to the caller's progress.
+struct MetricsWriter<'a> {
+    dir: &'a RunDir,
+    records: Vec<EpochRecord>,
+    inner: &'a mut dyn Progress,
+}
+
+impl Progress for MetricsWriter<'_> {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        self.inner.epoch_start(epoch, epochs, steps);
+    }
+    fn step(&mut self, done: usize, loss: f32) {
+        self.inner.step(done, loss);
+    }
+    fn note(&mut self, message: &str) {
+        self.inner.note(message);
+    }
+    fn stop_requested(&self) -> Option<String> {
+        self.inner.stop_requested()
+    }
+    fn epoch_end(&mut self, record: &EpochRecord) -> std::result::Result<(), RunError> {
+        self.records.push(record.clone());
+        self.dir.write_metrics(&self.records)?;
+        self.inner.epoch_end(record)
+    }
+}
