@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 weft=${WEFT_BIN:-$here/target/release/weft}
 [ -x "$weft" ] || { echo "build weft first: cargo build --release" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces and tc)" >&2; exit 1; }
-export WEFT_TOKEN=${WEFT_TOKEN:-netem-$$}
+export WEFT_TOKEN=${WEFT_TOKEN:-netem-token-$$-0123456789}
 pids=()
 
 cleanup() {

@@ -81,6 +81,13 @@ enum Command {
         /// Exit when standard input closes (how a driver's local workers end with it).
         #[arg(long)]
         exit_with_parent: bool,
+        /// Seconds a client has to send a request's head (control API) or its hello (data
+        /// plane); idle connections are closed after it.
+        #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+        header_timeout_s: f64,
+        /// Open control connections at most; more are closed on arrival.
+        #[arg(long, default_value_t = 512)]
+        max_connections: usize,
     },
     /// Predict with a trained model (a run directory) on a CSV or Parquet file.
     Predict {
@@ -184,6 +191,14 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(if e.is_user_error() { 2 } else { 1 })
         }
+    }
+}
+
+/// A number of seconds in (0, 1 week].
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 604_800.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds in (0, 604800]")),
     }
 }
 
@@ -330,12 +345,23 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             data_listen,
             token_file,
             exit_with_parent,
+            header_timeout_s,
+            max_connections,
         } => {
             if let Some(f) = token_file {
                 std::env::set_var("WEFT_TOKEN_FILE", f);
             }
             let token = weft::distributed::token(false)?;
-            let w = weft_dist::worker::start_worker(&listen, data_listen.as_deref(), &token)?;
+            let limits = weft_dist::http::Limits {
+                header_timeout: std::time::Duration::from_secs_f64(header_timeout_s),
+                max_connections,
+            };
+            let w = weft_dist::worker::start_worker_with(
+                &listen,
+                data_listen.as_deref(),
+                &token,
+                limits,
+            )?;
             // The driver reads this line to learn the addresses (keep its format).
             println!(
                 "weft worker: control {} data {} pid {}",

@@ -265,9 +265,7 @@ pub fn serve(
         println!("weft serve: http://{bound}/");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, router).await.map_err(|e| Error::Io {
-            path: bound.to_string(),
-            message: e.to_string(),
-        })
+        weft_dist::http::serve(listener, router, weft_dist::http::Limits::default()).await;
+        Ok(())
     })
 }

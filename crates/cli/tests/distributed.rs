@@ -110,7 +110,7 @@ fn write_spec(dir: &Path, yaml: &str) -> PathBuf {
 
 #[test]
 fn ring_allreduce_sums_exactly_over_two_to_five_processes() {
-    let token = "ring-test";
+    let token = "ring-test-token-0123";
     for n in 2..=5usize {
         let mut workers = launch::spawn_local(n, token, Duration::from_secs(10)).unwrap();
         let sizes = vec![1, 7, 1000, 100_003];
@@ -265,11 +265,7 @@ fn wait_for(root: &Path, name: &str, limit: Duration) -> PathBuf {
 }
 
 fn kill9(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    support::kill("-9", pid);
 }
 
 /// Reads a child's stderr as it comes, on a thread: the receiver hears once the first
@@ -294,7 +290,7 @@ fn watch_stderr(child: &mut Child) -> (mpsc::Receiver<()>, std::thread::JoinHand
 #[test]
 fn kill_9_of_a_worker_stops_a_sync_run_cleanly_and_it_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let token = "kill-test";
+    let token = "kill-test-token-0123";
     let mut ws: Vec<(Child, String, String)> = (0..3).map(|_| worker(token)).collect();
     let controls: Vec<String> = ws.iter().map(|w| w.1.clone()).collect();
     let yaml = spec(
@@ -450,7 +446,7 @@ fn kill_9_of_a_worker_leaves_an_async_run_going() {
 #[test]
 fn missing_or_wrong_tokens_are_refused_with_a_reason() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut w, control, data) = worker("the-token");
+    let (mut w, control, data) = worker("the-token-0123456789");
     let path = write_spec(
         tmp.path(),
         &spec(
@@ -465,7 +461,7 @@ fn missing_or_wrong_tokens_are_refused_with_a_reason() {
     );
     let out = Command::new(BIN)
         .args(["run", path.to_str().unwrap()])
-        .env("WEFT_TOKEN", "not-the-token")
+        .env("WEFT_TOKEN", "not-the-token-0123456")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -514,7 +510,7 @@ fn missing_or_wrong_tokens_are_refused_with_a_reason() {
 #[test]
 fn garbage_on_the_data_port_leaves_the_worker_serving() {
     let tmp = tempfile::tempdir().unwrap();
-    let token = "garbage-test";
+    let token = "garbage-test-token-0123";
     let mut ws: Vec<(Child, String, String)> = (0..2).map(|_| worker(token)).collect();
     for (_, _, data) in &ws {
         // Random bytes, a frame with a bad magic, one with a huge length, one cut short.
@@ -610,7 +606,7 @@ fn env_cluster_runs_like_torchrun_with_rank_0_as_the_driver() {
             .env("WORLD_SIZE", "3")
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
-            .env("WEFT_TOKEN", "env-test")
+            .env("WEFT_TOKEN", "env-test-token-012345")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -156,7 +156,9 @@ fn a_killed_allreduce_run_resumes_to_the_same_weights() {
     let reference = weights(Path::new(whole["run_dir"].as_str().unwrap()));
     // The driver is killed; its local workers go with it.
     let runs = tmp.path().join("killed");
-    interrupt(&path, &runs, "-9", |d| d.join("checkpoint.safetensors").is_file());
+    interrupt(&path, &runs, "-9", |d| {
+        d.join("checkpoint.safetensors").is_file()
+    });
     let dir = run_dir(&runs).unwrap();
     let at = checkpoint_start(&dir).unwrap();
     resume(&path, &dir);

@@ -28,9 +28,14 @@ use crate::launch::WorkerProc;
 use crate::protocol::{encode_job, JobHead, Work};
 use crate::ps;
 
+/// How long a worker holds an events request open when it has nothing new (long poll).
+pub const LONG_POLL: Duration = Duration::from_millis(500);
+
+/// An HTTP client whose every request waits at most `timeout` for an answer (plus the long
+/// poll's own wait); a job upload also gets the time its bytes need at 10 MB/s.
 pub fn http_client(timeout: Duration) -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
-        .timeout(timeout + Duration::from_secs(15))
+        .timeout(timeout + LONG_POLL)
         .connect_timeout(timeout)
         .build()
         .map_err(|e| DistError::io("set up the HTTP client", e))
@@ -73,17 +78,21 @@ pub fn get_json(
     )
 }
 
+/// Posts `body`; the answer may take `timeout`, plus the time the body needs at 10 MB/s.
 fn post(
     client: &reqwest::blocking::Client,
     base: &str,
     path: &str,
     token: &str,
     body: Vec<u8>,
+    timeout: Duration,
 ) -> Result<Value> {
+    let upload = Duration::from_secs_f64(body.len() as f64 / 10e6);
     answer(
         client
             .post(format!("{base}{path}"))
             .bearer_auth(token)
+            .timeout(timeout + LONG_POLL + upload)
             .body(body)
             .send(),
         &format!("{base}{path}"),
@@ -150,7 +159,7 @@ impl Pollers {
             std::thread::spawn(move || {
                 let mut from = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    let path = format!("/v1/events?from={from}&wait_ms=500");
+                    let path = format!("/v1/events?from={from}&wait_ms={}", LONG_POLL.as_millis());
                     match get_json(&client, &base, &path, &token) {
                         Ok(v) => {
                             let events: Vec<Event> =
@@ -222,7 +231,7 @@ fn send_jobs(
                 let client = &client;
                 s.spawn(move || {
                     let body = encode_job(&head, train, validation)?;
-                    post(client, &w.control, "/v1/jobs", token, body)
+                    post(client, &w.control, "/v1/jobs", token, body, timeout)
                         .map(|_| ())
                         .map_err(|e| DistError::Config(format!("{}: {e}", w.name())))
                 })
@@ -238,7 +247,7 @@ fn send_jobs(
     });
     if let Some(e) = sent.into_iter().find_map(Result::err) {
         // The workers that did get the job must not wait for the others.
-        abort_all(workers, token);
+        abort_all(workers, token, id);
         return Err(e);
     }
     Ok(())
@@ -254,10 +263,19 @@ fn rand_id() -> u64 {
 }
 
 /// Asks every worker to stop (best effort, used on failure).
-fn abort_all(workers: &[WorkerProc], token: &str) {
+/// Stops job `job` on every worker (a worker running another driver's job keeps it).
+fn abort_all(workers: &[WorkerProc], token: &str, job: &str) {
     if let Ok(client) = http_client(Duration::from_secs(1)) {
         for w in workers {
-            let _ = post(&client, &w.control, "/v1/abort", token, Vec::new());
+            let path = format!("/v1/abort?job={job}");
+            let _ = post(
+                &client,
+                &w.control,
+                &path,
+                token,
+                Vec::new(),
+                Duration::from_secs(1),
+            );
         }
     }
 }
@@ -351,7 +369,7 @@ pub fn train(
     while done.len() < live.iter().filter(|l| **l).count() {
         if let Some(why) = progress.stop_requested() {
             // Ctrl-C on the driver: the workers stop; the epochs they finished are saved.
-            abort_all(workers, req.token);
+            abort_all(workers, req.token, &job_id);
             drop(pollers);
             return Err(DistError::Run(weft_runtime::RunError::Aborted(why)));
         }
@@ -451,7 +469,7 @@ pub fn train(
                     break;
                 }
             } else {
-                abort_all(workers, req.token);
+                abort_all(workers, req.token, &job_id);
                 let dead = find_dead(workers, req.token);
                 // Epochs every worker reported before the loss are still checkpointed
                 // below, so a resume loses nothing they finished.
@@ -637,7 +655,7 @@ pub fn collective(
                         Event::Collective(r) => results[rank].push(r),
                         Event::Done(_) => finished += 1,
                         Event::Failed { message } => {
-                            abort_all(workers, token);
+                            abort_all(workers, token, &id);
                             let addr = workers[rank].control.clone();
                             return Err(DistError::Worker {
                                 rank,

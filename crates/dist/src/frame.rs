@@ -180,7 +180,16 @@ pub struct Hello {
 pub const MAX_TOKEN_BYTES: usize = u16::MAX as usize;
 
 /// Refuses a token no hello frame can carry, before a worker or driver starts with it.
+/// The shortest token accepted.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
 pub fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < MIN_TOKEN_BYTES {
+        return Err(format!(
+            "the token is {} bytes; use at least {MIN_TOKEN_BYTES} random ones (`openssl rand -hex 16` makes 32): anyone who guesses it can run code-sized jobs on the workers",
+            token.len()
+        ));
+    }
     if token.len() > MAX_TOKEN_BYTES {
         return Err(format!(
             "the token is {} bytes; at most {MAX_TOKEN_BYTES} fit in a frame (a random 32-character token is plenty)",

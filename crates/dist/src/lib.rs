@@ -14,6 +14,8 @@ pub mod driver;
 pub mod error;
 pub mod exchange;
 pub mod frame;
+#[cfg(feature = "worker")]
+pub mod http;
 pub mod job;
 pub mod launch;
 pub mod protocol;

@@ -295,14 +295,7 @@ impl Server {
             world: workers as u32,
             role: "parameter-server".into(),
         };
-        // Handshakes wait as long as a worker may take to start.
-        let incoming = accept_loop(
-            listener,
-            token.into(),
-            hello,
-            counters.clone(),
-            timeout.max(Duration::from_secs(30)),
-        );
+        let incoming = accept_loop(listener, token.into(), hello, counters.clone(), timeout);
         let role = format!("ps:{job_id}");
         let st = state.clone();
         std::thread::spawn(move || {
@@ -312,7 +305,12 @@ impl Server {
                     continue;
                 }
                 let st = st.clone();
-                let _ = link.set_timeout(Duration::from_secs(3600));
+                // A worker's requests come every few steps: waiting longer than the job's
+                // `timeout_s` for the next one means it is gone.
+                if let Err(e) = link.set_timeout(timeout) {
+                    tracing::warn!("parameter server: {e}");
+                    continue;
+                }
                 std::thread::spawn(move || serve(&st, link, h.rank as usize));
             }
         });

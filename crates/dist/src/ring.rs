@@ -101,6 +101,8 @@ impl Ring {
             match incoming.recv_timeout(wait) {
                 Ok((mut link, h)) if h.role == role && h.rank as usize == left_rank => {
                     link.set_peer(format!("{} ({})", name(left_rank), addrs[left_rank]));
+                    // The job's `timeout_s`, not the listener's handshake timeout.
+                    link.set_timeout(timeout)?;
                     break link;
                 }
                 Ok((_, h)) => tracing::warn!(

@@ -62,12 +62,18 @@ pub struct Rx {
 const HELLO_MAX: u32 = 8 + 2 * (2 + 65_535);
 
 /// Compares tokens without stopping at the first difference.
-pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+pub fn same_token(given: &str, token: &str) -> bool {
+    // Time depends on the given token's length only: every given byte is compared (with
+    // the token's bytes cycled), and a length difference fails the comparison at the end.
+    let (g, t) = (given.as_bytes(), token.as_bytes());
+    if t.is_empty() {
+        return false;
+    }
+    let mut diff = u8::from(g.len() != t.len());
+    for (i, x) in g.iter().enumerate() {
+        diff |= x ^ t[i % t.len()];
+    }
+    std::hint::black_box(diff) == 0
 }
 
 impl Link {
@@ -345,10 +351,16 @@ impl Rx {
     }
 }
 
+/// Connections saying hello at once, at most; more are closed on arrival (a flood of idle
+/// connections cannot make a thread each).
+pub const MAX_HANDSHAKES: usize = 512;
+
 /// Accepts connections on `listener` for as long as the process lives: each one that says
-/// hello with the right token goes to the returned channel; anything else (a wrong token,
-/// garbage bytes, a malformed frame) is logged and that connection closed, and the loop goes
-/// on serving.
+/// hello with the right token within `timeout` goes to the returned channel; anything else
+/// (a wrong token, garbage bytes, a malformed frame, silence) is logged and that connection
+/// closed, and the loop goes on serving. At most [`MAX_HANDSHAKES`] are in progress; a
+/// failing `accept` (out of file descriptors) backs off instead of spinning. The caller
+/// sets the link's timeout for its job once it takes it.
 pub fn accept_loop(
     listener: std::net::TcpListener,
     token: String,
@@ -356,16 +368,42 @@ pub fn accept_loop(
     counters: Arc<Counters>,
     timeout: Duration,
 ) -> std::sync::mpsc::Receiver<(Link, Hello)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let (tx, rx) = std::sync::mpsc::channel();
+    let pending = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let (tx, token, ours, counters) =
-                (tx.clone(), token.clone(), ours.clone(), counters.clone());
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let stream = match listener.accept() {
+                Ok((s, _)) => {
+                    backoff = Duration::from_millis(5);
+                    s
+                }
+                Err(e) => {
+                    tracing::warn!("data plane: accept failed ({e}); retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            if pending.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES {
+                pending.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!("data plane: {MAX_HANDSHAKES} connections are still saying hello; closing a new one");
+                continue;
+            }
+            let (tx, token, ours, counters, pending) = (
+                tx.clone(),
+                token.clone(),
+                ours.clone(),
+                counters.clone(),
+                pending.clone(),
+            );
             // A handshake waits for the peer: one thread each, so a silent client cannot
             // hold up the others.
             std::thread::spawn(move || {
-                match Link::accept(stream, &token, &ours, counters, timeout) {
+                let r = Link::accept(stream, &token, &ours, counters, timeout);
+                pending.fetch_sub(1, Ordering::SeqCst);
+                match r {
                     Ok(pair) => {
                         let _ = tx.send(pair);
                     }

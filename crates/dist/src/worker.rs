@@ -27,6 +27,7 @@ use weft_data::Dataset;
 use crate::bench;
 use crate::error::{DistError, Result};
 use crate::frame::Hello;
+use crate::http::Limits;
 use crate::job::{self, Ctx, Event, Events};
 use crate::protocol::{decode_job, JobHead, Started, Work};
 use crate::transport::{accept_loop, same_token, Counters, Link};
@@ -235,17 +236,55 @@ async fn events(State(app): State<Arc<App>>, Query(q): Query<Since>) -> Reply {
     }
 }
 
-async fn abort(State(app): State<Arc<App>>) -> Reply {
-    if let Ok(Some((_, ev, _))) = app.job.lock().as_deref() {
-        ev.abort.store(true, Ordering::Relaxed);
+#[derive(Deserialize)]
+struct AbortQuery {
+    job: Option<String>,
+}
+
+/// Stops the job named by `?job=ID` (a driver names its own: one refused as busy must not
+/// stop the job of the driver that holds this worker). Without a name nothing is stopped.
+async fn abort(State(app): State<Arc<App>>, Query(q): Query<AbortQuery>) -> Reply {
+    let Some(want) = q.job else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "name the job to abort: /v1/abort?job=ID",
+        );
+    };
+    match app.job.lock().as_deref() {
+        Ok(Some((id, ev, done))) if *id == want => {
+            ev.abort.store(true, Ordering::Relaxed);
+            let finished = done.load(Ordering::Relaxed);
+            (
+                StatusCode::OK,
+                Json(json!({ "aborted": !finished, "job": id })),
+            )
+        }
+        Ok(Some((id, _, _))) => refuse(
+            StatusCode::CONFLICT,
+            format!("job {want} is not this worker's (it runs {id}); nothing stopped"),
+        ),
+        _ => refuse(
+            StatusCode::NOT_FOUND,
+            format!("this worker has no job {want}"),
+        ),
     }
-    (StatusCode::OK, Json(json!({ "aborted": true })))
 }
 
 /// Binds both listeners and serves on a background thread; returns their addresses.
 /// `listen` is the control address (`127.0.0.1:0` picks a port); the data plane takes
 /// `data_listen`, or the next free port on the same interface.
 pub fn start_worker(listen: &str, data_listen: Option<&str>, token: &str) -> Result<Started> {
+    start_worker_with(listen, data_listen, token, Limits::default())
+}
+
+/// [`start_worker`] with the servers' bounds: `limits.header_timeout` is also how long a
+/// data-plane connection may take to say hello.
+pub fn start_worker_with(
+    listen: &str,
+    data_listen: Option<&str>,
+    token: &str,
+    limits: Limits,
+) -> Result<Started> {
     if token.is_empty() {
         return Err(DistError::Config(
             "a worker needs a token: set WEFT_TOKEN or pass --token-file".into(),
@@ -278,7 +317,7 @@ pub fn start_worker(listen: &str, data_listen: Option<&str>, token: &str) -> Res
         token.into(),
         hello,
         counters.clone(),
-        Duration::from_secs(30),
+        limits.header_timeout,
     );
     let app = Arc::new(App {
         token: token.into(),
@@ -306,11 +345,7 @@ pub fn start_worker(listen: &str, data_listen: Option<&str>, token: &str) -> Res
     std::thread::spawn(move || {
         runtime.block_on(async move {
             match tokio::net::TcpListener::from_std(control) {
-                Ok(l) => {
-                    if let Err(e) = axum::serve(l, router).await {
-                        tracing::error!("control server stopped: {e}");
-                    }
-                }
+                Ok(l) => crate::http::serve(l, router, limits).await,
                 Err(e) => tracing::error!("control server: {e}"),
             }
         });

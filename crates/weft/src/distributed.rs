@@ -1,6 +1,7 @@
 //! A run on several workers (`parallelism.data`): find or start the workers, hand the
 //! prepared data and the plan to `weft_dist::driver`, and save a checkpoint every epoch.
 
+use std::path::Path;
 use std::time::Duration;
 
 use weft_data::Prepared;
@@ -31,6 +32,26 @@ pub fn token(local: bool) -> Result<String, DistError> {
     Ok(t)
 }
 
+/// Warns when other users may read the token file (they could then drive the workers).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "the token file {} can be read by other users (mode {mode:o}); `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 fn given_token(local: bool) -> Result<String, DistError> {
     if let Ok(t) = std::env::var("WEFT_TOKEN") {
         if !t.is_empty() {
@@ -38,6 +59,7 @@ fn given_token(local: bool) -> Result<String, DistError> {
         }
     }
     if let Some(path) = std::env::var_os("WEFT_TOKEN_FILE") {
+        warn_if_readable_by_others(Path::new(&path));
         return std::fs::read_to_string(&path)
             .map(|t| t.trim().to_string())
             .map_err(|e| {
