@@ -8,7 +8,8 @@
 #   loader (apt: mesa-vulkan-drivers libvulkan1; the GPU tests run on it where there is no
 #   GPU), qemu-user (the portability test), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in crates/web/tests/node_modules) for the viewer's browser
 #   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
-#   Python venv in .tools/venv with the packages that execute notebooks headlessly.
+#   Python venv in .tools/venv with the packages that execute notebooks headlessly and
+#   validate specs against the JSON Schema (jsonschema, PyYAML).
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
 set -euo pipefail
 what=${1:-all}
@@ -75,6 +76,7 @@ venv=.tools/venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import nbclient, nbformat, nbconvert" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet nbclient nbformat nbconvert
+if ! "$venv/bin/python" -c "import nbclient, nbformat, nbconvert, jsonschema, yaml" 2>/dev/null; then
+  # jsonschema + PyYAML: the tests validate every shipped spec against `weft schema`.
+  "$venv/bin/pip" install --quiet nbclient nbformat nbconvert jsonschema pyyaml
 fi

@@ -38,6 +38,10 @@ enum Command {
         /// Print the resolved spec as JSON.
         #[arg(long)]
         resolved: bool,
+        /// Also read, split and preprocess every row (missing values, unseen classes, empty
+        /// splits); without it only headers and metadata are read.
+        #[arg(long)]
+        rows: bool,
     },
     /// Compile a spec and print its plan.
     Plan {
@@ -224,6 +228,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             spec,
             sets,
             resolved,
+            rows,
         } => {
             let exp = Experiment::from_file_with(&spec, &sets)?;
             if resolved {
@@ -234,7 +239,11 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             } else {
                 // Everything short of training: the spec, that this build and machine can run
                 // it (device, workers), that the data loads and the model compiles against it.
-                let c = exp.check()?;
+                let c = if rows {
+                    exp.check_rows()?
+                } else {
+                    exp.check()?
+                };
                 println!(
                     "{}: {c} ({} layers, loss {}, optimizer {})",
                     spec.display(),

@@ -384,6 +384,57 @@ fn schema_describes_the_spec() {
     }
 }
 
+/// Every shipped spec, as written (short forms included), passes a real JSON Schema
+/// validator (Python's `jsonschema`, installed by scripts/setup.sh) against `weft schema`;
+/// a misspelled kind does not.
+#[test]
+fn every_shipped_spec_validates_against_the_schema() {
+    let python = Path::new(REPO).join(".tools/venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup.sh first: it makes .tools/venv with jsonschema and PyYAML"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, stdout(&weft(&["schema"]))).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: x\ndata: {source: builtin:iris}\nmodel: [{dense: {units: 3}}]\ntrain: {optimizer: adma}\n",
+    )
+    .unwrap();
+    let script = r#"
+import glob, json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+for f in sys.argv[2:]:
+    errors = [f"{list(e.path)}: {e.message[:200]}" for e in v.iter_errors(yaml.safe_load(open(f)))]
+    print(f, "ok" if not errors else "INVALID " + "; ".join(errors))
+"#;
+    let mut specs: Vec<PathBuf> = std::fs::read_dir(Path::new(REPO).join("specs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 7, "{specs:?}");
+    let o = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&schema)
+        .args(&specs)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for s in &specs {
+        assert!(out.contains(&format!("{} ok", s.display())), "{out}");
+    }
+    assert!(out.contains(&format!("{} INVALID", bad.display())), "{out}");
+}
+
 #[test]
 fn gpu_without_any_adapter_is_refused_with_its_location_and_auto_falls_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! `DataError`: everything that can go wrong loading and preparing data, naming file, column and row.
 
 use std::fmt;
+use std::path::Path;
 
 /// Where a value sits: the 1-based data row and, for CSV files, the file line (header = line 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub enum DataError {
     // ------------------------------------------------------------ reading files
     #[error("cannot read {path}: {message}")]
     Io { path: String, message: String },
-    #[error("no files match `{pattern}`")]
+    #[error("no files match {pattern}")]
     NoMatch { pattern: String },
     #[error("{path} holds no .parquet files")]
     EmptyFolder { path: String },
@@ -184,6 +185,69 @@ pub enum DataError {
     /// A bug in weft, not a problem with the data.
     #[error("internal error in weft-data (a bug, please report it): {0}")]
     Internal(String),
+}
+
+impl DataError {
+    /// Names where a relative path led (`data.csv, resolved against the spec's folder:
+    /// /home/me/exp/data.csv`) in the errors about finding a file.
+    pub fn with_resolved(self, spec_path: &str, full: &std::path::Path) -> DataError {
+        let shown = |p: String| {
+            if p == spec_path && Path::new(spec_path).is_relative() {
+                format!(
+                    "{p} (resolved against the spec's folder: {})",
+                    full.display()
+                )
+            } else {
+                p
+            }
+        };
+        match self {
+            DataError::Io { path, message } => DataError::Io {
+                path: shown(path),
+                message,
+            },
+            DataError::NoMatch { pattern } => DataError::NoMatch {
+                pattern: shown(pattern),
+            },
+            DataError::EmptyFolder { path } => DataError::EmptyFolder { path: shown(path) },
+            other => other,
+        }
+    }
+
+    /// The spec key whose value the error is about (`data.label`, `data.split`…), to
+    /// locate it in the spec file; `None` for a bug.
+    pub fn spec_path(&self) -> Option<&'static str> {
+        use DataError::*;
+        Some(match self {
+            Io { .. }
+            | NoMatch { .. }
+            | EmptyFolder { .. }
+            | UnsupportedFile { .. }
+            | EmptyFile { .. }
+            | NoRows { .. }
+            | DuplicateColumn { .. }
+            | EmptyTable { .. }
+            | Csv { .. }
+            | Parquet { .. }
+            | SchemaMismatch { .. }
+            | NotNumeric { .. }
+            | Infinite { .. }
+            | UnsupportedType { .. } => "data.source",
+            Synthetic(_) => "data.source.synthetic",
+            ColumnNotFound { what, .. } if what.contains("label") => "data.label",
+            ColumnNotFound { .. } | LabelAsFeature { .. } | NoFeatures { .. } => "data.features",
+            MissingValue { what, .. } if what.contains("label") => "data.label",
+            MissingValue { .. } | StringFeature { .. } => "data.source",
+            NoLabel { .. }
+            | FloatLabel { .. }
+            | StringLabel { .. }
+            | OneClass { .. }
+            | UnseenClass { .. } => "data.label",
+            UnseenCategory { .. } | NotAFeature { .. } | BadStageColumn { .. } => "data.preprocess",
+            SplitTooLarge { .. } | EmptySplit { .. } => "data.split",
+            Internal(_) => return None,
+        })
+    }
 }
 
 /// An I/O error's text without the ` (os error N)` suffix.

@@ -4,7 +4,7 @@
 //! table is not read just to draw its plan.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::{BufRead, Cursor};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,17 +12,21 @@ use arrow_csv::reader::Format;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weft_common::builtin::{synthetic_feature, IRIS_CLASSES, SYNTHETIC_LABEL};
+use weft_common::task::TaskKind;
 use weft_dsl::{Builtin, DataSpec, Preprocess, Source};
 
 use crate::error::{io_message, DataError};
 use crate::prepare::feature_columns;
 use crate::source::{
-    check_unique_columns, loose, parquet_files, schema_difference, strip_arrow_prefix, IRIS_CSV,
+    check_unique_columns, loose, parquet_files, read_lines_bounded, schema_difference,
+    strip_arrow_prefix, IRIS_CSV,
 };
 
 /// Rows of a CSV file read to infer its column types (the whole file is checked when it is
 /// loaded for training).
 const CSV_TYPE_SAMPLE: usize = 1000;
+/// Bytes of a CSV file read for its schema, at most.
+const CSV_SCHEMA_BYTES: usize = 16 << 20;
 
 /// A table's columns without its rows.
 #[derive(Debug, Clone)]
@@ -46,6 +50,35 @@ impl TableSchema {
             .collect()
     }
 
+    /// The label's type against the task, as far as the schema tells (a CSV's types come
+    /// from its first rows; every row is checked again when the data is read).
+    pub fn check_label(&self, spec: &DataSpec, task: TaskKind) -> Result<(), DataError> {
+        let (_, label) = feature_columns(spec, &self.name, &self.column_names())?;
+        let Ok(field) = self.schema.field_with_name(&label) else {
+            return Ok(());
+        };
+        let dtype = field.data_type();
+        match task {
+            TaskKind::Regression
+                if matches!(
+                    dtype,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                Err(DataError::StringLabel {
+                    file: self.name.clone(),
+                    column: label,
+                })
+            }
+            TaskKind::Classification if dtype.is_floating() => Err(DataError::FloatLabel {
+                file: self.name.clone(),
+                column: label,
+                dtype: dtype.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The feature columns the spec selects (in order) and the label, or `None` when the
     /// preprocessing makes the model's input depend on the values (`one_hot` adds a
     /// column per category).
@@ -63,13 +96,22 @@ impl TableSchema {
 pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, DataError> {
     match source {
         Source::Csv(path) => {
-            let file = File::open(base_dir.join(path)).map_err(|e| DataError::Io {
-                path: path.clone(),
-                message: io_message(&e),
+            let full = base_dir.join(path);
+            let file = File::open(&full).map_err(|e| {
+                DataError::Io {
+                    path: path.clone(),
+                    message: io_message(&e),
+                }
+                .with_resolved(path, &full)
             })?;
-            csv_schema(BufReader::new(file), path)
+            // The header and the rows that type the columns: never more than this, whatever
+            // the file is.
+            let head = read_lines_bounded(file, path, CSV_SCHEMA_BYTES)?;
+            csv_schema(Cursor::new(head), path)
         }
-        Source::Parquet(path) => parquet_schema(base_dir, path),
+        Source::Parquet(path) => {
+            parquet_schema(base_dir, path).map_err(|e| e.with_resolved(path, &base_dir.join(path)))
+        }
         Source::Builtin(Builtin::Iris) => {
             let mut s = csv_schema(Cursor::new(IRIS_CSV.as_bytes()), "iris")?;
             s.rows = Some(IRIS_CSV.lines().skip(1).filter(|l| !l.is_empty()).count() as u64);

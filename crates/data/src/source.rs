@@ -21,7 +21,8 @@ pub(crate) const IRIS_CSV: &str = include_str!("iris.csv");
 /// folder; messages name paths as the spec wrote them.
 pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> {
     match source {
-        Source::Csv(path) => read_csv(&base_dir.join(path), path),
+        Source::Csv(path) => read_csv(&base_dir.join(path), path)
+            .map_err(|e| e.with_resolved(path, &base_dir.join(path))),
         Source::Parquet(path) => read_parquet(base_dir, path),
         Source::Builtin(Builtin::Iris) => csv_from_bytes(IRIS_CSV.as_bytes(), "iris"),
         Source::Synthetic(spec) => synthetic(spec),
@@ -49,11 +50,74 @@ pub fn read_table(path: &Path) -> Result<Table, DataError> {
 }
 
 fn read_csv(path: &Path, name: &str) -> Result<Table, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
+    let file = std::fs::File::open(path).map_err(|e| DataError::Io {
         path: name.to_string(),
         message: io_message(&e),
     })?;
+    let bytes = read_lines_bounded(file, name, usize::MAX)?;
     csv_from_bytes(&bytes, name)
+}
+
+/// The longest line a CSV file may have: a file without line ends (a binary file,
+/// `/dev/zero`) is refused once this much is read, not read into memory whole.
+pub(crate) const MAX_CSV_LINE: usize = 64 << 20;
+
+/// Reads text up to `limit` bytes (cut at the last line end when the limit is reached),
+/// refusing a line longer than [`MAX_CSV_LINE`] and memory that cannot be had.
+pub(crate) fn read_lines_bounded(
+    mut r: impl std::io::Read,
+    name: &str,
+    limit: usize,
+) -> Result<Vec<u8>, DataError> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut line_len = 0usize;
+    while out.len() < limit {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(DataError::Io {
+                    path: name.into(),
+                    message: io_message(&e),
+                })
+            }
+        };
+        let chunk = &buf[..n];
+        line_len = match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(i) => n - 1 - i,
+            None => line_len + n,
+        };
+        if line_len > MAX_CSV_LINE {
+            let line = out.iter().filter(|&&b| b == b'\n').count() + 1;
+            return Err(DataError::Csv {
+                file: name.into(),
+                message: format!(
+                    "line {line} is longer than {} MiB without a line end; is this a CSV file?",
+                    MAX_CSV_LINE >> 20
+                ),
+            });
+        }
+        out.try_reserve(n).map_err(|_| DataError::Io {
+            path: name.into(),
+            message: format!("not enough memory to hold its {} bytes", out.len() + n),
+        })?;
+        out.extend_from_slice(chunk);
+    }
+    if out.len() >= limit {
+        let Some(end) = out.iter().rposition(|&b| b == b'\n') else {
+            return Err(DataError::Csv {
+                file: name.into(),
+                message: format!(
+                    "no line ends in its first {} MiB; is this a CSV file?",
+                    limit >> 20
+                ),
+            });
+        };
+        out.truncate(end + 1);
+    }
+    Ok(out)
 }
 
 /// Parses CSV text with a header row, inferring column types from every row.
@@ -104,8 +168,9 @@ pub(crate) fn check_unique_columns(schema: &Schema, file: &str) -> Result<(), Da
 
 /// A Parquet file, every `*.parquet` file of a folder (sorted by name), or a glob.
 fn read_parquet(base_dir: &Path, spec_path: &str) -> Result<Table, DataError> {
-    let files = parquet_files(base_dir, spec_path)?;
-    read_parquet_files(&files, spec_path)
+    parquet_files(base_dir, spec_path)
+        .and_then(|files| read_parquet_files(&files, spec_path))
+        .map_err(|e| e.with_resolved(spec_path, &base_dir.join(spec_path)))
 }
 
 /// The Parquet files a spec path names, with the path each is shown by: a file, every

@@ -138,25 +138,45 @@ fn missing_files_and_globs_that_match_nothing() {
     let e = load_table(&Source::Csv("data/x.csv".into()), dir.path())
         .err()
         .unwrap_or_else(|| panic!("expected an error"));
+    // Relative paths name what they resolved to.
+    let at = |p: &str| dir.path().join(p).display().to_string();
     assert_eq!(
         e.to_string(),
-        "cannot read data/x.csv: No such file or directory"
+        format!(
+            "cannot read data/x.csv (resolved against the spec's folder: {}): No such file or directory",
+            at("data/x.csv")
+        )
     );
     let e = load_table(&Source::Parquet("data/x.parquet".into()), dir.path())
         .err()
         .unwrap_or_else(|| panic!("expected an error"));
     assert_eq!(
         e.to_string(),
-        "cannot read data/x.parquet: No such file or directory"
+        format!(
+            "cannot read data/x.parquet (resolved against the spec's folder: {}): No such file or directory",
+            at("data/x.parquet")
+        )
     );
     let e = load_table(&Source::Parquet("data/*.parquet".into()), dir.path())
         .err()
         .unwrap_or_else(|| panic!("expected an error"));
-    assert_eq!(e.to_string(), "no files match `data/*.parquet`");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "no files match data/*.parquet (resolved against the spec's folder: {})",
+            at("data/*.parquet")
+        )
+    );
     let e = load_table(&Source::Parquet(".".into()), dir.path())
         .err()
         .unwrap_or_else(|| panic!("expected an error"));
-    assert_eq!(e.to_string(), ". holds no .parquet files");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            ". (resolved against the spec's folder: {}) holds no .parquet files",
+            at(".")
+        )
+    );
     let e = read_table(Path::new("nowhere/new.csv"))
         .err()
         .unwrap_or_else(|| panic!("expected an error"));

@@ -7,6 +7,7 @@ mod de;
 mod error;
 mod model_de;
 pub mod overrides;
+mod schema;
 pub mod spec;
 pub mod suggest;
 mod validate;
@@ -122,7 +123,4 @@ pub fn load(file: &str, text: &str, sets: &[String]) -> Result<(Spec, Document),
     Ok((spec, doc))
 }
 
-/// The JSON Schema of the spec, for editor completion.
-pub fn json_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(Spec)).unwrap_or_default()
-}
+pub use schema::json_schema;

@@ -55,6 +55,10 @@ pub fn apply(root: &mut Node, index: usize, expr: &str) -> Result<(), Diagnostic
     })?;
     let mut value = if text.trim().is_empty() {
         Node::scalar("", true, origin)
+    } else if matches!(text.trim(), "null" | "~" | "Null" | "NULL") {
+        // Unsets the key: the value goes back to its default (`parallelism.data=null`
+        // turns data parallelism off).
+        Node::scalar("null", true, origin)
     } else {
         value::parse(text).map_err(|d| fail(format!("bad value: {}", d.message)))?
     };
@@ -98,7 +102,11 @@ pub fn apply(root: &mut Node, index: usize, expr: &str) -> Result<(), Diagnostic
                 };
                 walked = crate::de::join(&walked, key);
                 if last {
-                    entries[pos].1 = value;
+                    if value.is_null() && !text.trim().is_empty() {
+                        entries.remove(pos);
+                    } else {
+                        entries[pos].1 = value;
+                    }
                     return Ok(());
                 }
                 node = &mut entries[pos].1;

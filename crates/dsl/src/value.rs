@@ -206,8 +206,26 @@ impl Builder {
                     ));
                 }
             }
-            Event::Scalar(text, style, anchor, _tag) => {
-                let plain = matches!(style, ScalarStyle::Plain);
+            Event::Scalar(text, style, anchor, tag) => {
+                // `!!str 2` is the string "2"; the core schema's other tags leave the value to
+                // its typed reader; any other tag means nothing in a spec.
+                let plain = match tag.as_deref() {
+                    None => matches!(style, ScalarStyle::Plain),
+                    Some(t) if t.is_yaml_core_schema() && t.suffix == "str" => false,
+                    Some(t)
+                        if t.is_yaml_core_schema()
+                            && matches!(t.suffix.as_str(), "int" | "float" | "bool" | "null") =>
+                    {
+                        matches!(style, ScalarStyle::Plain)
+                    }
+                    Some(t) => {
+                        return Err(Diagnostic::at(
+                            loc,
+                            "",
+                            format!("the tag `{}{}` is not supported in a spec; write the plain value (`!!str` makes a string)", if t.is_yaml_core_schema() { "!!" } else { &t.handle }, t.suffix),
+                        ))
+                    }
+                };
                 self.push(Node::scalar(text.into_owned(), plain, loc), anchor)?;
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(Vec::new(), loc, anchor)),

@@ -148,6 +148,14 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(out, "  {}: {}", stage.kind, details.join(", "));
         if stage.kind == StageKind::Train {
             let _ = writeln!(out, "    {}", memory_line(plan));
+            // Membership by id (a list search per node made 20,000 layers take seconds).
+            let mut trains = vec![false; plan.nodes.len()];
+            for &i in &plan.schedules.train {
+                if let Some(t) = trains.get_mut(i) {
+                    *t = true;
+                }
+            }
+            let in_train = |i: usize| trains.get(i).copied().unwrap_or(false);
             for (phase, label) in [
                 (Phase::Forward, "Forward"),
                 (Phase::Backward, "Backward"),
@@ -161,7 +169,7 @@ pub fn text(plan: &Plan) -> String {
                     .collect();
                 let flops: u64 = ids
                     .iter()
-                    .filter(|i| plan.schedules.train.contains(i))
+                    .filter(|i| in_train(**i))
                     .map(|i| plan.nodes[*i].flops)
                     .fold(0, u64::saturating_add);
                 let _ = writeln!(
@@ -171,11 +179,7 @@ pub fn text(plan: &Plan) -> String {
                     human(flops)
                 );
                 for id in ids {
-                    let dead = if plan.schedules.train.contains(&id) {
-                        ""
-                    } else {
-                        " (predict only)"
-                    };
+                    let dead = if in_train(id) { "" } else { " (predict only)" };
                     let _ = writeln!(out, "      {}{dead}", detail(plan, id));
                 }
             }

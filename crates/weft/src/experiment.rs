@@ -35,11 +35,12 @@ impl Experiment {
     /// Reads a spec file and applies `--set path=value` overrides.
     pub fn from_file_with(path: impl AsRef<Path>, sets: &[String]) -> Result<Experiment> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let text = read_spec_text(path)?;
+        // Absolute, so that messages name the file a relative data path resolved to.
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
         Self::parse(&path.display().to_string(), &text, sets, base)
     }
 
@@ -85,10 +86,26 @@ impl Experiment {
 
     /// Loads, splits and preprocesses the data as the spec says.
     pub fn prepare_data(&self) -> Result<(Table, Prepared)> {
-        let table = weft_data::load_table(&self.spec.data.source, &self.base_dir)?;
+        let table = weft_data::load_table(&self.spec.data.source, &self.base_dir)
+            .map_err(|e| self.data_error(e))?;
         let task = self.spec.train.loss.task_kind();
-        let prepared = weft_data::prepare(&self.spec.data, self.spec.seed, &table, task)?;
+        let prepared = weft_data::prepare(&self.spec.data, self.spec.seed, &table, task)
+            .map_err(|e| self.data_error(e))?;
         Ok((table, prepared))
+    }
+
+    /// The data's schema (headers and metadata, not the rows).
+    fn read_schema(&self) -> Result<TableSchema> {
+        weft_data::read_schema(&self.spec.data.source, &self.base_dir)
+            .map_err(|e| self.data_error(e))
+    }
+
+    /// A data error, located at the spec key it is about (`data.label`, `data.source`…).
+    pub(crate) fn data_error(&self, e: weft_data::DataError) -> Error {
+        match e.spec_path() {
+            Some(path) => Error::Spec(self.doc.error_at(path, e.to_string())),
+            None => Error::Data(e),
+        }
     }
 
     /// Compiles the plan for already prepared data.
@@ -126,7 +143,7 @@ impl Experiment {
     /// classes are taken from the output layer until a run reads them. Only when the
     /// preprocessing makes the input depend on the values (`one_hot`) are the rows read.
     pub fn shape(&self) -> Result<DataShape> {
-        let schema = weft_data::read_schema(&self.spec.data.source, &self.base_dir)?;
+        let schema = self.read_schema()?;
         match self.schema_shape(&schema)? {
             Some(shape) => Ok(shape),
             None => Ok(data_shape(&self.prepare_data()?.1)),
@@ -135,7 +152,14 @@ impl Experiment {
 
     /// [`Experiment::shape`] from a schema already read, or `None` when it needs the rows.
     fn schema_shape(&self, schema: &TableSchema) -> Result<Option<DataShape>> {
-        let Some((features, _)) = schema.features(&self.spec.data)? else {
+        let kind = self.spec.train.loss.task_kind();
+        schema
+            .check_label(&self.spec.data, kind)
+            .map_err(|e| self.data_error(e))?;
+        let Some((features, _)) = schema
+            .features(&self.spec.data)
+            .map_err(|e| self.data_error(e))?
+        else {
             return Ok(None);
         };
         let task = match self.spec.train.loss.task_kind() {
@@ -148,16 +172,42 @@ impl Experiment {
         Ok(Some(DataShape { features, task }))
     }
 
-    /// Checks everything short of training: the spec, that this build can run it, that the
-    /// data loads and that the model compiles against it.
+    /// Checks everything short of training without reading the rows: the spec, that this
+    /// build and machine can run it (device, workers, memory), the data's schema (files,
+    /// columns, the label's type) and that the model compiles against it. Fast on any size
+    /// of data; [`Experiment::check_rows`] also reads every row.
     pub fn check(&self) -> Result<Check> {
+        self.check_runnable()?;
+        self.preflight()?;
+        let schema = self.read_schema()?;
+        let shape = match self.schema_shape(&schema)? {
+            Some(shape) => shape,
+            // The input depends on the values (`one_hot`): the rows are read.
+            None => return self.check_rows(),
+        };
+        let plan = Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))?;
+        Ok(Check {
+            name: self.spec.name.clone(),
+            rows: schema.rows,
+            features: plan.features.len(),
+            classes: match plan.task {
+                Task::Classification { classes } => Some(classes),
+                Task::Regression { .. } => None,
+            },
+            params: plan.num_params(),
+        })
+    }
+
+    /// [`Experiment::check`], then reads, splits and preprocesses every row as `run` would
+    /// (missing values, unseen classes, empty splits): `weft check --rows`.
+    pub fn check_rows(&self) -> Result<Check> {
         self.check_runnable()?;
         self.preflight()?;
         let (table, prepared) = self.prepare_data()?;
         let plan = self.plan_for(&prepared)?;
         Ok(Check {
             name: self.spec.name.clone(),
-            rows: table.num_rows(),
+            rows: Some(table.num_rows() as u64),
             features: plan.features.len(),
             classes: prepared.pipeline.classes().map(<[String]>::len),
             params: plan.num_params(),
@@ -236,7 +286,7 @@ impl Experiment {
                 None => return Ok(()),
             },
         };
-        let schema = weft_data::read_schema(&self.spec.data.source, &self.base_dir)?;
+        let schema = self.read_schema()?;
         let rows = schema.rows;
         let batch = match rows {
             Some(r) => self
@@ -372,7 +422,8 @@ impl RunResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: String,
-    pub rows: usize,
+    /// The data's rows when its metadata says them or they were read.
+    pub rows: Option<u64>,
     pub features: usize,
     pub classes: Option<usize>,
     pub params: usize,
@@ -384,12 +435,50 @@ impl std::fmt::Display for Check {
             Some(k) => format!("{k} classes"),
             None => "regression".into(),
         };
+        let rows = match self.rows {
+            Some(r) => format!("{r} rows"),
+            None => "rows not read (`check --rows` reads them)".into(),
+        };
         write!(
             f,
-            "{}: ok — {} rows, {} features, {task}, {} parameters",
-            self.name, self.rows, self.features, self.params
+            "{}: ok — {rows}, {} features, {task}, {} parameters",
+            self.name, self.features, self.params
         )
     }
+}
+
+/// The largest spec file read (a spec is a page of text; this stops `/dev/zero`).
+const MAX_SPEC_BYTES: u64 = 16 << 20;
+
+/// A spec file's text: at most [`MAX_SPEC_BYTES`], and UTF-8 (else the first bad byte's
+/// offset, line and column).
+fn read_spec_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let io = |message: String| Error::Io {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(io(format!(
+            "larger than {} MiB; is this a spec file?",
+            MAX_SPEC_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        io(format!(
+            "byte {at} (line {line}, column {col}) is not valid UTF-8 (0x{:02x}); a spec is UTF-8 text",
+            e.as_bytes()[at]
+        ))
+    })
 }
 
 /// `MemAvailable` from /proc/meminfo (Linux), in bytes.

@@ -69,5 +69,8 @@ pub fn table(r: &RunResult) -> String {
             .unwrap_or_default(),
         r.run_dir
     );
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     out
 }
