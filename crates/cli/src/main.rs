@@ -188,6 +188,7 @@ fn main() -> ExitCode {
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     init_tracing();
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,6 +197,25 @@ fn main() -> ExitCode {
             ExitCode::from(if e.is_user_error() { 2 } else { 1 })
         }
     }
+}
+
+/// `weft plan … | head` closes standard output early: like other command-line tools, weft
+/// then stops quietly (exit 0) instead of panicking on the broken pipe. (Rust ignores
+/// SIGPIPE, which sockets rely on, so a failed print is a panic to catch here.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// A number of seconds in (0, 1 week].
@@ -371,15 +391,23 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 &token,
                 limits,
             )?;
-            // The driver reads this line to learn the addresses (keep its format).
-            println!(
-                "weft worker: control {} data {} pid {}",
+            // The driver reads this line to learn the addresses (keep its format). A driver
+            // that died before it was read leaves a closed pipe: this worker is not needed.
+            use std::io::Write;
+            let ready = format!(
+                "weft worker: control {} data {} pid {}\n",
                 w.control,
                 w.data,
                 std::process::id()
             );
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
+            let mut stdout = std::io::stdout();
+            if let Err(e) = stdout
+                .write_all(ready.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                eprintln!("weft worker: cannot report its addresses ({e}); the process that started it is gone, exiting");
+                return Ok(());
+            }
             if exit_with_parent {
                 let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
             } else {

@@ -229,3 +229,71 @@ fn short_tokens_are_refused_and_a_readable_token_file_is_warned_about() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_collective_too_large_for_memory_fails_its_job_and_the_workers_go_on() {
+    use weft_dist::bench::CollectiveJob;
+    use weft_dist::driver;
+    let mut workers = launch::spawn_local(2, TOKEN, Duration::from_secs(10)).unwrap();
+    let huge = CollectiveJob {
+        sizes: vec![1 << 50],
+        reps: 1,
+        compression: Default::default(),
+    };
+    let e = driver::collective(&mut workers, TOKEN, &huge, Duration::from_secs(10))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("needs"), "{e}");
+    assert!(
+        e.to_string().contains("of memory, but this worker has"),
+        "{e}"
+    );
+    // The same workers still serve a job that fits.
+    let small = CollectiveJob {
+        sizes: vec![1000],
+        reps: 1,
+        compression: Default::default(),
+    };
+    let r = driver::collective(&mut workers, TOKEN, &small, Duration::from_secs(10)).unwrap();
+    assert_eq!(r[0][0].max_error, 0.0);
+}
+
+#[test]
+fn closed_standard_output_ends_quietly() {
+    // A worker whose driver died before reading its ready line.
+    let mut child = Command::new(BIN)
+        .args(["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"])
+        .env("WEFT_TOKEN", TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("the process that started it is gone"), "{err}");
+    // `weft plan … | head`: the pipe closes early, long before the plan's megabytes.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("deep.yaml");
+    let layers = "  - dense: {units: 2}\n".repeat(5000);
+    std::fs::write(
+        &spec,
+        format!("name: deep\ndata: {{source: builtin:iris}}\nmodel:\n{layers}  - dense: {{units: 3, activation: softmax}}\n"),
+    )
+    .unwrap();
+    let mut plan = Command::new(BIN)
+        .arg("plan")
+        .arg(&spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    plan.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = plan.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -43,12 +43,31 @@ pub fn run(job: &CollectiveJob, ctx: &Ctx) -> Result<Vec<CollectiveResult>> {
     let codec = Codec::from_spec(&job.compression);
     let mut out = Vec::new();
     let mut tag = 0u32;
+    // The data, a received chunk and the codec's residual, at most: refused up front (a
+    // size from the wire must not abort the worker).
+    let need = |size: usize| (size as u64).saturating_mul(4 * 3);
+    if let (Some(&largest), Some(free)) =
+        (job.sizes.iter().max(), crate::launch::available_memory())
+    {
+        if need(largest) > free {
+            return Err(DistError::Config(format!(
+                "a collective of {largest} values needs {} of memory, but this worker has {} available",
+                weft_common::units::human_bytes(need(largest) as f64),
+                weft_common::units::human_bytes(free as f64)
+            )));
+        }
+    }
     for &size in &job.sizes {
         let fill = |d: &mut Vec<f32>| {
             d.clear();
             d.extend((0..size).map(|i| value(ctx.rank, i)));
         };
-        let mut data = Vec::with_capacity(size);
+        let mut data = Vec::new();
+        data.try_reserve_exact(size).map_err(|_| {
+            DistError::Config(format!(
+                "a collective of {size} values does not fit in memory"
+            ))
+        })?;
         let mut residual = Residual::default();
         fill(&mut data);
         ring.allreduce(&mut data, tag, &codec, &mut residual)?; // warm-up, also the check

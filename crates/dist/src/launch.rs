@@ -409,3 +409,11 @@ mod tests {
         assert_eq!(parse_ready("weft worker: control x data y pid z"), None);
     }
 }
+
+/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}

@@ -278,7 +278,7 @@ impl Experiment {
         const GIB: f64 = (1u64 << 30) as f64;
         let (limit, source) = match self.spec.executor.memory_limit_gib {
             Some(gib) => ((gib * GIB) as u64, "executor.memory_limit_gib".to_string()),
-            None => match available_memory() {
+            None => match weft_dist::launch::available_memory() {
                 Some(b) => (
                     b,
                     "available on this machine; executor.memory_limit_gib sets the limit".into(),
@@ -479,12 +479,4 @@ fn read_spec_text(path: &Path) -> Result<String> {
             e.as_bytes()[at]
         ))
     })
-}
-
-/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
 }
