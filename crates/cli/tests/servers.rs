@@ -241,8 +241,7 @@ fn a_collective_too_large_for_memory_fails_its_job_and_the_workers_go_on() {
         compression: Default::default(),
     };
     let e = driver::collective(&mut workers, TOKEN, &huge, Duration::from_secs(10))
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(e.to_string().contains("needs"), "{e}");
     assert!(
         e.to_string().contains("of memory, but this worker has"),

@@ -330,6 +330,14 @@ pub fn env_rank(get: impl Fn(&str) -> Option<String>) -> Result<EnvRank> {
     })
 }
 
+/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,12 +416,4 @@ mod tests {
         assert_eq!(parse_ready("error: no token"), None);
         assert_eq!(parse_ready("weft worker: control x data y pid z"), None);
     }
-}
-
-/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
 }
