@@ -67,6 +67,14 @@ fn check_catches_what_run_would_refuse_with_the_spec_location() {
             &["parallelism.data.workers: 3 workers, but executor.cluster.hosts lists 1"],
         ),
         (
+            "name: x\ndata: {source: builtin:iris}\nmodel: [{dense: {units: 3, activation: softmax}}]\nparallelism: {data: {workers: 2}}\nexecutor: {cluster: spark}\n",
+            &["s.yaml:5:", "executor.cluster: `spark` is not available in this build of weft yet"],
+        ),
+        (
+            "name: x\ndata: {source: builtin:iris}\nmodel:\n  inputs: {x: features}\n  nodes:\n    a: {dense: {units: 8}, input: x}\n    b: {dense: {units: 5}, input: x}\n    s: {add: [a, b]}\n    out: {dense: {units: 3, activation: softmax}, input: s}\n  output: out\n",
+            &["s.yaml:8:14: model.nodes.s.add: `add` needs inputs of the same width, but `a` has 8, `b` has 5"],
+        ),
+        (
             "name: x\ndata: {source: builtin:iris, split: {train: 0.9, test: 0.3}}\nmodel: [{dense: {units: 3, activation: softmax}}]\n",
             &["s.yaml:2:", "data.split"],
         ),

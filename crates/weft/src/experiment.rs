@@ -252,6 +252,12 @@ impl Experiment {
                 )));
             }
         }
+        if matches!(self.spec.executor.cluster, weft_dsl::Cluster::Spark) {
+            return Err(Error::Spec(self.doc.error_at(
+                "executor.cluster",
+                "`spark` is not available in this build of weft yet; valid: local, {hosts: [...]}, env",
+            )));
+        }
         if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
             return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
         }
