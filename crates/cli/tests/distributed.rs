@@ -78,20 +78,7 @@ fn accuracy(r: &weft::RunResult) -> f64 {
 
 /// A `weft worker` process with token `token`; returns it and its control and data addresses.
 fn worker(token: &str) -> (Child, String, String) {
-    let mut child = Command::new(BIN)
-        .args(["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"])
-        .env("WEFT_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let (control, data, _) = launch::parse_ready(&line).unwrap();
-    (child, control, data)
+    support::spawn_worker(token, &[])
 }
 
 fn hosts_spec(controls: &[String]) -> String {

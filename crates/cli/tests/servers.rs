@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -34,20 +34,8 @@ impl Drop for Worker {
 }
 
 fn worker(header_timeout_s: &str) -> Worker {
-    let mut child = Command::new(BIN)
-        .args(["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"])
-        .args(["--header-timeout-s", header_timeout_s])
-        .env("WEFT_TOKEN", TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let (control, data, _) = launch::parse_ready(&line).unwrap();
+    let (child, control, data) =
+        support::spawn_worker(TOKEN, &["--header-timeout-s", header_timeout_s]);
     Worker {
         child,
         control: control.trim_start_matches("http://").to_string(),

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use ndarray::Array2;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use weft_exec::optim::OptimState;
@@ -19,7 +19,7 @@ use weft_planner::Plan;
 
 use crate::error::RunError;
 use crate::lbfgs::LbfgsState;
-use crate::rundir::{named_tensors, write_atomic, RunDir};
+use crate::rundir::{named_tensors, serialize, write_atomic, RawTensor, RunDir};
 use crate::train::{get_flat, set_flat};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -173,8 +173,8 @@ fn bad(dir: &RunDir, message: impl std::fmt::Display) -> RunError {
 }
 
 /// CRC-32 of the tensors (in name order, each name then its bytes) and the position.
-fn checksum(tensors: &[(String, Vec<usize>, Vec<u8>)], at: &str) -> u32 {
-    let mut order: Vec<&(String, Vec<usize>, Vec<u8>)> = tensors.iter().collect();
+fn checksum(tensors: &[RawTensor], at: &str) -> u32 {
+    let mut order: Vec<&RawTensor> = tensors.iter().collect();
     order.sort_by(|a, b| a.0.cmp(&b.0));
     let mut h = crc32fast::Hasher::new();
     for (name, shape, bytes) in order {
@@ -196,7 +196,7 @@ impl RunDir {
     /// Writes a checkpoint as one file, atomically (see the module documentation).
     pub fn write_checkpoint(&self, plan: &Plan, resume: &Resume) -> Result<(), RunError> {
         let s = &resume.snapshot;
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors: Vec<RawTensor> = Vec::new();
         let mut add = |name: String, a: &Array2<f32>| {
             let bytes = le_bytes(a.as_standard_layout().as_slice().unwrap_or(&[]));
             tensors.push((name, vec![a.nrows(), a.ncols()], bytes));
@@ -230,17 +230,10 @@ impl RunDir {
                 format!("{:08x}", checksum(&tensors, &at)),
             ),
         ]);
-        let views = tensors
-            .iter()
-            .map(|(n, shape, b)| {
-                TensorView::new(Dtype::F32, shape.clone(), b)
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| RunError::Internal(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let data = safetensors::serialize(views, Some(meta))
-            .map_err(|e| RunError::Internal(e.to_string()))?;
-        write_atomic(&self.file(CHECKPOINT_FILE), &data)?;
+        write_atomic(
+            &self.file(CHECKPOINT_FILE),
+            &serialize(&tensors, Some(meta))?,
+        )?;
         // A checkpoint from before this format would describe other weights.
         let _ = std::fs::remove_file(self.file(OLD_STATE_FILE));
         Ok(())
@@ -282,7 +275,7 @@ impl RunDir {
         }
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(self, e))?;
         let at_text = meta.get("start").cloned().unwrap_or_default();
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors: Vec<RawTensor> = Vec::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
                 return Err(bad(

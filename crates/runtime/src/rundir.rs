@@ -213,25 +213,34 @@ impl RunDir {
     }
 
     fn write_tensors(&self, name: &str, tensors: &[(String, Array2<f32>)]) -> Result<(), RunError> {
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        let bytes: Vec<RawTensor> = tensors
             .iter()
             .map(|(n, a)| {
                 let b: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
                 (n.clone(), vec![a.nrows(), a.ncols()], b)
             })
             .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, shape, b)| {
-                TensorView::new(Dtype::F32, shape.clone(), b)
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| RunError::Internal(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let data =
-            safetensors::serialize(views, None).map_err(|e| RunError::Internal(e.to_string()))?;
-        write_atomic(&self.file(name), &data)
+        write_atomic(&self.file(name), &serialize(&bytes, None)?)
     }
+}
+
+/// A tensor as a safetensors file holds it: name, shape, little-endian f32 bytes.
+pub(crate) type RawTensor = (String, Vec<usize>, Vec<u8>);
+
+/// A safetensors file's bytes (f32 tensors, optional metadata).
+pub(crate) fn serialize(
+    tensors: &[RawTensor],
+    meta: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>, RunError> {
+    let views = tensors
+        .iter()
+        .map(|(n, shape, b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| RunError::Internal(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, meta).map_err(|e| RunError::Internal(e.to_string()))
 }
 
 /// Everything `weft predict` needs from a finished run.

@@ -3,8 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a part of it
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -53,4 +54,24 @@ pub fn checkpoint_start(run_dir: &Path) -> Option<Value> {
     let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
     let header: Value = serde_json::from_slice(bytes.get(8..8 + n)?).ok()?;
     serde_json::from_str(header["__metadata__"]["start"].as_str()?).ok()
+}
+
+/// Starts `weft worker` on loopback with `token` (and `extra` flags); returns it with its
+/// control and data addresses from its ready line. It ends with the test (stdin closes).
+pub fn spawn_worker(token: &str, extra: &[&str]) -> (Child, String, String) {
+    let mut child = Command::new(BIN)
+        .args(["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"])
+        .args(extra)
+        .env("WEFT_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let (control, data, _) = weft_dist::launch::parse_ready(&line).unwrap();
+    (child, control, data)
 }
