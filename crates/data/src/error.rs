@@ -96,7 +96,10 @@ pub enum DataError {
         at: At,
         value: String,
     },
-    #[error("{file}: {what} `{column}` has a missing value at {at}")]
+    #[error(
+        "{file}: {what} `{column}` has a missing value at {at}{}",
+        missing_advice(what, column)
+    )]
     MissingValue {
         file: String,
         what: &'static str,
@@ -144,13 +147,14 @@ pub enum DataError {
     },
 
     // ------------------------------------------------------------ preprocessing
-    #[error("{file}: column `{column}` has category `{value}` at {at}, which `string_index` did not see in the train split; categories: {}", short_list(.known))]
+    #[error("{file}: column `{column}` has category `{value}` at {at}, which `{stage}` did not see in the train split; categories: {}{}", short_list(.known), if *.stage == "one_hot" { "; `handle_unknown: ignore` encodes it as zeros, `infrequent` as its own column" } else { "" })]
     UnseenCategory {
+        stage: &'static str,
         file: String,
         column: String,
         value: String,
         at: At,
-        known: Vec<String>,
+        known: Box<[String]>,
     },
     #[error("preprocess `{stage}`: column `{column}` is not a feature{hint}")]
     NotAFeature {
@@ -247,6 +251,15 @@ impl DataError {
             SplitTooLarge { .. } | EmptySplit { .. } => "data.split",
             Internal(_) => return None,
         })
+    }
+}
+
+/// What to add to the spec for a missing value.
+fn missing_advice(what: &str, column: &str) -> String {
+    if what.contains("label") {
+        "; rows without a label cannot train: remove them from the data".into()
+    } else {
+        format!("; add `impute: {{strategy: median, columns: [{column}]}}` (or mean, most_frequent, constant) or `drop_missing: {{columns: [{column}]}}` to data.preprocess")
     }
 }
 

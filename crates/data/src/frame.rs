@@ -61,9 +61,33 @@ pub(crate) fn category_order(a: &str, b: &str) -> Ordering {
 #[derive(Debug, Clone)]
 pub(crate) struct Col {
     pub name: String,
+    /// The values; a missing one holds a placeholder (0, or an empty string).
     pub values: Values,
+    /// Which values are missing; empty when none is. `impute` fills them, `drop_missing`
+    /// drops their rows, and any left when the matrix is made are an error.
+    pub missing: Vec<bool>,
     /// Made by `one_hot` or `string_index`: scalers leave it alone unless told otherwise.
     pub categorical: bool,
+}
+
+impl Col {
+    pub(crate) fn new(name: String, values: Values, categorical: bool) -> Col {
+        Col {
+            name,
+            values,
+            missing: Vec::new(),
+            categorical,
+        }
+    }
+
+    pub(crate) fn is_missing(&self, i: usize) -> bool {
+        self.missing.get(i).copied().unwrap_or(false)
+    }
+
+    /// The first missing position.
+    pub(crate) fn first_missing(&self) -> Option<usize> {
+        self.missing.iter().position(|m| *m)
+    }
 }
 
 /// Some rows of a table's feature columns; `rows` are their 0-based rows in the table.
@@ -75,15 +99,18 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    /// Reads the named columns of every row of `table`.
-    pub(crate) fn read(table: &Table, names: &[String]) -> Result<Frame, DataError> {
+    /// Reads the named columns of every row of `table`; nulls, NaN and the texts of `na`
+    /// are missing values.
+    pub(crate) fn read(table: &Table, names: &[String], na: &[String]) -> Result<Frame, DataError> {
         let cols = names
             .iter()
             .map(|name| {
                 let array = table.column(name, "column")?;
+                let (values, missing) = read_with_missing(&table.name, name, "column", array, na)?;
                 Ok(Col {
                     name: name.clone(),
-                    values: read_values(&table.name, name, "column", array)?,
+                    values,
+                    missing,
                     categorical: false,
                 })
             })
@@ -110,6 +137,11 @@ impl Frame {
                 .map(|c| Col {
                     name: c.name.clone(),
                     values: c.values.take(idx),
+                    missing: if c.missing.is_empty() {
+                        Vec::new()
+                    } else {
+                        idx.iter().map(|&i| c.missing[i]).collect()
+                    },
                     categorical: c.categorical,
                 })
                 .collect(),
@@ -163,8 +195,24 @@ impl Frame {
         }
     }
 
-    /// The rows × columns matrix; every column must be numeric by now.
+    /// Errors on the first missing value left (no `impute` or `drop_missing` covered it).
+    pub(crate) fn check_missing(&self) -> Result<(), DataError> {
+        for col in &self.cols {
+            if let Some(i) = col.first_missing() {
+                return Err(DataError::MissingValue {
+                    file: self.file.clone(),
+                    what: "column",
+                    column: col.name.clone(),
+                    at: self.at(i),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows × columns matrix; every column must be numeric and whole by now.
     pub(crate) fn to_matrix(&self) -> Result<Array2<f32>, DataError> {
+        self.check_missing()?;
         let mut x = Array2::<f32>::zeros((self.len(), self.cols.len()));
         for (j, col) in self.cols.iter().enumerate() {
             let mut out = x.column_mut(j);
@@ -176,6 +224,140 @@ impl Frame {
         }
         Ok(x)
     }
+}
+
+/// Reads one feature column with its missing values: nulls, NaN, and strings among `na`
+/// (`NA`, `null`…) are missing; the rest is read as [`read_values`] reads a column.
+pub(crate) fn read_with_missing(
+    file: &str,
+    column: &str,
+    what: &'static str,
+    array: &ArrayRef,
+    na: &[String],
+) -> Result<(Values, Vec<bool>), DataError> {
+    let mut missing: Vec<bool> = (0..array.len()).map(|i| array.is_null(i)).collect();
+    let dtype = array.data_type();
+    let values = match dtype {
+        DataType::Null => Values::Num(vec![0.0; array.len()]),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            let a = arrow_cast::cast(array, &DataType::Utf8).map_err(|e| {
+                DataError::Internal(format!("casting column `{column}` to text: {e}"))
+            })?;
+            let text: Vec<String> = a
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or("").to_string())
+                .collect();
+            for (m, t) in missing.iter_mut().zip(&text) {
+                *m |= na.iter().any(|n| n == t.trim());
+            }
+            let present = |i: &usize| !missing[*i];
+            let all = |f: &dyn Fn(&str) -> bool| {
+                (0..text.len()).filter(present).all(|i| f(text[i].trim()))
+            };
+            if all(&|t| t.parse::<i64>().is_ok()) {
+                Values::Int(
+                    text.iter()
+                        .zip(&missing)
+                        .map(|(t, m)| if *m { 0 } else { t.trim().parse().unwrap_or(0) })
+                        .collect(),
+                )
+            } else if all(&|t| t.parse::<f64>().is_ok()) {
+                let v: Vec<f64> = text
+                    .iter()
+                    .zip(&missing)
+                    .map(|(t, m)| {
+                        if *m {
+                            0.0
+                        } else {
+                            t.trim().parse().unwrap_or(0.0)
+                        }
+                    })
+                    .collect();
+                num_with_missing(file, column, what, &v, &mut missing)?
+            } else {
+                Values::Text(
+                    text.into_iter()
+                        .zip(&missing)
+                        .map(|(t, m)| if *m { String::new() } else { t })
+                        .collect(),
+                )
+            }
+        }
+        DataType::Float16
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => {
+            let a = arrow_cast::cast(array, &DataType::Float64).map_err(|e| {
+                DataError::Internal(format!("casting column `{column}` to f64: {e}"))
+            })?;
+            let v = a.as_primitive::<Float64Type>().values().to_vec();
+            num_with_missing(file, column, what, &v, &mut missing)?
+        }
+        _ if missing.iter().any(|m| *m) => {
+            // Integers and booleans with nulls: the nulls are missing, the rest as usual.
+            let filled = arrow_cast::cast(array, &DataType::Int64).map_err(|e| {
+                DataError::Internal(format!("casting column `{column}` to i64: {e}"))
+            })?;
+            let ints = filled.as_primitive::<Int64Type>();
+            Values::Int(
+                (0..ints.len())
+                    .map(|i| if missing[i] { 0 } else { ints.value(i) })
+                    .collect(),
+            )
+        }
+        _ => read_values(file, column, what, array)?,
+    };
+    // Numbers among the na texts (`-999`) are missing in numeric columns too.
+    let na_numbers: Vec<f64> = na.iter().filter_map(|t| t.trim().parse().ok()).collect();
+    if !na_numbers.is_empty() {
+        let is_na = |x: f64| na_numbers.contains(&x);
+        match &values {
+            Values::Num(v) => v
+                .iter()
+                .zip(missing.iter_mut())
+                .for_each(|(x, m)| *m |= is_na(f64::from(*x))),
+            Values::Int(v) => v
+                .iter()
+                .zip(missing.iter_mut())
+                .for_each(|(x, m)| *m |= is_na(*x as f64)),
+            Values::Text(_) => {}
+        }
+    }
+    if !missing.iter().any(|m| *m) {
+        missing.clear();
+    }
+    Ok((values, missing))
+}
+
+/// Numbers with NaN as missing (added to `missing`); an infinite value is an error.
+fn num_with_missing(
+    file: &str,
+    column: &str,
+    what: &'static str,
+    v: &[f64],
+    missing: &mut [bool],
+) -> Result<Values, DataError> {
+    let mut out = Vec::with_capacity(v.len());
+    for (i, x) in v.iter().enumerate() {
+        if missing[i] || x.is_nan() {
+            missing[i] = true;
+            out.push(0.0);
+        } else if x.is_infinite() {
+            return Err(DataError::Infinite {
+                file: file.into(),
+                what,
+                column: column.into(),
+                at: At::of(file, i),
+            });
+        } else {
+            out.push(*x as f32);
+        }
+    }
+    Ok(Values::Num(out))
 }
 
 /// Reads one Arrow column: numbers (NaN and nulls are missing values), integers and booleans

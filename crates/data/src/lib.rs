@@ -14,7 +14,7 @@ mod prepare;
 mod schema;
 mod source;
 mod split;
-mod stage;
+pub mod stage;
 mod synthetic;
 mod table;
 

@@ -14,6 +14,9 @@ use crate::table::Table;
 pub struct Pipeline {
     /// The input feature columns, in order.
     pub inputs: Vec<String>,
+    /// Cell texts read as missing values (`data.na_values`).
+    #[serde(default)]
+    pub na_values: Vec<String>,
     /// Fitted stages, applied in order.
     pub stages: Vec<Stage>,
     /// The model's input columns (after `one_hot`), in order.
@@ -27,7 +30,27 @@ impl Pipeline {
     /// The feature matrix of every row of `table` (which needs the `inputs` columns; the
     /// label may be absent).
     pub fn transform(&self, table: &Table) -> Result<Array2<f32>, DataError> {
-        let mut frame = Frame::read(table, &self.inputs)?;
+        let mut frame = Frame::read(table, &self.inputs, &self.na_values)?;
+        // Rows the model was trained without cannot be predicted: say which.
+        for stage in &self.stages {
+            if let Stage::DropMissing { columns } = stage {
+                for c in columns {
+                    if let Some(i) = frame
+                        .position(c)
+                        .and_then(|p| frame.cols[p].first_missing())
+                    {
+                        return Err(DataError::BadStageColumn {
+                            stage: "drop_missing",
+                            column: c.clone(),
+                            problem: format!(
+                                "has a missing value at {}; the model was trained without such rows (drop_missing), so it cannot predict this one",
+                                frame.at(i)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         frame.check_text(&self.encoded_columns())?;
         self.apply(&mut frame)?;
         frame.to_matrix()

@@ -43,18 +43,35 @@ pub fn prepare(
     check_stages_leave_label_alone(&stages, &label)?;
 
     // Read and check every row first, so errors name rows in file order.
-    let frame = Frame::read(table, &inputs)?;
+    let frame = Frame::read(table, &inputs, &spec.na_values)?;
     let encoded: Vec<&str> = stages
         .iter()
         .filter_map(|p| match p {
-            Preprocess::StringIndex(o) | Preprocess::OneHot(o) => Some(o.column.as_str()),
+            Preprocess::StringIndex(o) => Some(o.column.as_str()),
+            Preprocess::OneHot(o) => Some(o.column.as_str()),
             _ => None,
         })
         .collect();
+    // A missing value no stage fills or drops is an error now, in file order.
+    for col in &frame.cols {
+        let covered = stages.iter().any(|p| match p {
+            Preprocess::Impute(m) => m.columns.as_ref().is_none_or(|c| c.contains(&col.name)),
+            Preprocess::DropMissing(d) => d.columns.contains(&col.name),
+            _ => false,
+        });
+        if let (Some(i), false) = (col.first_missing(), covered) {
+            return Err(DataError::MissingValue {
+                file: frame.file.clone(),
+                what: "column",
+                column: col.name.clone(),
+                at: frame.at(i),
+            });
+        }
+    }
     frame.check_text(&encoded)?;
     let values = read_label(table, &label)?;
 
-    let split = split_rows(table.num_rows(), &spec.split, seed)?;
+    let mut split = split_rows(table.num_rows(), &spec.split, seed)?;
     let (y, classes) = match task {
         TaskKind::Classification => {
             let keys = class_keys(table, &label, &values)?;
@@ -83,6 +100,19 @@ pub fn prepare(
         fitted.push(stage);
     }
 
+    // `drop_missing` may have dropped rows: the splits are the rows that remain.
+    split.train = train.rows.clone();
+    split.test = test.rows.clone();
+    if let (Some(rows), Some(v)) = (split.validation.as_mut(), validation.as_ref()) {
+        *rows = v.rows.clone();
+    }
+    if train.len() == 0 {
+        return Err(DataError::EmptySplit {
+            split: "train",
+            fraction: spec.split.train,
+            rows: table.num_rows(),
+        });
+    }
     let dataset = |f: &Frame| -> Result<Dataset, DataError> {
         Ok(Dataset {
             x: f.to_matrix()?,
@@ -95,6 +125,7 @@ pub fn prepare(
         validation: validation.as_ref().map(dataset).transpose()?,
         pipeline: Pipeline {
             inputs,
+            na_values: spec.na_values.clone(),
             stages: fitted,
             features: train.names(),
             label,
@@ -197,6 +228,8 @@ fn check_stages_leave_label_alone(stages: &[&Preprocess], label: &str) -> Result
             Preprocess::MinMaxScale(o) => ("min_max_scale", o.columns.iter().flatten().collect()),
             Preprocess::OneHot(o) => ("one_hot", vec![&o.column]),
             Preprocess::StringIndex(o) => ("string_index", vec![&o.column]),
+            Preprocess::Impute(o) => ("impute", o.columns.iter().flatten().collect()),
+            Preprocess::DropMissing(o) => ("drop_missing", o.columns.iter().collect()),
         };
         if named.iter().any(|c| *c == label) {
             return Err(DataError::NotAFeature {

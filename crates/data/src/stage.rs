@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use weft_dsl::Preprocess;
+use weft_dsl::{HandleUnknown, ImputeStrategy, Preprocess};
 
 use crate::error::{column_hint, DataError};
 use crate::frame::{category_order, Col, Frame, Values};
@@ -32,12 +32,40 @@ pub enum Stage {
         column: String,
         categories: Vec<String>,
     },
-    /// One 0/1 column `column=category` per category; an unseen category is all zeros.
+    /// One 0/1 column `column=category` per category; an unseen category follows
+    /// `handle_unknown` (`infrequent` adds the column `column=infrequent`, which also takes
+    /// the categories too rare to keep).
     OneHot {
         column: String,
         categories: Vec<String>,
+        /// Saved models from before the option encoded unseen categories as zeros.
+        #[serde(default = "ignore")]
+        handle_unknown: HandleUnknown,
     },
+    /// Missing values of each column become its `fill` (learnt from the train split).
+    Impute {
+        columns: Vec<String>,
+        fill: Vec<Fill>,
+    },
+    /// Rows with a missing value in any of these columns are dropped (training only:
+    /// `predict` refuses such rows, as the model never saw them).
+    DropMissing { columns: Vec<String> },
 }
+
+fn ignore() -> HandleUnknown {
+    HandleUnknown::Ignore
+}
+
+/// What `impute` puts in place of a missing value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Fill {
+    Number(f32),
+    Text(String),
+}
+
+/// The column a one-hot stage gives the infrequent and unseen categories.
+pub const INFREQUENT: &str = "infrequent";
 
 impl Stage {
     /// The spec name of the stage.
@@ -47,6 +75,8 @@ impl Stage {
             Stage::MinMaxScale { .. } => "min_max_scale",
             Stage::StringIndex { .. } => "string_index",
             Stage::OneHot { .. } => "one_hot",
+            Stage::Impute { .. } => "impute",
+            Stage::DropMissing { .. } => "drop_missing",
         }
     }
 
@@ -97,12 +127,34 @@ impl Stage {
                 }
             }
             Preprocess::OneHot(one) => {
-                let mut categories = category_keys("one_hot", &one.column, train)?;
+                let keys = category_keys("one_hot", &one.column, train)?;
+                let mut counts: HashMap<&str, usize> = HashMap::new();
+                for k in &keys {
+                    *counts.entry(k).or_default() += 1;
+                }
+                let least = match one.handle_unknown {
+                    HandleUnknown::Infrequent => one.min_frequency.unwrap_or(1),
+                    _ => 1,
+                };
+                let mut categories: Vec<String> = counts
+                    .into_iter()
+                    .filter(|(_, n)| *n >= least)
+                    .map(|(k, _)| k.to_string())
+                    .collect();
                 categories.sort_by(|a, b| category_order(a, b));
-                categories.dedup();
                 Stage::OneHot {
                     column: one.column.clone(),
                     categories,
+                    handle_unknown: one.handle_unknown,
+                }
+            }
+            Preprocess::Impute(spec) => fit_impute(spec, train)?,
+            Preprocess::DropMissing(d) => {
+                for c in &d.columns {
+                    position(train, "drop_missing", c)?;
+                }
+                Stage::DropMissing {
+                    columns: d.columns.clone(),
                 }
             }
         })
@@ -148,32 +200,247 @@ impl Stage {
                         Some(&c) => out.push(c as f32),
                         None => {
                             return Err(DataError::UnseenCategory {
+                                stage: self.name(),
                                 file: frame.file.clone(),
                                 column: column.clone(),
                                 value: k.clone(),
                                 at: frame.at(i),
-                                known: categories.clone(),
+                                known: categories.clone().into(),
                             })
                         }
                     }
                 }
-                frame.cols[p] = Col {
-                    name: column.clone(),
-                    values: Values::Num(out),
-                    categorical: true,
-                };
+                frame.cols[p] = Col::new(column.clone(), Values::Num(out), true);
             }
-            Stage::OneHot { column, categories } => {
+            Stage::OneHot {
+                column,
+                categories,
+                handle_unknown,
+            } => {
                 let (p, keys) = keys_of(frame, self.name(), column)?;
-                let new_cols = categories.iter().map(|c| Col {
-                    name: format!("{column}={c}"),
-                    values: Values::Num(keys.iter().map(|k| f32::from(u8::from(k == c))).collect()),
-                    categorical: true,
-                });
-                frame.cols.splice(p..=p, new_cols.collect::<Vec<_>>());
+                let known: std::collections::HashSet<&str> =
+                    categories.iter().map(String::as_str).collect();
+                let unknown: Vec<usize> = (0..keys.len())
+                    .filter(|&i| !known.contains(keys[i].as_str()))
+                    .collect();
+                match (handle_unknown, unknown.first()) {
+                    (HandleUnknown::Error, Some(&i)) => {
+                        return Err(DataError::UnseenCategory {
+                                stage: self.name(),
+                            file: frame.file.clone(),
+                            column: column.clone(),
+                            value: keys[i].clone(),
+                            at: frame.at(i),
+                            known: categories.clone().into(),
+                        })
+                    }
+                    (HandleUnknown::Ignore, Some(_)) => tracing::warn!(
+                        "one_hot `{column}`: {} of {} rows have a category the train split did not have; encoded as all zeros (handle_unknown: ignore)",
+                        unknown.len(),
+                        keys.len()
+                    ),
+                    _ => {}
+                }
+                let mut new_cols: Vec<Col> = categories
+                    .iter()
+                    .map(|c| {
+                        let v = keys.iter().map(|k| f32::from(u8::from(k == c))).collect();
+                        Col::new(format!("{column}={c}"), Values::Num(v), true)
+                    })
+                    .collect();
+                if *handle_unknown == HandleUnknown::Infrequent {
+                    let v = keys
+                        .iter()
+                        .map(|k| f32::from(u8::from(!known.contains(k.as_str()))))
+                        .collect();
+                    new_cols.push(Col::new(
+                        format!("{column}={INFREQUENT}"),
+                        Values::Num(v),
+                        true,
+                    ));
+                }
+                frame.cols.splice(p..=p, new_cols);
+            }
+            Stage::Impute { columns, fill } => {
+                for (name, f) in columns.iter().zip(fill) {
+                    let p = position(frame, self.name(), name)?;
+                    let col = &mut frame.cols[p];
+                    if col.missing.is_empty() {
+                        continue;
+                    }
+                    let missing = std::mem::take(&mut col.missing);
+                    col.values = filled(&col.values, &missing, f);
+                }
+            }
+            Stage::DropMissing { columns } => {
+                let mut keep = vec![true; frame.len()];
+                for name in columns {
+                    let p = position(frame, self.name(), name)?;
+                    for (k, i) in keep.iter_mut().zip(0..) {
+                        *k &= !frame.cols[p].is_missing(i);
+                    }
+                }
+                if keep.iter().any(|k| !k) {
+                    let idx: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+                    *frame = frame.take(&idx);
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// Learns what `impute` fills each column with.
+fn fit_impute(spec: &weft_dsl::Impute, train: &Frame) -> Result<Stage, DataError> {
+    let numeric = matches!(spec.strategy, ImputeStrategy::Mean | ImputeStrategy::Median);
+    let columns: Vec<String> = match &spec.columns {
+        Some(c) => c.clone(),
+        // Every column the strategy can fill: numeric ones for mean and median.
+        None => train
+            .cols
+            .iter()
+            .filter(|c| !numeric || !matches!(c.values, Values::Text(_)))
+            .map(|c| c.name.clone())
+            .collect(),
+    };
+    let mut fill = Vec::with_capacity(columns.len());
+    for name in &columns {
+        let p = position(train, "impute", name)?;
+        let col = &train.cols[p];
+        let present: Vec<usize> = (0..col.values.len())
+            .filter(|&i| !col.is_missing(i))
+            .collect();
+        let bad = |problem: String| DataError::BadStageColumn {
+            stage: "impute",
+            column: name.clone(),
+            problem,
+        };
+        if present.is_empty() && spec.strategy != ImputeStrategy::Constant {
+            return Err(bad(
+                "has no values in the train split to learn from; use `strategy: constant`".into(),
+            ));
+        }
+        let nums = || -> Result<Vec<f64>, DataError> {
+            match &col.values {
+                Values::Num(v) => Ok(present.iter().map(|&i| f64::from(v[i])).collect()),
+                Values::Int(v) => Ok(present.iter().map(|&i| v[i] as f64).collect()),
+                Values::Text(_) => Err(bad(format!(
+                    "holds strings; `{}` needs numbers (use most_frequent or constant)",
+                    if spec.strategy == ImputeStrategy::Mean {
+                        "mean"
+                    } else {
+                        "median"
+                    }
+                ))),
+            }
+        };
+        fill.push(match spec.strategy {
+            ImputeStrategy::Mean => {
+                let v = nums()?;
+                Fill::Number((v.iter().sum::<f64>() / v.len() as f64) as f32)
+            }
+            ImputeStrategy::Median => {
+                let mut v = nums()?;
+                v.sort_by(f64::total_cmp);
+                let m = v.len() / 2;
+                let median = if v.len() % 2 == 1 {
+                    v[m]
+                } else {
+                    (v[m - 1] + v[m]) / 2.0
+                };
+                Fill::Number(median as f32)
+            }
+            ImputeStrategy::MostFrequent => {
+                let mut counts: HashMap<String, usize> = HashMap::new();
+                for &i in &present {
+                    if let Some(k) = col.values.key(i).or_else(|| match &col.values {
+                        Values::Num(v) => Some(v[i].to_string()),
+                        _ => None,
+                    }) {
+                        *counts.entry(k).or_default() += 1;
+                    }
+                }
+                let (best, _) = counts
+                    .into_iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then(category_order(&b.0, &a.0)))
+                    .unwrap_or_default();
+                match &col.values {
+                    Values::Text(_) => Fill::Text(best),
+                    _ => Fill::Number(best.parse().unwrap_or(0.0)),
+                }
+            }
+            ImputeStrategy::Constant => match (&spec.value, &col.values) {
+                (Some(serde_json::Value::Number(n)), Values::Text(_)) => Fill::Text(n.to_string()),
+                (Some(serde_json::Value::Number(n)), _) => {
+                    Fill::Number(n.as_f64().unwrap_or(0.0) as f32)
+                }
+                (Some(serde_json::Value::String(t)), Values::Text(_)) => Fill::Text(t.clone()),
+                (Some(serde_json::Value::String(t)), _) => match t.trim().parse::<f32>() {
+                    Ok(x) => Fill::Number(x),
+                    Err(_) => {
+                        return Err(bad(format!("holds numbers; the constant `{t}` is not one")))
+                    }
+                },
+                _ => return Err(bad("`strategy: constant` needs `value:`".into())),
+            },
+        });
+    }
+    Ok(Stage::Impute { columns, fill })
+}
+
+/// `values` with the missing positions set to `fill` (an integer column filled with a
+/// fraction becomes a number column).
+fn filled(values: &Values, missing: &[bool], fill: &Fill) -> Values {
+    let m = |i: usize| missing.get(i).copied().unwrap_or(false);
+    match (values, fill) {
+        (Values::Num(v), Fill::Number(x)) => Values::Num(
+            v.iter()
+                .enumerate()
+                .map(|(i, a)| if m(i) { *x } else { *a })
+                .collect(),
+        ),
+        (Values::Int(v), Fill::Number(x)) if x.fract() == 0.0 => Values::Int(
+            v.iter()
+                .enumerate()
+                .map(|(i, a)| if m(i) { *x as i64 } else { *a })
+                .collect(),
+        ),
+        (Values::Int(v), Fill::Number(x)) => Values::Num(
+            v.iter()
+                .enumerate()
+                .map(|(i, a)| if m(i) { *x } else { *a as f32 })
+                .collect(),
+        ),
+        (Values::Text(v), Fill::Text(t)) => Values::Text(
+            v.iter()
+                .enumerate()
+                .map(|(i, a)| if m(i) { t.clone() } else { a.clone() })
+                .collect(),
+        ),
+        (Values::Text(v), Fill::Number(x)) => Values::Text(
+            v.iter()
+                .enumerate()
+                .map(|(i, a)| if m(i) { x.to_string() } else { a.clone() })
+                .collect(),
+        ),
+        (Values::Num(v), Fill::Text(t)) => {
+            let x = t.parse::<f32>().unwrap_or(0.0);
+            Values::Num(
+                v.iter()
+                    .enumerate()
+                    .map(|(i, a)| if m(i) { x } else { *a })
+                    .collect(),
+            )
+        }
+        (Values::Int(v), Fill::Text(t)) => {
+            let x = t.parse::<i64>().unwrap_or(0);
+            Values::Int(
+                v.iter()
+                    .enumerate()
+                    .map(|(i, a)| if m(i) { x } else { *a })
+                    .collect(),
+            )
+        }
     }
 }
 
@@ -215,10 +482,18 @@ fn position(frame: &Frame, stage: &'static str, name: &str) -> Result<usize, Dat
 
 /// A numeric column's train values, for fitting.
 fn numbers(frame: &Frame, name: &str) -> Vec<f64> {
-    match frame.position(name).map(|p| &frame.cols[p].values) {
-        Some(Values::Num(v)) => v.iter().map(|&x| f64::from(x)).collect(),
-        Some(Values::Int(v)) => v.iter().map(|&x| x as f64).collect(),
-        _ => Vec::new(),
+    let Some(col) = frame.position(name).map(|p| &frame.cols[p]) else {
+        return Vec::new();
+    };
+    // Missing values do not count (they stay missing through the scaler).
+    let present = |i: &usize| !col.is_missing(*i);
+    match &col.values {
+        Values::Num(v) => (0..v.len())
+            .filter(present)
+            .map(|i| f64::from(v[i]))
+            .collect(),
+        Values::Int(v) => (0..v.len()).filter(present).map(|i| v[i] as f64).collect(),
+        Values::Text(_) => Vec::new(),
     }
 }
 
@@ -251,6 +526,14 @@ fn keys_of(
     name: &str,
 ) -> Result<(usize, Vec<String>), DataError> {
     let p = position(frame, stage, name)?;
+    if let Some(i) = frame.cols[p].first_missing() {
+        return Err(DataError::MissingValue {
+            file: frame.file.clone(),
+            what: "column",
+            column: name.into(),
+            at: frame.at(i),
+        });
+    }
     let values = &frame.cols[p].values;
     let keys = (0..values.len())
         .map(|i| values.key(i))

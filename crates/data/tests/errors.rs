@@ -7,6 +7,7 @@ use weft_dsl::{Builtin, DataSpec, FeatureSelect, OneColumn, Preprocess, Source, 
 
 fn spec(source: Source, label: Option<&str>) -> DataSpec {
     DataSpec {
+        na_values: weft_dsl::default_na_values(),
         source,
         features: FeatureSelect::default(),
         label: label.map(String::from),
@@ -102,21 +103,41 @@ fn a_word_in_a_numeric_column_names_row_and_line() {
 
 #[test]
 fn empty_cells_and_nan_are_missing_values() {
+    // Without a stage that covers them, missing values are errors saying what to add.
+    let advice = |c: &str| {
+        format!("; add `impute: {{strategy: median, columns: [{c}]}}` (or mean, most_frequent, constant) or `drop_missing: {{columns: [{c}]}}` to data.preprocess")
+    };
     assert_eq!(
         csv_error("age,y\n1,0\n2,1\n3,0\n,1\n", "y", TaskKind::Classification),
-        "data/x.csv: column `age` has a missing value at row 4 (line 5)"
+        format!(
+            "data/x.csv: column `age` has a missing value at row 4 (line 5){}",
+            advice("age")
+        )
     );
     assert_eq!(
         csv_error("age,y\n1.5,0\n2,1\nNaN,0\n", "y", TaskKind::Classification),
-        "data/x.csv: column `age` has a missing value at row 3 (line 4)"
+        format!(
+            "data/x.csv: column `age` has a missing value at row 3 (line 4){}",
+            advice("age")
+        )
+    );
+    assert_eq!(
+        csv_error("age,y\n1.5,0\n2,1\nNA,0\n", "y", TaskKind::Classification),
+        format!(
+            "data/x.csv: column `age` has a missing value at row 3 (line 4){}",
+            advice("age")
+        )
     );
     assert_eq!(
         csv_error("name,y\nann,0\n,1\n", "y", TaskKind::Classification),
-        "data/x.csv: column `name` has a missing value at row 2 (line 3)"
+        format!(
+            "data/x.csv: column `name` has a missing value at row 2 (line 3){}",
+            advice("name")
+        )
     );
     assert_eq!(
         csv_error("age,y\n1,a\n2,b\n3,\n4,a\n", "y", TaskKind::Classification),
-        "data/x.csv: label column `y` has a missing value at row 3 (line 4)"
+        "data/x.csv: label column `y` has a missing value at row 3 (line 4); rows without a label cannot train: remove them from the data"
     );
 }
 

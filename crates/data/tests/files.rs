@@ -10,6 +10,7 @@ use weft_dsl::{ColumnsOpt, DataSpec, FeatureSelect, OneColumn, Preprocess, Sourc
 
 fn spec(source: Source, label: &str, preprocess: Vec<Preprocess>) -> DataSpec {
     DataSpec {
+        na_values: weft_dsl::default_na_values(),
         source,
         features: FeatureSelect::default(),
         label: Some(label.into()),
@@ -50,7 +51,9 @@ fn csv_types_are_inferred_and_strings_are_one_hot_encoded() {
         .collect();
     assert_eq!(types, ["Int64", "Float64", "Utf8", "Int64", "Utf8"]);
 
-    let one_hot = Preprocess::OneHot(OneColumn {
+    let one_hot = Preprocess::OneHot(weft_dsl::OneHot {
+        handle_unknown: weft_dsl::HandleUnknown::Ignore,
+        min_frequency: None,
         column: "city".into(),
     });
     let spec = spec(
@@ -251,8 +254,10 @@ fn schema_features_follow_the_spec() {
     .err()
     .unwrap();
     assert_eq!(e.to_string(), from_rows.to_string());
-    let city = OneColumn {
+    let city = weft_dsl::OneHot {
         column: "city".into(),
+        handle_unknown: Default::default(),
+        min_frequency: None,
     };
     let one_hot = spec(source, "outcome", vec![Preprocess::OneHot(city)]);
     assert!(schema

@@ -3,9 +3,7 @@
 use std::path::Path;
 
 use weft_data::{load_table, prepare, read_table, Pipeline, TaskKind};
-use weft_dsl::{
-    ColumnsOpt, DataSpec, FeatureSelect, MinMaxScale, OneColumn, Preprocess, Source, SplitSpec,
-};
+use weft_dsl::{ColumnsOpt, DataSpec, FeatureSelect, MinMaxScale, Preprocess, Source, SplitSpec};
 
 const TRAIN: &str = "\
 age,city,smoker,outcome
@@ -20,11 +18,14 @@ age,city,smoker,outcome
 fn fitted(dir: &Path) -> Pipeline {
     std::fs::write(dir.join("train.csv"), TRAIN).unwrap_or_else(|e| panic!("{e}"));
     let spec = DataSpec {
+        na_values: weft_dsl::default_na_values(),
         source: Source::Csv("train.csv".into()),
         features: FeatureSelect::default(),
         label: Some("outcome".into()),
         preprocess: vec![
-            Preprocess::OneHot(OneColumn {
+            Preprocess::OneHot(weft_dsl::OneHot {
+                handle_unknown: weft_dsl::HandleUnknown::Ignore,
+                min_frequency: None,
                 column: "city".into(),
             }),
             Preprocess::StandardScale(ColumnsOpt::default()),

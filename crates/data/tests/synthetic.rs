@@ -85,6 +85,7 @@ fn noise_features_carry_no_class_signal() {
 #[test]
 fn prepare_uses_label_by_default() {
     let spec = DataSpec {
+        na_values: weft_dsl::default_na_values(),
         source: Source::Synthetic(synth(100, 3, 2, None, 0)),
         features: FeatureSelect::default(),
         label: None,

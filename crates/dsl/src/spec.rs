@@ -55,6 +55,16 @@ pub struct DataSpec {
     pub preprocess: Vec<Preprocess>,
     #[serde(default)]
     pub split: SplitSpec,
+    /// Cell texts that mean "missing" (besides empty cells and nulls of typed files).
+    #[serde(default = "default_na_values")]
+    pub na_values: Vec<String>,
+}
+
+/// `data.na_values` by default.
+pub fn default_na_values() -> Vec<String> {
+    ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl DataSpec {
@@ -137,7 +147,62 @@ pub enum Preprocess {
     /// Map the distinct strings of a column to 0, 1, … (by frequency, then name).
     StringIndex(OneColumn),
     /// Replace a categorical column by one 0/1 column per category.
-    OneHot(OneColumn),
+    OneHot(OneHot),
+    /// Fill missing values with a statistic of the train split (or a constant).
+    Impute(Impute),
+    /// Drop the rows that have a missing value in any of these columns.
+    DropMissing(Columns),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneHot {
+    pub column: String,
+    /// What a category the train split did not have becomes: `error` (the default), `ignore`
+    /// (all zeros, with a warning counting the rows) or `infrequent` (the `<column>=infrequent`
+    /// column, which also takes the categories seen fewer than `min_frequency` times).
+    #[serde(default)]
+    pub handle_unknown: HandleUnknown,
+    /// With `handle_unknown: infrequent`: categories seen fewer times than this in the train
+    /// split go to the infrequent column (default 1: only unseen ones).
+    #[serde(default)]
+    pub min_frequency: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HandleUnknown {
+    #[default]
+    Error,
+    Ignore,
+    Infrequent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Impute {
+    pub strategy: ImputeStrategy,
+    /// Columns to fill; default: every feature column with a missing value.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// The value for `strategy: constant` (a number, or a string for a string column).
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImputeStrategy {
+    Mean,
+    Median,
+    MostFrequent,
+    Constant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

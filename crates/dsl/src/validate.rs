@@ -155,13 +155,47 @@ fn data(c: &mut Checker, d: &DataSpec) {
         }
     }
     for (i, p) in d.preprocess.iter().enumerate() {
-        if let Preprocess::MinMaxScale(m) = p {
-            if m.min >= m.max {
-                c.fail(
-                    format!("data.preprocess[{i}].min_max_scale"),
-                    format!("min ({}) must be below max ({})", m.min, m.max),
-                );
+        match p {
+            Preprocess::MinMaxScale(m) if m.min >= m.max => c.fail(
+                format!("data.preprocess[{i}].min_max_scale"),
+                format!("min ({}) must be below max ({})", m.min, m.max),
+            ),
+            Preprocess::Impute(m) => {
+                use crate::spec::ImputeStrategy;
+                let has_value = m.value.as_ref().is_some_and(|v| !v.is_null());
+                if m.strategy == ImputeStrategy::Constant && !has_value {
+                    c.fail(
+                        format!("data.preprocess[{i}].impute.value"),
+                        "`strategy: constant` needs `value:` (a number, or a string for a string column)",
+                    );
+                }
+                if m.strategy != ImputeStrategy::Constant && has_value {
+                    c.fail(
+                        format!("data.preprocess[{i}].impute.value"),
+                        "`value` is only for `strategy: constant`",
+                    );
+                }
+                if matches!(&m.value, Some(v) if !(v.is_null() || v.is_number() || v.is_string())) {
+                    c.fail(
+                        format!("data.preprocess[{i}].impute.value"),
+                        "`value` must be a number or a string",
+                    );
+                }
             }
+            Preprocess::OneHot(o)
+                if o.min_frequency.is_some()
+                    && o.handle_unknown != crate::spec::HandleUnknown::Infrequent =>
+            {
+                c.fail(
+                    format!("data.preprocess[{i}].one_hot.min_frequency"),
+                    "`min_frequency` needs `handle_unknown: infrequent`",
+                )
+            }
+            Preprocess::DropMissing(d) if d.columns.is_empty() => c.fail(
+                format!("data.preprocess[{i}].drop_missing.columns"),
+                "name at least one column",
+            ),
+            _ => {}
         }
     }
 }

@@ -59,6 +59,18 @@ fn describe_preprocess(p: &Preprocess) -> String {
         Preprocess::MinMaxScale(_) => "min_max_scale".into(),
         Preprocess::StringIndex(c) => format!("string_index({})", c.column),
         Preprocess::OneHot(c) => format!("one_hot({})", c.column),
+        Preprocess::Impute(m) => format!(
+            "impute({}{})",
+            serde_json::to_value(m.strategy)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            m.columns
+                .as_ref()
+                .map(|c| format!(": {}", c.join(", ")))
+                .unwrap_or_default()
+        ),
+        Preprocess::DropMissing(d) => format!("drop_missing({})", d.columns.join(", ")),
     }
 }
 

@@ -1,0 +1,115 @@
+//! `specs/raw-tabular.yaml` trains from a raw CSV with blank cells in numeric and string
+//! columns and string features, cleaned by the spec alone; `predict` applies the same
+//! cleaning to new raw rows. The data is generated here (UPDATE_DATA=1 rewrites the
+//! shipped copy; otherwise the test checks it is what this generator makes).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use serde_json::Value;
+
+mod support;
+use support::{run_json, stderr, weft, REPO};
+
+/// A deterministic generator (64-bit LCG), so the shipped file is reproducible.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// 1,200 customers: churn is likelier for the young, big spenders and the `basic` plan;
+/// about 8% of cells are blank (or `NA`) in age, spend, plan and region.
+fn generate() -> String {
+    let mut r = Lcg(2026);
+    let plans = ["basic", "plus", "pro"];
+    let regions = ["north", "south", "east", "west"];
+    let mut out = String::from("customer,age,monthly_spend,plan,region,churned\n");
+    for i in 0..1200 {
+        let age = 18.0 + 60.0 * r.next();
+        let spend = 10.0 + 190.0 * r.next();
+        let plan = plans[(r.next() * 3.0) as usize % 3];
+        let region = regions[(r.next() * 4.0) as usize % 4];
+        let score = -0.06 * (age - 45.0)
+            + 0.025 * (spend - 100.0)
+            + if plan == "basic" { 1.2 } else { -0.4 }
+            + 0.6 * (r.next() - 0.5);
+        let churned = u8::from(score > 0.0);
+        let blank = |r: &mut Lcg, text: String| {
+            let u = r.next();
+            if u < 0.06 {
+                String::new()
+            } else if u < 0.08 {
+                "NA".into()
+            } else {
+                text
+            }
+        };
+        let age = blank(&mut r, format!("{age:.0}"));
+        let spend = blank(&mut r, format!("{spend:.2}"));
+        let plan = blank(&mut r, plan.to_string());
+        let region = blank(&mut r, region.to_string());
+        out.push_str(&format!(
+            "c{i:04},{age},{spend},{plan},{region},{churned}\n"
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_shipped_raw_spec_trains_from_blank_cells_and_predict_cleans_new_rows() {
+    let data = Path::new(REPO).join("specs/data/raw-tabular.csv");
+    let text = generate();
+    if std::env::var_os("UPDATE_DATA").is_some() {
+        std::fs::write(&data, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&data).unwrap_or_default(),
+        text,
+        "specs/data/raw-tabular.csv is not what the generator makes; rerun with UPDATE_DATA=1"
+    );
+    let blanks = text.matches(",,").count() + text.matches(",NA").count();
+    assert!(blanks > 200, "{blanks} blank cells");
+
+    let runs = tempfile::tempdir().unwrap();
+    let r = run_json("specs/raw-tabular.yaml", runs.path(), &[]);
+    let acc = r["metrics"]["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "test accuracy {acc}");
+    let dir = Path::new(r["run_dir"].as_str().unwrap());
+    let pre: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("preprocess.json")).unwrap()).unwrap();
+    assert_eq!(
+        pre["stages"][0]["impute"]["columns"],
+        serde_json::json!(["age", "monthly_spend"])
+    );
+
+    // New raw rows with blanks, and a region the train split never had.
+    let new = runs.path().join("new.csv");
+    std::fs::write(
+        &new,
+        "customer,age,monthly_spend,plan,region\nn1,,180.00,basic,\nn2,70,NA,,atlantis\n",
+    )
+    .unwrap();
+    let o = weft(&[
+        "predict",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        new.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        stderr(&o).contains("did not have"),
+        "ignore warns: {}",
+        stderr(&o)
+    );
+}
