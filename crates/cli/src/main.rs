@@ -368,6 +368,15 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             if let Some(acc) = p.accuracy() {
                 eprintln!("accuracy on {}: {acc} ({} rows)", input.display(), p.rows());
             }
+            if let Some(m) = p.regression_metrics() {
+                let text: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                eprintln!(
+                    "on {}: {} ({} rows)",
+                    input.display(),
+                    text.join(", "),
+                    p.rows()
+                );
+            }
         }
         Command::Worker {
             listen,

@@ -215,3 +215,36 @@ fn plan_text_of_forty_thousand_layers_is_quick() {
         t.elapsed()
     );
 }
+
+/// `predict` on labelled input of a regression model prints mse, mae and R², as a
+/// classification model prints accuracy.
+#[test]
+fn regression_predict_reports_mse_mae_and_r2() {
+    let (dir, spec) = setup(
+        "name: reg\ndata: {source: builtin:iris, label: petal_width, features: {exclude: [species]}, preprocess: [standard_scale]}\nmodel: [{dense: {units: 16, activation: relu}}, {dense: {units: 1}}]\ntrain: {loss: mse, epochs: 60, batch_size: 16, optimizer: {adam: {lr: 0.01}}}\nevaluate: [mse, mae, r2]\n",
+    );
+    let r = run_json(spec.to_str().unwrap(), &dir.path().join("runs"), &[]);
+    let run_dir = PathBuf::from(r["run_dir"].as_str().unwrap());
+    let o = weft(&[
+        "predict",
+        "--model",
+        run_dir.to_str().unwrap(),
+        "--input",
+        run_dir.join("test.csv").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let r2: f64 = err
+        .split("r2 ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| c == ' ' || c == '(').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no r2 in: {err}"));
+    assert!(err.contains("mse ") && err.contains("mae "), "{err}");
+    assert!(r2 > 0.8, "{err}");
+    let test_r2 = r["metrics"]["test"]["r2"].as_f64().unwrap();
+    assert!(
+        (r2 - test_r2).abs() < 1e-4,
+        "predict's r2 {r2} vs the run's {test_r2}"
+    );
+}

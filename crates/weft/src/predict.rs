@@ -65,6 +65,27 @@ impl Predictions {
         Some(hits as f64 / pred.len().max(1) as f64)
     }
 
+    /// mse, mae and R² against the input's labels (regression with a label column).
+    pub fn regression_metrics(&self) -> Option<Vec<(&'static str, f64)>> {
+        let labels = self.labels.as_ref()?;
+        if self.classes.is_some() || labels.is_empty() {
+            return None;
+        }
+        use weft_dsl::Metric;
+        let m = metrics::evaluate(
+            &[Metric::Mse, Metric::Mae, Metric::R2],
+            &weft_common::Task::Regression { targets: 1 },
+            &self.outputs,
+            labels,
+        );
+        let get = |k: &str| m.get(k).and_then(serde_json::Value::as_f64);
+        Some(vec![
+            ("mse", get("mse")?),
+            ("mae", get("mae")?),
+            ("r2", get("r2")?),
+        ])
+    }
+
     /// Column names: `prediction`, then `p_<class>` per class (classification).
     pub fn header(&self) -> Vec<String> {
         let mut h = vec!["prediction".to_string()];
@@ -101,6 +122,10 @@ impl Predictions {
                 r#"<p>accuracy: <span class="accuracy">{acc:.4}</span> on {} rows</p>"#,
                 self.rows()
             );
+        }
+        if let Some(m) = self.regression_metrics() {
+            let text: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            let _ = write!(h, "<p>{} on {} rows</p>", text.join(", "), self.rows());
         }
         h.push_str("<table><tr>");
         for name in self.header() {
