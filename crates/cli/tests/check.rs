@@ -237,7 +237,7 @@ fn regression_predict_reports_mse_mae_and_r2() {
     let r2: f64 = err
         .split("r2 ")
         .nth(1)
-        .and_then(|t| t.split(|c: char| c == ' ' || c == '(').next())
+        .and_then(|t| t.split([' ', '(']).next())
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no r2 in: {err}"));
     assert!(err.contains("mse ") && err.contains("mae "), "{err}");
