@@ -139,6 +139,32 @@ pub fn add_and_concat(ctor: Ctor) {
 }
 
 /// The mean loss of each kind on logits / predictions equal to the inputs.
+/// A class-weighted cross-entropy is the mean over rows of weight[label] × the row's loss.
+pub fn class_weighted_cross_entropy(ctor: Ctor) {
+    let x = spread();
+    let y = array![0.0f32, 2.0, 1.0, 2.0];
+    let w = [0.5f32, 2.0, 3.0];
+    let lse = |r: ndarray::ArrayView1<f64>| {
+        let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        m + r.mapv(|v| (v - m).exp()).sum().ln()
+    };
+    let want = to64(&x)
+        .rows()
+        .into_iter()
+        .zip(&y)
+        .map(|(r, &l)| f64::from(w[l as usize]) * (lse(r) - r[l as usize]))
+        .sum::<f64>()
+        / x.nrows() as f64;
+    let model = format!("[{{dense: {{units: {}, use_bias: false}}}}]", x.ncols());
+    let p =
+        ok(plan(&model, "{loss: cross_entropy}", x.ncols(), classes(3))
+            .with_class_weights(w.to_vec()));
+    let mut exec = ctor(&p);
+    set_named(exec.as_mut(), &p, &[("dense_0.weight", eye(x.ncols()))]);
+    let got = f64::from(ok(exec.eval_loss(x.view(), y.view())));
+    assert!(close(got, want, FORWARD), "got {got}, want {want}");
+}
+
 pub fn losses(ctor: Ctor) {
     let x3 = spread();
     let y3 = array![0.0f32, 2.0, 1.0, 2.0];

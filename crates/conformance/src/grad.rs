@@ -269,6 +269,37 @@ pub fn mse_one_hot(ctor: Ctor) {
     );
 }
 
+/// Class weights (`train.class_weight`) scale each row's loss and gradient by its class's
+/// weight, for every classification loss.
+pub fn class_weighted_losses(ctor: Ctor) {
+    let cases = [
+        (
+            "{dense: {units: 3}}",
+            "cross_entropy",
+            3,
+            vec![0.5, 2.0, 1.5],
+        ),
+        (
+            "{dense: {units: 1, activation: sigmoid}}",
+            "binary_cross_entropy",
+            2,
+            vec![0.3, 2.5],
+        ),
+        (
+            "{dense: {units: 3, activation: sigmoid}}",
+            "mse",
+            3,
+            vec![2.0, 0.25, 1.0],
+        ),
+    ];
+    for (out, loss, k, w) in cases {
+        let model = format!("[{{dense: {{units: 4, activation: tanh}}}}, {out}]");
+        let train = format!("{{loss: {loss}, optimizer: {{sgd: {{lr: 0.1}}}}}}");
+        let p = ok(plan(&model, &train, FEATURES, classes(k)).with_class_weights(w));
+        check(ctor, &p, |_, _| {});
+    }
+}
+
 /// The same node twice in one merge: its gradient is counted twice.
 pub fn merge_same_input_twice(ctor: Ctor) {
     for merge in ["add", "concat"] {

@@ -441,6 +441,58 @@ pub struct TrainSpec {
     /// Linear learning-rate warmup over this many steps.
     pub warmup_steps: usize,
     pub stop: StopSpec,
+    /// Weights of the classes in the loss (classification): `balanced` (n / (classes ·
+    /// count), from the train split) or a weight per class name (others weigh 1). Each
+    /// row's loss is multiplied by its class's weight; the mean is over rows (as Keras).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<ClassWeight>,
+}
+
+/// `train.class_weight`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ClassWeight {
+    Balanced(Balanced),
+    /// Class name → weight.
+    Weights(BTreeMap<String, f64>),
+}
+
+impl<'de> Deserialize<'de> for ClassWeight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ClassWeight;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`balanced` or a weight per class name ({cat: 2.0, dog: 1.0})")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClassWeight, E> {
+                match v {
+                    "balanced" => Ok(ClassWeight::Balanced(Balanced::Balanced)),
+                    other => Err(E::custom(format!(
+                        "expected `balanced` or a weight per class name ({{cat: 2.0, dog: 1.0}}), found `{other}`"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<ClassWeight, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = m.next_entry::<String, f64>()? {
+                    out.insert(k, v);
+                }
+                Ok(ClassWeight::Weights(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Balanced {
+    /// Inversely proportional to the class's rows in the train split.
+    Balanced,
 }
 
 impl Default for TrainSpec {
@@ -454,6 +506,7 @@ impl Default for TrainSpec {
             schedule: Schedule::default(),
             warmup_steps: 0,
             stop: StopSpec::default(),
+            class_weight: None,
         }
     }
 }

@@ -368,6 +368,27 @@ fn find_cycle(g: &GraphSpec) -> Option<Vec<String>> {
 }
 
 fn train(c: &mut Checker, t: &TrainSpec) {
+    if let Some(w) = &t.class_weight {
+        if t.loss.task_kind() == weft_common::TaskKind::Regression {
+            c.fail(
+                "train.class_weight",
+                format!(
+                    "class weights need a classification loss; `{}` is regression",
+                    t.loss.name()
+                ),
+            );
+        }
+        if let crate::spec::ClassWeight::Weights(m) = w {
+            for (name, v) in m {
+                if !(v.is_finite() && *v >= 0.0) {
+                    c.fail(
+                        format!("train.class_weight.{name}"),
+                        format!("a class weight must be a finite number >= 0, found {v}"),
+                    );
+                }
+            }
+        }
+    }
     c.at_least_one("train.batch_size", "batch_size", t.batch_size);
     c.at_least_one("train.epochs", "epochs", t.epochs);
     if let Some(v) = t.clip_grad_norm {

@@ -200,6 +200,7 @@ impl Plan {
             parallel,
             device: Target::Cpu,
             memory: None,
+            class_weights: None,
         })
     }
 }

@@ -79,6 +79,10 @@ pub struct Plan {
     /// Where every activation of every schedule lives (targets that plan memory: the GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryPlan>,
+    /// The loss's weight of each class (`train.class_weight`, resolved against the train
+    /// split's classes by [`Plan::with_class_weights`]); `None`: every class weighs 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
 }
 
 /// What one planner pass did, for `weft plan --verbose`: a summary line and the graph after it.
@@ -91,6 +95,32 @@ pub struct PassLog {
 
 impl Plan {
     /// Total number of trainable values.
+    /// The plan with the loss weighting class i by `w[i]` (one weight per class).
+    pub fn with_class_weights(mut self, w: Vec<f32>) -> Result<Plan, crate::PlanError> {
+        let classes = match self.task {
+            Task::Classification { classes } => classes,
+            Task::Regression { .. } => 0,
+        };
+        if w.len() != classes {
+            return Err(crate::PlanError::Spec {
+                path: "train.class_weight".into(),
+                message: format!("{} class weights for {classes} classes", w.len()),
+            });
+        }
+        if let Some(train) = self
+            .workflow
+            .iter_mut()
+            .find(|s| s.kind == crate::workflow::StageKind::Train)
+        {
+            let shown: Vec<String> = w.iter().map(|v| format!("{v:.4}")).collect();
+            train
+                .details
+                .push(("class_weights".into(), format!("[{}]", shown.join(", "))));
+        }
+        self.class_weights = Some(w);
+        Ok(self)
+    }
+
     pub fn num_params(&self) -> usize {
         self.params
             .iter()

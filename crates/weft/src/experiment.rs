@@ -110,7 +110,58 @@ impl Experiment {
 
     /// Compiles the plan for already prepared data.
     pub fn plan_for(&self, prepared: &Prepared) -> Result<Plan> {
-        Plan::new(&self.spec, &data_shape(prepared)).map_err(|e| self.plan_error(e))
+        let plan = Plan::new(&self.spec, &data_shape(prepared)).map_err(|e| self.plan_error(e))?;
+        match self.class_weights(prepared)? {
+            Some(w) => plan.with_class_weights(w).map_err(|e| self.plan_error(e)),
+            None => Ok(plan),
+        }
+    }
+
+    /// `train.class_weight` resolved against the train split: `balanced` gives class c the
+    /// weight n / (classes · count of c); a map names classes (others weigh 1).
+    fn class_weights(&self, prepared: &Prepared) -> Result<Option<Vec<f32>>> {
+        let (Some(cw), Some(classes)) =
+            (&self.spec.train.class_weight, prepared.pipeline.classes())
+        else {
+            return Ok(None);
+        };
+        let k = classes.len();
+        Ok(Some(match cw {
+            weft_dsl::ClassWeight::Balanced(_) => {
+                let mut counts = vec![0u64; k];
+                for &y in &prepared.train.y {
+                    if let Some(c) = counts.get_mut(y as usize) {
+                        *c += 1;
+                    }
+                }
+                let n = prepared.train.len() as f64;
+                counts
+                    .iter()
+                    .map(|&c| {
+                        if c == 0 {
+                            0.0
+                        } else {
+                            (n / (k as f64 * c as f64)) as f32
+                        }
+                    })
+                    .collect()
+            }
+            weft_dsl::ClassWeight::Weights(map) => {
+                if let Some(name) = map.keys().find(|n| !classes.contains(n)) {
+                    return Err(Error::Spec(self.doc.error_at(
+                        &format!("train.class_weight.{name}"),
+                        format!(
+                            "`{name}` is not a class of the label; classes: {}",
+                            classes.join(", ")
+                        ),
+                    )));
+                }
+                classes
+                    .iter()
+                    .map(|c| map.get(c).map_or(1.0, |w| *w as f32))
+                    .collect()
+            }
+        }))
     }
 
     /// The plan that runs: lowered for the device the run picked (`executor.device: auto`

@@ -970,7 +970,7 @@ fn set_unknown_key() {
     let e = errors_with(&spec(IRIS_MIN), &["train.epoch=3"]);
     assert_eq!(
         e,
-        ["--set train.epoch=3: train: unknown key `epoch`; did you mean `epochs`? valid: loss, optimizer, batch_size, epochs, clip_grad_norm, schedule, warmup_steps, stop"]
+        ["--set train.epoch=3: train: unknown key `epoch`; did you mean `epochs`? valid: loss, optimizer, batch_size, epochs, clip_grad_norm, schedule, warmup_steps, stop, class_weight"]
     );
 }
 

@@ -354,14 +354,21 @@ pub fn norm_grad(
     }
 }
 
-/// Mean loss over rows. `target` holds class indices ([B,1]) or values ([B,k]).
-pub fn loss(kind: LossKind, pred: &Array2<f32>, target: &Array2<f32>) -> f32 {
+/// Mean loss over rows. `target` holds class indices ([B,1]) or values ([B,k]); with
+/// `class_w`, each row's loss is weighted by its class's weight (the mean stays over rows).
+pub fn loss(
+    kind: LossKind,
+    pred: &Array2<f32>,
+    target: &Array2<f32>,
+    class_w: Option<&[f32]>,
+) -> f32 {
     let (r, c) = pred.dim();
     if r == 0 {
         return 0.0;
     }
     let p = flat(pred);
     let t = flat(target);
+    let w = |label: f32| f64::from(class_weight(class_w, label));
     let total: f64 = match kind {
         LossKind::SoftmaxCrossEntropy => p
             .chunks_exact(c)
@@ -369,29 +376,43 @@ pub fn loss(kind: LossKind, pred: &Array2<f32>, target: &Array2<f32>) -> f32 {
             .map(|(row, &label)| {
                 let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
-                f64::from(lse - row[label as usize])
+                f64::from(lse - row[label as usize]) * w(label)
             })
             .sum(),
         LossKind::SigmoidBinaryCrossEntropy => p
             .iter()
             .zip(t)
-            .map(|(&z, &y)| f64::from(z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()))
+            .map(|(&z, &y)| f64::from(z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) * w(y))
             .sum(),
         LossKind::Mse { one_hot } => p
             .chunks_exact(c)
             .enumerate()
             .map(|(i, row)| {
-                row.iter()
+                let e = row
+                    .iter()
                     .enumerate()
                     .map(|(j, &v)| {
                         let y = target_at(one_hot, t, c, i, j);
                         f64::from((v - y) * (v - y))
                     })
-                    .sum::<f64>()
+                    .sum::<f64>();
+                if one_hot {
+                    e * w(t[i])
+                } else {
+                    e
+                }
             })
             .sum(),
     };
     (total / r as f64) as f32
+}
+
+/// The weight of the class `label` (1 without weights).
+fn class_weight(class_w: Option<&[f32]>, label: f32) -> f32 {
+    class_w
+        .and_then(|w| w.get(label as usize))
+        .copied()
+        .unwrap_or(1.0)
 }
 
 fn target_at(one_hot: bool, t: &[f32], c: usize, i: usize, j: usize) -> f32 {
@@ -402,8 +423,14 @@ fn target_at(one_hot: bool, t: &[f32], c: usize, i: usize, j: usize) -> f32 {
     }
 }
 
-/// d(mean loss)/d(pred).
-pub fn loss_grad(kind: LossKind, pred: &Array2<f32>, target: &Array2<f32>, out: &mut Array2<f32>) {
+/// d(mean loss)/d(pred) (weighted as [`loss`] is).
+pub fn loss_grad(
+    kind: LossKind,
+    pred: &Array2<f32>,
+    target: &Array2<f32>,
+    class_w: Option<&[f32]>,
+    out: &mut Array2<f32>,
+) {
     let (r, c) = pred.dim();
     ensure(out, r, c);
     let scale = 1.0 / r.max(1) as f32;
@@ -413,20 +440,26 @@ pub fn loss_grad(kind: LossKind, pred: &Array2<f32>, target: &Array2<f32>, out: 
             for ((row, orow), &label) in p.chunks_exact(c).zip(o.chunks_exact_mut(c)).zip(t) {
                 let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
+                let k = scale * class_weight(class_w, label);
                 for j in 0..c {
-                    orow[j] = ((row[j] - m).exp() / s - f32::from(label as usize == j)) * scale;
+                    orow[j] = ((row[j] - m).exp() / s - f32::from(label as usize == j)) * k;
                 }
             }
         }
         LossKind::SigmoidBinaryCrossEntropy => {
             for i in 0..o.len() {
-                o[i] = (sigmoid(p[i]) - t[i]) * scale;
+                o[i] = (sigmoid(p[i]) - t[i]) * scale * class_weight(class_w, t[i]);
             }
         }
         LossKind::Mse { one_hot } => {
             for i in 0..r {
+                let k = if one_hot {
+                    scale * class_weight(class_w, t[i])
+                } else {
+                    scale
+                };
                 for j in 0..c {
-                    o[i * c + j] = 2.0 * (p[i * c + j] - target_at(one_hot, t, c, i, j)) * scale;
+                    o[i * c + j] = 2.0 * (p[i * c + j] - target_at(one_hot, t, c, i, j)) * k;
                 }
             }
         }

@@ -249,7 +249,12 @@ impl CpuExecutor {
             }
             Op::Loss(kind) => {
                 ensure(out, 1, 1);
-                out[[0, 0]] = kernels::loss(*kind, input(0), input(1));
+                out[[0, 0]] = kernels::loss(
+                    *kind,
+                    input(0),
+                    input(1),
+                    self.plan.class_weights.as_deref(),
+                );
             }
             Op::ActGrad(a) => kernels::activation_grad(*a, input(0), input(1), input(2), out),
             Op::SumRows => {
@@ -272,7 +277,13 @@ impl CpuExecutor {
                 ensure(out, a.nrows(), end - start);
                 out.assign(&a.slice(ndarray::s![.., *start..*end]));
             }
-            Op::LossGrad(kind) => kernels::loss_grad(*kind, input(0), input(1), out),
+            Op::LossGrad(kind) => kernels::loss_grad(
+                *kind,
+                input(0),
+                input(1),
+                self.plan.class_weights.as_deref(),
+                out,
+            ),
             Op::GradNorm => {
                 let mut s = 0.0f64;
                 for i in 0..node.inputs.len() {

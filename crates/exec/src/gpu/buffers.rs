@@ -112,6 +112,14 @@ impl GpuExecutor {
         let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         let exec = GpuExecutor {
             loss_sum: ctx.buffer("loss sum", 4, STORAGE)?,
+            class_weights: match &plan.class_weights {
+                Some(w) if !w.is_empty() => {
+                    let b = ctx.buffer("class weights", 4 * w.len() as u64, STORAGE)?;
+                    write(&ctx, &b, 0, w);
+                    Some(b)
+                }
+                _ => None,
+            },
             step_buf: ctx.buffer("step scalars", STEP_BYTES as u64, uniform)?,
             belt: wgpu::util::StagingBelt::new(ctx.device.clone(), 1 << 20),
             ctx,
@@ -265,6 +273,7 @@ impl GpuExecutor {
             Buf::RunningVar(id) => &self.running.get(&id).ok_or_else(missing)?.1,
             Buf::X => &batch.x,
             Buf::LossSum => &self.loss_sum,
+            Buf::ClassWeights => self.class_weights.as_ref().ok_or_else(missing)?,
             Buf::Columns(id) => self.columns.get(&id).ok_or_else(missing)?,
             Buf::Partial(_) => self.partial.as_ref().ok_or_else(missing)?,
         };

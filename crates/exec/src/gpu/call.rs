@@ -23,6 +23,8 @@ pub enum Buf {
     X,
     /// Sum of training losses since the last read-back.
     LossSum,
+    /// The loss's class weights.
+    ClassWeights,
     /// Column indices of an input node that selects columns.
     Columns(usize),
     /// Partial sums of a reduction split in chunks (`reductions.rs`): one buffer shared by

@@ -1,16 +1,24 @@
 // Losses and their gradients. Inputs: in0 = logits or predictions [rows, cols],
-// in1 = targets (class indices [rows, 1], or values [rows, cols]); P.kind is a LOSS_* code.
+// in1 = targets (class indices [rows, 1], or values [rows, cols]), in2 = class weights
+// when P.weighted = 1 (each row's loss times its class's weight); P.kind is a LOSS_* code.
 // Needs common.wgsl.
 
 // LossParams in uniforms.rs.
 struct LossParams {
-    rows: u32, cols: u32, kind: u32, accumulate: u32,
+    rows: u32, cols: u32, kind: u32, accumulate: u32, weighted: u32,
 };
 
 @group(0) @binding(0) var<uniform> P: LossParams;
 
 @group(0) @binding(2) var<storage, read> pred: array<f32>;
 @group(0) @binding(3) var<storage, read> labels: array<f32>;
+@group(0) @binding(4) var<storage, read> class_w: array<f32>;
+
+// The weight of class `label` (1 without weights).
+fn weight_of(label: f32) -> f32 {
+    if P.weighted == 0u { return 1.0; }
+    return class_w[u32(label)];
+}
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> acc: array<f32>;
 
@@ -31,11 +39,12 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         for (var j = 0u; j < P.cols; j++) { m = max(m, pred[base + j]); }
         var s = 0.0;
         for (var j = 0u; j < P.cols; j++) { s += exp(pred[base + j] - m); }
-        total = m + log(s) - pred[base + u32(labels[r])];
+        total = (m + log(s) - pred[base + u32(labels[r])]) * weight_of(labels[r]);
     } else if P.kind == LOSS_SIGMOID_BCE {
         for (var j = 0u; j < P.cols; j++) {
             let z = pred[base + j];
-            total += max(z, 0.0) - z * labels[base + j] + log(1.0 + exp(-abs(z)));
+            let y = labels[base + j];
+            total += (max(z, 0.0) - z * y + log(1.0 + exp(-abs(z)))) * weight_of(y);
         }
     } else {
         // LOSS_MSE and LOSS_MSE_ONE_HOT (target_at tells them apart).
@@ -43,6 +52,7 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
             let d = pred[base + j] - target_at(r, j);
             total += d * d;
         }
+        if P.kind == LOSS_MSE_ONE_HOT { total *= weight_of(labels[r]); }
     }
     out[r] = total;
 }
@@ -82,17 +92,21 @@ fn loss_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         var s = 0.0;
         for (var j = 0u; j < P.cols; j++) { s += exp(pred[base + j] - m); }
         let label = u32(labels[r]);
+        let k = scale * weight_of(labels[r]);
         for (var j = 0u; j < P.cols; j++) {
             let p = exp(pred[base + j] - m) / s;
-            out[base + j] = (p - select(0.0, 1.0, j == label)) * scale;
+            out[base + j] = (p - select(0.0, 1.0, j == label)) * k;
         }
     } else if P.kind == LOSS_SIGMOID_BCE {
         for (var j = 0u; j < P.cols; j++) {
-            out[base + j] = (sigmoid(pred[base + j]) - labels[base + j]) * scale;
+            let y = labels[base + j];
+            out[base + j] = (sigmoid(pred[base + j]) - y) * scale * weight_of(y);
         }
     } else {
+        var k = scale;
+        if P.kind == LOSS_MSE_ONE_HOT { k *= weight_of(labels[r]); }
         for (var j = 0u; j < P.cols; j++) {
-            out[base + j] = 2.0 * (pred[base + j] - target_at(r, j)) * scale;
+            out[base + j] = 2.0 * (pred[base + j] - target_at(r, j)) * k;
         }
     }
 }

@@ -255,17 +255,23 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
         }
         Op::Loss(kind) => {
             let (pred, rows) = (input(0), rows_of(plan, input(0), run.rows));
+            let weighted = plan.class_weights.is_some();
             let p = LossParams {
                 rows: u(rows)?,
                 cols: u(plan.nodes[pred].shape.cols)?,
                 kind: loss_code(*kind).code(),
                 accumulate: u32::from(run.accumulate),
+                weighted: u32::from(weighted),
                 ..LossParams::default()
             };
+            let mut reads = vec![Buf::Node(pred), Buf::Node(input(1))];
+            if weighted {
+                reads.push(Buf::ClassWeights);
+            }
             calls.push(Call {
                 kernel: Kernel::loss("loss_rows"),
                 params: p.into(),
-                reads: vec![Buf::Node(pred), Buf::Node(input(1))],
+                reads,
                 writes: vec![Buf::Scratch(id)],
                 groups: groups_1d(rows, run.max_dim),
             });
@@ -389,16 +395,22 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             }
         }
         Op::LossGrad(kind) => {
+            let weighted = plan.class_weights.is_some();
             let p = LossParams {
                 rows: ew.rows,
                 cols: ew.cols,
                 kind: loss_code(*kind).code(),
+                weighted: u32::from(weighted),
                 ..LossParams::default()
             };
+            let mut reads = vec![Buf::Node(input(0)), Buf::Node(input(1))];
+            if weighted {
+                reads.push(Buf::ClassWeights);
+            }
             calls.push(Call {
                 kernel: Kernel::loss("loss_backward"),
                 params: p.into(),
-                reads: vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                reads,
                 writes: vec![out],
                 groups: groups_1d(rows, run.max_dim),
             });

@@ -91,6 +91,8 @@ pub struct GpuExecutor {
     /// Partial sums of the reductions split in chunks (`reductions.rs`).
     partial: Option<wgpu::Buffer>,
     loss_sum: wgpu::Buffer,
+    /// The loss's class weights (`plan.class_weights`), when there are some.
+    class_weights: Option<wgpu::Buffer>,
     step_buf: wgpu::Buffer,
     programs: HashMap<(Which, usize), Program>,
     belt: wgpu::util::StagingBelt,

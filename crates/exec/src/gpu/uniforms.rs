@@ -96,7 +96,9 @@ uniform! {
         kind: u32,
         /// `loss_mean`: 1 to add the summed loss to the training-loss accumulator.
         accumulate: u32,
-        _pad: [u32; 12],
+        /// 1 when the class weights are bound (binding 4).
+        weighted: u32,
+        _pad: [u32; 11],
     }
 }
 
