@@ -155,7 +155,7 @@ fn a_bad_spec_exits_2_with_a_located_message() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         stderr(&o).trim(),
-        format!("error: {}:4:35: model[0].dense.activation: unknown activation `rleu`; did you mean `relu`? valid: linear, sigmoid, tanh, softplus, relu, leaky_relu, elu, swish, gelu, softmax", spec.display())
+        format!("error: {}:4:35: model[0].dense.activation: unknown activation `rleu`; did you mean `relu`? valid: linear, sigmoid, tanh, softplus, relu, leaky_relu, elu, swish, gelu, selu, softmax", spec.display())
     );
 }
 

@@ -38,7 +38,7 @@ pub fn dense(ctor: Ctor) {
 /// Every activation as a layer after an identity dense, against its formula.
 pub fn activations(ctor: Ctor) {
     type F = fn(f64) -> f64;
-    let cases: [(&str, F); 9] = [
+    let cases: [(&str, F); 10] = [
         ("linear", |x| x),
         ("sigmoid", sigmoid),
         ("tanh", f64::tanh),
@@ -63,6 +63,15 @@ pub fn activations(ctor: Ctor) {
         ("gelu", |x| {
             0.5 * x
                 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+        }),
+        // The published constants, in f64.
+        ("selu", |x| {
+            let (scale, alpha) = (1.050_700_987_355_480_5, 1.673_263_242_354_377_3);
+            if x > 0.0 {
+                scale * x
+            } else {
+                scale * alpha * x.exp_m1()
+            }
         }),
     ];
     let x = spread();

@@ -149,6 +149,9 @@ pub fn swish(ctor: Ctor) {
 pub fn gelu(ctor: Ctor) {
     check_activation(ctor, "gelu");
 }
+pub fn selu(ctor: Ctor) {
+    check_activation(ctor, "selu");
+}
 pub fn softmax(ctor: Ctor) {
     check_activation(ctor, "softmax");
 }

@@ -68,7 +68,7 @@ macro_rules! testgen_conformance {
     ($ctor:ident) => {
         $crate::testgen_conformance!(@group $ctor, grad: [
             dense, dense_without_bias, linear, sigmoid, tanh, softplus, relu, leaky_relu, elu,
-            swish, gelu, softmax, dropout, batch_norm, layer_norm, add_merge,
+            swish, gelu, selu, softmax, dropout, batch_norm, layer_norm, add_merge,
             add_merge_shared_input, concat_merge, merge_same_input_twice, cross_entropy,
             cross_entropy_softmax_output, binary_cross_entropy, mse_regression, mse_one_hot,
             class_weighted_losses,

@@ -388,6 +388,9 @@ pub enum Activation {
     },
     Swish,
     Gelu,
+    /// Scaled ELU (self-normalising): λ·x for x > 0, λ·α·(eˣ − 1) otherwise, with
+    /// λ = 1.0507009873554805 and α = 1.6732632423543772.
+    Selu,
     Softmax,
 }
 
@@ -407,6 +410,7 @@ impl Activation {
             Activation::Elu { .. } => "elu",
             Activation::Swish => "swish",
             Activation::Gelu => "gelu",
+            Activation::Selu => "selu",
             Activation::Softmax => "softmax",
         }
     }

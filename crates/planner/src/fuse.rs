@@ -18,7 +18,11 @@ use crate::op::{Op, Phase};
 /// True when dL/dx of the activation follows from y alone (so x need not be kept).
 pub fn grad_from_output(a: Activation) -> bool {
     match a {
-        Activation::Relu | Activation::Sigmoid | Activation::Tanh | Activation::Elu { .. } => true,
+        Activation::Relu
+        | Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Elu { .. }
+        | Activation::Selu => true,
         Activation::LeakyRelu { alpha } => alpha >= 0.0,
         Activation::Linear
         | Activation::Softplus

@@ -53,7 +53,7 @@ fn plan_errors(lines: &[&str]) -> Vec<String> {
 }
 
 const ACTIVATIONS: &str =
-    "linear, sigmoid, tanh, softplus, relu, leaky_relu, elu, swish, gelu, softmax";
+    "linear, sigmoid, tanh, softplus, relu, leaky_relu, elu, swish, gelu, selu, softmax";
 const OPTIMIZERS: &str = "sgd, adagrad, rmsprop, adam, adamw, lbfgs";
 
 // ---------------------------------------------------------------- unknown keys and names

@@ -92,6 +92,10 @@ fn gelu_grad(x: f32) -> f32 {
 }
 
 /// Expands to `$apply!(f)` with the elementwise function `f` of activation `$a`, or to
+/// SELU's λ and α (Klambauer et al. 2017), as Keras and PyTorch use them.
+pub const SELU_SCALE: f32 = 1.050_701;
+pub const SELU_ALPHA: f32 = 1.673_263_2;
+
 /// `$softmax` for the row-wise softmax: the one place the activation formulas are written.
 macro_rules! elementwise {
     ($a:expr, $apply:ident, $softmax:expr) => {
@@ -111,6 +115,13 @@ macro_rules! elementwise {
             }
             Activation::Swish => $apply!(|x: f32| x * sigmoid(x)),
             Activation::Gelu => $apply!(gelu),
+            Activation::Selu => {
+                $apply!(|x: f32| if x > 0.0 {
+                    SELU_SCALE * x
+                } else {
+                    SELU_SCALE * SELU_ALPHA * x.exp_m1()
+                })
+            }
             Activation::Softmax => $softmax,
         }
     };
@@ -236,6 +247,13 @@ pub fn activation_grad(
             s + x * s * (1.0 - s)
         }),
         Activation::Gelu => map!(|x: f32, _y| gelu_grad(x)),
+        Activation::Selu => {
+            map!(|x: f32, y: f32| if x > 0.0 {
+                SELU_SCALE
+            } else {
+                y + SELU_SCALE * SELU_ALPHA
+            })
+        }
         Activation::Softmax => rows_apply(x.ncols(), [ys, ds], os, |[ys, ds], os| {
             let c = x.ncols();
             for ((yr, dr), or) in ys

@@ -64,6 +64,7 @@ codes! {
         Swish => "ACT_SWISH",
         /// The tanh approximation.
         Gelu => "ACT_GELU",
+        Selu => "ACT_SELU",
     }
 }
 
@@ -113,6 +114,7 @@ pub fn act_code(a: Activation) -> Option<(ActCode, f32)> {
         Activation::Elu { alpha } => (ActCode::Elu, alpha as f32),
         Activation::Swish => (ActCode::Swish, 0.0),
         Activation::Gelu => (ActCode::Gelu, 0.0),
+        Activation::Selu => (ActCode::Selu, 0.0),
         Activation::Softmax => return None,
     })
 }

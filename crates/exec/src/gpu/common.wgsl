@@ -34,6 +34,9 @@ fn tanh_safe(x: f32) -> f32 {
 }
 
 const GELU_C: f32 = 0.7978846;
+// SELU's λ and α (the CPU's SELU_SCALE and SELU_ALPHA).
+const SELU_SCALE: f32 = 1.050701;
+const SELU_ALPHA: f32 = 1.6732632;
 
 // The activation `code` (an ACT_* constant) of x; alpha is leaky ReLU's and ELU's.
 // ACT_LINEAR is the identity.
@@ -48,6 +51,7 @@ fn act(code: u32, alpha: f32, x: f32) -> f32 {
         case ACT_SWISH: { return x * sigmoid(x); }
         // The tanh approximation.
         case ACT_GELU: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
+        case ACT_SELU: { return SELU_SCALE * select(SELU_ALPHA * (exp(x) - 1.0), x, x > 0.0); }
         default: { return x; }
     }
 }
@@ -61,6 +65,7 @@ fn act_grad(code: u32, alpha: f32, x: f32, y: f32) -> f32 {
         case ACT_RELU: { return select(0.0, 1.0, x > 0.0); }
         case ACT_LEAKY_RELU: { return select(alpha, 1.0, x > 0.0); }
         case ACT_ELU: { return select(y + alpha, 1.0, x > 0.0); }
+        case ACT_SELU: { return select(y + SELU_SCALE * SELU_ALPHA, SELU_SCALE, x > 0.0); }
         case ACT_SWISH: { let s = sigmoid(x); return s + x * s * (1.0 - s); }
         case ACT_GELU: {
             let t = tanh_safe(GELU_C * (x + 0.044715 * x * x * x));
