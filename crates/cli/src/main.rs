@@ -356,25 +356,31 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             input,
             output,
         } => {
-            let p = predict::predict(&model, &input)?;
-            let csv = p.to_csv();
-            match output {
+            // Streamed: the input is read, predicted and written a piece at a time.
+            let p = match &output {
                 Some(path) => {
-                    weft_runtime::rundir::write_atomic(&path, csv.as_bytes())?;
-                    eprintln!("wrote {} predictions to {}", p.rows(), path.display());
+                    let mut file = weft_runtime::rundir::AtomicFile::create(path)?;
+                    let p = predict::predict_stream(&model, &input, &mut file)?;
+                    file.commit()?;
+                    eprintln!("wrote {} predictions to {}", p.rows, path.display());
+                    p
                 }
-                None => print!("{csv}"),
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    predict::predict_stream(&model, &input, &mut out)?
+                }
+            };
+            if let Some(acc) = p.accuracy {
+                eprintln!("accuracy on {}: {acc} ({} rows)", input.display(), p.rows);
             }
-            if let Some(acc) = p.accuracy() {
-                eprintln!("accuracy on {}: {acc} ({} rows)", input.display(), p.rows());
-            }
-            if let Some(m) = p.regression_metrics() {
+            if let Some(m) = &p.regression {
                 let text: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 eprintln!(
                     "on {}: {} ({} rows)",
                     input.display(),
                     text.join(", "),
-                    p.rows()
+                    p.rows
                 );
             }
         }

@@ -218,6 +218,22 @@ impl DataError {
         }
     }
 
+    /// The error of a table that starts `by` rows into its data set: rows counted from there.
+    pub fn shift_rows(mut self, by: usize) -> DataError {
+        use DataError::*;
+        if by > 0 {
+            if let NotNumeric { at, .. }
+            | MissingValue { at, .. }
+            | Infinite { at, .. }
+            | UnseenClass { at, .. }
+            | UnseenCategory { at, .. } = &mut self
+            {
+                at.row += by;
+            }
+        }
+        self
+    }
+
     /// The spec key whose value the error is about (`data.label`, `data.split`…), to
     /// locate it in the spec file; `None` for a bug.
     pub fn spec_path(&self) -> Option<&'static str> {

@@ -106,7 +106,8 @@ impl Frame {
             .iter()
             .map(|name| {
                 let array = table.column(name, "column")?;
-                let (values, missing) = read_with_missing(&table.name, name, "column", array, na)?;
+                let (values, missing) = read_with_missing(&table.name, name, "column", array, na)
+                    .map_err(|e| e.shift_rows(table.first_row))?;
                 Ok(Col {
                     name: name.clone(),
                     values,
@@ -117,7 +118,7 @@ impl Frame {
             .collect::<Result<Vec<_>, DataError>>()?;
         Ok(Frame {
             file: table.name.clone(),
-            rows: (0..table.num_rows()).collect(),
+            rows: (table.first_row..table.first_row + table.num_rows()).collect(),
             cols,
         })
     }

@@ -19,6 +19,7 @@ pub(crate) enum ClassOrder {
 pub(crate) fn read_label(table: &Table, label: &str) -> Result<Values, DataError> {
     let array = table.column(label, "label column")?;
     read_values(&table.name, label, "label column", array)
+        .map_err(|e| e.shift_rows(table.first_row))
 }
 
 /// Class names as found in the label: strings, or integers in decimal.

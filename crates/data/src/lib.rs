@@ -24,7 +24,7 @@ pub use export::write_csv;
 pub use pipeline::Pipeline;
 pub use prepare::{feature_columns, prepare, Prepared};
 pub use schema::{read_schema, TableSchema};
-pub use source::{load_table, read_table};
+pub use source::{load_table, read_table, stream_table};
 pub use split::{split_rows, Split};
 pub use stage::Stage;
 pub use synthetic::{generate, synthetic};

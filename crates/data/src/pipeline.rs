@@ -66,7 +66,8 @@ impl Pipeline {
         let y = match &self.classes {
             Some(classes) => {
                 let keys = class_keys(table, &self.label, &values)?;
-                encode_classes(&table.name, &self.label, &keys, classes, 0..keys.len())?
+                encode_classes(&table.name, &self.label, &keys, classes, 0..keys.len())
+                    .map_err(|e| e.shift_rows(table.first_row))?
             }
             None => targets(table, &self.label, &values)?,
         };

@@ -29,6 +29,164 @@ pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> 
     }
 }
 
+/// Reads a file in pieces of about `rows` rows, for `weft predict` on data of any size:
+/// Parquet (a file, a folder of `.parquet` files or a glob) record batch by record batch,
+/// CSV with every column read as text (the pipeline parses numbers as training did, so a
+/// column's type is never guessed from a first part). Memory holds one piece at a time.
+pub fn stream_table(
+    path: &Path,
+    rows: usize,
+) -> Result<Box<dyn Iterator<Item = Result<Table, DataError>>>, DataError> {
+    let name = path.display().to_string();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let rows = rows.max(1);
+    match ext.as_deref() {
+        Some("csv") => stream_csv(path, name, rows),
+        Some("parquet" | "pq") => stream_parquet(&name, rows),
+        _ if path.is_dir() || name.contains(['*', '?', '[']) => stream_parquet(&name, rows),
+        _ if !path.exists() => Err(DataError::Io {
+            path: name,
+            message: "No such file or directory".into(),
+        }),
+        _ => Err(DataError::UnsupportedFile { path: name }),
+    }
+}
+
+fn stream_csv(
+    path: &Path,
+    name: String,
+    rows: usize,
+) -> Result<Box<dyn Iterator<Item = Result<Table, DataError>>>, DataError> {
+    let io = |e: std::io::Error| DataError::Io {
+        path: name.clone(),
+        message: io_message(&e),
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let head = read_lines_bounded(std::fs::File::open(path).map_err(io)?, &name, 1 << 20)?;
+    let header = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let (schema, _) = Format::default()
+        .with_header(true)
+        .infer_schema(Cursor::new(header.to_vec()), Some(0))
+        .map_err(|e| DataError::Csv {
+            file: name.clone(),
+            message: strip_arrow_prefix(e),
+        })?;
+    if schema.fields().is_empty() {
+        return Err(DataError::EmptyFile { file: name });
+    }
+    check_unique_columns(&schema, &name)?;
+    let text = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), arrow_schema::DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let reader = ReaderBuilder::new(text)
+        .with_header(true)
+        .with_batch_size(rows)
+        .build(LineGuard::new(std::io::BufReader::new(file)))
+        .map_err(|e| DataError::Csv {
+            file: name.clone(),
+            message: strip_arrow_prefix(e),
+        })?;
+    let mut first_row = 0;
+    Ok(Box::new(reader.map(move |b| {
+        let batch = b.map_err(|e| DataError::Csv {
+            file: name.clone(),
+            message: strip_arrow_prefix(e),
+        })?;
+        let t = Table {
+            name: name.clone(),
+            first_row,
+            batch,
+        };
+        first_row += t.num_rows();
+        Ok(t)
+    })))
+}
+
+fn stream_parquet(
+    spec_path: &str,
+    rows: usize,
+) -> Result<Box<dyn Iterator<Item = Result<Table, DataError>>>, DataError> {
+    let files = parquet_files(Path::new(""), spec_path)?;
+    // Rows are counted over every file, so messages name the row of the whole data set.
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let parts = files.into_iter().map(move |(path, shown)| {
+        let file = std::fs::File::open(&path).map_err(|e| DataError::Io {
+            path: shown.clone(),
+            message: io_message(&e),
+        })?;
+        let parquet_error = |message: String| DataError::Parquet {
+            file: shown.clone(),
+            message,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| parquet_error(e.to_string()))?
+            .with_batch_size(rows)
+            .build()
+            .map_err(|e| parquet_error(e.to_string()))?;
+        Ok((reader, shown))
+    });
+    Ok(Box::new(parts.flat_map(
+        move |part| -> Box<dyn Iterator<Item = Result<Table, DataError>>> {
+            match part {
+                Err(e) => Box::new(std::iter::once(Err(e))),
+                Ok((reader, shown)) => {
+                    let counted = counted.clone();
+                    Box::new(reader.map(move |b| {
+                        let batch = b.map_err(|e| DataError::Parquet {
+                            file: shown.clone(),
+                            message: strip_arrow_prefix(e),
+                        })?;
+                        let t = Table {
+                            name: shown.clone(),
+                            first_row: counted.get(),
+                            batch,
+                        };
+                        counted.set(t.first_row + t.num_rows());
+                        Ok(t)
+                    }))
+                }
+            }
+        },
+    )))
+}
+
+/// A reader that refuses a line longer than [`MAX_CSV_LINE`] (a file without line ends is
+/// not read into memory whole).
+struct LineGuard<R> {
+    inner: R,
+    line: usize,
+}
+
+impl<R> LineGuard<R> {
+    fn new(inner: R) -> LineGuard<R> {
+        LineGuard { inner, line: 0 }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.line = match buf[..n].iter().rposition(|&b| b == b'\n') {
+            Some(i) => n - 1 - i,
+            None => self.line + n,
+        };
+        if self.line > MAX_CSV_LINE {
+            return Err(std::io::Error::other(format!(
+                "a line is longer than {} MiB; is this a CSV file?",
+                MAX_CSV_LINE >> 20
+            )));
+        }
+        Ok(n)
+    }
+}
+
 /// Reads one file chosen by its extension (`.csv`, `.parquet`/`.pq`), or a folder of
 /// Parquet files: the input of `weft predict --input FILE`.
 pub fn read_table(path: &Path) -> Result<Table, DataError> {
@@ -144,10 +302,7 @@ fn csv_from_bytes(bytes: &[u8], name: &str) -> Result<Table, DataError> {
         .map_err(csv_error)?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(csv_error)?;
     let batch = arrow_select::concat::concat_batches(&schema, &batches).map_err(csv_error)?;
-    Ok(Table {
-        name: name.into(),
-        batch,
-    })
+    Ok(Table::new(name, batch))
 }
 
 /// Errors when two columns share a name (1-based column numbers in the message).
@@ -270,10 +425,7 @@ fn read_parquet_files(files: &[(PathBuf, String)], spec_path: &str) -> Result<Ta
             file: spec_path.into(),
         });
     }
-    Ok(Table {
-        name: spec_path.into(),
-        batch,
-    })
+    Ok(Table::new(spec_path, batch))
 }
 
 fn read_parquet_file(path: &Path, shown: &str) -> Result<(SchemaRef, Vec<RecordBatch>), DataError> {

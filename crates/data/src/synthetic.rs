@@ -37,10 +37,7 @@ pub fn synthetic(spec: &SyntheticSpec) -> Result<Table, DataError> {
     arrays.push(Arc::new(Int64Array::from(labels)));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| DataError::Internal(format!("building synthetic table: {e}")))?;
-    Ok(Table {
-        name: "synthetic".into(),
-        batch,
-    })
+    Ok(Table::new("synthetic", batch))
 }
 
 /// The feature columns (one `Vec` per feature) and the labels, rows already shuffled.

@@ -11,9 +11,21 @@ pub struct Table {
     /// Rows of tables whose name ends in `.csv` are also reported by file line.
     pub name: String,
     pub batch: RecordBatch,
+    /// The 0-based row of the whole data set this table starts at (a part of a file read
+    /// in pieces): messages count rows from it.
+    pub first_row: usize,
 }
 
 impl Table {
+    /// A whole data set (its first row is row 0).
+    pub fn new(name: impl Into<String>, batch: RecordBatch) -> Table {
+        Table {
+            name: name.into(),
+            batch,
+            first_row: 0,
+        }
+    }
+
     pub fn num_rows(&self) -> usize {
         self.batch.num_rows()
     }

@@ -293,3 +293,43 @@ fn duplicate_csv_headers_are_an_error() {
     let e = read_schema(&source, dir.path()).err().unwrap();
     assert_eq!(e.to_string(), want);
 }
+
+/// `stream_table` reads a folder of Parquet parts and a CSV a piece at a time; pieces count
+/// their rows over the whole data set, so errors name the right row.
+#[test]
+fn streamed_pieces_count_rows_over_every_part() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(dir.path().join("parts")).unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&dir.path().join("parts/a.parquet"), &batch(0, 5));
+    write_parquet(&dir.path().join("parts/b.parquet"), &batch(5, 4));
+    let pieces: Vec<(usize, usize)> = weft_data::stream_table(&dir.path().join("parts"), 3)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|t| {
+            t.map(|t| (t.first_row, t.num_rows()))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    assert_eq!(pieces, [(0, 3), (3, 2), (5, 3), (8, 1)]);
+
+    // A CSV whose 5th row is not a number: the error names row 5 though it is in piece 2.
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "a,b\n1,2\n3,4\n5,6\n7,8\nnine,10\n").unwrap_or_else(|e| panic!("{e}"));
+    let table_pieces: Vec<weft_data::Table> = weft_data::stream_table(&csv, 3)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|t| t.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(table_pieces.len(), 2);
+    std::fs::write(dir.path().join("clean.csv"), "a,b\n1,2\n3,4\n5,6\n7,8\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = spec(Source::Csv("clean.csv".into()), "b", vec![]);
+    let clean = load_table(&spec.source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let p = prepare(&spec, 1, &clean, TaskKind::Regression).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.pipeline.transform(&table_pieces[0]).is_ok());
+    let e = p
+        .pipeline
+        .transform(&table_pieces[1])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("row 5 (line 6)"), "{e}");
+}

@@ -43,27 +43,90 @@ pub fn named_tensors(plan: &Plan, flat: &[f32]) -> Tensors {
         .collect()
 }
 
+/// A file written in pieces that appears whole or not at all: the pieces go to a temporary
+/// file beside `path`, which [`AtomicFile::commit`] syncs and renames into place (dropped
+/// without a commit, it is removed).
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<fs::File>>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile, RunError> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let file = fs::File::create(&tmp).map_err(|e| RunError::io(&tmp, e))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::new(file)),
+        })
+    }
+
+    /// Syncs the pieces and renames the file into place.
+    pub fn commit(mut self) -> Result<(), RunError> {
+        let path = self.path.clone();
+        let mut done = || -> std::io::Result<()> {
+            let file = self
+                .file
+                .take()
+                .map(std::io::BufWriter::into_inner)
+                .transpose()?;
+            if let Some(f) = file {
+                f.sync_all()?;
+            }
+            fs::rename(&self.tmp, &path)?;
+            // The rename itself is durable once the folder is synced (POSIX; a no-op elsewhere).
+            #[cfg(unix)]
+            if let Some(d) = path.parent().and_then(|d| {
+                fs::File::open(if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                })
+                .ok()
+            }) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        done().map_err(|e| {
+            let _ = fs::remove_file(&self.tmp);
+            RunError::io(&path, e)
+        })
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Err(std::io::Error::other("the file was committed")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename itself is durable once the folder is synced (POSIX; a no-op elsewhere).
-        #[cfg(unix)]
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        RunError::io(path, e)
-    })
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes).map_err(|e| RunError::io(path, e))?;
+    f.commit()
 }
 
 /// UTC `YYYYMMDD-HHMMSS` for run ids (civil-from-days, no time-zone database needed).

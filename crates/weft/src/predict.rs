@@ -149,17 +149,100 @@ impl Predictions {
 
     /// Every row as CSV (RFC 4180 quoting), with the header.
     pub fn to_csv(&self) -> String {
-        let line = |cells: Vec<String>| {
-            let quoted: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
-            quoted.join(",") + "\n"
-        };
-        let mut out = line(self.header());
-        let predicted = self.classes_predicted();
-        for i in 0..self.rows() {
-            out.push_str(&line(self.row(i, &predicted)));
-        }
+        let mut out = csv_line(self.header());
+        out.push_str(&self.csv_rows());
         out
     }
+
+    /// Every row as CSV lines, without the header.
+    fn csv_rows(&self) -> String {
+        let predicted = self.classes_predicted();
+        (0..self.rows())
+            .map(|i| csv_line(self.row(i, &predicted)))
+            .collect()
+    }
+}
+
+fn csv_line(cells: Vec<String>) -> String {
+    let quoted: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+    quoted.join(",") + "\n"
+}
+
+/// What [`predict_stream`] measured over the whole input.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSummary {
+    pub rows: usize,
+    /// Accuracy against the input's labels (classification with a label column).
+    pub accuracy: Option<f64>,
+    /// mse, mae and R² against the input's labels (regression with a label column).
+    pub regression: Option<Vec<(&'static str, f64)>>,
+}
+
+/// Rows of the input read, transformed and predicted at a time by [`predict_stream`].
+pub const STREAM_ROWS: usize = 8192;
+
+/// Predicts every row of `input` (CSV, or Parquet: a file, folder or glob) a piece at a time,
+/// writing CSV to `out` as it goes (header first): memory holds one piece of
+/// [`STREAM_ROWS`] rows, whatever the input's size. Metrics are summed over the pieces.
+pub fn predict_stream(
+    model_dir: &Path,
+    input: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<StreamSummary> {
+    let saved = rundir::load_model(model_dir)?;
+    let mut exec = Device::Cpu.executor(&saved.plan)?;
+    exec.set_params(&saved.params()?)?;
+    exec.set_buffers(&saved.tensors);
+    let classes = saved.pipeline.classes().map(<[String]>::to_vec);
+    let io = |e: std::io::Error| crate::Error::Io {
+        path: "the predictions' output".into(),
+        message: e.to_string(),
+    };
+    let mut header = vec!["prediction".to_string()];
+    header.extend(classes.iter().flatten().map(|c| format!("p_{c}")));
+    out.write_all(csv_line(header).as_bytes()).map_err(io)?;
+    let (mut rows, mut labelled, mut hits) = (0usize, 0usize, 0.0f64);
+    // Regression sums: squared and absolute error, Σy, Σy².
+    let (mut sse, mut sae, mut sy, mut syy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for piece in weft_data::stream_table(input, STREAM_ROWS)? {
+        let table = piece?;
+        let x = saved.pipeline.transform(&table)?;
+        let labels = saved.pipeline.labels(&table)?;
+        let outputs = train::predict_all(exec.as_mut(), &x, 4096)?;
+        let p = Predictions {
+            outputs,
+            classes: classes.clone(),
+            labels,
+        };
+        out.write_all(p.csv_rows().as_bytes()).map_err(io)?;
+        rows += p.rows();
+        if let Some(acc) = p.accuracy() {
+            hits += acc * p.rows() as f64;
+            labelled += p.rows();
+        }
+        if let (Some(y), None) = (&p.labels, &p.classes) {
+            for (o, t) in p.outputs.column(0).iter().zip(y) {
+                let (o, t) = (f64::from(*o), f64::from(*t));
+                sse += (o - t) * (o - t);
+                sae += (o - t).abs();
+                sy += t;
+                syy += t * t;
+            }
+            labelled += p.rows();
+        }
+    }
+    out.flush().map_err(io)?;
+    let n = labelled as f64;
+    let regression = (classes.is_none() && labelled > 0).then(|| {
+        let tot = syy - sy * sy / n;
+        let r2 = if tot > 0.0 { 1.0 - sse / tot } else { 0.0 };
+        vec![("mse", sse / n), ("mae", sae / n), ("r2", r2)]
+    });
+    Ok(StreamSummary {
+        rows,
+        accuracy: (classes.is_some() && labelled > 0).then(|| hits / n),
+        regression,
+    })
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
