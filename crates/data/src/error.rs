@@ -43,9 +43,9 @@ pub enum DataError {
     Io { path: String, message: String },
     #[error("no files match {pattern}")]
     NoMatch { pattern: String },
-    #[error("{path} holds no .parquet files")]
-    EmptyFolder { path: String },
-    #[error("{path}: unsupported file type; expected a .csv or .parquet file, or a folder of .parquet files")]
+    #[error("{path} holds no {ext} files")]
+    EmptyFolder { path: String, ext: &'static str },
+    #[error("{path}: unsupported file type; expected a .csv, .parquet or Arrow IPC (.arrow, .feather, .ipc) file, or a folder of .parquet files")]
     UnsupportedFile { path: String },
     #[error("{file} is empty: no header row")]
     EmptyFile { file: String },
@@ -213,7 +213,10 @@ impl DataError {
             DataError::NoMatch { pattern } => DataError::NoMatch {
                 pattern: shown(pattern),
             },
-            DataError::EmptyFolder { path } => DataError::EmptyFolder { path: shown(path) },
+            DataError::EmptyFolder { path, ext } => DataError::EmptyFolder {
+                path: shown(path),
+                ext,
+            },
             other => other,
         }
     }

@@ -8,6 +8,7 @@ mod dataset;
 mod error;
 mod export;
 mod frame;
+mod ipc;
 mod label;
 mod pipeline;
 mod prepare;

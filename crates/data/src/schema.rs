@@ -112,6 +112,17 @@ pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, Data
         Source::Parquet(path) => {
             parquet_schema(base_dir, path).map_err(|e| e.with_resolved(path, &base_dir.join(path)))
         }
+        Source::Arrow(path) => {
+            let schema = crate::ipc::arrow_schema(base_dir, path)
+                .map_err(|e| e.with_resolved(path, &base_dir.join(path)))?;
+            check_unique_columns(&schema, path)?;
+            Ok(TableSchema {
+                name: path.clone(),
+                schema: loose(&schema),
+                rows: None,
+                classes: None,
+            })
+        }
         Source::Builtin(Builtin::Iris) => {
             let mut s = csv_schema(Cursor::new(IRIS_CSV.as_bytes()), "iris")?;
             s.rows = Some(IRIS_CSV.lines().skip(1).filter(|l| !l.is_empty()).count() as u64);

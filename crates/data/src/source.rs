@@ -24,6 +24,7 @@ pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> 
         Source::Csv(path) => read_csv(&base_dir.join(path), path)
             .map_err(|e| e.with_resolved(path, &base_dir.join(path))),
         Source::Parquet(path) => read_parquet(base_dir, path),
+        Source::Arrow(path) => crate::ipc::read_arrow(base_dir, path),
         Source::Builtin(Builtin::Iris) => csv_from_bytes(IRIS_CSV.as_bytes(), "iris"),
         Source::Synthetic(spec) => synthetic(spec),
     }
@@ -46,6 +47,7 @@ pub fn stream_table(
     match ext.as_deref() {
         Some("csv") => stream_csv(path, name, rows),
         Some("parquet" | "pq") => stream_parquet(&name, rows),
+        Some(e) if crate::ipc::EXTENSIONS.contains(&e) => crate::ipc::stream_arrow(&name),
         _ if path.is_dir() || name.contains(['*', '?', '[']) => stream_parquet(&name, rows),
         _ if !path.exists() => Err(DataError::Io {
             path: name,
@@ -198,6 +200,9 @@ pub fn read_table(path: &Path) -> Result<Table, DataError> {
     match ext.as_deref() {
         Some("csv") => read_csv(path, &name),
         Some("parquet" | "pq") => read_parquet(Path::new(""), &name),
+        Some(e) if crate::ipc::EXTENSIONS.contains(&e) => {
+            crate::ipc::read_arrow(Path::new(""), &name)
+        }
         _ if path.is_dir() => read_parquet(Path::new(""), &name),
         _ if !path.exists() => Err(DataError::Io {
             path: name,
@@ -334,6 +339,16 @@ pub(crate) fn parquet_files(
     base_dir: &Path,
     spec_path: &str,
 ) -> Result<Vec<(PathBuf, String)>, DataError> {
+    data_files(base_dir, spec_path, &["parquet"])
+}
+
+/// The files of one format a spec path names: the file, every file of a folder with one of
+/// `exts` (sorted by name), or a glob's matches.
+pub(crate) fn data_files(
+    base_dir: &Path,
+    spec_path: &str,
+    exts: &[&'static str],
+) -> Result<Vec<(PathBuf, String)>, DataError> {
     let full = base_dir.join(spec_path);
     let files: Vec<(PathBuf, String)> = if spec_path.contains(['*', '?', '[']) {
         let pattern = full.to_string_lossy().into_owned();
@@ -372,7 +387,12 @@ pub(crate) fn parquet_files(
                     message: io_message(&e),
                 })?
                 .path();
-            if path.is_file() && path.extension().is_some_and(|e| e == "parquet") {
+            if path.is_file()
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| exts.contains(&e))
+            {
                 let shown = shown_path(base_dir, &path);
                 found.push((path, shown));
             }
@@ -380,6 +400,10 @@ pub(crate) fn parquet_files(
         if found.is_empty() {
             return Err(DataError::EmptyFolder {
                 path: spec_path.into(),
+                ext: exts.first().map_or("data", |e| match *e {
+                    "parquet" => ".parquet",
+                    _ => "Arrow IPC (.arrow, .feather, .ipc)",
+                }),
             });
         }
         found.sort();
@@ -391,10 +415,22 @@ pub(crate) fn parquet_files(
 }
 
 fn read_parquet_files(files: &[(PathBuf, String)], spec_path: &str) -> Result<Table, DataError> {
+    read_parts(files, spec_path, read_parquet_file)
+}
+
+/// Reads one part of a source whole: its schema and batches.
+pub(crate) type ReadPart = fn(&Path, &str) -> Result<(SchemaRef, Vec<RecordBatch>), DataError>;
+
+/// Every part read whole (`read`), checked to share one schema, joined into one table.
+pub(crate) fn read_parts(
+    files: &[(PathBuf, String)],
+    spec_path: &str,
+    read: ReadPart,
+) -> Result<Table, DataError> {
     let mut schema: Option<(SchemaRef, String)> = None;
     let mut batches = Vec::new();
     for (path, shown) in files {
-        let (file_schema, file_batches) = read_parquet_file(path, shown)?;
+        let (file_schema, file_batches) = read(path, shown)?;
         match &schema {
             None => schema = Some((loose(&file_schema), shown.clone())),
             Some((first, first_name)) => {
@@ -410,9 +446,9 @@ fn read_parquet_files(files: &[(PathBuf, String)], spec_path: &str) -> Result<Ta
         batches.extend(file_batches);
     }
     let Some((schema, _)) = schema else {
-        return Err(DataError::Internal("no parquet file was read".into()));
+        return Err(DataError::Internal("no data file was read".into()));
     };
-    let internal = |e: ArrowError| DataError::Internal(format!("joining parquet parts: {e}"));
+    let internal = |e: ArrowError| DataError::Internal(format!("joining the parts: {e}"));
     // Parts may differ in nullability and metadata; re-label each with the common schema.
     let batches = batches
         .into_iter()

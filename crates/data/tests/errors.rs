@@ -209,7 +209,7 @@ fn missing_files_and_globs_that_match_nothing() {
     let e = read_table(&dir.path().join("notes.txt"))
         .err()
         .unwrap_or_else(|| panic!("expected an error"));
-    assert!(e.to_string().ends_with("notes.txt: unsupported file type; expected a .csv or .parquet file, or a folder of .parquet files"), "{e}");
+    assert!(e.to_string().ends_with("notes.txt: unsupported file type; expected a .csv, .parquet or Arrow IPC (.arrow, .feather, .ipc) file, or a folder of .parquet files"), "{e}");
 }
 
 #[test]

@@ -333,3 +333,46 @@ fn streamed_pieces_count_rows_over_every_part() {
         .unwrap_or_default();
     assert!(e.contains("row 5 (line 6)"), "{e}");
 }
+
+/// Arrow IPC: the file format and the stream format (told apart by their magic bytes), a
+/// folder of both, read whole, by schema, and in pieces.
+#[test]
+fn arrow_ipc_files_and_streams_are_sources() {
+    use arrow_ipc::writer::{FileWriter, StreamWriter};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(dir.path().join("ipc")).unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (batch(0, 6), batch(6, 4));
+    let f = std::fs::File::create(dir.path().join("ipc/a.arrow")).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = FileWriter::try_new(f, &a.schema()).unwrap_or_else(|e| panic!("{e}"));
+    w.write(&a).unwrap_or_else(|e| panic!("{e}"));
+    w.finish().unwrap_or_else(|e| panic!("{e}"));
+    let f = std::fs::File::create(dir.path().join("ipc/b.ipc")).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = StreamWriter::try_new(f, &b.schema()).unwrap_or_else(|e| panic!("{e}"));
+    w.write(&b).unwrap_or_else(|e| panic!("{e}"));
+    w.finish().unwrap_or_else(|e| panic!("{e}"));
+
+    let source = Source::Arrow("ipc".into());
+    let table = load_table(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(table.num_rows(), 10);
+    let schema = weft_data::read_schema(&source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(schema.column_names(), ["id", "x", "label"]);
+    let p = prepare(
+        &spec(source, "label", vec![]),
+        1,
+        &table,
+        TaskKind::Classification,
+    );
+    assert!(p.is_ok(), "{:?}", p.err().map(|e| e.to_string()));
+    let pieces: Vec<(usize, usize)> = weft_data::stream_table(&dir.path().join("ipc/b.ipc"), 100)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|t| {
+            t.map(|t| (t.first_row, t.num_rows()))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    assert_eq!(pieces, [(0, 4)]);
+    let e = load_table(&Source::Arrow("nothing".into()), dir.path())
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.unwrap_or_default().contains("No such file"));
+}

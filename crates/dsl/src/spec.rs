@@ -87,6 +87,9 @@ pub enum Source {
     Csv(String),
     /// A Parquet file, a folder of `.parquet` files, or a glob.
     Parquet(String),
+    /// An Arrow IPC file (`.arrow`, `.feather` v2, `.ipc`; the file or the stream format), a
+    /// folder of them, or a glob.
+    Arrow(String),
     /// A data set shipped inside weft (`builtin:iris`).
     Builtin(Builtin),
     /// A make_classification-like problem, for benchmarks: columns x0… and `label`.

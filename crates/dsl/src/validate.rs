@@ -140,7 +140,7 @@ fn data(c: &mut Checker, d: &DataSpec) {
             }
         }
     }
-    if let (Source::Csv(_) | Source::Parquet(_), None) = (&d.source, &d.label) {
+    if let (Source::Csv(_) | Source::Parquet(_) | Source::Arrow(_), None) = (&d.source, &d.label) {
         c.fail(
             "data",
             "missing required key `label`: a csv or parquet source needs its label column named",

@@ -45,6 +45,7 @@ fn describe_source(s: &Source) -> String {
     match s {
         Source::Csv(p) => format!("csv:{p}"),
         Source::Parquet(p) => format!("parquet:{p}"),
+        Source::Arrow(p) => format!("arrow:{p}"),
         Source::Builtin(Builtin::Iris) => "builtin:iris".into(),
         Source::Synthetic(s) => format!(
             "synthetic(rows={}, features={}, classes={})",
