@@ -9,7 +9,8 @@
 #   GPU), qemu-user (the portability test), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in crates/web/tests/node_modules) for the viewer's browser
 #   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
 #   Python venv in .tools/venv with the packages that execute notebooks headlessly and
-#   validate specs against the JSON Schema (jsonschema, PyYAML).
+#   validate specs against the JSON Schema (jsonschema, PyYAML), and moto's S3-compatible
+#   server for the object-store tests.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
 set -euo pipefail
 what=${1:-all}
@@ -76,7 +77,8 @@ venv=.tools/venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import nbclient, nbformat, nbconvert, jsonschema, yaml" 2>/dev/null; then
-  # jsonschema + PyYAML: the tests validate every shipped spec against `weft schema`.
-  "$venv/bin/pip" install --quiet nbclient nbformat nbconvert jsonschema pyyaml
+if ! "$venv/bin/python" -c "import nbclient, nbformat, nbconvert, jsonschema, yaml, moto.server" 2>/dev/null; then
+  # jsonschema + PyYAML: the tests validate every shipped spec against `weft schema`;
+  # moto's server is the S3-compatible store the object-store tests read from.
+  "$venv/bin/pip" install --quiet nbclient nbformat nbconvert jsonschema pyyaml "moto[server]"
 fi

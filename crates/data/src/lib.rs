@@ -12,6 +12,8 @@ mod ipc;
 mod label;
 mod pipeline;
 mod prepare;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod schema;
 mod source;
 mod split;
@@ -25,7 +27,7 @@ pub use export::write_csv;
 pub use pipeline::Pipeline;
 pub use prepare::{feature_columns, prepare, Prepared};
 pub use schema::{read_schema, TableSchema};
-pub use source::{load_table, read_table, stream_table};
+pub use source::{is_remote, load_table, read_table, stream_table};
 pub use split::{split_rows, Split};
 pub use stage::Stage;
 pub use synthetic::{generate, synthetic};

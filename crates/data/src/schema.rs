@@ -94,6 +94,14 @@ impl TableSchema {
 
 /// The schema of the spec's data source, reading no more than headers and metadata.
 pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, DataError> {
+    if let Some(url) = crate::source::remote_path(source) {
+        // The objects are spooled (a Parquet footer alone would do; this reads them whole).
+        return crate::source::with_spooled(url, source, |local, base| {
+            let mut s = read_schema(&local, base)?;
+            s.name = url.to_string();
+            Ok(s)
+        });
+    }
     match source {
         Source::Csv(path) => {
             let full = base_dir.join(path);

@@ -20,6 +20,13 @@ pub(crate) const IRIS_CSV: &str = include_str!("iris.csv");
 /// Loads the spec's data source. Relative paths resolve against `base_dir`, the spec file's
 /// folder; messages name paths as the spec wrote them.
 pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> {
+    if let Some(url) = remote_path(source) {
+        return with_spooled(url, source, |local, base| {
+            let mut t = load_table(&local, base)?;
+            t.name = url.to_string();
+            Ok(t)
+        });
+    }
     match source {
         Source::Csv(path) => read_csv(&base_dir.join(path), path)
             .map_err(|e| e.with_resolved(path, &base_dir.join(path))),
@@ -27,6 +34,56 @@ pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> 
         Source::Arrow(path) => crate::ipc::read_arrow(base_dir, path),
         Source::Builtin(Builtin::Iris) => csv_from_bytes(IRIS_CSV.as_bytes(), "iris"),
         Source::Synthetic(spec) => synthetic(spec),
+    }
+}
+
+/// The object-store URL a file source names, if it does (`s3://…`, `https://…`).
+pub(crate) fn remote_path(source: &Source) -> Option<&str> {
+    match source {
+        Source::Csv(p) | Source::Parquet(p) | Source::Arrow(p) if is_remote(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// Whether a path is an object-store URL (`s3`, `gs`, `az`, `abfs[s]`, `http[s]`).
+pub fn is_remote(path: &str) -> bool {
+    const SCHEMES: [&str; 9] = [
+        "s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "http", "https",
+    ];
+    path.split_once("://")
+        .is_some_and(|(scheme, _)| SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()))
+}
+
+/// Spools a remote source's objects to a local folder and runs `read` on the same kind of
+/// source there (the folder is removed afterwards).
+pub(crate) fn with_spooled<T>(
+    url: &str,
+    source: &Source,
+    read: impl FnOnce(Source, &Path) -> Result<T, DataError>,
+) -> Result<T, DataError> {
+    #[cfg(feature = "remote")]
+    {
+        let spooled = crate::remote::spool(url)?;
+        let (base, name) = match (spooled.path.parent(), spooled.path.file_name()) {
+            (Some(dir), Some(file)) if spooled.path.is_file() => {
+                (dir.to_path_buf(), file.to_string_lossy().into_owned())
+            }
+            _ => (spooled.path.clone(), ".".to_string()),
+        };
+        let local = match source {
+            Source::Csv(_) => Source::Csv(name),
+            Source::Parquet(_) => Source::Parquet(name),
+            _ => Source::Arrow(name),
+        };
+        read(local, &base)
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = (source, read);
+        Err(DataError::Io {
+            path: url.to_string(),
+            message: "this build of weft reads no object stores (it was built without the `remote` feature)".into(),
+        })
     }
 }
 
@@ -39,6 +96,9 @@ pub fn stream_table(
     rows: usize,
 ) -> Result<Box<dyn Iterator<Item = Result<Table, DataError>>>, DataError> {
     let name = path.display().to_string();
+    if is_remote(&name) {
+        return stream_remote(&name, rows);
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -54,6 +114,36 @@ pub fn stream_table(
             message: "No such file or directory".into(),
         }),
         _ => Err(DataError::UnsupportedFile { path: name }),
+    }
+}
+
+/// [`stream_table`] of an object-store URL: its objects are spooled to a local folder, which
+/// lives as long as the pieces are read.
+fn stream_remote(
+    url: &str,
+    rows: usize,
+) -> Result<Box<dyn Iterator<Item = Result<Table, DataError>>>, DataError> {
+    #[cfg(feature = "remote")]
+    {
+        let spooled = crate::remote::spool(url)?;
+        let pieces = stream_table(&spooled.path, rows)?;
+        let url = url.to_string();
+        // The folder goes when the last piece has been read (`spooled` moves in here).
+        Ok(Box::new(pieces.map(move |t| {
+            let _keep = &spooled;
+            t.map(|mut t| {
+                t.name = url.clone();
+                t
+            })
+        })))
+    }
+    #[cfg(not(feature = "remote"))]
+    {
+        let _ = rows;
+        Err(DataError::Io {
+            path: url.to_string(),
+            message: "this build of weft reads no object stores (it was built without the `remote` feature)".into(),
+        })
     }
 }
 
