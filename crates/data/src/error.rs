@@ -277,6 +277,8 @@ impl DataError {
 fn missing_advice(what: &str, column: &str) -> String {
     if what.contains("label") {
         "; rows without a label cannot train: remove them from the data".into()
+    } else if what.contains("string") {
+        format!("; add `impute: {{strategy: most_frequent, columns: [{column}]}}` (or constant with value:) or `drop_missing: {{columns: [{column}]}}` to data.preprocess, before any stage that encodes it")
     } else {
         format!("; add `impute: {{strategy: median, columns: [{column}]}}` (or mean, most_frequent, constant) or `drop_missing: {{columns: [{column}]}}` to data.preprocess")
     }

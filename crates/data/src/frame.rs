@@ -80,6 +80,15 @@ impl Col {
         }
     }
 
+    /// How errors name the column: `string column` for text (its advice differs).
+    pub(crate) fn kind_word(&self) -> &'static str {
+        if matches!(self.values, Values::Text(_)) {
+            "string column"
+        } else {
+            "column"
+        }
+    }
+
     pub(crate) fn is_missing(&self, i: usize) -> bool {
         self.missing.get(i).copied().unwrap_or(false)
     }
@@ -101,13 +110,21 @@ pub(crate) struct Frame {
 impl Frame {
     /// Reads the named columns of every row of `table`; nulls, NaN and the texts of `na`
     /// are missing values.
-    pub(crate) fn read(table: &Table, names: &[String], na: &[String]) -> Result<Frame, DataError> {
+    /// Columns in `text` are read as text (the kinds a fitted pipeline saw).
+    pub(crate) fn read(
+        table: &Table,
+        names: &[String],
+        na: &[String],
+        text: &[String],
+    ) -> Result<Frame, DataError> {
         let cols = names
             .iter()
             .map(|name| {
                 let array = table.column(name, "column")?;
-                let (values, missing) = read_with_missing(&table.name, name, "column", array, na)
-                    .map_err(|e| e.shift_rows(table.first_row))?;
+                let as_text = text.contains(name);
+                let (values, missing) =
+                    read_with_missing(&table.name, name, "column", array, na, as_text)
+                        .map_err(|e| e.shift_rows(table.first_row))?;
                 Ok(Col {
                     name: name.clone(),
                     values,
@@ -202,7 +219,7 @@ impl Frame {
             if let Some(i) = col.first_missing() {
                 return Err(DataError::MissingValue {
                     file: self.file.clone(),
-                    what: "column",
+                    what: col.kind_word(),
                     column: col.name.clone(),
                     at: self.at(i),
                 });
@@ -235,10 +252,35 @@ pub(crate) fn read_with_missing(
     what: &'static str,
     array: &ArrayRef,
     na: &[String],
+    as_text: bool,
 ) -> Result<(Values, Vec<bool>), DataError> {
-    let mut missing: Vec<bool> = (0..array.len()).map(|i| array.is_null(i)).collect();
+    // `logical_nulls`: a Null-typed column (every cell empty) has no null buffer.
+    let nulls = array.logical_nulls();
+    let mut missing: Vec<bool> = (0..array.len())
+        .map(|i| nulls.as_ref().is_some_and(|n| n.is_null(i)))
+        .collect();
     let dtype = array.data_type();
+    let text_of = |missing: &mut Vec<bool>| -> Result<Vec<String>, DataError> {
+        let a = arrow_cast::cast(array, &DataType::Utf8)
+            .map_err(|e| DataError::Internal(format!("casting column `{column}` to text: {e}")))?;
+        let text: Vec<String> = a
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap_or("").to_string())
+            .collect();
+        for (m, t) in missing.iter_mut().zip(&text) {
+            *m |= na.iter().any(|n| n == t.trim());
+        }
+        Ok(text
+            .into_iter()
+            .zip(missing.iter())
+            .map(|(t, m)| if *m { String::new() } else { t })
+            .collect())
+    };
     let values = match dtype {
+        // A column that was text when the pipeline was fitted stays text, whatever a piece
+        // of new data looks like (all blank, or numbers like `02139`).
+        _ if as_text => Values::Text(text_of(&mut missing)?),
         DataType::Null => Values::Num(vec![0.0; array.len()]),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
             let a = arrow_cast::cast(array, &DataType::Utf8).map_err(|e| {
@@ -298,11 +340,29 @@ pub(crate) fn read_with_missing(
             let v = a.as_primitive::<Float64Type>().values().to_vec();
             num_with_missing(file, column, what, &v, &mut missing)?
         }
-        _ if missing.iter().any(|m| *m) => {
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+            if missing.iter().any(|m| *m) =>
+        {
             // Integers and booleans with nulls: the nulls are missing, the rest as usual.
             let filled = arrow_cast::cast(array, &DataType::Int64).map_err(|e| {
                 DataError::Internal(format!("casting column `{column}` to i64: {e}"))
             })?;
+            // A UInt64 beyond i64 casts to null where the input was not.
+            if let Some(i) = (0..filled.len()).find(|&i| filled.is_null(i) && !missing[i]) {
+                return Err(DataError::UnsupportedType {
+                    file: file.into(),
+                    column: column.into(),
+                    dtype: format!("{dtype} with a value beyond 2^63 at {}", At::of(file, i)),
+                });
+            }
             let ints = filled.as_primitive::<Int64Type>();
             Values::Int(
                 (0..ints.len())

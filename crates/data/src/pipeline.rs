@@ -17,6 +17,9 @@ pub struct Pipeline {
     /// Cell texts read as missing values (`data.na_values`).
     #[serde(default)]
     pub na_values: Vec<String>,
+    /// Input columns that held text when the pipeline was fitted: read as text in new data.
+    #[serde(default)]
+    pub text_inputs: Vec<String>,
     /// Fitted stages, applied in order.
     pub stages: Vec<Stage>,
     /// The model's input columns (after `one_hot`), in order.
@@ -30,7 +33,7 @@ impl Pipeline {
     /// The feature matrix of every row of `table` (which needs the `inputs` columns; the
     /// label may be absent).
     pub fn transform(&self, table: &Table) -> Result<Array2<f32>, DataError> {
-        let mut frame = Frame::read(table, &self.inputs, &self.na_values)?;
+        let mut frame = Frame::read(table, &self.inputs, &self.na_values, &self.text_inputs)?;
         // Rows the model was trained without cannot be predicted: say which.
         for stage in &self.stages {
             if let Stage::DropMissing { columns } = stage {

@@ -5,7 +5,7 @@ use weft_dsl::{DataSpec, Preprocess};
 
 use crate::dataset::Dataset;
 use crate::error::{column_hint, DataError};
-use crate::frame::Frame;
+use crate::frame::{Frame, Values};
 use crate::label::{class_keys, encode_classes, fit_classes, read_label, targets, ClassOrder};
 use crate::pipeline::Pipeline;
 use crate::split::{split_rows, Split};
@@ -43,7 +43,13 @@ pub fn prepare(
     check_stages_leave_label_alone(&stages, &label)?;
 
     // Read and check every row first, so errors name rows in file order.
-    let frame = Frame::read(table, &inputs, &spec.na_values)?;
+    let frame = Frame::read(table, &inputs, &spec.na_values, &[])?;
+    let text_inputs: Vec<String> = frame
+        .cols
+        .iter()
+        .filter(|c| matches!(c.values, Values::Text(_)))
+        .map(|c| c.name.clone())
+        .collect();
     let encoded: Vec<&str> = stages
         .iter()
         .filter_map(|p| match p {
@@ -54,15 +60,13 @@ pub fn prepare(
         .collect();
     // A missing value no stage fills or drops is an error now, in file order.
     for col in &frame.cols {
-        let covered = stages.iter().any(|p| match p {
-            Preprocess::Impute(m) => m.columns.as_ref().is_none_or(|c| c.contains(&col.name)),
-            Preprocess::DropMissing(d) => d.columns.contains(&col.name),
-            _ => false,
-        });
-        if let (Some(i), false) = (col.first_missing(), covered) {
+        let Some(i) = col.first_missing() else {
+            continue;
+        };
+        if !missing_covered(&stages, &col.name, matches!(col.values, Values::Text(_))) {
             return Err(DataError::MissingValue {
                 file: frame.file.clone(),
-                what: "column",
+                what: col.kind_word(),
                 column: col.name.clone(),
                 at: frame.at(i),
             });
@@ -126,6 +130,7 @@ pub fn prepare(
         pipeline: Pipeline {
             inputs,
             na_values: spec.na_values.clone(),
+            text_inputs,
             stages: fitted,
             features: train.names(),
             label,
@@ -133,6 +138,29 @@ pub fn prepare(
         },
         split,
     })
+}
+
+/// Whether a stage fills or drops a column's missing values before anything encodes it: the
+/// first stage naming the column (or an `impute` of every column that can take it) decides.
+fn missing_covered(stages: &[&Preprocess], column: &str, text: bool) -> bool {
+    use weft_dsl::ImputeStrategy::{Mean, Median};
+    for p in stages {
+        match p {
+            Preprocess::Impute(m) => {
+                let numeric_only = matches!(m.strategy, Mean | Median);
+                match &m.columns {
+                    Some(c) if c.iter().any(|c| c == column) => return true,
+                    None if !(text && numeric_only) => return true,
+                    _ => {}
+                }
+            }
+            Preprocess::DropMissing(d) if d.columns.iter().any(|c| c == column) => return true,
+            Preprocess::OneHot(o) if o.column == column => return false,
+            Preprocess::StringIndex(o) if o.column == column => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The feature columns the spec selects and the label, from the column names alone (a

@@ -288,7 +288,19 @@ pub fn read_table(path: &Path) -> Result<Table, DataError> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("csv") => read_csv(path, &name),
+        // Every column as text, as `predict` streams it: the pipeline parses what it fitted
+        // as numbers, and text (`02139`) keeps its characters.
+        Some("csv") => {
+            let pieces = stream_csv(path, name.clone(), 1 << 16)?.collect::<Result<Vec<_>, _>>()?;
+            let Some(first) = pieces.first() else {
+                return Err(DataError::NoRows { file: name });
+            };
+            let schema = first.batch.schema();
+            let batches: Vec<RecordBatch> = pieces.into_iter().map(|t| t.batch).collect();
+            let batch = arrow_select::concat::concat_batches(&schema, &batches)
+                .map_err(|e| DataError::Internal(format!("joining the pieces: {e}")))?;
+            Ok(Table::new(name, batch))
+        }
         Some("parquet" | "pq") => read_parquet(Path::new(""), &name),
         Some(e) if crate::ipc::EXTENSIONS.contains(&e) => {
             crate::ipc::read_arrow(Path::new(""), &name)

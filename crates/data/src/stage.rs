@@ -529,7 +529,7 @@ fn keys_of(
     if let Some(i) = frame.cols[p].first_missing() {
         return Err(DataError::MissingValue {
             file: frame.file.clone(),
-            what: "column",
+            what: frame.cols[p].kind_word(),
             column: name.into(),
             at: frame.at(i),
         });

@@ -187,3 +187,53 @@ fn unknown_categories_follow_handle_unknown() {
         "green is infrequent"
     );
 }
+
+/// New data is read with the kinds the pipeline was fitted on: a string column that is
+/// blank in every new row is filled like any other, and one whose new values look like
+/// numbers (`02139`) stays text.
+#[test]
+fn new_rows_keep_the_column_kinds_of_training() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let csv = "zip,plan,y\n02139,basic,0\n10001,pro,1\nx75,basic,0\n02139,pro,1\n";
+    let p = ok(
+        dir.path(),
+        csv,
+        "  preprocess: [{impute: {strategy: most_frequent, columns: [plan]}}, {one_hot: {column: plan}}, {one_hot: {column: zip, handle_unknown: ignore}}]\n",
+    );
+    assert_eq!(p.pipeline.text_inputs, ["zip", "plan"]);
+    std::fs::write(dir.path().join("new.csv"), "zip,plan\n02139,\n").unwrap_or_default();
+    let t = read_table(&dir.path().join("new.csv")).unwrap_or_else(|e| panic!("{e}"));
+    let x = p.pipeline.transform(&t).unwrap_or_else(|e| panic!("{e}"));
+    let at = |name: &str| {
+        p.pipeline
+            .features
+            .iter()
+            .position(|f| f == name)
+            .unwrap_or(usize::MAX)
+    };
+    assert_eq!(
+        x[[0, at("plan=basic")]],
+        1.0,
+        "the blank plan is the most frequent one"
+    );
+    assert_eq!(
+        x[[0, at("zip=02139")]],
+        1.0,
+        "02139 is still the text 02139"
+    );
+}
+
+/// A column blank in every row (Arrow's Null type) is missing everywhere, not zeros.
+#[test]
+fn an_entirely_blank_column_is_missing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let csv = "a,b,y\n1,,0\n2,,1\n3,,0\n4,,1\n";
+    let e = run(dir.path(), csv, "").err().unwrap_or_default();
+    assert!(e.contains("`b` has a missing value at row 1"), "{e}");
+    let p = ok(
+        dir.path(),
+        csv,
+        "  preprocess: [{impute: {strategy: constant, value: 7, columns: [b]}}]\n",
+    );
+    assert_eq!(p.train.x.column(1).to_vec(), [7.0, 7.0]);
+}

@@ -130,10 +130,7 @@ fn empty_cells_and_nan_are_missing_values() {
     );
     assert_eq!(
         csv_error("name,y\nann,0\n,1\n", "y", TaskKind::Classification),
-        format!(
-            "data/x.csv: column `name` has a missing value at row 2 (line 3){}",
-            advice("name")
-        )
+        "data/x.csv: string column `name` has a missing value at row 2 (line 3); add `impute: {strategy: most_frequent, columns: [name]}` (or constant with value:) or `drop_missing: {columns: [name]}` to data.preprocess, before any stage that encodes it"
     );
     assert_eq!(
         csv_error("age,y\n1,a\n2,b\n3,\n4,a\n", "y", TaskKind::Classification),

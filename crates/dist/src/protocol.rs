@@ -77,9 +77,10 @@ pub(crate) fn decode_job(
             head.peers.len()
         ));
     }
-    if !(head.timeout_s.is_finite() && head.timeout_s > 0.0 && head.timeout_s <= 86_400.0) {
+    let most = weft_dsl::MAX_TIMEOUT_S;
+    if !(head.timeout_s.is_finite() && head.timeout_s > 0.0 && head.timeout_s <= most) {
         return Err(format!(
-            "timeout_s {} is not between 0 and one day",
+            "timeout_s {} is not above 0 and at most {most} (a week, as the spec allows)",
             head.timeout_s
         ));
     }

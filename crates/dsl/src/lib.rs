@@ -15,7 +15,7 @@ pub mod value;
 
 pub use error::{Diagnostic, Loc, Origin, SpecError};
 pub use spec::*;
-pub use validate::node_inputs;
+pub use validate::{node_inputs, MAX_TIMEOUT_S};
 pub use value::Node;
 
 use serde::Deserialize;

@@ -53,6 +53,9 @@ pub struct Start {
     pub best: Option<f32>,
     #[serde(default)]
     pub since_best: usize,
+    /// Early stopping ended the run here: a resume has no epochs left to train.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 impl Default for Start {
@@ -66,6 +69,7 @@ impl Default for Start {
             samples: 0,
             best: None,
             since_best: 0,
+            stopped: false,
         }
     }
 }
@@ -227,7 +231,10 @@ impl RunDir {
             ),
             (
                 "crc32".to_string(),
-                format!("{:08x}", checksum(&tensors, &at)),
+                format!(
+                    "{:08x}",
+                    checksum(&tensors, &format!("{at}|{}", s.optimizer.updates))
+                ),
             ),
         ]);
         write_atomic(
@@ -285,8 +292,12 @@ impl RunDir {
             }
             tensors.push((name, view.shape().to_vec(), view.data().to_vec()));
         }
+        let updates_text = meta.get("optimizer_updates").cloned().unwrap_or_default();
         let want = meta.get("crc32").cloned().unwrap_or_default();
-        let got = format!("{:08x}", checksum(&tensors, &at_text));
+        let got = format!(
+            "{:08x}",
+            checksum(&tensors, &format!("{at_text}|{updates_text}"))
+        );
         if want != got {
             return Err(bad(
                 self,
@@ -294,10 +305,12 @@ impl RunDir {
             ));
         }
         let at: Start = serde_json::from_str(&at_text).map_err(|e| bad(self, e))?;
-        let updates = meta
-            .get("optimizer_updates")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let updates: u64 = updates_text.parse().map_err(|_| {
+            bad(
+                self,
+                format!("optimizer_updates `{updates_text}` is not a count"),
+            )
+        })?;
         let floats = |b: &[u8]| -> Vec<f32> {
             b.chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -296,10 +296,40 @@ pub fn fit(
     }
     exchange.start(exec)?;
 
-    for epoch in start.epoch..=t.epochs {
+    // A run early stopping ended (and was killed before it finished writing) trains no more.
+    let first = if start.stopped {
+        t.epochs + 1
+    } else {
+        start.epoch
+    };
+    if start.stopped {
+        stopped_early = Some("early stopping ended the run before it was interrupted".into());
+    }
+    for epoch in first..=t.epochs {
         let started = Instant::now();
         let mut epoch_samples = 0u64;
         let (sum, rows, lr) = if let Some(cfg) = lbfgs_cfg {
+            // L-BFGS runs a whole epoch at once: a stop is honoured between epochs.
+            if let Some(why) = progress.stop_requested() {
+                if let Some(save) = checkpoint.as_mut() {
+                    let next = Start {
+                        step,
+                        ..stopper.position(epoch)
+                    };
+                    let mut snapshot = checked_snapshot(exchange, exec, epoch, step)?;
+                    if let Some(s) = snapshot.as_mut() {
+                        s.set_lbfgs(&lbfgs_state);
+                    }
+                    save(&EpochEnd {
+                        record: None,
+                        next,
+                        samples: 0,
+                        snapshot: snapshot.as_ref(),
+                    })?;
+                    return Err(RunError::Interrupted { why, at: next });
+                }
+                return Err(RunError::Aborted(why));
+            }
             progress.epoch_start(epoch, t.epochs, cfg.max_iter);
             let mut evals = 0usize;
             let x0 = get_flat(exec)?;
@@ -443,6 +473,7 @@ pub fn fit(
                 record: Some(&record),
                 next: Start {
                     step,
+                    stopped: stop.is_some(),
                     ..stopper.position(epoch + 1)
                 },
                 samples: epoch_samples,

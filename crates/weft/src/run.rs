@@ -69,20 +69,33 @@ impl Experiment {
         let (_, prepared) = self.prepare_data()?;
         let plan = self.plan_to_run(&prepared, &device.0)?;
         let resume = dir.read_checkpoint(&plan)?;
+        if resume.at.batch > 0 && self.is_distributed() {
+            return Err(Error::Io {
+                path: run_dir.display().to_string(),
+                message: format!(
+                    "the checkpoint was written {} by a single process; resume it without `parallelism.data` (its batches are not those of several workers)",
+                    resume.at.describe()
+                ),
+            });
+        }
         let epochs = self.spec.train.epochs;
         if let Some(summary) = finished_summary(&dir) {
             let early = summary
                 .pointer("/train/stopped_early")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            if resume.at.finished_epochs() >= epochs || early.is_some() {
-                let why = early.unwrap_or_else(|| {
-                    format!("it finished all {} epochs", resume.at.finished_epochs())
-                });
+            if let Some(why) = early.filter(|_| resume.at.stopped) {
                 return Err(Error::NothingToDo(format!(
-                    "nothing to do: {} is a finished run ({why}); to train on, raise the epochs (`--set train.epochs={}`), or start a new run without --resume",
+                    "nothing to do: {} is a finished run (early stopping: {why}); to train on, start a new run with another `train.stop`",
+                    dir.path.display()
+                )));
+            }
+            if resume.at.finished_epochs() >= epochs {
+                return Err(Error::NothingToDo(format!(
+                    "nothing to do: {} is a finished run (it trained all {} epochs); to train on, raise the epochs (`--set train.epochs={}`), or start a new run without --resume",
                     dir.path.display(),
-                    resume.at.finished_epochs().max(epochs) + 10
+                    resume.at.finished_epochs(),
+                    resume.at.finished_epochs() + 10
                 )));
             }
         }
@@ -111,19 +124,27 @@ impl Experiment {
         };
         let resumable = is_stop(&e);
         let at = dir.checkpoint_position();
+        // The command as the user ran it: the spec, its `--set`s (the resumed spec must match).
+        let mut command = format!("weft run {}", shell_quote(&self.doc.file));
+        for s in &self.doc.overrides {
+            command.push_str(&format!(" --set {}", shell_quote(s)));
+        }
+        command.push_str(&format!(
+            " --resume {}",
+            shell_quote(&dir.path.display().to_string())
+        ));
         let hint = at.filter(|_| resumable).map(|at| {
             format!(
-                "the checkpoint {} is saved; resume with:\n  weft run {} --resume {}",
-                at.describe(),
-                self.doc.file,
-                dir.path.display()
+                "the checkpoint {} is saved; resume with:\n  {command}",
+                at.describe()
             )
         });
+        let interrupted = matches!(&e, Error::Run(r) if matches!(**r, RunError::Interrupted { .. } | RunError::Aborted(_)));
         let status = serde_json::json!({
-            "status": if matches!(&e, Error::Run(r) if matches!(**r, RunError::Interrupted { .. })) { "interrupted" } else { "failed" },
+            "status": if interrupted { "interrupted" } else { "failed" },
             "error": e.to_string(),
             "checkpoint": at.map(|a| a.describe()),
-            "resume": hint.as_ref().map(|_| format!("weft run {} --resume {}", self.doc.file, dir.path.display())),
+            "resume": hint.as_ref().map(|_| command.clone()),
         });
         if let Err(w) = dir.write_json(rundir::SUMMARY_FILE, &status) {
             tracing::warn!("could not record the failure in the run directory: {w}");
@@ -164,9 +185,13 @@ impl Experiment {
         let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
             let d =
                 crate::distributed::train(&self.spec, &plan, &prepared, dir, resume, &mut writer)
-                    .map_err(|e| Error::Stopped {
-                    message: e.to_string(),
-                    resume: None,
+                    .map_err(|e| match e {
+                    // Ctrl-C on the driver, a diverged model: what the loop said.
+                    weft_dist::DistError::Run(r) => Error::Run(Box::new(r)),
+                    other => Error::Stopped {
+                        message: other.to_string(),
+                        resume: None,
+                    },
                 })?;
             let mut notes: Vec<String> = device_note.into_iter().collect();
             notes.extend(d.notes);
@@ -251,6 +276,16 @@ impl Experiment {
     /// Trains, printing a line every few epochs, and writes the run under `runs/`.
     pub fn run(&self) -> Result<RunResult> {
         self.run_with(Path::new("runs"), &mut crate::progress::Lines::stdout())
+    }
+}
+
+/// `s` as one shell word (quoted when it holds anything but plain characters).
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
