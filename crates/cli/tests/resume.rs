@@ -64,9 +64,21 @@ fn run_dir(runs: &Path) -> Option<PathBuf> {
 
 /// Starts a run, stops it with `signal` once `ready` holds for its folder, waits for it.
 fn interrupt(spec: &Path, runs: &Path, signal: &str, ready: impl Fn(&Path) -> bool) -> String {
+    interrupt_with(spec, runs, &[], signal, ready)
+}
+
+/// [`interrupt`] with extra arguments (`--set …`).
+fn interrupt_with(
+    spec: &Path,
+    runs: &Path,
+    extra: &[&str],
+    signal: &str,
+    ready: impl Fn(&Path) -> bool,
+) -> String {
     let child = Command::new(BIN)
         .args(["run", spec.to_str().unwrap(), "--runs-dir"])
         .arg(runs)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -178,15 +190,24 @@ fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_is_exact() {
 
     let runs = tmp.path().join("interrupted");
     // Interrupted during epoch 2, between its checkpoints.
-    let err = interrupt(&path, &runs, "-INT", |d| {
-        d.join("metrics.jsonl").is_file() && {
-            std::thread::sleep(Duration::from_millis(30));
-            true
-        }
-    });
+    let err = interrupt_with(
+        &path,
+        &runs,
+        &["--set", "train.batch_size=24"],
+        "-INT",
+        |d| {
+            d.join("metrics.jsonl").is_file() && {
+                std::thread::sleep(Duration::from_millis(30));
+                true
+            }
+        },
+    );
     let dir = run_dir(&runs).unwrap();
     assert!(err.contains("interrupted (Ctrl-C)"), "{err}");
-    assert!(err.contains("--resume"), "prints the resume command: {err}");
+    assert!(
+        err.contains("--set train.batch_size=24 --resume"),
+        "prints the resume command, with its --set: {err}"
+    );
     let at = checkpoint_start(&dir).unwrap();
     let summary: Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();

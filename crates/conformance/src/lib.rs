@@ -97,6 +97,7 @@ macro_rules! testgen_conformance {
         $crate::testgen_conformance!(@group $ctor, resume: [
             adam_resumes_exactly, adagrad_resumes_exactly, rmsprop_momentum_resumes_exactly,
             sgd_nesterov_resumes_exactly, lbfgs_resumes_exactly,
+            early_stopped_run_resumes_to_no_more_epochs,
         ]);
         $crate::testgen_conformance!(@group $ctor, train: [
             same_plan_same_data_gives_identical_parameters, other_seed_gives_other_parameters,

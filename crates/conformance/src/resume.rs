@@ -138,3 +138,23 @@ pub fn sgd_nesterov_resumes_exactly(ctor: Ctor) {
 pub fn lbfgs_resumes_exactly(ctor: Ctor) {
     exact(ctor, "lbfgs");
 }
+
+/// A run early stopping ended, killed before it wrote its summary, resumes to no more
+/// epochs: the checkpoint says it stopped.
+pub fn early_stopped_run_resumes_to_no_more_epochs(ctor: Ctor) {
+    let p = plan(
+        MODEL,
+        "{optimizer: {adam: {lr: 0.01}}, batch_size: 10, epochs: 50, stop: {target_loss: 0.5}}",
+        2,
+        classes(3),
+    );
+    let mut saved = Vec::new();
+    let (params, _, losses) = train(ctor, &p, None, 0, &mut saved).expect("not stopped");
+    assert!(losses.len() < 50, "the target loss stops the run early");
+    let last = saved.last().expect("checkpoints").clone();
+    assert!(last.at.stopped, "the last checkpoint says the run stopped");
+    let mut more = Vec::new();
+    let (again, _, extra) = train(ctor, &p, Some(&last), 0, &mut more).expect("not stopped");
+    assert!(extra.is_empty(), "no epoch after the stop: {extra:?}");
+    assert_eq!(again, params);
+}

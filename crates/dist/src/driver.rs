@@ -28,6 +28,9 @@ use crate::launch::WorkerProc;
 use crate::protocol::{encode_job, JobHead, Work};
 use crate::ps;
 
+/// Extra time an events request may take to arrive, for the model snapshots it carries.
+const SNAPSHOT_ALLOWANCE: Duration = Duration::from_secs(60);
+
 /// How long a worker holds an events request open when it has nothing new (long poll).
 pub const LONG_POLL: Duration = Duration::from_millis(500);
 
@@ -155,7 +158,10 @@ impl Pollers {
         for w in workers {
             let (tx, stop) = (tx.clone(), stop.clone());
             let (base, token, rank) = (w.control.clone(), token.to_string(), w.rank);
-            let client = http_client(timeout)?;
+            // An epoch's events carry rank 0's model and optimizer state (JSON): a large
+            // model's take longer than a request to arrive. A dead worker is still found at
+            // once (its connection fails); this only bounds one that hangs mid-answer.
+            let client = http_client(timeout + SNAPSHOT_ALLOWANCE)?;
             std::thread::spawn(move || {
                 let mut from = 0usize;
                 while !stop.load(Ordering::Relaxed) {
