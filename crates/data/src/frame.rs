@@ -327,30 +327,14 @@ pub(crate) fn read_with_missing(
                 )
             }
         }
-        DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => {
+        t if is_float(t) => {
             let a = arrow_cast::cast(array, &DataType::Float64).map_err(|e| {
                 DataError::Internal(format!("casting column `{column}` to f64: {e}"))
             })?;
             let v = a.as_primitive::<Float64Type>().values().to_vec();
             num_with_missing(file, column, what, &v, &mut missing)?
         }
-        DataType::Boolean
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-            if missing.iter().any(|m| *m) =>
-        {
+        t if is_integer(t) && missing.iter().any(|m| *m) => {
             // Integers and booleans with nulls: the nulls are missing, the rest as usual.
             let filled = arrow_cast::cast(array, &DataType::Int64).map_err(|e| {
                 DataError::Internal(format!("casting column `{column}` to i64: {e}"))
@@ -392,6 +376,36 @@ pub(crate) fn read_with_missing(
         missing.clear();
     }
     Ok((values, missing))
+}
+
+/// Booleans and integers (read as integers).
+fn is_integer(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    )
+}
+
+/// Floating-point and decimal numbers (read as f64, kept as f32).
+fn is_float(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)
+    )
 }
 
 /// Numbers with NaN as missing (added to `missing`); an infinite value is an error.
@@ -446,15 +460,7 @@ pub(crate) fn read_values(
     let dtype = array.data_type();
     match dtype {
         DataType::Null => Err(missing(0)),
-        DataType::Boolean
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => {
+        t if is_integer(t) => {
             let a = cast(&DataType::Int64)?;
             // A UInt64 beyond i64 casts to null.
             if let Some(i) = (0..a.len()).find(|&i| a.is_null(i)) {
@@ -466,13 +472,7 @@ pub(crate) fn read_values(
             }
             Ok(Values::Int(a.as_primitive::<Int64Type>().values().to_vec()))
         }
-        DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => {
+        t if is_float(t) => {
             let a = cast(&DataType::Float64)?;
             floats(file, column, what, a.as_primitive::<Float64Type>().values())
         }

@@ -11,7 +11,7 @@ use arrow_ipc::reader::{FileReader, StreamReader};
 use arrow_schema::SchemaRef;
 
 use crate::error::{io_message, DataError};
-use crate::source::{data_files, read_parts, strip_arrow_prefix};
+use crate::source::{counted_pieces, data_files, read_parts, strip_arrow_prefix};
 use crate::table::Table;
 
 /// The extensions of Arrow IPC files (in a folder, and for `weft predict --input`).
@@ -101,22 +101,12 @@ pub(crate) fn stream_arrow(
         move |(path, shown)| -> Box<dyn Iterator<Item = Result<Table, DataError>>> {
             match Batches::open(&path, &shown) {
                 Err(e) => Box::new(std::iter::once(Err(e))),
-                Ok(batches) => {
-                    let counted = counted.clone();
-                    Box::new(batches.map(move |b| {
-                        let batch = b.map_err(|e| DataError::Csv {
-                            file: shown.clone(),
-                            message: strip_arrow_prefix(e),
-                        })?;
-                        let t = Table {
-                            name: shown.clone(),
-                            first_row: counted.get(),
-                            batch,
-                        };
-                        counted.set(t.first_row + t.num_rows());
-                        Ok(t)
-                    }))
-                }
+                Ok(batches) => Box::new(counted_pieces(
+                    batches,
+                    shown,
+                    counted.clone(),
+                    |file, message| DataError::Csv { file, message },
+                )),
             }
         },
     )))

@@ -228,25 +228,36 @@ fn stream_parquet(
         move |part| -> Box<dyn Iterator<Item = Result<Table, DataError>>> {
             match part {
                 Err(e) => Box::new(std::iter::once(Err(e))),
-                Ok((reader, shown)) => {
-                    let counted = counted.clone();
-                    Box::new(reader.map(move |b| {
-                        let batch = b.map_err(|e| DataError::Parquet {
-                            file: shown.clone(),
-                            message: strip_arrow_prefix(e),
-                        })?;
-                        let t = Table {
-                            name: shown.clone(),
-                            first_row: counted.get(),
-                            batch,
-                        };
-                        counted.set(t.first_row + t.num_rows());
-                        Ok(t)
-                    }))
-                }
+                Ok((reader, shown)) => Box::new(counted_pieces(
+                    reader,
+                    shown,
+                    counted.clone(),
+                    |file, message| DataError::Parquet { file, message },
+                )),
             }
         },
     )))
+}
+
+/// One file's record batches as pieces named `shown`, their rows counted on `counted` (shared
+/// by every file of a source, so rows are numbered over all of them); `error` words a batch
+/// that cannot be read.
+pub(crate) fn counted_pieces(
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+    shown: String,
+    counted: std::rc::Rc<std::cell::Cell<usize>>,
+    error: fn(String, String) -> DataError,
+) -> impl Iterator<Item = Result<Table, DataError>> {
+    batches.map(move |b| {
+        let batch = b.map_err(|e| error(shown.clone(), strip_arrow_prefix(e)))?;
+        let t = Table {
+            name: shown.clone(),
+            first_row: counted.get(),
+            batch,
+        };
+        counted.set(t.first_row + t.num_rows());
+        Ok(t)
+    })
 }
 
 /// A reader that refuses a line longer than [`MAX_CSV_LINE`] (a file without line ends is
