@@ -140,8 +140,14 @@ fn trains_from_parquet_parts_in_an_s3_bucket_and_predicts_from_it() {
         v
     };
     let before = spools();
+    // `check` reads the three Parquet footers with ranged reads: their rows, not the data.
     let o = weft_s3(m.port, &["check", spec.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1800 rows, 2 features"),
+        "{}",
+        stdout(&o)
+    );
     let o = weft_s3(
         m.port,
         &[
@@ -187,6 +193,18 @@ fn trains_from_parquet_parts_in_an_s3_bucket_and_predicts_from_it() {
         "{}",
         stderr(&o)
     );
+
+    // A CSV object: `check` reads its first rows for the schema, `run --json` the whole.
+    put(m.port, "/weft-data/iris.csv", include_str!("../../data/src/iris.csv").as_bytes());
+    let csv_spec = dir.path().join("csv.yaml");
+    std::fs::write(
+        &csv_spec,
+        "name: s3csv\ndata: {source: {csv: \"s3://weft-data/iris.csv\"}, label: species}\nmodel: [{dense: {units: 3, activation: softmax}}]\ntrain: {loss: cross_entropy, epochs: 2}\n",
+    )
+    .unwrap();
+    let o = weft_s3(m.port, &["check", csv_spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4 features"), "{}", stdout(&o));
 
     // A missing object, and wrong credentials' errors, name the URL.
     let o = weft_s3(

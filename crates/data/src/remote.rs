@@ -182,3 +182,139 @@ async fn download(
     file.flush().map_err(failed)?;
     Ok(local)
 }
+
+/// The objects a URL names, listed (not fetched): one object, a prefix, or a glob.
+async fn objects(
+    store: &dyn ObjectStore,
+    url: &str,
+    key: &str,
+) -> Result<Vec<object_store::ObjectMeta>, DataError> {
+    let glob_at = key.find(['*', '?', '[']);
+    if glob_at.is_none() && !key.ends_with('/') && !key.is_empty() {
+        match store.head(&ObjectPath::from(key)).await {
+            Ok(meta) => return Ok(vec![meta]),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(err(url, e)),
+        }
+    }
+    let prefix = match glob_at {
+        Some(i) => key[..i].rsplit_once('/').map_or("", |(p, _)| p),
+        None => key.trim_end_matches('/'),
+    };
+    let pattern = glob_at
+        .map(|_| glob::Pattern::new(key).map_err(|e| err(url, format!("bad glob pattern: {e}"))))
+        .transpose()?;
+    let mut listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&ObjectPath::from(prefix)))
+        .try_collect()
+        .await
+        .map_err(|e| err(url, e))?;
+    listed.retain(|m| {
+        pattern
+            .as_ref()
+            .is_none_or(|p| p.matches(m.location.as_ref()))
+    });
+    listed.sort_by(|a, b| a.location.cmp(&b.location));
+    if listed.is_empty() {
+        return Err(match pattern {
+            Some(_) => DataError::NoMatch {
+                pattern: url.to_string(),
+            },
+            None => err(url, "No such object or prefix"),
+        });
+    }
+    Ok(listed)
+}
+
+/// The schema of a remote source from ranged reads only: Parquet footers (with their row
+/// counts), a CSV's first 16 MiB, an Arrow file's header. `weft check` and `weft plan` on a
+/// large object do not fetch it.
+pub fn read_schema(url: &str, source: &weft_dsl::Source) -> Result<crate::TableSchema, DataError> {
+    use weft_dsl::Source;
+    let (store, key) = open(url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| err(url, e))?;
+    runtime.block_on(async {
+        let all = objects(&*store, url, &key).await?;
+        let range = |m: &object_store::ObjectMeta, r: std::ops::Range<u64>| {
+            let (store, loc) = (store.clone(), m.location.clone());
+            async move { store.get_range(&loc, r).await.map_err(|e| err(url, e)) }
+        };
+        match source {
+            Source::Parquet(_) => {
+                let mut rows = 0u64;
+                let mut first: Option<arrow_schema::SchemaRef> = None;
+                for m in all
+                    .iter()
+                    .filter(|m| m.location.as_ref().ends_with(".parquet") || all.len() == 1)
+                {
+                    let size = m.size;
+                    if size < 8 {
+                        return Err(err(url, format!("{} is not a Parquet file", m.location)));
+                    }
+                    let tail = range(m, size - 8..size).await?;
+                    let footer = parquet::file::metadata::FooterTail::try_from(&tail[..])
+                        .map_err(|e| err(url, format!("{}: {e}", m.location)))?;
+                    let len = footer.metadata_length() as u64;
+                    let meta_bytes = range(m, size.saturating_sub(8 + len)..size - 8).await?;
+                    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(
+                        &meta_bytes,
+                    )
+                    .map_err(|e| err(url, format!("{}: {e}", m.location)))?;
+                    let fm = meta.file_metadata();
+                    rows += u64::try_from(fm.num_rows()).unwrap_or(0);
+                    let schema = parquet::arrow::parquet_to_arrow_schema(
+                        fm.schema_descr(),
+                        fm.key_value_metadata(),
+                    )
+                    .map_err(|e| err(url, format!("{}: {e}", m.location)))?;
+                    first.get_or_insert_with(|| crate::source::loose(&schema));
+                }
+                let schema = first.ok_or_else(|| err(url, "no .parquet objects"))?;
+                crate::source::check_unique_columns(&schema, url)?;
+                Ok(crate::TableSchema {
+                    name: url.to_string(),
+                    schema,
+                    rows: Some(rows),
+                    classes: None,
+                })
+            }
+            Source::Arrow(_) => {
+                let m = &all[0];
+                let head = range(m, 0..m.size.min(4 << 20)).await?;
+                // The file format starts with `ARROW1` and two bytes of padding, then a stream.
+                let body = if head.starts_with(b"ARROW1") {
+                    head.slice(8..)
+                } else {
+                    head
+                };
+                let reader =
+                    arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+                        .map_err(|e| {
+                            err(
+                                url,
+                                format!("{}: not a readable Arrow IPC header: {e}", m.location),
+                            )
+                        })?;
+                let schema = reader.schema();
+                crate::source::check_unique_columns(&schema, url)?;
+                Ok(crate::TableSchema {
+                    name: url.to_string(),
+                    schema: crate::source::loose(&schema),
+                    rows: None,
+                    classes: None,
+                })
+            }
+            _ => {
+                let m = &all[0];
+                let head = range(m, 0..m.size.min(16 << 20)).await?;
+                let text = crate::source::read_lines_bounded(&head[..], url, 16 << 20)?;
+                let mut s = crate::schema::csv_schema(std::io::Cursor::new(text), url)?;
+                s.name = url.to_string();
+                Ok(s)
+            }
+        }
+    })
+}

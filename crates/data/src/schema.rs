@@ -95,12 +95,10 @@ impl TableSchema {
 /// The schema of the spec's data source, reading no more than headers and metadata.
 pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, DataError> {
     if let Some(url) = crate::source::remote_path(source) {
-        // The objects are spooled (a Parquet footer alone would do; this reads them whole).
-        return crate::source::with_spooled(url, source, |local, base| {
-            let mut s = read_schema(&local, base)?;
-            s.name = url.to_string();
-            Ok(s)
-        });
+        #[cfg(feature = "remote")]
+        return crate::remote::read_schema(url, source);
+        #[cfg(not(feature = "remote"))]
+        return crate::source::with_spooled(url, source, |local, base| read_schema(&local, base));
     }
     match source {
         Source::Csv(path) => {
@@ -153,7 +151,7 @@ pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, Data
 }
 
 /// The header's names, with types inferred from the first rows.
-fn csv_schema(mut reader: impl BufRead, name: &str) -> Result<TableSchema, DataError> {
+pub(crate) fn csv_schema(mut reader: impl BufRead, name: &str) -> Result<TableSchema, DataError> {
     let empty = reader
         .fill_buf()
         .map(<[u8]>::is_empty)
