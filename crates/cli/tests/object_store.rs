@@ -195,7 +195,11 @@ fn trains_from_parquet_parts_in_an_s3_bucket_and_predicts_from_it() {
     );
 
     // A CSV object: `check` reads its first rows for the schema, `run --json` the whole.
-    put(m.port, "/weft-data/iris.csv", include_str!("../../data/src/iris.csv").as_bytes());
+    put(
+        m.port,
+        "/weft-data/iris.csv",
+        include_str!("../../data/src/iris.csv").as_bytes(),
+    );
     let csv_spec = dir.path().join("csv.yaml");
     std::fs::write(
         &csv_spec,

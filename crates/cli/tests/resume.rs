@@ -179,6 +179,20 @@ fn a_killed_allreduce_run_resumes_to_the_same_weights() {
         reference,
         "every worker resumed with the model and Adam's moments (checkpoint {at})"
     );
+
+    // Ctrl-C on the driver: the workers stop, the finished epochs are saved, and the run
+    // says it was interrupted and how to resume it.
+    let runs = tmp.path().join("interrupted");
+    let err = interrupt(&path, &runs, "-INT", |d| {
+        d.join("checkpoint.safetensors").is_file()
+    });
+    assert!(err.contains("--resume"), "{err}");
+    let dir = run_dir(&runs).unwrap();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "interrupted", "{summary}");
+    resume(&path, &dir);
+    assert_eq!(weights(&dir), reference, "resumed after Ctrl-C");
 }
 
 #[test]

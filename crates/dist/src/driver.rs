@@ -373,12 +373,6 @@ pub fn train(
     let mut failure: Option<(usize, String)> = None;
 
     while done.len() < live.iter().filter(|l| **l).count() {
-        if let Some(why) = progress.stop_requested() {
-            // Ctrl-C on the driver: the workers stop; the epochs they finished are saved.
-            abort_all(workers, req.token, &job_id);
-            drop(pollers);
-            return Err(DistError::Run(weft_runtime::RunError::Aborted(why)));
-        }
         // Everything already waiting is taken at once: when the workers run ahead of the
         // driver (fast epochs, a slow disk), a burst of epochs costs one checkpoint, and a
         // lost worker is noticed without first writing every epoch queued before it.
@@ -521,6 +515,13 @@ pub fn train(
         }
         if failure.is_some() {
             break;
+        }
+        // Ctrl-C on the driver, checked after the reports already in are checkpointed: the
+        // workers stop, and every epoch they finished is saved.
+        if let Some(why) = progress.stop_requested() {
+            abort_all(workers, req.token, &job_id);
+            drop(pollers);
+            return Err(DistError::Run(weft_runtime::RunError::Aborted(why)));
         }
     }
     tracing::debug!(
