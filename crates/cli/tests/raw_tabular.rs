@@ -147,3 +147,55 @@ fn balanced_class_weights_lift_the_minority_recall() {
         "minority recall: {plain:.3} unweighted, {balanced:.3} balanced"
     );
 }
+
+/// `data.weight_column` weighs each row's loss (and is no feature): rows of weight 0 teach
+/// nothing, so with every class-1 row at weight 0 the model predicts class 0 for all rows,
+/// in one process and on two workers; a negative weight is refused at its row.
+#[test]
+fn a_weight_column_weighs_rows_on_one_process_and_on_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Lcg(11);
+    let mut csv = String::from("x1,x2,w,y\n");
+    for _ in 0..600 {
+        let (x1, x2) = (r.next() * 4.0 - 2.0, r.next() * 4.0 - 2.0);
+        let y = u8::from(x1 > 0.0);
+        csv.push_str(&format!(
+            "{x1:.4},{x2:.4},{},{y}\n",
+            if y == 1 { 0 } else { 1 }
+        ));
+    }
+    std::fs::write(dir.path().join("d.csv"), &csv).unwrap();
+    let spec = dir.path().join("s.yaml");
+    std::fs::write(
+        &spec,
+        "name: w\nseed: 3\ndata: {source: {csv: d.csv}, label: y, weight_column: w}\nmodel: [{dense: {units: 8, activation: relu}}, {dense: {units: 2, activation: softmax}}]\ntrain: {loss: cross_entropy, epochs: 10, batch_size: 32, optimizer: {adam: {lr: 0.01}}}\nevaluate: [confusion_matrix]\n",
+    )
+    .unwrap();
+    for extra in [&[][..], &["--set", "parallelism.data.workers=2"][..]] {
+        let v = run_json(spec.to_str().unwrap(), &dir.path().join("runs"), extra);
+        let cm = &v["metrics"]["test"]["confusion_matrix"];
+        assert_eq!(cm[0][1], 0, "{extra:?}: {cm}");
+        assert_eq!(cm[1][1], 0, "{extra:?}: class 1 never predicted: {cm}");
+        let plan: Value = serde_json::from_slice(
+            &std::fs::read(Path::new(v["run_dir"].as_str().unwrap()).join("plan.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan["features"],
+            serde_json::json!(["x1", "x2"]),
+            "w is no feature"
+        );
+    }
+    std::fs::write(
+        dir.path().join("d.csv"),
+        csv.replacen(",1,0\n", ",-1,0\n", 1),
+    )
+    .unwrap();
+    let o = weft(&["check", spec.to_str().unwrap(), "--rows"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("data.weight_column: d.csv: weight column `w` has -1"),
+        "{}",
+        stderr(&o)
+    );
+}

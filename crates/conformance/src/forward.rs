@@ -172,6 +172,27 @@ pub fn class_weighted_cross_entropy(ctor: Ctor) {
     set_named(exec.as_mut(), &p, &[("dense_0.weight", eye(x.ncols()))]);
     let got = f64::from(ok(exec.eval_loss(x.view(), y.view())));
     assert!(close(got, want, FORWARD), "got {got}, want {want}");
+
+    // With row weights too: each row's loss × its class's weight × its own.
+    let rows = [2.0f32, 0.0, 0.5, 1.0];
+    let want = to64(&x)
+        .rows()
+        .into_iter()
+        .zip(&y)
+        .zip(rows)
+        .map(|((r, &l), rw)| f64::from(w[l as usize] * rw) * (lse(r) - r[l as usize]))
+        .sum::<f64>()
+        / x.nrows() as f64;
+    let mut p = p;
+    p.sample_weighted = true;
+    let mut exec = ctor(&p);
+    set_named(exec.as_mut(), &p, &[("dense_0.weight", eye(x.ncols()))]);
+    exec.set_sample_weights(Some(&rows));
+    let got = f64::from(ok(exec.eval_loss(x.view(), y.view())));
+    assert!(
+        close(got, want, FORWARD),
+        "with row weights: got {got}, want {want}"
+    );
 }
 
 pub fn losses(ctor: Ctor) {

@@ -28,6 +28,11 @@ fn check(ctor: Ctor, plan: &Plan, tweak: impl FnOnce(&Plan, &mut Vec<Array2<f32>
     tweak(plan, &mut params);
     let mut exec = ctor(plan);
     ok(exec.set_params(&params));
+    if plan.sample_weighted {
+        // Rows weigh 0, 0.5, 1, 1.5, 2, … (a zero weight included).
+        let w: Vec<f32> = (0..ROWS).map(|i| (i % 5) as f32 * 0.5).collect();
+        exec.set_sample_weights(Some(&w));
+    }
     let loss = ok(exec.loss_and_grads(x.view(), y.view(), STEP));
     assert!(loss.is_finite(), "loss {loss}");
     let analytic = ok(exec.grads());
@@ -300,7 +305,20 @@ pub fn class_weighted_losses(ctor: Ctor) {
         let train = format!("{{loss: {loss}, optimizer: {{sgd: {{lr: 0.1}}}}}}");
         let p = ok(plan(&model, &train, FEATURES, classes(k)).with_class_weights(w));
         check(ctor, &p, |_, _| {});
+        // Row weights (`data.weight_column`) on top of the class weights.
+        let mut p = p;
+        p.sample_weighted = true;
+        check(ctor, &p, |_, _| {});
     }
+    // Row weights alone, for regression.
+    let mut p = plan(
+        "[{dense: {units: 4, activation: tanh}}, {dense: {units: 1}}]",
+        "{loss: mse, optimizer: {sgd: {lr: 0.1}}}",
+        FEATURES,
+        regression(),
+    );
+    p.sample_weighted = true;
+    check(ctor, &p, |_, _| {});
 }
 
 /// The same node twice in one merge: its gradient is counted twice.

@@ -146,7 +146,7 @@ pub fn blobs() -> Dataset {
         x[[i, 1]] = centres[c].1 + 0.5 * rng.normal();
         y[i] = c as f32;
     }
-    Dataset { x, y }
+    Dataset { x, y, w: None }
 }
 
 /// Fraction of rows whose arg-max prediction is the label.

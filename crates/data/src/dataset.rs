@@ -9,6 +9,8 @@ pub struct Dataset {
     pub x: Array2<f32>,
     /// The class index (as f32) for classification, the target value for regression.
     pub y: Array1<f32>,
+    /// Each row's weight in the loss (`data.weight_column`); `None`: every row weighs 1.
+    pub w: Option<Array1<f32>>,
 }
 
 impl Dataset {
@@ -30,6 +32,7 @@ impl Dataset {
         Dataset {
             x: self.x.select(Axis(0), rows),
             y: self.y.select(Axis(0), rows),
+            w: self.w.as_ref().map(|w| w.select(Axis(0), rows)),
         }
     }
 }
@@ -44,6 +47,7 @@ mod tests {
         let d = Dataset {
             x: array![[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
             y: array![0.0, 1.0, 2.0],
+            w: None,
         };
         let s = d.select(&[2, 0]);
         assert_eq!(s.x, array![[4.0, 5.0], [0.0, 1.0]]);

@@ -129,6 +129,15 @@ pub enum DataError {
         column: String,
         dtype: String,
     },
+    #[error(
+        "{file}: weight column `{column}` has {value} at {at}; a row's weight is a number >= 0"
+    )]
+    BadWeight {
+        file: String,
+        column: String,
+        value: String,
+        at: At,
+    },
     #[error("{file}: label column `{column}` holds strings but the task is regression (loss: mse), which needs numbers")]
     StringLabel { file: String, column: String },
     #[error("{file}: label column `{column}` has a single class `{class}` in the train split; classification needs at least two")]
@@ -258,6 +267,9 @@ impl DataError {
             | UnsupportedType { .. } => "data.source",
             Synthetic(_) => "data.source.synthetic",
             ColumnNotFound { what, .. } if what.contains("label") => "data.label",
+            ColumnNotFound { what, .. } if what.contains("weight") => "data.weight_column",
+            BadWeight { .. } => "data.weight_column",
+            MissingValue { what, .. } if what.contains("weight") => "data.weight_column",
             ColumnNotFound { .. } | LabelAsFeature { .. } | NoFeatures { .. } => "data.features",
             MissingValue { what, .. } if what.contains("label") => "data.label",
             MissingValue { .. } | StringFeature { .. } => "data.source",

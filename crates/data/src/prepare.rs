@@ -117,10 +117,18 @@ pub fn prepare(
             rows: table.num_rows(),
         });
     }
+    let weights = spec
+        .weight_column
+        .as_deref()
+        .map(|c| read_weights(table, c))
+        .transpose()?;
     let dataset = |f: &Frame| -> Result<Dataset, DataError> {
         Ok(Dataset {
             x: f.to_matrix()?,
             y: f.rows.iter().map(|&r| y[r]).collect(),
+            w: weights
+                .as_ref()
+                .map(|w| f.rows.iter().map(|&r| w[r]).collect()),
         })
     };
     Ok(Prepared {
@@ -138,6 +146,34 @@ pub fn prepare(
         },
         split,
     })
+}
+
+/// The weight column's values: numbers >= 0, every row.
+fn read_weights(table: &Table, column: &str) -> Result<Vec<f32>, DataError> {
+    let array = table.column(column, "weight column")?;
+    let values = crate::frame::read_values(&table.name, column, "weight column", array)
+        .map_err(|e| e.shift_rows(table.first_row))?;
+    let w: Vec<f32> = match values {
+        Values::Num(v) => v,
+        Values::Int(v) => v.into_iter().map(|x| x as f32).collect(),
+        Values::Text(t) => {
+            return Err(DataError::BadWeight {
+                file: table.name.clone(),
+                column: column.into(),
+                value: format!("`{}`", t.first().cloned().unwrap_or_default()),
+                at: crate::error::At::of(&table.name, table.first_row),
+            })
+        }
+    };
+    if let Some(i) = w.iter().position(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(DataError::BadWeight {
+            file: table.name.clone(),
+            column: column.into(),
+            value: w[i].to_string(),
+            at: crate::error::At::of(&table.name, table.first_row + i),
+        });
+    }
+    Ok(w)
 }
 
 /// Whether a stage fills or drops a column's missing values before anything encodes it: the
@@ -172,7 +208,19 @@ pub fn feature_columns(
 ) -> Result<(Vec<String>, String), DataError> {
     let label = label_name(spec, table, columns)?;
     require(table, columns, &label, "label column")?;
-    let features = select_features(spec, table, columns, &label)?;
+    if let Some(w) = &spec.weight_column {
+        require(table, columns, w, "weight column")?;
+    }
+    let mut features = select_features(spec, table, columns, &label)?;
+    // The weight column weighs rows; it is no feature.
+    if let Some(w) = &spec.weight_column {
+        features.retain(|f| f != w);
+        if features.is_empty() {
+            return Err(DataError::NoFeatures {
+                table: table.to_string(),
+            });
+        }
+    }
     Ok((features, label))
 }
 

@@ -8,6 +8,7 @@ use weft_dsl::{Builtin, DataSpec, FeatureSelect, OneColumn, Preprocess, Source, 
 fn spec(source: Source, label: Option<&str>) -> DataSpec {
     DataSpec {
         na_values: weft_dsl::default_na_values(),
+        weight_column: None,
         source,
         features: FeatureSelect::default(),
         label: label.map(String::from),

@@ -11,6 +11,7 @@ use weft_dsl::{ColumnsOpt, DataSpec, FeatureSelect, OneColumn, Preprocess, Sourc
 fn spec(source: Source, label: &str, preprocess: Vec<Preprocess>) -> DataSpec {
     DataSpec {
         na_values: weft_dsl::default_na_values(),
+        weight_column: None,
         source,
         features: FeatureSelect::default(),
         label: Some(label.into()),

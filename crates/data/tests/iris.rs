@@ -9,6 +9,7 @@ use weft_dsl::{Builtin, ColumnsOpt, DataSpec, FeatureSelect, Preprocess, Source,
 fn iris_spec(preprocess: Vec<Preprocess>, split: SplitSpec) -> DataSpec {
     DataSpec {
         na_values: weft_dsl::default_na_values(),
+        weight_column: None,
         source: Source::Builtin(Builtin::Iris),
         features: FeatureSelect::default(),
         label: None,

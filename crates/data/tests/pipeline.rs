@@ -19,6 +19,7 @@ fn fitted(dir: &Path) -> Pipeline {
     std::fs::write(dir.join("train.csv"), TRAIN).unwrap_or_else(|e| panic!("{e}"));
     let spec = DataSpec {
         na_values: weft_dsl::default_na_values(),
+        weight_column: None,
         source: Source::Csv("train.csv".into()),
         features: FeatureSelect::default(),
         label: Some("outcome".into()),

@@ -86,6 +86,7 @@ fn noise_features_carry_no_class_signal() {
 fn prepare_uses_label_by_default() {
     let spec = DataSpec {
         na_values: weft_dsl::default_na_values(),
+        weight_column: None,
         source: Source::Synthetic(synth(100, 3, 2, None, 0)),
         features: FeatureSelect::default(),
         label: None,

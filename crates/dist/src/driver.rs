@@ -233,6 +233,7 @@ fn send_jobs(
                     train_rows: train.map_or(0, Dataset::len),
                     validation_rows: validation.map_or(0, Dataset::len),
                     features: train.map_or(0, |d| d.x.ncols()),
+                    weighted: train.is_some_and(|d| d.w.is_some()),
                 };
                 let client = &client;
                 s.spawn(move || {

@@ -31,10 +31,14 @@ pub struct JobHead {
     pub train_rows: usize,
     pub validation_rows: usize,
     pub features: usize,
+    /// Each set's rows carry a weight (`data.weight_column`), after its labels.
+    #[serde(default)]
+    pub weighted: bool,
 }
 
 /// A job request body: `u32` length of the JSON head, the head, then the train set's
-/// features and labels and the validation set's, as little-endian f32.
+/// features, labels (and row weights when the head says so) and the validation set's, as
+/// little-endian f32.
 pub fn encode_job(
     head: &JobHead,
     train: Option<&Dataset>,
@@ -45,7 +49,16 @@ pub fn encode_job(
     body.extend_from_slice(&(json.len() as u32).to_le_bytes());
     body.extend_from_slice(&json);
     for d in [train, validation].into_iter().flatten() {
-        for v in d.x.iter().chain(d.y.iter()) {
+        let ones;
+        let w = match (&d.w, head.weighted) {
+            (Some(w), true) => Some(w),
+            (None, true) => {
+                ones = ndarray::Array1::ones(d.len());
+                Some(&ones)
+            }
+            _ => None,
+        };
+        for v in d.x.iter().chain(d.y.iter()).chain(w.into_iter().flatten()) {
             body.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -84,8 +97,9 @@ pub(crate) fn decode_job(
             head.timeout_s
         ));
     }
+    let per_row = f.checked_add(1 + usize::from(head.weighted));
     let want = (head.train_rows.checked_add(head.validation_rows))
-        .and_then(|r| r.checked_mul(f.checked_add(1)?))
+        .and_then(|r| r.checked_mul(per_row?))
         .and_then(|v| v.checked_mul(4))
         .ok_or("the job's head gives sizes too large to hold")?;
     if body.len() - 4 - len != want {
@@ -100,9 +114,13 @@ pub(crate) fn decode_job(
     let mut take = |rows: usize| -> std::result::Result<Dataset, String> {
         let x: Vec<f32> = floats.by_ref().take(rows * f).collect();
         let y: Vec<f32> = floats.by_ref().take(rows).collect();
+        let w = head
+            .weighted
+            .then(|| ndarray::Array1::from_vec(floats.by_ref().take(rows).collect()));
         Ok(Dataset {
             x: ndarray::Array2::from_shape_vec((rows, f), x).map_err(|e| e.to_string())?,
             y: ndarray::Array1::from_vec(y),
+            w,
         })
     };
     let train = take(head.train_rows)?;

@@ -58,6 +58,10 @@ pub struct DataSpec {
     /// Cell texts that mean "missing" (besides empty cells and nulls of typed files).
     #[serde(default = "default_na_values")]
     pub na_values: Vec<String>,
+    /// A column of per-row weights (numbers >= 0) that multiply each row's loss; it is not a
+    /// feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_column: Option<String>,
 }
 
 /// `data.na_values` by default.

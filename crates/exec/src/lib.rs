@@ -94,6 +94,9 @@ pub trait Executor {
     fn optimizer_state(&self) -> Result<optim::OptimState, ExecError>;
     /// Restores what [`Executor::optimizer_state`] returned (resuming a run).
     fn set_optimizer_state(&mut self, state: &optim::OptimState) -> Result<(), ExecError>;
+    /// The weights of the next batches' rows (`data.weight_column`), used by every loss until
+    /// set again; `None`: every row weighs 1. Only a plan with `sample_weighted` uses them.
+    fn set_sample_weights(&mut self, w: Option<&[f32]>);
 }
 
 /// A flat vector (parameters, gradients or optimizer slots, in the plan's `params` order)

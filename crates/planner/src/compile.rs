@@ -201,6 +201,7 @@ impl Plan {
             device: Target::Cpu,
             memory: None,
             class_weights: None,
+            sample_weighted: spec.data.weight_column.is_some(),
         })
     }
 }

@@ -83,6 +83,9 @@ pub struct Plan {
     /// split's classes by [`Plan::with_class_weights`]); `None`: every class weighs 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weights: Option<Vec<f32>>,
+    /// Each training row carries a weight (`data.weight_column`) that multiplies its loss.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sample_weighted: bool,
 }
 
 /// What one planner pass did, for `weft plan --verbose`: a summary line and the graph after it.

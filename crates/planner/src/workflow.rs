@@ -98,6 +98,9 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
         kv("batch_size", t.batch_size.to_string()),
         kv("epochs", t.epochs.to_string()),
     ];
+    if let Some(w) = &d.weight_column {
+        train_details.push(kv("sample_weights", w.clone()));
+    }
     if let Some(dp) = &spec.parallelism.data {
         train_details.push(kv("workers", dp.workers.to_string()));
         train_details.push(kv("sync", dp.strategy()));

@@ -98,6 +98,7 @@ pub fn mean_loss(exec: &mut dyn Executor, d: &Dataset, chunk: usize) -> Result<f
     let mut total = 0.0f64;
     for start in (0..d.len()).step_by(chunk.max(1)) {
         let end = (start + chunk).min(d.len());
+        set_weights(exec, d, start..end);
         let l = exec.eval_loss(
             d.x.slice(ndarray::s![start..end, ..]),
             d.y.slice(ndarray::s![start..end]),
@@ -105,6 +106,13 @@ pub fn mean_loss(exec: &mut dyn Executor, d: &Dataset, chunk: usize) -> Result<f
         total += f64::from(l) * (end - start) as f64;
     }
     Ok((total / d.len().max(1) as f64) as f32)
+}
+
+/// Tells the executor the weights of rows `rows` of `d` (`data.weight_column`), if it has any.
+fn set_weights(exec: &mut dyn Executor, d: &Dataset, rows: std::ops::Range<usize>) {
+    if let Some(w) = &d.w {
+        exec.set_sample_weights(w.slice(ndarray::s![rows]).as_slice());
+    }
 }
 
 /// Predictions for a whole data set, in chunks.
@@ -290,6 +298,7 @@ pub fn fit(
         lbfgs_state = r.snapshot.lbfgs_state();
     }
     let (mut xb, mut yb) = (Array2::zeros((0, 0)), Array1::zeros(0));
+    let mut wb: Vec<f32> = Vec::new();
     let mut order: Vec<usize> = (0..n).collect();
     for epoch in 1..start.epoch {
         Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
@@ -391,6 +400,11 @@ pub fn fit(
                 lr = learning_rate(t, step, steps_per_epoch, total_steps);
                 if !mine.is_empty() {
                     gather(train, mine, &mut xb, &mut yb);
+                    if let Some(w) = &train.w {
+                        wb.clear();
+                        wb.extend(mine.iter().map(|&i| w[i]));
+                        exec.set_sample_weights(Some(&wb));
+                    }
                 }
                 let at = StepAt {
                     epoch,
@@ -551,6 +565,7 @@ fn full_batch(
     for start in (0..n).step_by(chunk) {
         let end = (start + chunk).min(n);
         let w = (end - start) as f64 / n as f64;
+        set_weights(exec, d, start..end);
         let l = exec.loss_and_grads(
             d.x.slice(ndarray::s![start..end, ..]),
             d.y.slice(ndarray::s![start..end]),

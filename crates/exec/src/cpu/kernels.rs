@@ -372,35 +372,60 @@ pub fn norm_grad(
     }
 }
 
-/// Mean loss over rows. `target` holds class indices ([B,1]) or values ([B,k]); with
-/// `class_w`, each row's loss is weighted by its class's weight (the mean stays over rows).
-pub fn loss(
-    kind: LossKind,
-    pred: &Array2<f32>,
-    target: &Array2<f32>,
-    class_w: Option<&[f32]>,
-) -> f32 {
+/// How a loss weighs its rows: by their class (`train.class_weight`) and by their own
+/// weight (`data.weight_column`); each row's loss is multiplied by both, the mean stays over
+/// rows (as Keras).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossWeights<'a> {
+    pub class: Option<&'a [f32]>,
+    pub rows: Option<&'a [f32]>,
+}
+
+impl LossWeights<'_> {
+    /// The weight of row `i` with label `label`.
+    fn of(&self, i: usize, label: f32) -> f32 {
+        let class = self
+            .class
+            .and_then(|w| w.get(label as usize))
+            .copied()
+            .unwrap_or(1.0);
+        self.row(i) * class
+    }
+
+    /// Row `i`'s own weight.
+    fn row(&self, i: usize) -> f32 {
+        self.rows.and_then(|w| w.get(i)).copied().unwrap_or(1.0)
+    }
+}
+
+/// Mean loss over rows. `target` holds class indices ([B,1]) or values ([B,k]); `w` weighs
+/// the rows.
+pub fn loss(kind: LossKind, pred: &Array2<f32>, target: &Array2<f32>, w: LossWeights) -> f32 {
     let (r, c) = pred.dim();
     if r == 0 {
         return 0.0;
     }
     let p = flat(pred);
     let t = flat(target);
-    let w = |label: f32| f64::from(class_weight(class_w, label));
+    let weight = |i: usize, label: f32| f64::from(w.of(i, label));
     let total: f64 = match kind {
         LossKind::SoftmaxCrossEntropy => p
             .chunks_exact(c)
             .zip(t)
-            .map(|(row, &label)| {
+            .enumerate()
+            .map(|(i, (row, &label))| {
                 let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
-                f64::from(lse - row[label as usize]) * w(label)
+                f64::from(lse - row[label as usize]) * weight(i, label)
             })
             .sum(),
         LossKind::SigmoidBinaryCrossEntropy => p
             .iter()
             .zip(t)
-            .map(|(&z, &y)| f64::from(z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) * w(y))
+            .enumerate()
+            .map(|(k, (&z, &y))| {
+                f64::from(z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) * weight(k / c.max(1), y)
+            })
             .sum(),
         LossKind::Mse { one_hot } => p
             .chunks_exact(c)
@@ -415,22 +440,14 @@ pub fn loss(
                     })
                     .sum::<f64>();
                 if one_hot {
-                    e * w(t[i])
+                    e * weight(i, t[i])
                 } else {
-                    e
+                    e * f64::from(w.row(i))
                 }
             })
             .sum(),
     };
     (total / r as f64) as f32
-}
-
-/// The weight of the class `label` (1 without weights).
-fn class_weight(class_w: Option<&[f32]>, label: f32) -> f32 {
-    class_w
-        .and_then(|w| w.get(label as usize))
-        .copied()
-        .unwrap_or(1.0)
 }
 
 fn target_at(one_hot: bool, t: &[f32], c: usize, i: usize, j: usize) -> f32 {
@@ -446,7 +463,7 @@ pub fn loss_grad(
     kind: LossKind,
     pred: &Array2<f32>,
     target: &Array2<f32>,
-    class_w: Option<&[f32]>,
+    w: LossWeights,
     out: &mut Array2<f32>,
 ) {
     let (r, c) = pred.dim();
@@ -455,10 +472,15 @@ pub fn loss_grad(
     let (p, t, o) = (flat(pred), flat(target), flat_mut(out));
     match kind {
         LossKind::SoftmaxCrossEntropy => {
-            for ((row, orow), &label) in p.chunks_exact(c).zip(o.chunks_exact_mut(c)).zip(t) {
+            for (i, ((row, orow), &label)) in p
+                .chunks_exact(c)
+                .zip(o.chunks_exact_mut(c))
+                .zip(t)
+                .enumerate()
+            {
                 let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
-                let k = scale * class_weight(class_w, label);
+                let k = scale * w.of(i, label);
                 for j in 0..c {
                     orow[j] = ((row[j] - m).exp() / s - f32::from(label as usize == j)) * k;
                 }
@@ -466,15 +488,15 @@ pub fn loss_grad(
         }
         LossKind::SigmoidBinaryCrossEntropy => {
             for i in 0..o.len() {
-                o[i] = (sigmoid(p[i]) - t[i]) * scale * class_weight(class_w, t[i]);
+                o[i] = (sigmoid(p[i]) - t[i]) * scale * w.of(i / c.max(1), t[i]);
             }
         }
         LossKind::Mse { one_hot } => {
             for i in 0..r {
                 let k = if one_hot {
-                    scale * class_weight(class_w, t[i])
+                    scale * w.of(i, t[i])
                 } else {
-                    scale
+                    scale * w.row(i)
                 };
                 for j in 0..c {
                     o[i * c + j] = 2.0 * (p[i * c + j] - target_at(one_hot, t, c, i, j)) * k;

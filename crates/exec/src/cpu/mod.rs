@@ -39,6 +39,8 @@ pub struct CpuExecutor {
     grad_param: HashMap<usize, usize>,
     /// Time and calls per node, kept when `RUST_LOG=debug` (reported when dropped).
     profile: Option<Vec<(Duration, u64)>>,
+    /// The batch rows' weights (`set_sample_weights`).
+    sample_w: Option<Vec<f32>>,
 }
 
 impl CpuExecutor {
@@ -75,6 +77,7 @@ impl CpuExecutor {
             running: HashMap::new(),
             profile: tracing::enabled!(tracing::Level::DEBUG)
                 .then(|| vec![(Duration::ZERO, 0); plan.nodes.len()]),
+            sample_w: None,
             vals,
             plan: plan.clone(),
         }
@@ -144,6 +147,13 @@ impl CpuExecutor {
         let node = &self.plan.nodes[id];
         let v = &self.vals;
         let input = |i: usize| &v[node.inputs[i]];
+        let weights = kernels::LossWeights {
+            class: self.plan.class_weights.as_deref(),
+            rows: self
+                .sample_w
+                .as_deref()
+                .filter(|_| self.plan.sample_weighted),
+        };
         match &node.op {
             Op::Input { columns } => {
                 // `check_batch` has made sure x has every feature column.
@@ -249,12 +259,7 @@ impl CpuExecutor {
             }
             Op::Loss(kind) => {
                 ensure(out, 1, 1);
-                out[[0, 0]] = kernels::loss(
-                    *kind,
-                    input(0),
-                    input(1),
-                    self.plan.class_weights.as_deref(),
-                );
+                out[[0, 0]] = kernels::loss(*kind, input(0), input(1), weights);
             }
             Op::ActGrad(a) => kernels::activation_grad(*a, input(0), input(1), input(2), out),
             Op::SumRows => {
@@ -277,13 +282,7 @@ impl CpuExecutor {
                 ensure(out, a.nrows(), end - start);
                 out.assign(&a.slice(ndarray::s![.., *start..*end]));
             }
-            Op::LossGrad(kind) => kernels::loss_grad(
-                *kind,
-                input(0),
-                input(1),
-                self.plan.class_weights.as_deref(),
-                out,
-            ),
+            Op::LossGrad(kind) => kernels::loss_grad(*kind, input(0), input(1), weights, out),
             Op::GradNorm => {
                 let mut s = 0.0f64;
                 for i in 0..node.inputs.len() {
@@ -500,6 +499,10 @@ impl Executor for CpuExecutor {
             })
             .collect();
         Ok(())
+    }
+
+    fn set_sample_weights(&mut self, w: Option<&[f32]>) {
+        self.sample_w = w.map(<[f32]>::to_vec);
     }
 
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {

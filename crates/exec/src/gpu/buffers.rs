@@ -112,14 +112,22 @@ impl GpuExecutor {
         let uniform = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
         let exec = GpuExecutor {
             loss_sum: ctx.buffer("loss sum", 4, STORAGE)?,
-            class_weights: match &plan.class_weights {
-                Some(w) if !w.is_empty() => {
+            // Bound whenever rows are weighted at all (the loss kernels read the class
+            // weights before the row weights); ones when only the rows have weights.
+            class_weights: match (&plan.class_weights, plan.sample_weighted) {
+                (Some(w), _) if !w.is_empty() => {
                     let b = ctx.buffer("class weights", 4 * w.len() as u64, STORAGE)?;
                     write(&ctx, &b, 0, w);
                     Some(b)
                 }
+                (_, true) => {
+                    let b = ctx.buffer("class weights", 4, STORAGE)?;
+                    write(&ctx, &b, 0, &[1.0]);
+                    Some(b)
+                }
                 _ => None,
             },
+            sample_w: None,
             step_buf: ctx.buffer("step scalars", STEP_BYTES as u64, uniform)?,
             belt: wgpu::util::StagingBelt::new(ctx.device.clone(), 1 << 20),
             ctx,
@@ -217,12 +225,19 @@ impl GpuExecutor {
             4 * rows as u64,
             STORAGE,
         )?;
+        // The rows' weights (`data.weight_column`); one value when the plan has none.
+        let w = ctx.buffer(
+            &format!("row weights ({rows} rows)"),
+            4 * if self.plan.sample_weighted { rows } else { 1 } as u64,
+            STORAGE,
+        )?;
         Ok(BatchBuffers {
             rows,
             slots,
             scratch,
             x,
             y,
+            w,
         })
     }
 
@@ -274,6 +289,7 @@ impl GpuExecutor {
             Buf::X => &batch.x,
             Buf::LossSum => &self.loss_sum,
             Buf::ClassWeights => self.class_weights.as_ref().ok_or_else(missing)?,
+            Buf::SampleWeights => &batch.w,
             Buf::Columns(id) => self.columns.get(&id).ok_or_else(missing)?,
             Buf::Partial(_) => self.partial.as_ref().ok_or_else(missing)?,
         };

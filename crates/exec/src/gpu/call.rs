@@ -25,6 +25,8 @@ pub enum Buf {
     LossSum,
     /// The loss's class weights.
     ClassWeights,
+    /// The batch rows' weights.
+    SampleWeights,
     /// Column indices of an input node that selects columns.
     Columns(usize),
     /// Partial sums of a reduction split in chunks (`reductions.rs`): one buffer shared by

@@ -210,6 +210,10 @@ impl Executor for GpuExecutor {
         Ok(())
     }
 
+    fn set_sample_weights(&mut self, w: Option<&[f32]>) {
+        self.sample_w = w.map(<[f32]>::to_vec);
+    }
+
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {
         for (id, (m, v)) in &self.running {
             let name = &self.plan.nodes[*id].name;

@@ -5,7 +5,7 @@
 
 // LossParams in uniforms.rs.
 struct LossParams {
-    rows: u32, cols: u32, kind: u32, accumulate: u32, weighted: u32,
+    rows: u32, cols: u32, kind: u32, accumulate: u32, weighted: u32, row_weighted: u32,
 };
 
 @group(0) @binding(0) var<uniform> P: LossParams;
@@ -13,11 +13,14 @@ struct LossParams {
 @group(0) @binding(2) var<storage, read> pred: array<f32>;
 @group(0) @binding(3) var<storage, read> labels: array<f32>;
 @group(0) @binding(4) var<storage, read> class_w: array<f32>;
+@group(0) @binding(5) var<storage, read> row_w: array<f32>;
 
-// The weight of class `label` (1 without weights).
-fn weight_of(label: f32) -> f32 {
-    if P.weighted == 0u { return 1.0; }
-    return class_w[u32(label)];
+// The weight of row r with label `label`: its class's weight times its own (1 without).
+fn weight_of(r: u32, label: f32) -> f32 {
+    var w = 1.0;
+    if P.weighted == 1u { w = class_w[u32(label)]; }
+    if P.row_weighted == 1u { w *= row_w[r]; }
+    return w;
 }
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> acc: array<f32>;
@@ -39,12 +42,12 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         for (var j = 0u; j < P.cols; j++) { m = max(m, pred[base + j]); }
         var s = 0.0;
         for (var j = 0u; j < P.cols; j++) { s += exp(pred[base + j] - m); }
-        total = (m + log(s) - pred[base + u32(labels[r])]) * weight_of(labels[r]);
+        total = (m + log(s) - pred[base + u32(labels[r])]) * weight_of(r, labels[r]);
     } else if P.kind == LOSS_SIGMOID_BCE {
         for (var j = 0u; j < P.cols; j++) {
             let z = pred[base + j];
             let y = labels[base + j];
-            total += (max(z, 0.0) - z * y + log(1.0 + exp(-abs(z)))) * weight_of(y);
+            total += (max(z, 0.0) - z * y + log(1.0 + exp(-abs(z)))) * weight_of(r, y);
         }
     } else {
         // LOSS_MSE and LOSS_MSE_ONE_HOT (target_at tells them apart).
@@ -52,7 +55,8 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
             let d = pred[base + j] - target_at(r, j);
             total += d * d;
         }
-        if P.kind == LOSS_MSE_ONE_HOT { total *= weight_of(labels[r]); }
+        // Plain mse is regression: no class weights, only the row's own.
+        if P.kind == LOSS_MSE_ONE_HOT { total *= weight_of(r, labels[r]); } else { total *= weight_of(r, 0.0); }
     }
     out[r] = total;
 }
@@ -92,7 +96,7 @@ fn loss_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         var s = 0.0;
         for (var j = 0u; j < P.cols; j++) { s += exp(pred[base + j] - m); }
         let label = u32(labels[r]);
-        let k = scale * weight_of(labels[r]);
+        let k = scale * weight_of(r, labels[r]);
         for (var j = 0u; j < P.cols; j++) {
             let p = exp(pred[base + j] - m) / s;
             out[base + j] = (p - select(0.0, 1.0, j == label)) * k;
@@ -100,11 +104,11 @@ fn loss_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     } else if P.kind == LOSS_SIGMOID_BCE {
         for (var j = 0u; j < P.cols; j++) {
             let y = labels[base + j];
-            out[base + j] = (sigmoid(pred[base + j]) - y) * scale * weight_of(y);
+            out[base + j] = (sigmoid(pred[base + j]) - y) * scale * weight_of(r, y);
         }
     } else {
         var k = scale;
-        if P.kind == LOSS_MSE_ONE_HOT { k *= weight_of(labels[r]); }
+        if P.kind == LOSS_MSE_ONE_HOT { k *= weight_of(r, labels[r]); } else { k *= weight_of(r, 0.0); }
         for (var j = 0u; j < P.cols; j++) {
             out[base + j] = 2.0 * (pred[base + j] - target_at(r, j)) * k;
         }

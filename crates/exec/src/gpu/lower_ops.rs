@@ -255,19 +255,16 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
         }
         Op::Loss(kind) => {
             let (pred, rows) = (input(0), rows_of(plan, input(0), run.rows));
-            let weighted = plan.class_weights.is_some();
             let p = LossParams {
                 rows: u(rows)?,
                 cols: u(plan.nodes[pred].shape.cols)?,
                 kind: loss_code(*kind).code(),
                 accumulate: u32::from(run.accumulate),
-                weighted: u32::from(weighted),
+                weighted: u32::from(plan.class_weights.is_some()),
+                row_weighted: u32::from(plan.sample_weighted),
                 ..LossParams::default()
             };
-            let mut reads = vec![Buf::Node(pred), Buf::Node(input(1))];
-            if weighted {
-                reads.push(Buf::ClassWeights);
-            }
+            let reads = loss_reads(plan, pred, input(1));
             calls.push(Call {
                 kernel: Kernel::loss("loss_rows"),
                 params: p.into(),
@@ -395,18 +392,15 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             }
         }
         Op::LossGrad(kind) => {
-            let weighted = plan.class_weights.is_some();
             let p = LossParams {
                 rows: ew.rows,
                 cols: ew.cols,
                 kind: loss_code(*kind).code(),
-                weighted: u32::from(weighted),
+                weighted: u32::from(plan.class_weights.is_some()),
+                row_weighted: u32::from(plan.sample_weighted),
                 ..LossParams::default()
             };
-            let mut reads = vec![Buf::Node(input(0)), Buf::Node(input(1))];
-            if weighted {
-                reads.push(Buf::ClassWeights);
-            }
+            let reads = loss_reads(plan, input(0), input(1));
             calls.push(Call {
                 kernel: Kernel::loss("loss_backward"),
                 params: p.into(),
@@ -422,6 +416,19 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A loss kernel's reads: predictions, targets, then the class weights (bound whenever rows
+/// are weighted at all) and the rows' weights, in the bindings loss.wgsl declares.
+fn loss_reads(plan: &Plan, pred: usize, target: usize) -> Vec<Buf> {
+    let mut reads = vec![Buf::Node(pred), Buf::Node(target)];
+    if plan.class_weights.is_some() || plan.sample_weighted {
+        reads.push(Buf::ClassWeights);
+    }
+    if plan.sample_weighted {
+        reads.push(Buf::SampleWeights);
+    }
+    reads
 }
 
 /// Normalisation statistics of x into the node's scratch.

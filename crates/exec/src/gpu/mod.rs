@@ -72,6 +72,8 @@ struct BatchBuffers {
     scratch: HashMap<usize, wgpu::Buffer>,
     x: wgpu::Buffer,
     y: wgpu::Buffer,
+    /// The rows' weights.
+    w: wgpu::Buffer,
 }
 
 pub struct GpuExecutor {
@@ -93,6 +95,8 @@ pub struct GpuExecutor {
     loss_sum: wgpu::Buffer,
     /// The loss's class weights (`plan.class_weights`), when there are some.
     class_weights: Option<wgpu::Buffer>,
+    /// The batch rows' weights (`set_sample_weights`), uploaded with each batch.
+    sample_w: Option<Vec<f32>>,
     step_buf: wgpu::Buffer,
     programs: HashMap<(Which, usize), Program>,
     belt: wgpu::util::StagingBelt,

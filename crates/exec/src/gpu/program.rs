@@ -201,6 +201,22 @@ impl GpuExecutor {
                 y.as_slice(),
                 y.iter(),
             );
+            if self.plan.sample_weighted {
+                // The rows' weights, or ones when none were set for this batch.
+                let ones = vec![1.0f32; rows];
+                let w = match &self.sample_w {
+                    Some(w) if w.len() == rows => w.as_slice(),
+                    _ => ones.as_slice(),
+                };
+                upload_f32(
+                    &mut self.belt,
+                    &mut enc,
+                    &batch.w,
+                    &mut self.bytes,
+                    Some(w),
+                    w.iter(),
+                );
+            }
         }
         let program = &self.programs[&(which, rows)];
         {

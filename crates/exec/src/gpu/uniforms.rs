@@ -98,7 +98,9 @@ uniform! {
         accumulate: u32,
         /// 1 when the class weights are bound (binding 4).
         weighted: u32,
-        _pad: [u32; 11],
+        /// 1 when the rows' weights are bound (binding 5).
+        row_weighted: u32,
+        _pad: [u32; 10],
     }
 }
 
