@@ -283,17 +283,7 @@ pub(crate) fn read_with_missing(
         _ if as_text => Values::Text(text_of(&mut missing)?),
         DataType::Null => Values::Num(vec![0.0; array.len()]),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
-            let a = arrow_cast::cast(array, &DataType::Utf8).map_err(|e| {
-                DataError::Internal(format!("casting column `{column}` to text: {e}"))
-            })?;
-            let text: Vec<String> = a
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap_or("").to_string())
-                .collect();
-            for (m, t) in missing.iter_mut().zip(&text) {
-                *m |= na.iter().any(|n| n == t.trim());
-            }
+            let text = text_of(&mut missing)?;
             let present = |i: &usize| !missing[*i];
             let all = |f: &dyn Fn(&str) -> bool| {
                 (0..text.len()).filter(present).all(|i| f(text[i].trim()))
@@ -319,12 +309,8 @@ pub(crate) fn read_with_missing(
                     .collect();
                 num_with_missing(file, column, what, &v, &mut missing)?
             } else {
-                Values::Text(
-                    text.into_iter()
-                        .zip(&missing)
-                        .map(|(t, m)| if *m { String::new() } else { t })
-                        .collect(),
-                )
+                // `text_of` has blanked the missing values.
+                Values::Text(text)
             }
         }
         t if is_float(t) => {

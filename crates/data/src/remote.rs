@@ -101,47 +101,18 @@ async fn fetch(
     key: &str,
     dir: &Path,
 ) -> Result<PathBuf, DataError> {
-    let glob_at = key.find(['*', '?', '[']);
-    // One object, unless the key is a prefix (`folder/`) or a glob.
-    if glob_at.is_none() && !key.ends_with('/') && !key.is_empty() {
-        match download(store, url, &ObjectPath::from(key), dir).await {
-            Ok(local) => return Ok(local),
-            Err(e) if !matches!(e, Fetch::NotFound) => return Err(e.into_error(url)),
-            Err(_) => {} // maybe a folder: listed below
-        }
-    }
-    let prefix = match glob_at {
-        Some(i) => key[..i].rsplit_once('/').map_or("", |(p, _)| p),
-        None => key.trim_end_matches('/'),
-    };
-    let pattern = glob_at
-        .map(|_| glob::Pattern::new(key).map_err(|e| err(url, format!("bad glob pattern: {e}"))))
-        .transpose()?;
-    let listed: Vec<object_store::ObjectMeta> = store
-        .list(Some(&ObjectPath::from(prefix)))
-        .try_collect()
-        .await
-        .map_err(|e| err(url, e))?;
-    let mut found = 0;
-    for meta in listed {
-        let name = meta.location.as_ref();
-        if pattern.as_ref().is_some_and(|p| !p.matches(name)) {
-            continue;
-        }
+    // One object, or every object of a prefix or glob (listed as `objects` lists them).
+    let all = objects(store, url, key).await?;
+    let single = all.len() == 1 && all[0].location.as_ref() == key;
+    for meta in &all {
         download(store, url, &meta.location, dir)
             .await
             .map_err(|e| e.into_error(url))?;
-        found += 1;
     }
-    if found == 0 {
-        return Err(match pattern {
-            Some(_) => DataError::NoMatch {
-                pattern: url.to_string(),
-            },
-            None => err(url, "No such object or prefix"),
-        });
-    }
-    Ok(dir.to_path_buf())
+    Ok(match single {
+        true => dir.join(all[0].location.filename().unwrap_or("object")),
+        false => dir.to_path_buf(),
+    })
 }
 
 enum Fetch {
