@@ -441,11 +441,9 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         } => {
             let exp = match spec {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+                    // The spec is read (bounded, UTF-8 checked) and validated first.
                     let exp = Experiment::from_file_with(&path, &sets)?;
+                    let text = weft::read_spec_text(&path)?;
                     Some((path.display().to_string(), text, exp))
                 }
                 None => None,

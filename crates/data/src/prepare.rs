@@ -179,17 +179,9 @@ fn read_weights(table: &Table, column: &str) -> Result<Vec<f32>, DataError> {
 /// Whether a stage fills or drops a column's missing values before anything encodes it: the
 /// first stage naming the column (or an `impute` of every column that can take it) decides.
 fn missing_covered(stages: &[&Preprocess], column: &str, text: bool) -> bool {
-    use weft_dsl::ImputeStrategy::{Mean, Median};
     for p in stages {
         match p {
-            Preprocess::Impute(m) => {
-                let numeric_only = matches!(m.strategy, Mean | Median);
-                match &m.columns {
-                    Some(c) if c.iter().any(|c| c == column) => return true,
-                    None if !(text && numeric_only) => return true,
-                    _ => {}
-                }
-            }
+            Preprocess::Impute(m) if crate::stage::impute_covers(m, column, text) => return true,
             Preprocess::DropMissing(d) if d.columns.iter().any(|c| c == column) => return true,
             Preprocess::OneHot(o) if o.column == column => return false,
             Preprocess::StringIndex(o) if o.column == column => return false,

@@ -36,6 +36,14 @@ fn err(url: &str, message: impl std::fmt::Display) -> DataError {
     }
 }
 
+/// The runtime the object-store calls run on (this crate is synchronous).
+fn runtime(url: &str) -> Result<tokio::runtime::Runtime, DataError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| err(url, e))
+}
+
 /// The store of a URL and the key part of it.
 fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, String), DataError> {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -83,10 +91,7 @@ pub fn spool(url: &str) -> Result<Spooled, DataError> {
         path: dir.clone(),
         dir: dir.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| err(url, e))?;
+    let runtime = runtime(url)?;
     let mut spooled = spooled;
     // On an error, dropping `spooled` removes what was spooled so far.
     spooled.path = runtime.block_on(fetch(&*store, url, &key, &dir))?;
@@ -203,10 +208,7 @@ async fn objects(
 pub fn read_schema(url: &str, source: &weft_dsl::Source) -> Result<crate::TableSchema, DataError> {
     use weft_dsl::Source;
     let (store, key) = open(url)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| err(url, e))?;
+    let runtime = runtime(url)?;
     runtime.block_on(async {
         let all = objects(&*store, url, &key).await?;
         let range = |m: &object_store::ObjectMeta, r: std::ops::Range<u64>| {
@@ -256,7 +258,7 @@ pub fn read_schema(url: &str, source: &weft_dsl::Source) -> Result<crate::TableS
                 let m = &all[0];
                 let head = range(m, 0..m.size.min(4 << 20)).await?;
                 // The file format starts with `ARROW1` and two bytes of padding, then a stream.
-                let body = if head.starts_with(b"ARROW1") {
+                let body = if head.starts_with(b"ARROW1") && head.len() >= 8 {
                     head.slice(8..)
                 } else {
                     head

@@ -290,16 +290,23 @@ impl Stage {
     }
 }
 
+/// Whether an `impute` stage fills `column` (`text`: it holds strings): the columns it lists,
+/// or without a list every column its strategy can fill (numeric ones for mean and median).
+pub(crate) fn impute_covers(spec: &weft_dsl::Impute, column: &str, text: bool) -> bool {
+    match &spec.columns {
+        Some(c) => c.iter().any(|c| c == column),
+        None => !(text && matches!(spec.strategy, ImputeStrategy::Mean | ImputeStrategy::Median)),
+    }
+}
+
 /// Learns what `impute` fills each column with.
 fn fit_impute(spec: &weft_dsl::Impute, train: &Frame) -> Result<Stage, DataError> {
-    let numeric = matches!(spec.strategy, ImputeStrategy::Mean | ImputeStrategy::Median);
     let columns: Vec<String> = match &spec.columns {
         Some(c) => c.clone(),
-        // Every column the strategy can fill: numeric ones for mean and median.
         None => train
             .cols
             .iter()
-            .filter(|c| !numeric || !matches!(c.values, Values::Text(_)))
+            .filter(|c| impute_covers(spec, &c.name, matches!(c.values, Values::Text(_))))
             .map(|c| c.name.clone())
             .collect(),
     };

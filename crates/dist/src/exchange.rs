@@ -158,10 +158,11 @@ impl Exchange for ParameterServer {
         // The server's model is the run's, whatever this worker holds. The server's
         // optimizer state stays with it: an asynchronous run is not reproducible step for
         // step, and a resumed one starts the server's moments afresh.
-        let mut s = Snapshot::read(exec)?;
-        s.params = self.client.pull()?;
-        s.optimizer = Default::default();
-        Ok(Some(s))
+        Ok(Some(Snapshot {
+            params: self.client.pull()?,
+            buffers: Snapshot::read_buffers(exec)?,
+            ..Snapshot::default()
+        }))
     }
 
     fn finish(&mut self, exec: &mut dyn Executor) -> Result<(), RunError> {

@@ -99,6 +99,17 @@ pub trait Executor {
     fn set_sample_weights(&mut self, w: Option<&[f32]>);
 }
 
+/// Keeps a batch's row weights in `slot` (every step sets them: the buffer is reused).
+pub(crate) fn keep_weights(slot: &mut Option<Vec<f32>>, w: Option<&[f32]>) {
+    match (w, slot.as_mut()) {
+        (Some(w), Some(buf)) => {
+            buf.clear();
+            buf.extend_from_slice(w);
+        }
+        (w, _) => *slot = w.map(<[f32]>::to_vec),
+    }
+}
+
 /// A flat vector (parameters, gradients or optimizer slots, in the plan's `params` order)
 /// cut into the parameters' shapes; `what` names the values in the error.
 pub fn split_flat(plan: &Plan, flat: &[f32], what: &str) -> Result<Vec<Array2<f32>>, ExecError> {

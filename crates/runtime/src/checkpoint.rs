@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 
 use ndarray::Array2;
-use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use weft_exec::optim::OptimState;
@@ -19,7 +18,9 @@ use weft_planner::Plan;
 
 use crate::error::RunError;
 use crate::lbfgs::LbfgsState;
-use crate::rundir::{named_tensors, serialize, write_atomic, RawTensor, RunDir};
+use crate::rundir::{
+    le_bytes, le_floats, named_tensors, raw_tensors, serialize, write_atomic, RawTensor, RunDir,
+};
 use crate::train::{get_flat, set_flat};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -114,14 +115,19 @@ impl Snapshot {
     pub fn read(exec: &dyn Executor) -> Result<Snapshot, RunError> {
         Ok(Snapshot {
             params: get_flat(exec)?,
-            buffers: exec
-                .buffers()?
-                .into_iter()
-                .map(|(n, a)| (n, a.iter().copied().collect()))
-                .collect(),
+            buffers: Snapshot::read_buffers(exec)?,
             optimizer: exec.optimizer_state()?,
             lbfgs: Vec::new(),
         })
+    }
+
+    /// The batch-norm statistics of an executor, as a snapshot holds them.
+    pub fn read_buffers(exec: &dyn Executor) -> Result<Vec<(String, Vec<f32>)>, RunError> {
+        Ok(exec
+            .buffers()?
+            .into_iter()
+            .map(|(n, a)| (n, a.iter().copied().collect()))
+            .collect())
     }
 
     /// Puts the model, statistics and optimizer state into an executor.
@@ -192,17 +198,13 @@ fn checksum(tensors: &[RawTensor], at: &str) -> u32 {
     h.finalize()
 }
 
-fn le_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 impl RunDir {
     /// Writes a checkpoint as one file, atomically (see the module documentation).
     pub fn write_checkpoint(&self, plan: &Plan, resume: &Resume) -> Result<(), RunError> {
         let s = &resume.snapshot;
         let mut tensors: Vec<RawTensor> = Vec::new();
         let mut add = |name: String, a: &Array2<f32>| {
-            let bytes = le_bytes(a.as_standard_layout().as_slice().unwrap_or(&[]));
+            let bytes = le_bytes(a.iter());
             tensors.push((name, vec![a.nrows(), a.ncols()], bytes));
         };
         for (name, a) in named_tensors(plan, &s.params) {
@@ -282,16 +284,7 @@ impl RunDir {
         }
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(self, e))?;
         let at_text = meta.get("start").cloned().unwrap_or_default();
-        let mut tensors: Vec<RawTensor> = Vec::new();
-        for (name, view) in st.tensors() {
-            if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
-                return Err(bad(
-                    self,
-                    format!("tensor `{name}` is not a 2-D f32 tensor"),
-                ));
-            }
-            tensors.push((name, view.shape().to_vec(), view.data().to_vec()));
-        }
+        let tensors = raw_tensors(&st).map_err(|e| bad(self, e))?;
         let updates_text = meta.get("optimizer_updates").cloned().unwrap_or_default();
         let want = meta.get("crc32").cloned().unwrap_or_default();
         let got = format!(
@@ -311,11 +304,7 @@ impl RunDir {
                 format!("optimizer_updates `{updates_text}` is not a count"),
             )
         })?;
-        let floats = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
+        let floats = le_floats;
         let by_name: HashMap<&str, &Vec<u8>> =
             tensors.iter().map(|(n, _, b)| (n.as_str(), b)).collect();
         // Parameters and optimizer slots in the plan's order; a missing or misshapen one is

@@ -279,7 +279,7 @@ impl RunDir {
         let bytes: Vec<RawTensor> = tensors
             .iter()
             .map(|(n, a)| {
-                let b: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let b = le_bytes(a.iter());
                 (n.clone(), vec![a.nrows(), a.ncols()], b)
             })
             .collect();
@@ -362,25 +362,40 @@ pub fn load_model(dir: &Path) -> Result<SavedModel, RunError> {
 fn read_tensors(dir: &Path, file: &str) -> Result<Vec<(String, Array2<f32>)>, RunError> {
     let bytes = read(dir, file)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(dir, file, e))?;
-    let mut tensors = Vec::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
-            return Err(bad(
-                dir,
-                file,
-                format!("tensor `{name}` is not a 2-D f32 tensor"),
-            ));
-        }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let a = Array2::from_shape_vec((view.shape()[0], view.shape()[1]), data)
-            .map_err(|e| bad(dir, file, e))?;
-        tensors.push((name, a));
-    }
-    Ok(tensors)
+    raw_tensors(&st)
+        .map_err(|e| bad(dir, file, e))?
+        .into_iter()
+        .map(|(name, shape, b)| {
+            let a = Array2::from_shape_vec((shape[0], shape[1]), le_floats(&b))
+                .map_err(|e| bad(dir, file, e))?;
+            Ok((name, a))
+        })
+        .collect()
+}
+
+/// Every tensor of a safetensors file as name, shape and bytes; each must be 2-D f32.
+pub(crate) fn raw_tensors(st: &SafeTensors) -> Result<Vec<RawTensor>, String> {
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            if view.dtype() != Dtype::F32 || view.shape().len() != 2 {
+                return Err(format!("tensor `{name}` is not a 2-D f32 tensor"));
+            }
+            Ok((name, view.shape().to_vec(), view.data().to_vec()))
+        })
+        .collect()
+}
+
+/// Little-endian f32 bytes as values.
+pub(crate) fn le_floats(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Values as little-endian f32 bytes (as safetensors holds them).
+pub(crate) fn le_bytes<'a>(v: impl Iterator<Item = &'a f32>) -> Vec<u8> {
+    v.flat_map(|x| x.to_le_bytes()).collect()
 }
 
 impl SavedModel {

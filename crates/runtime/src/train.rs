@@ -111,7 +111,11 @@ pub fn mean_loss(exec: &mut dyn Executor, d: &Dataset, chunk: usize) -> Result<f
 /// Tells the executor the weights of rows `rows` of `d` (`data.weight_column`), if it has any.
 fn set_weights(exec: &mut dyn Executor, d: &Dataset, rows: std::ops::Range<usize>) {
     if let Some(w) = &d.w {
-        exec.set_sample_weights(w.slice(ndarray::s![rows]).as_slice());
+        let part = w.slice(ndarray::s![rows]);
+        match part.as_slice() {
+            Some(s) => exec.set_sample_weights(Some(s)),
+            None => exec.set_sample_weights(Some(&part.to_vec())),
+        }
     }
 }
 

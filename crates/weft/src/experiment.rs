@@ -509,7 +509,7 @@ const MAX_SPEC_BYTES: u64 = 16 << 20;
 
 /// A spec file's text: at most [`MAX_SPEC_BYTES`], and UTF-8 (else the first bad byte's
 /// offset, line and column).
-fn read_spec_text(path: &Path) -> Result<String> {
+pub fn read_spec_text(path: &Path) -> Result<String> {
     use std::io::Read;
     let io = |message: String| Error::Io {
         path: path.display().to_string(),

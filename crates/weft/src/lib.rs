@@ -22,7 +22,7 @@ pub mod report;
 mod run;
 
 pub use error::{Error, Result};
-pub use experiment::{Check, Experiment, RunResult, TrainSummary};
+pub use experiment::{read_spec_text, Check, Experiment, RunResult, TrainSummary};
 pub use plan_view::PlanView;
 pub use predict::Predictions;
 pub use weft_data::Table;

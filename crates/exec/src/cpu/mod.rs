@@ -502,7 +502,7 @@ impl Executor for CpuExecutor {
     }
 
     fn set_sample_weights(&mut self, w: Option<&[f32]>) {
-        self.sample_w = w.map(<[f32]>::to_vec);
+        crate::keep_weights(&mut self.sample_w, w);
     }
 
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {

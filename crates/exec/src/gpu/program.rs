@@ -203,10 +203,13 @@ impl GpuExecutor {
             );
             if self.plan.sample_weighted {
                 // The rows' weights, or ones when none were set for this batch.
-                let ones = vec![1.0f32; rows];
+                let ones;
                 let w = match &self.sample_w {
                     Some(w) if w.len() == rows => w.as_slice(),
-                    _ => ones.as_slice(),
+                    _ => {
+                        ones = vec![1.0f32; rows];
+                        ones.as_slice()
+                    }
                 };
                 upload_f32(
                     &mut self.belt,
