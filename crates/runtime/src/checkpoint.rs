@@ -42,11 +42,9 @@ pub struct Start {
     /// Batches of `epoch` already done (a checkpoint written mid-epoch, on Ctrl-C).
     #[serde(default)]
     pub batch: usize,
-    /// Those batches' loss sum and rows (f64 bits, exact) and samples.
+    /// Those batches' loss sum (f64 bits, exact) and rows.
     #[serde(default)]
     pub loss_sum_bits: u64,
-    #[serde(default)]
-    pub loss_rows_bits: u64,
     #[serde(default)]
     pub samples: u64,
     /// Early stopping's best monitored loss so far (`None`: none yet) and epochs since it.
@@ -66,7 +64,6 @@ impl Default for Start {
             step: 0,
             batch: 0,
             loss_sum_bits: 0,
-            loss_rows_bits: 0,
             samples: 0,
             best: None,
             since_best: 0,

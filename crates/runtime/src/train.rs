@@ -367,7 +367,8 @@ pub fn fit(
                 // Resuming mid-epoch: the batches before were trained.
                 first = start.batch;
                 sum = f64::from_bits(start.loss_sum_bits);
-                rows = f64::from_bits(start.loss_rows_bits);
+                // Mid-epoch checkpoints are a single process's: its rows are its samples.
+                rows = start.samples as f64;
                 epoch_samples = start.samples;
             }
             let mut lr = 0.0;
@@ -382,7 +383,6 @@ pub fn fit(
                                 step,
                                 batch: k,
                                 loss_sum_bits: sum.to_bits(),
-                                loss_rows_bits: rows.to_bits(),
                                 samples: epoch_samples,
                                 ..stopper.position(epoch)
                             };
