@@ -7,6 +7,7 @@
 mod dataset;
 mod error;
 mod export;
+mod fit;
 mod frame;
 mod ipc;
 mod label;

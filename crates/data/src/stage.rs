@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use weft_dsl::{HandleUnknown, ImputeStrategy, Preprocess};
 
 use crate::error::{column_hint, DataError};
-use crate::frame::{category_order, Col, Frame, Values};
+use crate::frame::{Col, Frame, Values};
 
 /// A preprocess stage with what it learnt from the train split. Learnt numbers are computed
 /// in f64 and kept as f32, which survives a JSON round trip exactly.
@@ -80,84 +80,9 @@ impl Stage {
         }
     }
 
-    /// Learns the stage's parameters from `train`.
+    /// Learns the stage's parameters from `train` (see [`crate::fit`]).
     pub(crate) fn fit(spec: &Preprocess, train: &Frame) -> Result<Stage, DataError> {
-        Ok(match spec {
-            Preprocess::StandardScale(opt) => {
-                let columns = scaled_columns("standard_scale", opt.columns.as_deref(), train)?;
-                let (mut mean, mut std) = (Vec::new(), Vec::new());
-                for name in &columns {
-                    let v = numbers(train, name);
-                    let n = v.len().max(1) as f64;
-                    let m = v.iter().sum::<f64>() / n;
-                    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n;
-                    mean.push(m as f32);
-                    let s = var.sqrt() as f32;
-                    std.push(if s > 0.0 { s } else { 1.0 });
-                }
-                Stage::StandardScale { columns, mean, std }
-            }
-            Preprocess::MinMaxScale(opt) => {
-                let columns = scaled_columns("min_max_scale", opt.columns.as_deref(), train)?;
-                let (mut data_min, mut data_max) = (Vec::new(), Vec::new());
-                for name in &columns {
-                    let v = numbers(train, name);
-                    data_min.push(v.iter().copied().fold(f64::INFINITY, f64::min) as f32);
-                    data_max.push(v.iter().copied().fold(f64::NEG_INFINITY, f64::max) as f32);
-                }
-                Stage::MinMaxScale {
-                    columns,
-                    data_min,
-                    data_max,
-                    min: opt.min,
-                    max: opt.max,
-                }
-            }
-            Preprocess::StringIndex(one) => {
-                let keys = category_keys("string_index", &one.column, train)?;
-                let mut counts: HashMap<&str, usize> = HashMap::new();
-                for k in &keys {
-                    *counts.entry(k).or_default() += 1;
-                }
-                let mut categories: Vec<(&str, usize)> = counts.into_iter().collect();
-                categories.sort_by(|a, b| b.1.cmp(&a.1).then(category_order(a.0, b.0)));
-                Stage::StringIndex {
-                    column: one.column.clone(),
-                    categories: categories.into_iter().map(|(k, _)| k.to_string()).collect(),
-                }
-            }
-            Preprocess::OneHot(one) => {
-                let keys = category_keys("one_hot", &one.column, train)?;
-                let mut counts: HashMap<&str, usize> = HashMap::new();
-                for k in &keys {
-                    *counts.entry(k).or_default() += 1;
-                }
-                let least = match one.handle_unknown {
-                    HandleUnknown::Infrequent => one.min_frequency.unwrap_or(1),
-                    _ => 1,
-                };
-                let mut categories: Vec<String> = counts
-                    .into_iter()
-                    .filter(|(_, n)| *n >= least)
-                    .map(|(k, _)| k.to_string())
-                    .collect();
-                categories.sort_by(|a, b| category_order(a, b));
-                Stage::OneHot {
-                    column: one.column.clone(),
-                    categories,
-                    handle_unknown: one.handle_unknown,
-                }
-            }
-            Preprocess::Impute(spec) => fit_impute(spec, train)?,
-            Preprocess::DropMissing(d) => {
-                for c in &d.columns {
-                    position(train, "drop_missing", c)?;
-                }
-                Stage::DropMissing {
-                    columns: d.columns.clone(),
-                }
-            }
-        })
+        crate::fit::fit_frame(spec, train)
     }
 
     /// Transforms `frame` in place.
@@ -299,102 +224,6 @@ pub(crate) fn impute_covers(spec: &weft_dsl::Impute, column: &str, text: bool) -
     }
 }
 
-/// Learns what `impute` fills each column with.
-fn fit_impute(spec: &weft_dsl::Impute, train: &Frame) -> Result<Stage, DataError> {
-    let columns: Vec<String> = match &spec.columns {
-        Some(c) => c.clone(),
-        None => train
-            .cols
-            .iter()
-            .filter(|c| impute_covers(spec, &c.name, matches!(c.values, Values::Text(_))))
-            .map(|c| c.name.clone())
-            .collect(),
-    };
-    let mut fill = Vec::with_capacity(columns.len());
-    for name in &columns {
-        let p = position(train, "impute", name)?;
-        let col = &train.cols[p];
-        let present: Vec<usize> = (0..col.values.len())
-            .filter(|&i| !col.is_missing(i))
-            .collect();
-        let bad = |problem: String| DataError::BadStageColumn {
-            stage: "impute",
-            column: name.clone(),
-            problem,
-        };
-        if present.is_empty() && spec.strategy != ImputeStrategy::Constant {
-            return Err(bad(
-                "has no values in the train split to learn from; use `strategy: constant`".into(),
-            ));
-        }
-        let nums = || -> Result<Vec<f64>, DataError> {
-            match &col.values {
-                Values::Num(v) => Ok(present.iter().map(|&i| f64::from(v[i])).collect()),
-                Values::Int(v) => Ok(present.iter().map(|&i| v[i] as f64).collect()),
-                Values::Text(_) => Err(bad(format!(
-                    "holds strings; `{}` needs numbers (use most_frequent or constant)",
-                    if spec.strategy == ImputeStrategy::Mean {
-                        "mean"
-                    } else {
-                        "median"
-                    }
-                ))),
-            }
-        };
-        fill.push(match spec.strategy {
-            ImputeStrategy::Mean => {
-                let v = nums()?;
-                Fill::Number((v.iter().sum::<f64>() / v.len() as f64) as f32)
-            }
-            ImputeStrategy::Median => {
-                let mut v = nums()?;
-                v.sort_by(f64::total_cmp);
-                let m = v.len() / 2;
-                let median = if v.len() % 2 == 1 {
-                    v[m]
-                } else {
-                    (v[m - 1] + v[m]) / 2.0
-                };
-                Fill::Number(median as f32)
-            }
-            ImputeStrategy::MostFrequent => {
-                let mut counts: HashMap<String, usize> = HashMap::new();
-                for &i in &present {
-                    if let Some(k) = col.values.key(i).or_else(|| match &col.values {
-                        Values::Num(v) => Some(v[i].to_string()),
-                        _ => None,
-                    }) {
-                        *counts.entry(k).or_default() += 1;
-                    }
-                }
-                let (best, _) = counts
-                    .into_iter()
-                    .max_by(|a, b| a.1.cmp(&b.1).then(category_order(&b.0, &a.0)))
-                    .unwrap_or_default();
-                match &col.values {
-                    Values::Text(_) => Fill::Text(best),
-                    _ => Fill::Number(best.parse().unwrap_or(0.0)),
-                }
-            }
-            ImputeStrategy::Constant => match (&spec.value, &col.values) {
-                (Some(serde_json::Value::Number(n)), Values::Text(_)) => Fill::Text(n.to_string()),
-                (Some(serde_json::Value::Number(n)), _) => {
-                    Fill::Number(n.as_f64().unwrap_or(0.0) as f32)
-                }
-                (Some(serde_json::Value::String(t)), Values::Text(_)) => Fill::Text(t.clone()),
-                (Some(serde_json::Value::String(t)), _) => match t.trim().parse::<f32>() {
-                    Ok(x) => Fill::Number(x),
-                    Err(_) => {
-                        return Err(bad(format!("holds numbers; the constant `{t}` is not one")))
-                    }
-                },
-                _ => return Err(bad("`strategy: constant` needs `value:`".into())),
-            },
-        });
-    }
-    Ok(Stage::Impute { columns, fill })
-}
-
 /// `values` with the missing positions set to `fill` (an integer column filled with a
 /// fraction becomes a number column).
 fn filled(values: &Values, missing: &[bool], fill: &Fill) -> Values {
@@ -453,7 +282,7 @@ fn filled(values: &Values, missing: &[bool], fill: &Fill) -> Values {
 
 /// The columns a scaler works on: the listed ones (which must be numeric features), or
 /// every numeric feature that is not a `one_hot`/`string_index` output.
-fn scaled_columns(
+pub(crate) fn scaled_columns(
     stage: &'static str,
     listed: Option<&[String]>,
     frame: &Frame,
@@ -479,29 +308,12 @@ fn scaled_columns(
     Ok(listed.to_vec())
 }
 
-fn position(frame: &Frame, stage: &'static str, name: &str) -> Result<usize, DataError> {
+pub(crate) fn position(frame: &Frame, stage: &'static str, name: &str) -> Result<usize, DataError> {
     frame.position(name).ok_or_else(|| DataError::NotAFeature {
         stage,
         column: name.into(),
         hint: column_hint(name, &frame.names()),
     })
-}
-
-/// A numeric column's train values, for fitting.
-fn numbers(frame: &Frame, name: &str) -> Vec<f64> {
-    let Some(col) = frame.position(name).map(|p| &frame.cols[p]) else {
-        return Vec::new();
-    };
-    // Missing values do not count (they stay missing through the scaler).
-    let present = |i: &usize| !col.is_missing(*i);
-    match &col.values {
-        Values::Num(v) => (0..v.len())
-            .filter(present)
-            .map(|i| f64::from(v[i]))
-            .collect(),
-        Values::Int(v) => (0..v.len()).filter(present).map(|i| v[i] as f64).collect(),
-        Values::Text(_) => Vec::new(),
-    }
 }
 
 /// Replaces a numeric column by `f` of it (computed in f64).
@@ -521,13 +333,8 @@ fn map_numbers(
     Ok(())
 }
 
-/// A categorical column's train values as category names, for fitting.
-fn category_keys(stage: &'static str, name: &str, frame: &Frame) -> Result<Vec<String>, DataError> {
-    keys_of(frame, stage, name).map(|(_, keys)| keys)
-}
-
 /// The position of a categorical column and its values as category names.
-fn keys_of(
+pub(crate) fn keys_of(
     frame: &Frame,
     stage: &'static str,
     name: &str,
