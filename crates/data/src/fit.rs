@@ -115,8 +115,7 @@ impl Median {
         let k = order_key(x);
         if pass == 0 {
             self.high[(k >> 16) as usize] += 1;
-        } else if let Some((_, low)) = self.low.iter_mut().find(|(b, _)| u32::from(*b) == k >> 16)
-        {
+        } else if let Some((_, low)) = self.low.iter_mut().find(|(b, _)| u32::from(*b) == k >> 16) {
             low[(k & 0xffff) as usize] += 1;
         }
     }
@@ -325,10 +324,12 @@ impl StageFit {
             (Kind::Impute(columns, acc), _) => {
                 let mut fill = Vec::with_capacity(acc.len());
                 for (name, a) in columns.iter().zip(acc) {
-                    let empty = || DataError::BadStageColumn {
+                    let empty = || {
+                        DataError::BadStageColumn {
                         stage: "impute",
                         column: name.clone(),
                         problem: "has no values in the train split to learn from; use `strategy: constant`".into(),
+                    }
                     };
                     fill.push(match a {
                         ImputeAcc::Sum(_, 0) => return Err(empty()),
@@ -475,8 +476,13 @@ mod tests {
         assert_eq!(median(&[&[3.0, 1.0], &[2.0]]), 2.0);
         assert_eq!(median(&[&[4.0, 1.0], &[2.0, 3.0]]), 2.5);
         // Middle values in different buckets, and many equal values in one bucket.
-        assert_eq!(median(&[&[-1e6, 1e6], &[-1e6, 1e6, 7.25, 7.25, 7.25]]), 7.25);
-        let v: Vec<f32> = (0..10_001).map(|i| (i as f32 * 0.37).sin() * 1000.0).collect();
+        assert_eq!(
+            median(&[&[-1e6, 1e6], &[-1e6, 1e6, 7.25, 7.25, 7.25]]),
+            7.25
+        );
+        let v: Vec<f32> = (0..10_001)
+            .map(|i| (i as f32 * 0.37).sin() * 1000.0)
+            .collect();
         let mut s = v.clone();
         s.sort_by(f32::total_cmp);
         assert_eq!(median(&[&v[..5000], &v[5000..]]), f64::from(s[5000]));

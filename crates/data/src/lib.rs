@@ -19,6 +19,7 @@ mod schema;
 mod source;
 mod split;
 pub mod stage;
+pub mod stream;
 mod synthetic;
 mod table;
 
@@ -31,6 +32,7 @@ pub use schema::{read_schema, TableSchema};
 pub use source::{is_remote, load_table, read_table, stream_table};
 pub use split::{split_rows, Split};
 pub use stage::Stage;
+pub use stream::{prepare_stream, prepare_stream_chunked, Part, StreamSet};
 pub use synthetic::{generate, synthetic};
 pub use table::Table;
 pub use weft_common::TaskKind;

@@ -32,15 +32,7 @@ pub fn prepare(
     task: TaskKind,
 ) -> Result<Prepared, DataError> {
     let (inputs, label) = feature_columns(spec, &table.name, &table.column_names())?;
-
-    let on_label = |p: &Preprocess| matches!(p, Preprocess::StringIndex(o) if o.column == label);
-    let order = if spec.preprocess.iter().any(on_label) {
-        ClassOrder::Frequency
-    } else {
-        ClassOrder::Name
-    };
-    let stages: Vec<&Preprocess> = spec.preprocess.iter().filter(|p| !on_label(p)).collect();
-    check_stages_leave_label_alone(&stages, &label)?;
+    let (stages, order) = feature_stages(spec, &label)?;
 
     // Read and check every row first, so errors name rows in file order.
     let frame = Frame::read(table, &inputs, &spec.na_values, &[])?;
@@ -50,29 +42,9 @@ pub fn prepare(
         .filter(|c| matches!(c.values, Values::Text(_)))
         .map(|c| c.name.clone())
         .collect();
-    let encoded: Vec<&str> = stages
-        .iter()
-        .filter_map(|p| match p {
-            Preprocess::StringIndex(o) => Some(o.column.as_str()),
-            Preprocess::OneHot(o) => Some(o.column.as_str()),
-            _ => None,
-        })
-        .collect();
     // A missing value no stage fills or drops is an error now, in file order.
-    for col in &frame.cols {
-        let Some(i) = col.first_missing() else {
-            continue;
-        };
-        if !missing_covered(&stages, &col.name, matches!(col.values, Values::Text(_))) {
-            return Err(DataError::MissingValue {
-                file: frame.file.clone(),
-                what: col.kind_word(),
-                column: col.name.clone(),
-                at: frame.at(i),
-            });
-        }
-    }
-    frame.check_text(&encoded)?;
+    check_covered(&stages, &frame)?;
+    frame.check_text(&encoded_columns(&stages))?;
     let values = read_label(table, &label)?;
 
     let mut split = split_rows(table.num_rows(), &spec.split, seed)?;
@@ -148,8 +120,55 @@ pub fn prepare(
     })
 }
 
+/// The stages that work on features (a `string_index` of the label only orders the classes
+/// by frequency) and how classes are numbered.
+pub(crate) fn feature_stages<'a>(
+    spec: &'a DataSpec,
+    label: &str,
+) -> Result<(Vec<&'a Preprocess>, ClassOrder), DataError> {
+    let on_label = |p: &Preprocess| matches!(p, Preprocess::StringIndex(o) if o.column == label);
+    let order = if spec.preprocess.iter().any(on_label) {
+        ClassOrder::Frequency
+    } else {
+        ClassOrder::Name
+    };
+    let stages: Vec<&Preprocess> = spec.preprocess.iter().filter(|p| !on_label(p)).collect();
+    check_stages_leave_label_alone(&stages, label)?;
+    Ok((stages, order))
+}
+
+/// The columns that stages turn from strings into numbers.
+pub(crate) fn encoded_columns<'a>(stages: &[&'a Preprocess]) -> Vec<&'a str> {
+    stages
+        .iter()
+        .filter_map(|p| match p {
+            Preprocess::StringIndex(o) => Some(o.column.as_str()),
+            Preprocess::OneHot(o) => Some(o.column.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Errors on the first missing value of `frame` that no stage fills or drops.
+pub(crate) fn check_covered(stages: &[&Preprocess], frame: &Frame) -> Result<(), DataError> {
+    for col in &frame.cols {
+        let Some(i) = col.first_missing() else {
+            continue;
+        };
+        if !missing_covered(stages, &col.name, matches!(col.values, Values::Text(_))) {
+            return Err(DataError::MissingValue {
+                file: frame.file.clone(),
+                what: col.kind_word(),
+                column: col.name.clone(),
+                at: frame.at(i),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The weight column's values: numbers >= 0, every row.
-fn read_weights(table: &Table, column: &str) -> Result<Vec<f32>, DataError> {
+pub(crate) fn read_weights(table: &Table, column: &str) -> Result<Vec<f32>, DataError> {
     let array = table.column(column, "weight column")?;
     let values = crate::frame::read_values(&table.name, column, "weight column", array)
         .map_err(|e| e.shift_rows(table.first_row))?;

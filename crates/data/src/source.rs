@@ -152,6 +152,16 @@ fn stream_csv(
     name: String,
     rows: usize,
 ) -> Result<Box<dyn Iterator<Item = Result<Table, DataError>>>, DataError> {
+    Ok(Box::new(csv_batches(path, &name, rows)?))
+}
+
+/// A CSV file in tables of `rows` rows with every column read as text, rows numbered from 0.
+pub(crate) fn csv_batches(
+    path: &Path,
+    name: &str,
+    rows: usize,
+) -> Result<impl Iterator<Item = Result<Table, DataError>> + Send, DataError> {
+    let name = name.to_string();
     let io = |e: std::io::Error| DataError::Io {
         path: name.clone(),
         message: io_message(&e),
@@ -186,7 +196,7 @@ fn stream_csv(
             message: strip_arrow_prefix(e),
         })?;
     let mut first_row = 0;
-    Ok(Box::new(reader.map(move |b| {
+    Ok(reader.map(move |b| {
         let batch = b.map_err(|e| DataError::Csv {
             file: name.clone(),
             message: strip_arrow_prefix(e),
@@ -198,7 +208,7 @@ fn stream_csv(
         };
         first_row += t.num_rows();
         Ok(t)
-    })))
+    }))
 }
 
 fn stream_parquet(

@@ -21,6 +21,27 @@ pub struct Split {
 /// rounded; when the fractions add up to 1 train takes what the others leave, so every
 /// row is used.
 pub fn split_rows(rows: usize, spec: &SplitSpec, seed: u64) -> Result<Split, DataError> {
+    let (n_train, n_test, n_val) = split_sizes(rows, spec)?;
+    let mut order: Vec<usize> = (0..rows).collect();
+    if spec.shuffle {
+        Rng::new(spec.seed.unwrap_or(seed), STREAM).shuffle(&mut order);
+    }
+    let test = order[n_train..n_train + n_test].to_vec();
+    let validation =
+        (n_val > 0).then(|| order[n_train + n_test..n_train + n_test + n_val].to_vec());
+    order.truncate(n_train);
+    Ok(Split {
+        train: order,
+        test,
+        validation,
+    })
+}
+
+/// The rows of train, test and validation out of `rows`, checked (see [`split_rows`]).
+pub(crate) fn split_sizes(
+    rows: usize,
+    spec: &SplitSpec,
+) -> Result<(usize, usize, usize), DataError> {
     let validation = spec.validation.unwrap_or(0.0);
     let sum = spec.train + spec.test + validation;
     if sum > 1.0 + 1e-9 {
@@ -52,20 +73,7 @@ pub fn split_rows(rows: usize, spec: &SplitSpec, seed: u64) -> Result<Split, Dat
             });
         }
     }
-
-    let mut order: Vec<usize> = (0..rows).collect();
-    if spec.shuffle {
-        Rng::new(spec.seed.unwrap_or(seed), STREAM).shuffle(&mut order);
-    }
-    let test = order[n_train..n_train + n_test].to_vec();
-    let validation =
-        (n_val > 0).then(|| order[n_train + n_test..n_train + n_test + n_val].to_vec());
-    order.truncate(n_train);
-    Ok(Split {
-        train: order,
-        test,
-        validation,
-    })
+    Ok((n_train, n_test, n_val))
 }
 
 #[cfg(test)]

@@ -62,7 +62,32 @@ pub struct DataSpec {
     /// feature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_column: Option<String>,
+    /// How training rows are shuffled. `full` (the default) reads the data set into memory
+    /// and shuffles every row each epoch. `buffer` streams it from its files instead: memory
+    /// holds the batch, the shuffle buffer and the parts being read, not the data set. Each
+    /// epoch shuffles the order of the parts (Parquet row groups, Arrow record batches, CSV
+    /// files) and draws rows at random from a buffer of `shuffle_buffer` rows; rows are split
+    /// by a hash of their position. Giving `shuffle_buffer` alone means `buffer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle: Option<ShuffleMode>,
+    /// Rows held by the shuffle buffer of `shuffle: buffer` (default 65536): larger shuffles
+    /// better (a buffer as large as the data set is a full shuffle) and takes more memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_buffer: Option<u64>,
 }
+
+/// `data.shuffle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShuffleMode {
+    /// The data set in memory, every row shuffled each epoch.
+    Full,
+    /// Streamed from the files through a shuffle buffer.
+    Buffer,
+}
+
+/// The shuffle buffer's rows when `data.shuffle_buffer` is not given.
+pub const DEFAULT_SHUFFLE_BUFFER: u64 = 65_536;
 
 /// `data.na_values` by default.
 pub fn default_na_values() -> Vec<String> {
@@ -72,6 +97,17 @@ pub fn default_na_values() -> Vec<String> {
 }
 
 impl DataSpec {
+    /// The shuffle buffer's rows when the data set is streamed (`shuffle: buffer`, or a
+    /// `shuffle_buffer` given), `None` when it is read into memory.
+    pub fn streamed(&self) -> Option<usize> {
+        match (self.shuffle, self.shuffle_buffer) {
+            (Some(ShuffleMode::Full), _) => None,
+            (_, Some(rows)) => Some(usize::try_from(rows).unwrap_or(usize::MAX)),
+            (Some(ShuffleMode::Buffer), None) => Some(DEFAULT_SHUFFLE_BUFFER as usize),
+            (None, None) => None,
+        }
+    }
+
     /// The label column, with the source's default applied.
     pub fn label_column(&self) -> Option<&str> {
         match (&self.label, &self.source) {

@@ -80,6 +80,12 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         );
     }
     data(&mut c, &spec.data);
+    if spec.data.streamed().is_some() && matches!(spec.train.optimizer, Optimizer::Lbfgs(_)) {
+        c.fail(
+            "train.optimizer.lbfgs",
+            "L-BFGS takes full-batch steps over rows in memory; streamed data (`data.shuffle: buffer`) trains with a mini-batch optimizer (sgd, adam, …), or use `data.shuffle: full`",
+        );
+    }
     model(&mut c, &spec.model);
     train(&mut c, &spec.train);
     parallelism(&mut c, &spec.parallelism);
@@ -112,6 +118,31 @@ fn data(c: &mut Checker, d: &DataSpec) {
                 round(sum)
             ),
         );
+    }
+    if d.shuffle == Some(ShuffleMode::Full) && d.shuffle_buffer.is_some() {
+        c.fail(
+            "data.shuffle_buffer",
+            "a shuffle buffer is for `shuffle: buffer` (streaming); `shuffle: full` holds every row in memory: remove one of the two",
+        );
+    }
+    if d.shuffle_buffer == Some(0) {
+        c.fail(
+            "data.shuffle_buffer",
+            "the shuffle buffer must hold at least 1 row, found 0",
+        );
+    }
+    if d.streamed().is_some() {
+        if let Source::Builtin(_) | Source::Synthetic(_) = &d.source {
+            let key = if d.shuffle.is_some() {
+                "data.shuffle"
+            } else {
+                "data.shuffle_buffer"
+            };
+            c.fail(
+                key,
+                "streaming reads files (`csv`, `parquet`, `arrow` sources); this source is made in memory: use `shuffle: full`",
+            );
+        }
     }
     if let Source::Synthetic(syn) = &d.source {
         let p = "data.source.synthetic";

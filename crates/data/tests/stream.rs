@@ -1,0 +1,197 @@
+//! Streamed data sets (`data.shuffle: buffer`): what streaming passes learn equals what a
+//! table in memory gives, every row is trained once per epoch in a shuffled order, shards
+//! split the pieces, and the split is reproducible without holding the rows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{Float32Array, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use weft_data::stream::Batch;
+use weft_data::{load_table, prepare, prepare_stream_chunked, Part, StreamSet, TaskKind};
+use weft_dsl::Spec;
+
+fn spec(text: &str) -> Spec {
+    weft_dsl::load("t.yaml", text, &[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
+}
+
+fn all(set: &Arc<StreamSet>, part: Part) -> Vec<Batch> {
+    set.read(set.eval_order(&[part], 7))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The rows of batches as (features, label) in order.
+fn rows(batches: &[Batch]) -> Vec<(Vec<f32>, f32)> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.x.rows()
+                .into_iter()
+                .zip(&b.y)
+                .map(|(r, y)| (r.to_vec(), *y))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn streaming_the_raw_csv_learns_what_memory_learns_and_gives_the_same_rows() {
+    // The shipped raw table: blank cells, NA, strings; medians, most frequent, one-hot.
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs");
+    let text =
+        std::fs::read_to_string(base.join("raw-tabular.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let text = text.replace(
+        "split: {train: 0.7, test: 0.3}",
+        "split: {train: 0.7, test: 0.3, shuffle: false}\n  shuffle_buffer: 100",
+    );
+    let s = spec(&text);
+    let table = load_table(&s.data.source, &base).unwrap_or_else(|e| panic!("{e}"));
+    let memory = prepare(&s.data, s.seed, &table, TaskKind::Classification)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Chunks of 50 rows: every fit merges 24 parts (the median takes two passes).
+    let set = prepare_stream_chunked(&s.data, s.seed, &base, TaskKind::Classification, 50)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.pipeline, memory.pipeline);
+    assert_eq!(set.rows(Part::Train), memory.train.len() as u64);
+    assert_eq!(set.rows(Part::Test), memory.test.len() as u64);
+    let set = Arc::new(set);
+    for (part, d) in [(Part::Train, &memory.train), (Part::Test, &memory.test)] {
+        let got = rows(&all(&set, part));
+        let want: Vec<(Vec<f32>, f32)> =
+            d.x.rows()
+                .into_iter()
+                .zip(&d.y)
+                .map(|(r, y)| (r.to_vec(), *y))
+                .collect();
+        assert_eq!(got, want, "{part:?}");
+    }
+}
+
+fn write_parquet(path: &Path, rows: usize, per_group: usize) {
+    let x: Vec<f32> = (0..rows).map(|i| i as f32).collect();
+    let z: Vec<f32> = (0..rows).map(|i| ((i * 7919) % 101) as f32 * 0.5).collect();
+    let c: Vec<&str> = (0..rows).map(|i| ["a", "b", "c"][i % 3]).collect();
+    let y: Vec<i64> = (0..rows).map(|i| (i % 2) as i64).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("x", Arc::new(Float32Array::from(x)) as _),
+        ("z", Arc::new(Float32Array::from(z)) as _),
+        ("c", Arc::new(StringArray::from(c)) as _),
+        ("y", Arc::new(Int64Array::from(y)) as _),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(per_group))
+        .build();
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut w =
+        ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap_or_else(|e| panic!("{e}"));
+    w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+    w.close().unwrap_or_else(|e| panic!("{e}"));
+}
+
+const PARQUET_SPEC: &str = "name: t
+data:
+  source: {parquet: parts}
+  label: y
+  preprocess: [{one_hot: {column: c}}, {standard_scale: {columns: [z]}}]
+  split: {train: 0.75, test: 0.25}
+  shuffle_buffer: 64
+model: [{dense: {units: 2, activation: softmax}}]
+";
+
+fn parquet_set(dir: &Path) -> StreamSet {
+    std::fs::create_dir_all(dir.join("parts")).unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&dir.join("parts/a.parquet"), 1000, 100);
+    write_parquet(&dir.join("parts/b.parquet"), 500, 100);
+    let s = spec(PARQUET_SPEC);
+    prepare_stream_chunked(&s.data, 3, dir, TaskKind::Classification, 64)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_training_epoch_reads_every_train_row_once_in_an_order_that_changes_each_epoch() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let set = Arc::new(parquet_set(dir.path()));
+    assert_eq!(set.pieces.len(), 15, "one piece per row group");
+    let (train, test) = (set.rows(Part::Train), set.rows(Part::Test));
+    assert_eq!(train + test, 1500);
+    // A hash split holds about its fraction.
+    assert!((1050..1200).contains(&train), "{train}");
+    let in_order = rows(&all(&set, Part::Train));
+    // Feature 0 is `x` scaled by nothing: the row's number (of its file).
+    let key = |r: &(Vec<f32>, f32)| format!("{:?}", r.0);
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &in_order {
+        *want.entry(key(r)).or_default() += 1;
+    }
+    let mut orders = Vec::new();
+    for epoch in 1..=2 {
+        let batches: Vec<Batch> = set
+            .read(set.train_order(3, epoch, (0, 1), 32, 64))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(batches.iter().rev().skip(1).all(|b| b.x.nrows() == 32));
+        let got = rows(&batches);
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &got {
+            *seen.entry(key(r)).or_default() += 1;
+        }
+        assert_eq!(seen, want, "every train row exactly once");
+        assert_ne!(got, in_order, "shuffled");
+        orders.push(got);
+    }
+    assert_ne!(orders[0], orders[1], "a new order each epoch");
+    // The same epoch reads the same order again (resuming relies on it).
+    let again = rows(
+        &set.read(set.train_order(3, 1, (0, 1), 32, 64))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(again, orders[0]);
+}
+
+#[test]
+fn shards_split_the_pieces_by_rows_and_each_rank_reads_only_its_own() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let set = Arc::new(parquet_set(dir.path()));
+    let shards = set.shards(Part::Train, 2);
+    let (a, b) = (&shards[0], &shards[1]);
+    assert!(a.0.iter().all(|i| !b.0.contains(i)));
+    assert_eq!(a.0.len() + b.0.len(), 15);
+    assert_eq!(a.1 + b.1, set.rows(Part::Train));
+    assert!(a.1.abs_diff(b.1) <= 80, "balanced: {} vs {}", a.1, b.1);
+    let mut total = 0;
+    for rank in 0..2 {
+        let batches: Vec<Batch> = set
+            .read(set.train_order(3, 1, (rank, 2), 16, 8))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let n: usize = batches.iter().map(|b| b.x.nrows()).sum();
+        assert_eq!(n as u64, shards[rank].1);
+        total += n;
+    }
+    assert_eq!(total as u64, set.rows(Part::Train));
+}
+
+#[test]
+fn the_hash_split_is_the_same_whatever_the_pieces() {
+    // The same rows in one row group or in many: the same rows train.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let many = Arc::new(parquet_set(dir.path()));
+    let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(other.path().join("parts")).unwrap_or_else(|e| panic!("{e}"));
+    write_parquet(&other.path().join("parts/a.parquet"), 1000, 1000);
+    write_parquet(&other.path().join("parts/b.parquet"), 500, 500);
+    let s = spec(PARQUET_SPEC);
+    let one = Arc::new(
+        prepare_stream_chunked(&s.data, 3, other.path(), TaskKind::Classification, 1000)
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(one.pieces.len(), 2);
+    assert_eq!(rows(&all(&one, Part::Test)), rows(&all(&many, Part::Test)));
+}
