@@ -7,6 +7,8 @@ use weft_dsl::{Builtin, DataSpec, FeatureSelect, OneColumn, Preprocess, Source, 
 
 fn spec(source: Source, label: Option<&str>) -> DataSpec {
     DataSpec {
+        shuffle: None,
+        shuffle_buffer: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source,

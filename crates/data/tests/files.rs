@@ -10,6 +10,8 @@ use weft_dsl::{ColumnsOpt, DataSpec, FeatureSelect, OneColumn, Preprocess, Sourc
 
 fn spec(source: Source, label: &str, preprocess: Vec<Preprocess>) -> DataSpec {
     DataSpec {
+        shuffle: None,
+        shuffle_buffer: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source,

@@ -8,6 +8,8 @@ use weft_dsl::{Builtin, ColumnsOpt, DataSpec, FeatureSelect, Preprocess, Source,
 
 fn iris_spec(preprocess: Vec<Preprocess>, split: SplitSpec) -> DataSpec {
     DataSpec {
+        shuffle: None,
+        shuffle_buffer: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source: Source::Builtin(Builtin::Iris),

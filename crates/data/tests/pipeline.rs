@@ -18,6 +18,8 @@ age,city,smoker,outcome
 fn fitted(dir: &Path) -> Pipeline {
     std::fs::write(dir.join("train.csv"), TRAIN).unwrap_or_else(|e| panic!("{e}"));
     let spec = DataSpec {
+        shuffle: None,
+        shuffle_buffer: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source: Source::Csv("train.csv".into()),

@@ -166,13 +166,13 @@ fn shards_split_the_pieces_by_rows_and_each_rank_reads_only_its_own() {
     assert_eq!(a.1 + b.1, set.rows(Part::Train));
     assert!(a.1.abs_diff(b.1) <= 80, "balanced: {} vs {}", a.1, b.1);
     let mut total = 0;
-    for rank in 0..2 {
+    for (rank, shard) in shards.iter().enumerate() {
         let batches: Vec<Batch> = set
             .read(set.train_order(3, 1, (rank, 2), 16, 8))
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{e}"));
         let n: usize = batches.iter().map(|b| b.x.nrows()).sum();
-        assert_eq!(n as u64, shards[rank].1);
+        assert_eq!(n as u64, shard.1);
         total += n;
     }
     assert_eq!(total as u64, set.rows(Part::Train));

@@ -85,6 +85,8 @@ fn noise_features_carry_no_class_signal() {
 #[test]
 fn prepare_uses_label_by_default() {
     let spec = DataSpec {
+        shuffle: None,
+        shuffle_buffer: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source: Source::Synthetic(synth(100, 3, 2, None, 0)),
