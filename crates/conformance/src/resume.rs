@@ -56,10 +56,7 @@ fn train(
         after: stop_after,
         asked: Cell::new(0),
     };
-    let splits = Splits {
-        train: &data,
-        validation: None,
-    };
+    let splits = Splits::memory(&data, None);
     let r = fit(
         exec.as_mut(),
         p,

@@ -207,7 +207,7 @@ pub fn train(
         Ok(())
     };
     let start_step = job.resume.as_ref().map_or(0, |r| r.at.step);
-    let data = Splits { train, validation };
+    let data = Splits::memory(train, validation);
     let outcome = fit(
         exec.as_mut(),
         &plan,

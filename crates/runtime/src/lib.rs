@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod exchange;
+mod feed;
 pub mod lbfgs;
 pub mod metrics;
 pub mod rundir;

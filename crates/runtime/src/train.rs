@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
-use weft_common::rng::Rng;
 use weft_data::Dataset;
 use weft_dsl::Optimizer;
 use weft_planner::Plan;
@@ -17,6 +16,8 @@ pub use crate::checkpoint::Start;
 use crate::checkpoint::{Resume, Snapshot};
 use crate::error::RunError;
 use crate::exchange::{Exchange, Local, StepAt};
+pub use crate::feed::{each_batch, Rows};
+use crate::feed::Feed;
 use crate::lbfgs::{self, LbfgsState};
 
 /// One epoch's figures (a line of metrics.jsonl).
@@ -95,17 +96,22 @@ pub fn gather(d: &Dataset, idx: &[usize], xb: &mut Array2<f32>, yb: &mut Array1<
 
 /// Mean loss over a data set in evaluation mode, in chunks.
 pub fn mean_loss(exec: &mut dyn Executor, d: &Dataset, chunk: usize) -> Result<f32, RunError> {
-    let mut total = 0.0f64;
-    for start in (0..d.len()).step_by(chunk.max(1)) {
-        let end = (start + chunk).min(d.len());
-        set_weights(exec, d, start..end);
-        let l = exec.eval_loss(
-            d.x.slice(ndarray::s![start..end, ..]),
-            d.y.slice(ndarray::s![start..end]),
-        )?;
-        total += f64::from(l) * (end - start) as f64;
-    }
-    Ok((total / d.len().max(1) as f64) as f32)
+    mean_loss_of(exec, Rows::Memory(d), chunk)
+}
+
+/// Mean loss over rows in memory or streamed, in evaluation mode, in chunks.
+pub fn mean_loss_of(exec: &mut dyn Executor, rows: Rows, chunk: usize) -> Result<f32, RunError> {
+    let (mut total, mut n) = (0.0f64, 0usize);
+    each_batch(rows, chunk, |x, y, w| {
+        if let Some(w) = w {
+            exec.set_sample_weights(Some(w));
+        }
+        let l = exec.eval_loss(x, y)?;
+        total += f64::from(l) * y.len() as f64;
+        n += y.len();
+        Ok(())
+    })?;
+    Ok((total / n.max(1) as f64) as f32)
 }
 
 /// Tells the executor the weights of rows `rows` of `d` (`data.weight_column`), if it has any.
@@ -225,8 +231,18 @@ pub type Checkpoint<'a> = &'a mut dyn FnMut(&EpochEnd) -> Result<(), RunError>;
 /// stopping if there is one.
 #[derive(Debug, Clone, Copy)]
 pub struct Splits<'a> {
-    pub train: &'a Dataset,
-    pub validation: Option<&'a Dataset>,
+    pub train: Rows<'a>,
+    pub validation: Option<Rows<'a>>,
+}
+
+impl<'a> Splits<'a> {
+    /// Splits in memory.
+    pub fn memory(train: &'a Dataset, validation: Option<&'a Dataset>) -> Splits<'a> {
+        Splits {
+            train: Rows::Memory(train),
+            validation: validation.map(Rows::Memory),
+        }
+    }
 }
 
 /// [`fit`] in a single process, from the start, without checkpoints.
@@ -237,7 +253,7 @@ pub fn fit_local(
     validation: Option<&Dataset>,
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome, RunError> {
-    let data = Splits { train, validation };
+    let data = Splits::memory(train, validation);
     fit(exec, plan, data, &mut Local, progress, None, None)
 }
 
@@ -266,21 +282,25 @@ pub fn fit(
     if n == 0 {
         return Err(RunError::Internal("the train split is empty".into()));
     }
-    let lbfgs_cfg = match &t.optimizer {
-        Optimizer::Lbfgs(cfg) if world > 1 => {
+    let lbfgs_cfg = match (&t.optimizer, train) {
+        (Optimizer::Lbfgs(_), Rows::Stream { .. }) => {
+            return Err(RunError::Internal(
+                "L-BFGS takes full-batch steps over rows in memory, not streamed ones".into(),
+            ))
+        }
+        (Optimizer::Lbfgs(cfg), Rows::Memory(_)) if world > 1 => {
             return Err(RunError::Internal(format!(
                 "L-BFGS is full-batch and runs in one process, not under `{}`",
                 exchange.name()
             )))
         }
-        Optimizer::Lbfgs(cfg) => Some(cfg),
+        (Optimizer::Lbfgs(cfg), Rows::Memory(d)) => Some((cfg, d)),
         _ => None,
     };
-    // Each worker takes `b` rows of every global batch of `world·b`; no slice is larger than
-    // the whole split.
-    let b = t.batch_size.clamp(1, n);
-    let global = b.saturating_mul(world);
-    let steps_per_epoch = n.div_ceil(global).max(1) as u64;
+    // Each worker takes `b` rows a step (no more than the whole split).
+    let mut feed = Feed::new(train, (rank, world), t.batch_size, plan.seed, start.epoch);
+    let b = feed.batch_rows();
+    let steps_per_epoch = feed.steps() as u64;
     let total_steps = steps_per_epoch.saturating_mul(t.epochs as u64);
     let mut history = Vec::new();
     let mut step: u64 = start.step;
@@ -303,10 +323,6 @@ pub fn fit(
     }
     let (mut xb, mut yb) = (Array2::zeros((0, 0)), Array1::zeros(0));
     let mut wb: Vec<f32> = Vec::new();
-    let mut order: Vec<usize> = (0..n).collect();
-    for epoch in 1..start.epoch {
-        Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
-    }
     exchange.start(exec)?;
 
     // A run early stopping ended (and was killed before it finished writing) trains no more.
@@ -321,7 +337,7 @@ pub fn fit(
     for epoch in first..=t.epochs {
         let started = Instant::now();
         let mut epoch_samples = 0u64;
-        let (sum, rows, lr) = if let Some(cfg) = lbfgs_cfg {
+        let (sum, rows, lr) = if let Some((cfg, train)) = lbfgs_cfg {
             // L-BFGS runs a whole epoch at once: a stop is honoured between epochs.
             if let Some(why) = progress.stop_requested() {
                 if let Some(save) = checkpoint.as_mut() {
@@ -360,7 +376,6 @@ pub fn fit(
             (f64::from(loss) * n as f64, n as f64, cfg.lr as f32)
         } else {
             progress.epoch_start(epoch, t.epochs, steps_per_epoch as usize);
-            Rng::new(plan.seed, 10_000 + epoch as u64).shuffle(&mut order);
             let (mut sum, mut rows) = (0.0f64, 0.0f64);
             let mut first = 0;
             if epoch == start.epoch && start.batch > 0 {
@@ -371,6 +386,7 @@ pub fn fit(
                 rows = start.samples as f64;
                 epoch_samples = start.samples;
             }
+            feed.start_epoch(plan.seed, epoch, world, first)?;
             let mut lr = 0.0;
             for k in first..steps_per_epoch as usize {
                 if let Some(why) = progress.stop_requested() {
@@ -398,34 +414,25 @@ pub fn fit(
                     }
                     return Err(RunError::Aborted(why));
                 }
-                let lo = (k * global + rank * b).min(n);
-                let hi = (k * global + (rank + 1) * b).min(n);
-                let mine = &order[lo..hi];
                 lr = learning_rate(t, step, steps_per_epoch, total_steps);
-                if !mine.is_empty() {
-                    gather(train, mine, &mut xb, &mut yb);
-                    if let Some(w) = &train.w {
-                        wb.clear();
-                        wb.extend(mine.iter().map(|&i| w[i]));
-                        exec.set_sample_weights(Some(&wb));
-                    }
-                }
+                let has = feed.batch(k, &mut xb, &mut yb, &mut wb, exec)?;
+                let mine = feed.last_rows();
                 let at = StepAt {
                     epoch,
                     step,
                     lr,
-                    global_rows: (n - (k * global).min(n)).min(global),
+                    global_rows: feed.global_rows(k),
                 };
-                let batch = (!mine.is_empty()).then_some((&xb, &yb));
+                let batch = has.then_some((&xb, &yb));
                 if let Some(loss) = exchange.step(exec, batch, at)? {
                     if !loss.is_finite() {
                         return Err(RunError::Diverged { epoch, step, loss });
                     }
-                    sum += f64::from(loss) * mine.len() as f64;
+                    sum += f64::from(loss) * mine as f64;
                 }
-                rows += mine.len() as f64;
+                rows += mine as f64;
                 step += 1;
-                epoch_samples += mine.len() as u64;
+                epoch_samples += mine as u64;
                 if k % 16 == 15 || k + 1 == steps_per_epoch as usize {
                     let (deferred, deferred_rows) = exec.deferred_losses()?;
                     if deferred_rows > 0 && !deferred.is_finite() {
@@ -452,7 +459,9 @@ pub fn fit(
         let seconds = started.elapsed().as_secs_f64();
         train_seconds += seconds;
         let validation_loss = match data.validation {
-            Some(v) if !v.is_empty() && exchange.synchronous() => Some(mean_loss(exec, v, 4096)?),
+            Some(v) if !v.is_empty() && exchange.synchronous() => {
+                Some(mean_loss_of(exec, v, 4096)?)
+            }
             _ => None,
         };
         let record = EpochRecord {

@@ -202,10 +202,7 @@ impl Experiment {
             }
             let mut exec = device.executor(&plan)?;
             let mut save = |e: &train::EpochEnd| dir.save_epoch(&plan, e);
-            let data = train::Splits {
-                train: &prepared.train,
-                validation: prepared.validation.as_ref(),
-            };
+            let data = train::Splits::memory(&prepared.train, prepared.validation.as_ref());
             let outcome = train::fit(
                 exec.as_mut(),
                 &plan,
