@@ -131,6 +131,9 @@ pub struct TrainRequest<'a> {
     pub dp: &'a DataParallel,
     pub train: &'a Dataset,
     pub validation: Option<&'a Dataset>,
+    /// A streamed data set, which each worker reads its shard of (`train` and `validation`
+    /// are then empty).
+    pub stream: Option<crate::job::StreamJob>,
     pub token: &'a str,
     /// Resume: where, and the model and optimizer state to start from.
     pub resume: Option<weft_runtime::checkpoint::Resume>,
@@ -340,6 +343,7 @@ pub fn train(
         ps: server.as_ref().map(|s| s.addr.clone()),
         resume: req.resume.clone(),
         device: req.device,
+        stream: req.stream.clone(),
     };
     let started = Instant::now();
     // The job id doubles as the parameter server's role check.
@@ -349,8 +353,8 @@ pub fn train(
         timeout,
         &job_id,
         |_| Work::Train(Box::new(job.clone())),
-        Some(req.train),
-        req.validation,
+        req.stream.is_none().then_some(req.train),
+        req.validation.filter(|_| req.stream.is_none()),
     )?;
     let pollers = Pollers::start(workers, req.token, timeout)?;
 

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use weft_data::Dataset;
+use weft_data::{Dataset, Part};
 use weft_dsl::{DataParallel, Optimizer, PsAlgorithm, Sgd, Sync};
 use weft_exec::Device;
 use weft_planner::Plan;
 use weft_runtime::checkpoint::{Resume, Snapshot, Start};
-use weft_runtime::train::{fit, get_flat, EpochEnd, Progress, Splits};
+use weft_runtime::train::{fit, get_flat, EpochEnd, Progress, Rows, Splits};
 use weft_runtime::RunError;
 
 use crate::error::Result;
@@ -42,6 +42,18 @@ pub struct TrainJob {
     /// the adapter of its local rank).
     #[serde(default)]
     pub device: weft_dsl::Device,
+    /// A streamed data set: each worker reads its shard of the files itself (the job carries
+    /// no rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamJob>,
+}
+
+/// What a worker needs to read its shard of a streamed data set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamJob {
+    pub set: weft_data::StreamSet,
+    /// The shuffle buffer's rows.
+    pub buffer: usize,
 }
 
 /// What workers report, in order; the driver polls them.
@@ -207,7 +219,22 @@ pub fn train(
         Ok(())
     };
     let start_step = job.resume.as_ref().map_or(0, |r| r.at.step);
-    let data = Splits::memory(train, validation);
+    let set = job.stream.as_ref().map(|s| (Arc::new(s.set.clone()), s.buffer));
+    let data = match &set {
+        Some((set, buffer)) => Splits {
+            train: Rows::Stream {
+                set,
+                part: Part::Train,
+                buffer: *buffer,
+            },
+            validation: (set.rows(Part::Validation) > 0).then_some(Rows::Stream {
+                set,
+                part: Part::Validation,
+                buffer: *buffer,
+            }),
+        },
+        None => Splits::memory(train, validation),
+    };
     let outcome = fit(
         exec.as_mut(),
         &plan,

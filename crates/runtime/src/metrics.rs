@@ -51,85 +51,142 @@ pub fn evaluate(
     probs: &Array2<f32>,
     y: &Array1<f32>,
 ) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    match task {
-        Task::Classification { classes } => {
-            let k = *classes;
-            let pred = predicted_classes(probs);
-            let truth: Vec<usize> = y.iter().map(|v| *v as usize).collect();
-            let mut cm = vec![vec![0u64; k]; k];
-            for (t, p) in truth.iter().zip(&pred) {
-                if *t < k && *p < k {
-                    cm[*t][*p] += 1;
-                }
-            }
-            let n = truth.len().max(1) as f64;
-            let correct: u64 = (0..k).map(|i| cm[i][i]).sum();
-            let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
-            for (c, row) in cm.iter().enumerate() {
-                let tp = row[c] as f64;
-                let predicted: f64 = cm.iter().map(|r| r[c] as f64).sum();
-                let actual: f64 = row.iter().map(|v| *v as f64).sum();
-                let p = if predicted > 0.0 { tp / predicted } else { 0.0 };
-                let r = if actual > 0.0 { tp / actual } else { 0.0 };
-                p_sum += p;
-                r_sum += r;
-                f_sum += if p + r > 0.0 {
-                    2.0 * p * r / (p + r)
-                } else {
-                    0.0
-                };
-            }
-            let kf = k.max(1) as f64;
-            for m in metrics {
-                let v = match m {
-                    Metric::Accuracy => json!(correct as f64 / n),
-                    Metric::Precision => json!(p_sum / kf),
-                    Metric::Recall => json!(r_sum / kf),
-                    Metric::F1 => json!(f_sum / kf),
-                    Metric::Auc => json!(auc(&positive_scores(probs), &truth)),
-                    Metric::ConfusionMatrix => json!(cm),
-                    Metric::Mse | Metric::Mae | Metric::R2 => continue,
-                };
-                out.insert(m.name().to_string(), v);
-            }
-        }
-        Task::Regression { .. } => {
-            let pred: Vec<f64> = probs.column(0).iter().map(|v| f64::from(*v)).collect();
-            let truth: Vec<f64> = y.iter().map(|v| f64::from(*v)).collect();
-            let n = truth.len().max(1) as f64;
-            let mse = pred
-                .iter()
-                .zip(&truth)
-                .map(|(p, t)| (p - t).powi(2))
-                .sum::<f64>()
-                / n;
-            let mae = pred
-                .iter()
-                .zip(&truth)
-                .map(|(p, t)| (p - t).abs())
-                .sum::<f64>()
-                / n;
-            let mean = truth.iter().sum::<f64>() / n;
-            let var = truth.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n;
-            for m in metrics {
-                let v = match m {
-                    Metric::Mse => mse,
-                    Metric::Mae => mae,
-                    Metric::R2 => {
-                        if var > 0.0 {
-                            1.0 - mse / var
-                        } else {
-                            0.0
-                        }
-                    }
-                    _ => continue,
-                };
-                out.insert(m.name().to_string(), json!(v));
-            }
+    let mut tally = Tally::new(metrics, task);
+    tally.add(probs, y.view());
+    tally.finish()
+}
+
+/// Metrics counted batch by batch (evaluation of rows that are streamed): a confusion matrix,
+/// or sums of errors and the targets' moments; AUC keeps each row's score (4 bytes a row).
+#[derive(Debug, Clone)]
+pub struct Tally {
+    metrics: Vec<Metric>,
+    task: Task,
+    cm: Vec<Vec<u64>>,
+    scores: Vec<f32>,
+    positive: Vec<bool>,
+    rows: u64,
+    sq_err: f64,
+    abs_err: f64,
+    /// The targets' mean and sum of squared deviations (Welford).
+    mean: f64,
+    m2: f64,
+}
+
+impl Tally {
+    pub fn new(metrics: &[Metric], task: &Task) -> Tally {
+        let k = match task {
+            Task::Classification { classes } => *classes,
+            Task::Regression { .. } => 0,
+        };
+        Tally {
+            metrics: metrics.to_vec(),
+            task: task.clone(),
+            cm: vec![vec![0u64; k]; k],
+            scores: Vec::new(),
+            positive: Vec::new(),
+            rows: 0,
+            sq_err: 0.0,
+            abs_err: 0.0,
+            mean: 0.0,
+            m2: 0.0,
         }
     }
-    out
+
+    /// Counts a batch: the model's outputs for the rows of `y`.
+    pub fn add(&mut self, probs: &Array2<f32>, y: ndarray::ArrayView1<f32>) {
+        match self.task {
+            Task::Classification { classes: k } => {
+                for (t, p) in y.iter().zip(predicted_classes(probs)) {
+                    let t = *t as usize;
+                    if t < k && p < k {
+                        self.cm[t][p] += 1;
+                    }
+                }
+                if self.metrics.contains(&Metric::Auc) {
+                    self.scores.extend(positive_scores(probs));
+                    self.positive.extend(y.iter().map(|t| *t as usize == 1));
+                }
+            }
+            Task::Regression { .. } => {
+                for (p, t) in probs.column(0).iter().zip(y) {
+                    let (p, t) = (f64::from(*p), f64::from(*t));
+                    self.sq_err += (p - t).powi(2);
+                    self.abs_err += (p - t).abs();
+                    let n = (self.rows + 1) as f64;
+                    let d = t - self.mean;
+                    self.mean += d / n;
+                    self.m2 += d * (t - self.mean);
+                    self.rows += 1;
+                }
+                return;
+            }
+        }
+        self.rows += y.len() as u64;
+    }
+
+    /// Every requested metric, by name.
+    pub fn finish(&self) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        let n = self.rows.max(1) as f64;
+        match self.task {
+            Task::Classification { classes: k } => {
+                let cm = &self.cm;
+                let correct: u64 = (0..k).map(|i| cm[i][i]).sum();
+                let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
+                for (c, row) in cm.iter().enumerate() {
+                    let tp = row[c] as f64;
+                    let predicted: f64 = cm.iter().map(|r| r[c] as f64).sum();
+                    let actual: f64 = row.iter().map(|v| *v as f64).sum();
+                    let p = if predicted > 0.0 { tp / predicted } else { 0.0 };
+                    let r = if actual > 0.0 { tp / actual } else { 0.0 };
+                    p_sum += p;
+                    r_sum += r;
+                    f_sum += if p + r > 0.0 {
+                        2.0 * p * r / (p + r)
+                    } else {
+                        0.0
+                    };
+                }
+                let kf = k.max(1) as f64;
+                for m in &self.metrics {
+                    let v = match m {
+                        Metric::Accuracy => json!(correct as f64 / n),
+                        Metric::Precision => json!(p_sum / kf),
+                        Metric::Recall => json!(r_sum / kf),
+                        Metric::F1 => json!(f_sum / kf),
+                        Metric::Auc => {
+                            let truth: Vec<usize> =
+                                self.positive.iter().map(|p| usize::from(*p)).collect();
+                            json!(auc(&self.scores, &truth))
+                        }
+                        Metric::ConfusionMatrix => json!(cm),
+                        Metric::Mse | Metric::Mae | Metric::R2 => continue,
+                    };
+                    out.insert(m.name().to_string(), v);
+                }
+            }
+            Task::Regression { .. } => {
+                let (mse, mae, var) = (self.sq_err / n, self.abs_err / n, self.m2 / n);
+                for m in &self.metrics {
+                    let v = match m {
+                        Metric::Mse => mse,
+                        Metric::Mae => mae,
+                        Metric::R2 => {
+                            if var > 0.0 {
+                                1.0 - mse / var
+                            } else {
+                                0.0
+                            }
+                        }
+                        _ => continue,
+                    };
+                    out.insert(m.name().to_string(), json!(v));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Area under the ROC curve by the rank-sum (Mann–Whitney) formula, ties averaged.

@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use weft_data::Prepared;
+use weft_data::{Dataset, StreamSet};
+use weft_dist::job::StreamJob;
+
+use crate::data::Data;
 use weft_dist::driver::{self, Comm, TrainRequest};
 use weft_dist::launch::{self, WorkerProc};
 use weft_dist::DistError;
@@ -154,7 +157,7 @@ fn workers(
 pub(crate) fn train(
     spec: &Spec,
     plan: &Plan,
-    prepared: &Prepared,
+    data: &Data,
     dir: &RunDir,
     resume: Option<Resume>,
     progress: &mut dyn Progress,
@@ -167,17 +170,37 @@ pub(crate) fn train(
     let token = token(matches!(spec.executor.cluster, Cluster::Local))?;
     let (mut procs, ps_bind) = workers(spec, dp, &token)?;
     let mut save = |e: &EpochEnd| dir.save_epoch(plan, e);
+    let empty = Dataset {
+        x: ndarray::Array2::zeros((0, 0)),
+        y: ndarray::Array1::zeros(0),
+        w: None,
+    };
+    let (train, validation, stream) = match data {
+        Data::Memory { prepared, .. } => (&prepared.train, prepared.validation.as_ref(), None),
+        Data::Stream { set, buffer } => (
+            &empty,
+            None,
+            Some(StreamJob {
+                set: StreamSet::clone(set),
+                buffer: *buffer,
+            }),
+        ),
+    };
     let req = TrainRequest {
         plan,
         dp,
-        train: &prepared.train,
-        validation: prepared.validation.as_ref(),
+        train,
+        validation,
+        stream,
         token: &token,
         resume,
         ps_bind,
         device: spec.executor.device,
     };
-    let out = driver::train(&mut procs, &req, progress, &mut save)?;
+    let mut out = driver::train(&mut procs, &req, progress, &mut save)?;
+    if let Data::Stream { set, .. } = data {
+        out.notes.extend(set.describe_shards(procs.len()));
+    }
     let mut exec = Device::Cpu.executor(plan)?;
     set_flat(exec.as_mut(), &out.params)?;
     exec.set_buffers(&out.buffers);

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 use weft_common::units::human_bytes;
-use weft_data::{Prepared, Table, TableSchema};
+use weft_data::{Pipeline, Prepared, Table, TableSchema};
 use weft_dsl::{Document, Spec};
 use weft_exec::{Device, ExecError};
 use weft_planner::{DataShape, PassLog, Plan, PlanError, Task, TaskKind};
 use weft_runtime::rundir::SavedModel;
 use weft_runtime::train::EpochRecord;
 
+use crate::data::{shape_of, Data};
 use crate::error::{Error, Result};
 use crate::plan_view::PlanView;
 use crate::predict::Predictions;
@@ -108,33 +109,45 @@ impl Experiment {
         }
     }
 
-    /// Compiles the plan for already prepared data.
+    /// Compiles the plan for data prepared in memory.
     pub fn plan_for(&self, prepared: &Prepared) -> Result<Plan> {
-        let plan = Plan::new(&self.spec, &data_shape(prepared)).map_err(|e| self.plan_error(e))?;
-        match self.class_weights(prepared)? {
+        let counts = Data::train_class_counts(prepared);
+        self.plan_with(&prepared.pipeline, counts)
+    }
+
+    /// Compiles the plan for prepared data (in memory or streamed).
+    pub fn plan_for_data(&self, data: &Data) -> Result<Plan> {
+        self.plan_with(data.pipeline(), data.class_counts())
+    }
+
+    fn plan_with(&self, pipeline: &Pipeline, class_counts: Option<Vec<u64>>) -> Result<Plan> {
+        let plan = Plan::new(&self.spec, &shape_of(pipeline)).map_err(|e| self.plan_error(e))?;
+        match self.class_weights(pipeline, class_counts)? {
             Some(w) => plan.with_class_weights(w).map_err(|e| self.plan_error(e)),
             None => Ok(plan),
         }
     }
 
+    /// Folder that relative data paths resolve against.
+    pub(crate) fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     /// `train.class_weight` resolved against the train split: `balanced` gives class c the
     /// weight n / (classes · count of c); a map names classes (others weigh 1).
-    fn class_weights(&self, prepared: &Prepared) -> Result<Option<Vec<f32>>> {
-        let (Some(cw), Some(classes)) =
-            (&self.spec.train.class_weight, prepared.pipeline.classes())
-        else {
+    fn class_weights(
+        &self,
+        pipeline: &Pipeline,
+        class_counts: Option<Vec<u64>>,
+    ) -> Result<Option<Vec<f32>>> {
+        let (Some(cw), Some(classes)) = (&self.spec.train.class_weight, pipeline.classes()) else {
             return Ok(None);
         };
         let k = classes.len();
         Ok(Some(match cw {
             weft_dsl::ClassWeight::Balanced(_) => {
-                let mut counts = vec![0u64; k];
-                for &y in &prepared.train.y {
-                    if let Some(c) = counts.get_mut(y as usize) {
-                        *c += 1;
-                    }
-                }
-                let n = prepared.train.len() as f64;
+                let counts = class_counts.unwrap_or_else(|| vec![0; k]);
+                let n = counts.iter().sum::<u64>() as f64;
                 counts
                     .iter()
                     .map(|&c| {
@@ -166,8 +179,8 @@ impl Experiment {
 
     /// The plan that runs: lowered for the device the run picked (`executor.device: auto`
     /// may find a GPU); a distributed run's workers pick their own and lower it themselves.
-    pub(crate) fn plan_to_run(&self, prepared: &Prepared, device: &Device) -> Result<Plan> {
-        let plan = self.plan_for(prepared)?;
+    pub(crate) fn plan_to_run(&self, data: &Data, device: &Device) -> Result<Plan> {
+        let plan = self.plan_for_data(data)?;
         if self.is_distributed() {
             return Ok(plan);
         }
@@ -197,7 +210,7 @@ impl Experiment {
         let schema = self.read_schema()?;
         match self.schema_shape(&schema)? {
             Some(shape) => Ok(shape),
-            None => Ok(data_shape(&self.prepare_data()?.1)),
+            None => Ok(self.load_data()?.shape()),
         }
     }
 
@@ -254,13 +267,16 @@ impl Experiment {
     pub fn check_rows(&self) -> Result<Check> {
         self.check_runnable()?;
         self.preflight()?;
-        let (table, prepared) = self.prepare_data()?;
-        let plan = self.plan_for(&prepared)?;
+        let data = self.load_data()?;
+        let plan = self.plan_for_data(&data)?;
         Ok(Check {
             name: self.spec.name.clone(),
-            rows: Some(table.num_rows() as u64),
+            rows: Some(match &data {
+                Data::Memory { table, .. } => table.num_rows() as u64,
+                Data::Stream { set, .. } => set.pieces.iter().map(|p| p.rows).sum(),
+            }),
             features: plan.features.len(),
-            classes: prepared.pipeline.classes().map(<[String]>::len),
+            classes: data.pipeline().classes().map(<[String]>::len),
             params: plan.num_params(),
         })
     }
@@ -366,7 +382,12 @@ impl Experiment {
             .as_ref()
             .map_or(0, |p| p.train_bytes(batch).saturating_mul(replicas));
         let columns = schema.column_names().len() as u64;
-        let data = rows.unwrap_or(0).saturating_mul(columns).saturating_mul(4);
+        // Streamed, memory holds the shuffle buffer and the chunks being read, not the rows.
+        let held = match self.spec.data.streamed() {
+            Some(buffer) => (buffer as u64).saturating_add(4 * weft_data::stream::CHUNK_ROWS as u64),
+            None => rows.unwrap_or(0),
+        };
+        let data = held.saturating_mul(columns).saturating_mul(4);
         let need = model.saturating_add(data);
         if need <= limit {
             return Ok(());
@@ -404,18 +425,6 @@ impl Experiment {
             }
             None => false,
         }
-    }
-}
-
-/// What the planner needs to know of prepared data: feature names and the task.
-fn data_shape(prepared: &Prepared) -> DataShape {
-    let task = match prepared.pipeline.classes() {
-        Some(c) => Task::Classification { classes: c.len() },
-        None => Task::Regression { targets: 1 },
-    };
-    DataShape {
-        features: prepared.pipeline.feature_names().to_vec(),
-        task,
     }
 }
 

@@ -11,6 +11,7 @@
 //!
 //! In Jupyter (evcxr), plans, run results and predictions display themselves (SVG, HTML).
 
+pub mod data;
 pub mod distributed;
 mod error;
 mod experiment;

@@ -1,11 +1,10 @@
 //! Running an experiment into a run directory: a fresh run, a resumed one, and what is left
 //! behind when either stops (a checkpoint, a failed `summary.json`, the resume command).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
-use weft_data::Prepared;
+use weft_data::Part;
 use weft_exec::Device;
 use weft_planner::Plan;
 use weft_runtime::checkpoint::Resume;
@@ -13,6 +12,7 @@ use weft_runtime::rundir::{self, RunDir, SavedModel};
 use weft_runtime::train::{self, EpochRecord, Progress};
 use weft_runtime::RunError;
 
+use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::experiment::{Experiment, RunResult, TrainSummary};
 
@@ -21,18 +21,21 @@ impl Experiment {
     pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
         self.preflight()?;
-        let (table, prepared) = self.prepare_data()?;
-        let plan = self.plan_to_run(&prepared, &device.0)?;
+        let data = self.load_data()?;
+        let plan = self.plan_to_run(&data, &device.0)?;
         let dir = RunDir::create(runs_root, &self.spec.name)?;
         let _lock = dir.lock()?;
         dir.write_json(rundir::SPEC_FILE, &self.spec)?;
         dir.write_json(rundir::PLAN_FILE, &plan)?;
-        dir.write_json(rundir::PREPROCESS_FILE, &prepared.pipeline)?;
-        // The test rows as read, so `weft predict --input <run>/test.csv` can be checked.
-        let mut bytes = Vec::new();
-        weft_data::write_csv(&table, &prepared.split.test, &mut bytes)?;
-        rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
-        self.train_into(&dir, device, plan, prepared, None, progress)
+        dir.write_json(rundir::PREPROCESS_FILE, data.pipeline())?;
+        // The test rows as read, so `weft predict --input <run>/test.csv` can be checked (a
+        // streamed set's test split stays in its files: the split is a hash of the row).
+        if let Data::Memory { table, prepared } = &data {
+            let mut bytes = Vec::new();
+            weft_data::write_csv(table, &prepared.split.test, &mut bytes)?;
+            rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
+        }
+        self.train_into(&dir, device, plan, data, None, progress)
     }
 
     /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
@@ -66,8 +69,8 @@ impl Experiment {
                 ),
             });
         }
-        let (_, prepared) = self.prepare_data()?;
-        let plan = self.plan_to_run(&prepared, &device.0)?;
+        let data = self.load_data()?;
+        let plan = self.plan_to_run(&data, &device.0)?;
         let resume = dir.read_checkpoint(&plan)?;
         if resume.at.batch > 0 && self.is_distributed() {
             return Err(Error::Io {
@@ -104,7 +107,7 @@ impl Experiment {
             dir.path.display(),
             resume.at.describe()
         ));
-        self.train_into(&dir, device, plan, prepared, Some(resume), progress)
+        self.train_into(&dir, device, plan, data, Some(resume), progress)
     }
 
     /// [`Experiment::train_run`], leaving a `summary.json` that says how the run ended when
@@ -114,11 +117,11 @@ impl Experiment {
         dir: &RunDir,
         device: (Device, Option<String>),
         plan: Plan,
-        prepared: Prepared,
+        data: Data,
         resume: Option<Resume>,
         progress: &mut dyn Progress,
     ) -> Result<RunResult> {
-        let result = self.train_run(dir, device, plan, prepared, resume, progress);
+        let result = self.train_run(dir, device, plan, data, resume, progress);
         let Err(e) = result else {
             return result;
         };
@@ -166,11 +169,11 @@ impl Experiment {
         dir: &RunDir,
         (device, device_note): (Device, Option<String>),
         plan: Plan,
-        prepared: Prepared,
+        data: Data,
         resume: Option<Resume>,
         progress: &mut dyn Progress,
     ) -> Result<RunResult> {
-        let pipeline = prepared.pipeline.clone();
+        let pipeline = data.pipeline().clone();
         let first = resume.as_ref().map_or(1, |r| r.at.epoch);
         let mut previous = match first {
             1 => Vec::new(),
@@ -183,8 +186,7 @@ impl Experiment {
             inner: progress,
         };
         let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
-            let d =
-                crate::distributed::train(&self.spec, &plan, &prepared, dir, resume, &mut writer)
+            let d = crate::distributed::train(&self.spec, &plan, &data, dir, resume, &mut writer)
                     .map_err(|e| match e {
                     // Ctrl-C on the driver, a diverged model: what the loop said.
                     weft_dist::DistError::Run(r) => Error::Run(Box::new(r)),
@@ -202,11 +204,10 @@ impl Experiment {
             }
             let mut exec = device.executor(&plan)?;
             let mut save = |e: &train::EpochEnd| dir.save_epoch(&plan, e);
-            let data = train::Splits::memory(&prepared.train, prepared.validation.as_ref());
             let outcome = train::fit(
                 exec.as_mut(),
                 &plan,
-                data,
+                data.splits(),
                 &mut weft_runtime::Local,
                 &mut writer,
                 resume.as_ref(),
@@ -218,31 +219,14 @@ impl Experiment {
 
         // A resumed run's history is the whole run's, as metrics.jsonl is.
         outcome.history = writer.records.clone();
-        let mut metrics = BTreeMap::new();
-        let mut splits = vec![("train", &prepared.train), ("test", &prepared.test)];
-        if let Some(v) = &prepared.validation {
-            splits.push(("validation", v));
-        }
-        for (name, d) in splits {
-            if d.is_empty() {
-                // No rows: no metrics (zeros would read as a result).
-                continue;
-            }
-            let probs = train::predict_all(exec.as_mut(), &d.x, 4096)?;
-            let mut m = weft_runtime::metrics::evaluate(&plan.evaluate, &plan.task, &probs, &d.y);
-            m.insert(
-                "loss".into(),
-                serde_json::json!(train::mean_loss(exec.as_mut(), d, 4096)?),
-            );
-            metrics.insert(name.to_string(), m);
-        }
+        let metrics = data.evaluate(exec.as_mut(), &plan)?;
         let names = plan.params.iter().map(|p| p.name.clone());
         let mut tensors: Vec<(String, ndarray::Array2<f32>)> = names.zip(exec.params()?).collect();
         tensors.extend(exec.buffers()?);
         dir.write_weights(&tensors)?;
 
         let mut notes = notes;
-        if prepared.test.is_empty() {
+        if data.rows(Part::Test).is_none_or(|r| r.is_empty()) {
             notes.push("no test rows: the test split is empty, so there are no test metrics (set `data.split.test`)".into());
         }
         let result = RunResult {

@@ -27,6 +27,9 @@ pub struct Piece {
     /// The row of the whole data set (every file, in order) the piece starts at.
     pub first_row: u64,
     pub rows: u64,
+    /// Bytes of the file the piece is (Parquet: its row group's compressed column chunks).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +62,7 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
                         kind: PieceKind::ParquetRowGroup(i),
                         first_row: 0,
                         rows: u64::try_from(rg.num_rows()).unwrap_or(0),
+                        bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
                     });
                 }
             }
@@ -70,22 +74,25 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
                 let mut magic = [0u8; 6];
                 let is_file =
                     std::io::Read::read_exact(&mut f, &mut magic).is_ok() && &magic == b"ARROW1";
+                let size = f.metadata().map_or(0, |m| m.len());
                 if is_file {
                     let reader = FileReader::try_new(BufReader::new(open(&path, &shown)?), None)
                         .map_err(|e| arrow_error(&shown, e))?;
+                    let n = reader.num_batches().max(1) as u64;
                     for i in 0..reader.num_batches() {
-                        pieces.push(piece(&path, &shown, PieceKind::ArrowBatch(i)));
+                        pieces.push(piece(&path, &shown, PieceKind::ArrowBatch(i), size / n));
                     }
                 } else {
-                    pieces.push(piece(&path, &shown, PieceKind::ArrowStream));
+                    pieces.push(piece(&path, &shown, PieceKind::ArrowStream, size));
                 }
             }
         }
         Source::Csv(p) => {
             counted = false;
             let path = base_dir.join(p);
-            open(&path, p).map_err(|e| e.with_resolved(p, &path))?;
-            pieces.push(piece(&path, p, PieceKind::Csv));
+            let f = open(&path, p).map_err(|e| e.with_resolved(p, &path))?;
+            let size = f.metadata().map_or(0, |m| m.len());
+            pieces.push(piece(&path, p, PieceKind::Csv, size));
         }
         Source::Builtin(_) | Source::Synthetic(_) => {
             return Err(DataError::Internal(
@@ -97,13 +104,14 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
     Ok((pieces, counted))
 }
 
-fn piece(path: &Path, shown: &str, kind: PieceKind) -> Piece {
+fn piece(path: &Path, shown: &str, kind: PieceKind, bytes: u64) -> Piece {
     Piece {
         path: path.to_path_buf(),
         shown: shown.to_string(),
         kind,
         first_row: 0,
         rows: 0,
+        bytes,
     }
 }
 
