@@ -93,6 +93,8 @@ pub struct DistOptions {
     pub batches: Vec<usize>,
     /// Python with PyTorch for `gpu`'s baseline (`--torch python3`).
     pub torch: Option<String>,
+    /// Where `stream` keeps its data set (`--data DIR`).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the named benchmarks (all single-process ones when empty) and prints a table or
@@ -111,7 +113,7 @@ pub fn run(
             dist.workers.clone()
         }
     };
-    const ALONE: [&str; 5] = ["allreduce", "traffic", "scaling", "layout", "gpu"];
+    const ALONE: [&str; 6] = ["allreduce", "traffic", "scaling", "layout", "gpu", "stream"];
     let known: Vec<&str> = BENCHES.iter().map(|b| b.0).chain(ALONE).collect();
     for n in names {
         if !known.contains(&n.as_str()) {
@@ -156,6 +158,15 @@ pub fn run(
         }
         Some("layout") => return layout(json_out),
         Some("gpu") => return gpu(rows, json_out, dist),
+        Some("stream") => {
+            return crate::bench_stream::stream(
+                rows.unwrap_or(36_000_000),
+                &dist.workers,
+                dist.data_dir.as_deref(),
+                dist.batch,
+                json_out,
+            )
+        }
         _ => {}
     }
     let tmp = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));

@@ -11,6 +11,7 @@ mod bench;
 mod bench_dist;
 #[cfg(feature = "gpu")]
 mod bench_gpu;
+mod bench_stream;
 mod devices;
 mod progress;
 mod serve;
@@ -127,7 +128,8 @@ enum Command {
     /// Measure training throughput on the benchmark specs.
     Bench {
         /// Benchmark names (default: all): higgs-b32, higgs-b1024, mnist-b128; on their own:
-        /// allreduce, traffic, scaling, layout, gpu.
+        /// allreduce, traffic, scaling, layout, gpu, stream (a HIGGS-shaped Parquet data set
+        /// of `--rows` rows, default 36M ≈ 4.2 GB, streamed against 100k rows in memory).
         names: Vec<String>,
         /// Rows of synthetic data (default: each benchmark's own, 100k / 60k).
         #[arg(long)]
@@ -162,6 +164,10 @@ enum Command {
         /// Python with PyTorch, to run the same GPU workloads side by side (gpu).
         #[arg(long)]
         torch: Option<String>,
+        /// Folder where `stream` generates its Parquet data set and keeps it for the next run
+        /// (default: a folder in the temporary directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// List the GPU adapters wgpu finds (name, backend, type, limits) and what
     /// `executor.device: auto` would pick.
@@ -468,6 +474,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             sizes,
             batches,
             torch,
+            data,
         } => {
             let dist = bench::DistOptions {
                 workers,
@@ -479,6 +486,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
                 sizes: sizes.into_iter().map(|n| n as usize).collect(),
                 batches: batches.into_iter().map(|n| n as usize).collect(),
                 torch,
+                data_dir: data,
             };
             bench::run(&names, rows, baseline.as_deref(), json, &dist)?
         }

@@ -96,6 +96,55 @@ pub fn generate(spec: &SyntheticSpec) -> Result<(Vec<Vec<f32>>, Vec<i64>), DataE
     Ok((columns, labels))
 }
 
+/// Part `part` of a large synthetic data set made in parts of `spec.rows` rows (for data
+/// sets larger than memory, written part by part): every part samples the same problem
+/// (cluster centres and shapes from `spec.seed`) with its own rows.
+pub fn generate_part(
+    spec: &SyntheticSpec,
+    part: u64,
+) -> Result<(Vec<Vec<f32>>, Vec<i64>), DataError> {
+    let (rows, features, classes) = (spec.rows, spec.features, spec.classes);
+    let informative = spec.informative.unwrap_or(features);
+    check(spec, informative)?;
+    let per_class = (1..=CLUSTERS_PER_CLASS)
+        .rev()
+        .find(|&k| fits(classes * k, informative))
+        .unwrap_or(1);
+    let clusters = classes * per_class;
+    let mut problem = Gauss::new(spec.seed);
+    let centres = vertices(clusters, informative, &mut problem.rng);
+    let mixes: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            (0..informative * informative)
+                .map(|_| 2.0 * problem.rng.uniform() - 1.0)
+                .collect()
+        })
+        .collect();
+    let mut gauss = Gauss::new(spec.seed ^ (part + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut columns = vec![Vec::with_capacity(rows); features];
+    let mut labels = Vec::with_capacity(rows);
+    let mut z = vec![0f32; informative];
+    for _ in 0..rows {
+        let c = gauss.rng.below(clusters);
+        for v in z.iter_mut() {
+            *v = gauss.next();
+        }
+        for (j, column) in columns.iter_mut().enumerate() {
+            column.push(if j < informative {
+                centres[c][j]
+                    + z.iter()
+                        .enumerate()
+                        .map(|(i, zi)| zi * mixes[c][i * informative + j])
+                        .sum::<f32>()
+            } else {
+                gauss.next()
+            });
+        }
+        labels.push((c % classes) as i64);
+    }
+    Ok((columns, labels))
+}
+
 fn check(spec: &SyntheticSpec, informative: usize) -> Result<(), DataError> {
     let fail = |m: String| Err(DataError::Synthetic(m));
     if spec.rows == 0 {
