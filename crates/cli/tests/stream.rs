@@ -2,6 +2,8 @@
 //! many row groups trains as well as in memory, evaluates every split, predicts, and trains
 //! on two workers that each read only their shard.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 mod support;
 
 use std::path::Path;
@@ -93,7 +95,16 @@ fn a_streamed_parquet_folder_trains_evaluates_and_predicts() {
         "the test split stays in the files"
     );
     // The same spec in memory learns as well.
-    let full = run_json(&spec, &runs, &["--set", "data.shuffle=full", "--set", "data.shuffle_buffer=null"]);
+    let full = run_json(
+        &spec,
+        &runs,
+        &[
+            "--set",
+            "data.shuffle=full",
+            "--set",
+            "data.shuffle_buffer=null",
+        ],
+    );
     assert!(metric(&full, "test", "accuracy") > 0.95, "{full}");
     // The saved model predicts from the files.
     let o = weft(&[
@@ -121,7 +132,10 @@ fn two_workers_each_read_their_own_shard() {
     let v = run_json(&spec, &dir.path().join("runs"), &[]);
     assert!(metric(&v, "test", "accuracy") > 0.95, "{v}");
     let notes = v["notes"].to_string();
-    assert!(notes.contains("worker 0 read") && notes.contains("worker 1 read"), "{notes}");
+    assert!(
+        notes.contains("worker 0 read") && notes.contains("worker 1 read"),
+        "{notes}"
+    );
 }
 
 #[test]
@@ -136,6 +150,9 @@ fn a_streamed_source_made_in_memory_is_a_located_error() {
     let o = weft(&["check", path.to_str().unwrap()]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("s.yaml:4:") && e.contains("data.shuffle_buffer"), "{e}");
+    assert!(
+        e.contains("s.yaml:4:") && e.contains("data.shuffle_buffer"),
+        "{e}"
+    );
     assert!(e.contains("use `shuffle: full`"), "{e}");
 }

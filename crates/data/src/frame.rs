@@ -313,6 +313,27 @@ pub(crate) fn read_with_missing(
                 Values::Text(text)
             }
         }
+        DataType::Float32 => {
+            // f32 as stored (no round trip through f64): the common case of large files.
+            let a = array.as_primitive::<arrow_array::types::Float32Type>();
+            let mut out = a.values().to_vec();
+            for (i, x) in out.iter_mut().enumerate() {
+                if x.is_nan() {
+                    missing[i] = true;
+                }
+                if missing[i] {
+                    *x = 0.0;
+                } else if x.is_infinite() {
+                    return Err(DataError::Infinite {
+                        file: file.into(),
+                        what,
+                        column: column.into(),
+                        at: At::of(file, i),
+                    });
+                }
+            }
+            Values::Num(out)
+        }
         t if is_float(t) => {
             let a = arrow_cast::cast(array, &DataType::Float64).map_err(|e| {
                 DataError::Internal(format!("casting column `{column}` to f64: {e}"))
@@ -343,7 +364,11 @@ pub(crate) fn read_with_missing(
         _ => read_values(file, column, what, array)?,
     };
     // Numbers among the na texts (`-999`) are missing in numeric columns too.
-    let na_numbers: Vec<f64> = na.iter().filter_map(|t| t.trim().parse().ok()).collect();
+    let na_numbers: Vec<f64> = na
+        .iter()
+        .filter_map(|t| t.trim().parse::<f64>().ok())
+        .filter(|x| !x.is_nan())
+        .collect();
     if !na_numbers.is_empty() {
         let is_na = |x: f64| na_numbers.contains(&x);
         match &values {

@@ -219,7 +219,10 @@ pub fn train(
         Ok(())
     };
     let start_step = job.resume.as_ref().map_or(0, |r| r.at.step);
-    let set = job.stream.as_ref().map(|s| (Arc::new(s.set.clone()), s.buffer));
+    let set = job
+        .stream
+        .as_ref()
+        .map(|s| (Arc::new(s.set.clone()), s.buffer));
     let data = match &set {
         Some((set, buffer)) => Splits {
             train: Rows::Stream {

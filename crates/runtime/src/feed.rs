@@ -215,13 +215,19 @@ impl<'a> Feed<'a> {
 pub fn each_batch(
     rows: Rows,
     chunk: usize,
-    mut f: impl FnMut(ndarray::ArrayView2<f32>, ndarray::ArrayView1<f32>, Option<&[f32]>) -> Result<(), RunError>,
+    mut f: impl FnMut(
+        ndarray::ArrayView2<f32>,
+        ndarray::ArrayView1<f32>,
+        Option<&[f32]>,
+    ) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
     match rows {
         Rows::Memory(d) => {
             for start in (0..d.len()).step_by(chunk.max(1)) {
                 let end = (start + chunk).min(d.len());
-                let w = d.w.as_ref().map(|w| w.slice(ndarray::s![start..end]).to_vec());
+                let w =
+                    d.w.as_ref()
+                        .map(|w| w.slice(ndarray::s![start..end]).to_vec());
                 f(
                     d.x.slice(ndarray::s![start..end, ..]),
                     d.y.slice(ndarray::s![start..end]),

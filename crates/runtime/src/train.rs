@@ -16,8 +16,8 @@ pub use crate::checkpoint::Start;
 use crate::checkpoint::{Resume, Snapshot};
 use crate::error::RunError;
 use crate::exchange::{Exchange, Local, StepAt};
-pub use crate::feed::{each_batch, Rows};
 use crate::feed::Feed;
+pub use crate::feed::{each_batch, Rows};
 use crate::lbfgs::{self, LbfgsState};
 
 /// One epoch's figures (a line of metrics.jsonl).

@@ -18,8 +18,14 @@ use crate::experiment::Experiment;
 /// Prepared data: in memory, or streamed.
 #[derive(Debug)]
 pub enum Data {
-    Memory { table: Table, prepared: Prepared },
-    Stream { set: Arc<StreamSet>, buffer: usize },
+    Memory {
+        table: Table,
+        prepared: Box<Prepared>,
+    },
+    Stream {
+        set: Arc<StreamSet>,
+        buffer: usize,
+    },
 }
 
 impl Data {
@@ -112,10 +118,7 @@ impl Data {
                 }
             }
             Data::Stream { set, .. } => {
-                let parts: Vec<Part> = Part::ALL
-                    .into_iter()
-                    .filter(|p| set.rows(*p) > 0)
-                    .collect();
+                let parts: Vec<Part> = Part::ALL.into_iter().filter(|p| set.rows(*p) > 0).collect();
                 let mut tallies: Vec<(Tally, Loss)> = parts
                     .iter()
                     .map(|_| (Tally::new(&plan.evaluate, &plan.task), Loss::default()))
@@ -187,7 +190,10 @@ impl Experiment {
         match self.spec.data.streamed() {
             None => {
                 let (table, prepared) = self.prepare_data()?;
-                Ok(Data::Memory { table, prepared })
+                Ok(Data::Memory {
+                    table,
+                    prepared: Box::new(prepared),
+                })
             }
             Some(buffer) => {
                 let task = self.spec.train.loss.task_kind();

@@ -384,7 +384,9 @@ impl Experiment {
         let columns = schema.column_names().len() as u64;
         // Streamed, memory holds the shuffle buffer and the chunks being read, not the rows.
         let held = match self.spec.data.streamed() {
-            Some(buffer) => (buffer as u64).saturating_add(4 * weft_data::stream::CHUNK_ROWS as u64),
+            Some(buffer) => {
+                (buffer as u64).saturating_add(4 * weft_data::stream::CHUNK_ROWS as u64)
+            }
             None => rows.unwrap_or(0),
         };
         let data = held.saturating_mul(columns).saturating_mul(4);

@@ -187,14 +187,14 @@ impl Experiment {
         };
         let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
             let d = crate::distributed::train(&self.spec, &plan, &data, dir, resume, &mut writer)
-                    .map_err(|e| match e {
-                    // Ctrl-C on the driver, a diverged model: what the loop said.
-                    weft_dist::DistError::Run(r) => Error::Run(Box::new(r)),
-                    other => Error::Stopped {
-                        message: other.to_string(),
-                        resume: None,
-                    },
-                })?;
+                .map_err(|e| match e {
+                // Ctrl-C on the driver, a diverged model: what the loop said.
+                weft_dist::DistError::Run(r) => Error::Run(Box::new(r)),
+                other => Error::Stopped {
+                    message: other.to_string(),
+                    resume: None,
+                },
+            })?;
             let mut notes: Vec<String> = device_note.into_iter().collect();
             notes.extend(d.notes);
             (d.exec, d.outcome, Some(d.comm), notes, d.device)

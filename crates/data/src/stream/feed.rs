@@ -12,6 +12,7 @@ use weft_common::rng::Rng;
 
 use super::{pieces, Part, Reader, StreamSet};
 use crate::error::{At, DataError};
+use crate::frame::Values;
 use crate::label::{class_keys, read_label, targets};
 use crate::prepare::read_weights;
 use crate::table::Table;
@@ -352,23 +353,45 @@ fn labels(
     let Some(index) = classes else {
         return targets(t, label, &values);
     };
+    if let Values::Int(v) = &values {
+        // Integer classes without a string per row (the common case of large files).
+        let by_int: HashMap<i64, usize> = index
+            .iter()
+            .filter_map(|(k, &c)| Some((k.parse::<i64>().ok()?, c)))
+            .collect();
+        if by_int.len() == index.len() {
+            let mut y = vec![0f32; v.len()];
+            for &part in wanted {
+                for &r in &parts[part as usize] {
+                    match by_int.get(&v[r]) {
+                        Some(&c) => y[r] = c as f32,
+                        None => return Err(unseen(set, t, &v[r].to_string(), r)),
+                    }
+                }
+            }
+            return Ok(y);
+        }
+    }
     let keys = class_keys(t, label, &values)?;
     let mut y = vec![0f32; keys.len()];
     for &part in wanted {
         for &r in &parts[part as usize] {
             match index.get(keys[r].as_str()) {
                 Some(&c) => y[r] = c as f32,
-                None => {
-                    return Err(DataError::UnseenClass {
-                        file: t.name.clone(),
-                        column: label.clone(),
-                        class: keys[r].clone(),
-                        at: At::of(&t.name, t.first_row + r),
-                        known: set.pipeline.classes.clone().unwrap_or_default(),
-                    })
-                }
+                None => return Err(unseen(set, t, &keys[r], r)),
             }
         }
     }
     Ok(y)
+}
+
+/// A class of row `r` of `t` that the train split did not have.
+fn unseen(set: &StreamSet, t: &Table, class: &str, r: usize) -> DataError {
+    DataError::UnseenClass {
+        file: t.name.clone(),
+        column: set.pipeline.label.clone(),
+        class: class.to_string(),
+        at: At::of(&t.name, t.first_row + r),
+        known: set.pipeline.classes.clone().unwrap_or_default(),
+    }
 }
