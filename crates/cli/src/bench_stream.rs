@@ -7,12 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch};
-use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
 use serde_json::{json, Value};
 use weft::{Error, Result};
 use weft_common::units::human_bytes;
@@ -52,30 +48,23 @@ fn io(path: &Path, e: impl std::fmt::Display) -> Error {
 /// Writes `rows` rows of part `part` of the HIGGS-shaped problem (28 features, 2 classes)
 /// to `path`, in row groups.
 fn write_part(path: &Path, part: u64, rows: usize) -> Result<()> {
-    let s = weft_dsl::SyntheticSpec {
+    Ok(weft_data::write_parquet_part(
+        path,
+        &higgs(rows),
+        part,
+        GROUP_ROWS,
+    )?)
+}
+
+/// The HIGGS-shaped problem: 28 features (20 informative), 2 classes.
+pub(crate) fn higgs(rows: usize) -> weft_dsl::SyntheticSpec {
+    weft_dsl::SyntheticSpec {
         rows,
         features: 28,
         classes: 2,
         informative: Some(20),
         seed: 0,
-    };
-    let (cols, labels) = weft_data::generate_part(&s, part)?;
-    let mut fields: Vec<(String, ArrayRef)> = cols
-        .into_iter()
-        .enumerate()
-        .map(|(j, c)| (format!("x{j}"), Arc::new(Float32Array::from(c)) as ArrayRef))
-        .collect();
-    fields.push(("label".into(), Arc::new(Int64Array::from(labels))));
-    let batch = RecordBatch::try_from_iter(fields).map_err(|e| io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(GROUP_ROWS))
-        .build();
-    let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| io(path, e))?;
-    w.write(&batch).map_err(|e| io(path, e))?;
-    w.close().map_err(|e| io(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    }
 }
 
 /// The data set of `rows` rows in `dir` (kept when a marker says it is already there) and

@@ -156,3 +156,47 @@ fn a_streamed_source_made_in_memory_is_a_located_error() {
     );
     assert!(e.contains("use `shuffle: full`"), "{e}");
 }
+
+/// The shipped sample of `specs/higgs-stream.yaml`: 4 files of 2,000 rows in row groups of
+/// 500, parts 1–4 of the HIGGS-shaped problem `weft bench stream` writes.
+#[test]
+fn the_shipped_streaming_spec_trains_from_its_generated_sample() {
+    let dir = Path::new(support::REPO).join("specs/data/higgs-stream");
+    let spec = weft_dsl::SyntheticSpec {
+        rows: 2000,
+        features: 28,
+        classes: 2,
+        informative: Some(20),
+        seed: 0,
+    };
+    if std::env::var_os("UPDATE_DATA").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for k in 0..4u64 {
+            let path = dir.join(format!("part-{k}.parquet"));
+            weft_data::write_parquet_part(&path, &spec, k + 1, 500).unwrap();
+        }
+    }
+    // The files hold what the generator makes (values, not bytes: writers differ).
+    for k in 0..4u64 {
+        let path = dir.join(format!("part-{k}.parquet"));
+        let table = weft_data::read_table(&path).unwrap();
+        let (cols, labels) = weft_data::generate_part(&spec, k + 1).unwrap();
+        let x0 = table
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap();
+        assert_eq!(x0.values().to_vec(), cols[0], "{}", path.display());
+        let y = table
+            .batch
+            .column(28)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(y.values().to_vec(), labels);
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let v = run_json("specs/higgs-stream.yaml", runs.path(), &[]);
+    assert!(metric(&v, "test", "accuracy") > 0.85, "{v}");
+}

@@ -33,6 +33,6 @@ pub use source::{is_remote, load_table, read_table, stream_table};
 pub use split::{split_rows, Split};
 pub use stage::Stage;
 pub use stream::{prepare_stream, prepare_stream_chunked, Part, StreamSet};
-pub use synthetic::{generate, generate_part, synthetic};
+pub use synthetic::{generate, generate_part, synthetic, write_parquet_part};
 pub use table::Table;
 pub use weft_common::TaskKind;

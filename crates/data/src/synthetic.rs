@@ -145,6 +145,41 @@ pub fn generate_part(
     Ok((columns, labels))
 }
 
+/// Writes part `part` of a synthetic data set (see [`generate_part`]) as a Parquet file of
+/// row groups of `group_rows` rows: feature columns `x0…` (f32) and `label` (i64). The file
+/// appears whole or not at all (written beside it, then renamed).
+pub fn write_parquet_part(
+    path: &std::path::Path,
+    spec: &SyntheticSpec,
+    part: u64,
+    group_rows: usize,
+) -> Result<(), DataError> {
+    let (cols, labels) = generate_part(spec, part)?;
+    let mut fields: Vec<(String, ArrayRef)> = cols
+        .into_iter()
+        .enumerate()
+        .map(|(j, c)| (format!("x{j}"), Arc::new(Float32Array::from(c)) as ArrayRef))
+        .collect();
+    fields.push(("label".into(), Arc::new(Int64Array::from(labels))));
+    let shown = path.display().to_string();
+    let err = |e: &dyn std::fmt::Display| DataError::Parquet {
+        file: shown.clone(),
+        message: e.to_string(),
+    };
+    let batch = RecordBatch::try_from_iter(fields).map_err(|e| err(&e))?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group_rows.max(1)))
+        .set_dictionary_enabled(false)
+        .build();
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))
+        .map_err(|e| err(&e))?;
+    w.write(&batch).map_err(|e| err(&e))?;
+    w.close().map_err(|e| err(&e))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(&e))
+}
+
 fn check(spec: &SyntheticSpec, informative: usize) -> Result<(), DataError> {
     let fail = |m: String| Err(DataError::Synthetic(m));
     if spec.rows == 0 {

@@ -89,6 +89,16 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
     }
     split_details.push(kv("shuffle", split.shuffle.to_string()));
     split_details.push(kv("seed", split.seed.unwrap_or(spec.seed).to_string()));
+    // Streamed: rows are never held together, so the split goes by each row's position.
+    let streamed = d.streamed();
+    if streamed.is_some() {
+        let by = if split.shuffle {
+            "hash of row position"
+        } else {
+            "row position"
+        };
+        split_details.push(kv("by", by.into()));
+    }
     let t = &spec.train;
     let preprocess: Vec<String> = d.preprocess.iter().map(describe_preprocess).collect();
     let mut train_details = vec![
@@ -109,10 +119,17 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
         Stage {
             id: 0,
             kind: StageKind::Load,
-            details: vec![
-                kv("source", describe_source(&d.source)),
-                kv("label", d.label_column().unwrap_or("?").to_string()),
-            ],
+            details: {
+                let mut v = vec![
+                    kv("source", describe_source(&d.source)),
+                    kv("label", d.label_column().unwrap_or("?").to_string()),
+                ];
+                if let Some(rows) = streamed {
+                    v.push(kv("read", "streamed in pieces".into()));
+                    v.push(kv("shuffle_buffer", rows.to_string()));
+                }
+                v
+            },
             inputs: vec![],
         },
         Stage {
@@ -126,7 +143,14 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
             kind: StageKind::Preprocess,
             details: vec![
                 kv("stages", format!("[{}]", preprocess.join(", "))),
-                kv("fit_on", "train".into()),
+                kv(
+                    "fit_on",
+                    if streamed.is_some() {
+                        "train (streaming passes)".into()
+                    } else {
+                        "train".into()
+                    },
+                ),
             ],
             inputs: vec![1],
         },
