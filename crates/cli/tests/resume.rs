@@ -307,3 +307,40 @@ fn predict_refuses_a_model_holding_nan() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("holds NaN"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_streamed_run_stopped_mid_epoch_resumes_to_the_same_weights() {
+    // The same run reading Parquet row groups through a shuffle buffer: the resumed epoch
+    // reads the pieces in the same order and skips the batches already trained.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = weft_dsl::SyntheticSpec {
+        rows: 60000,
+        features: 10,
+        classes: 3,
+        informative: Some(6),
+        seed: 5,
+    };
+    weft_data::write_parquet_part(&tmp.path().join("data.parquet"), &data, 1, 4096).unwrap();
+    let path = spec(tmp.path(), 3, "{sgd: {lr: 0.05, momentum: 0.9}}");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "  source: {synthetic: {rows: 60000, features: 10, classes: 3, informative: 6, seed: 5}}",
+        "  source: {parquet: data.parquet}\n  label: label\n  shuffle_buffer: 5000",
+    );
+    std::fs::write(&path, text).unwrap();
+    let whole = run_json(path.to_str().unwrap(), &tmp.path().join("whole"), &[]);
+    let reference = weights(Path::new(whole["run_dir"].as_str().unwrap()));
+
+    let runs = tmp.path().join("interrupted");
+    let err = interrupt(&path, &runs, "-INT", |d| {
+        d.join("metrics.jsonl").is_file() && {
+            std::thread::sleep(Duration::from_millis(30));
+            true
+        }
+    });
+    let dir = run_dir(&runs).unwrap();
+    assert!(err.contains("interrupted (Ctrl-C)"), "{err}");
+    let at = checkpoint_start(&dir).unwrap();
+    let resumed = resume(&path, &dir);
+    assert_eq!(weights(&dir), reference, "stopped at {at}");
+    assert_eq!(resumed["history"].as_array().unwrap().len(), 3);
+}
