@@ -93,6 +93,7 @@ macro_rules! testgen_conformance {
             sgd_nesterov_step_matches_reference, adagrad_step_matches_reference,
             rmsprop_step_matches_reference, rmsprop_momentum_step_matches_reference,
             adam_step_matches_reference, adamw_step_matches_reference,
+            dense_l1_l2_penalties_match_reference,
         ]);
         $crate::testgen_conformance!(@group $ctor, resume: [
             adam_resumes_exactly, adagrad_resumes_exactly, rmsprop_momentum_resumes_exactly,

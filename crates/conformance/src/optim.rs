@@ -155,9 +155,33 @@ impl Rule {
 /// Three `train_step`s from fixed parameters match `rule` applied in f64 to the
 /// gradients `loss_and_grads` reports at each step's starting point.
 fn steps_match(ctor: Ctor, optimizer: &str, rule: Rule) {
+    steps_match_with(ctor, MODEL, optimizer, rule, &[]);
+}
+
+/// [`steps_match`] of `model`, whose parameters named in `penalties` add `l1·sign(p) +
+/// 2·l2·p` to their gradients.
+fn steps_match_with(
+    ctor: Ctor,
+    model: &str,
+    optimizer: &str,
+    rule: Rule,
+    penalties: &[(&str, f64, f64)],
+) {
     let lr = 0.05f32;
     let train = format!("{{loss: cross_entropy, optimizer: {optimizer}}}");
-    let p = plan(MODEL, &train, 2, classes(3));
+    let p = plan(model, &train, 2, classes(3));
+    // Each flat value's penalty, in the plan's parameter order.
+    let per_value: Vec<(f64, f64)> = p
+        .params
+        .iter()
+        .flat_map(|param| {
+            let pen = penalties
+                .iter()
+                .find(|(n, _, _)| *n == param.name)
+                .map_or((0.0, 0.0), |(_, l1, l2)| (*l1, *l2));
+            std::iter::repeat_n(pen, param.shape.numel(1))
+        })
+        .collect();
     let data = blobs();
     let (x, y) = (
         data.x.slice(ndarray::s![..12, ..]),
@@ -175,11 +199,14 @@ fn steps_match(ctor: Ctor, optimizer: &str, rule: Rule) {
         let grads = flat(&ok(exec.grads()));
         ok(exec.train_step(x, y, t as u64, lr));
         for i in 0..want.len() {
+            let (l1, l2) = per_value.get(i).copied().unwrap_or_default();
+            let w = want[i];
+            let penalty = l1 * w.signum() * f64::from(u8::from(w != 0.0)) + 2.0 * l2 * w;
             rule.apply(
                 t,
                 f64::from(lr),
                 &mut want[i],
-                f64::from(grads[i]),
+                f64::from(grads[i]) + penalty,
                 &mut m[i],
                 &mut v[i],
             );
@@ -294,5 +321,36 @@ pub fn adamw_step_matches_reference(ctor: Ctor) {
             wd: 0.1,
             decoupled: true,
         },
+    );
+}
+
+/// `dense: {l1, l2}` adds `l1·sign(w) + 2·l2·w` to its weights' gradients (not its bias's),
+/// under a coupled and a decoupled weight decay.
+pub fn dense_l1_l2_penalties_match_reference(ctor: Ctor) {
+    let model = "[{dense: {units: 8, activation: tanh, l1: 0.01, l2: 0.02}}, {dense: {units: 3, l2: 0.05}}]";
+    let penalties = [("dense_0.weight", 0.01, 0.02), ("dense_1.weight", 0.0, 0.05)];
+    steps_match_with(
+        ctor,
+        model,
+        "{sgd: {lr: 0.05, momentum: 0.8}}",
+        Rule::Sgd {
+            momentum: 0.8,
+            nesterov: false,
+            wd: 0.0,
+        },
+        &penalties,
+    );
+    steps_match_with(
+        ctor,
+        model,
+        "{adamw: {lr: 0.05, beta1: 0.8, beta2: 0.9, epsilon: 0.001, weight_decay: 0.1}}",
+        Rule::Adam {
+            b1: 0.8,
+            b2: 0.9,
+            eps: 1e-3,
+            wd: 0.1,
+            decoupled: true,
+        },
+        &penalties,
     );
 }

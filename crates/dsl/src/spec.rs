@@ -386,6 +386,17 @@ pub struct Dense {
     /// Weight initializer; default: he_uniform before relu-like activations, glorot_uniform otherwise.
     #[serde(default)]
     pub init: Option<Init>,
+    /// L1 penalty on the weights (Keras' `kernel_regularizer`): `l1 · Σ|w|` is added to the
+    /// loss being minimised, so each step's gradient gains `l1 · sign(w)`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub l1: f64,
+    /// L2 penalty on the weights: `l2 · Σw²`, a gradient of `2 · l2 · w`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub l2: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

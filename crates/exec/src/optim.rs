@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 use weft_dsl::{Optimizer, Schedule, TrainSpec};
+use weft_planner::op::Penalty;
 
 use crate::cpu::simd::widest;
 
@@ -53,13 +54,14 @@ fn each(
     }
 }
 
-/// Applies one step of `opt` to `param` with gradient `grad` scaled by `gscale` (clipping).
+/// Applies one step of `opt` to `param` with gradient `grad` scaled by `gscale` (clipping),
+/// plus the gradient of the layer's `penalty` (L1 / L2 on the weights).
 pub fn update(
     opt: &Optimizer,
     lr: f32,
     param: &mut [f32],
     grad: &[f32],
-    gscale: f32,
+    (gscale, penalty): (f32, Penalty),
     st: &mut State,
 ) {
     let n = param.len();
@@ -77,17 +79,17 @@ pub fn update(
             let (mu, wd) = (s.momentum as f32, s.weight_decay as f32);
             if mu == 0.0 {
                 each(param, grad, m, v, |p, g, _, _| {
-                    *p -= lr * (g * gscale + wd * *p)
+                    *p -= lr * ((g * gscale + penalty.grad(*p)) + wd * *p)
                 });
             } else if s.nesterov {
                 each(param, grad, m, v, |p, g, m, _| {
-                    let g = g * gscale + wd * *p;
+                    let g = (g * gscale + penalty.grad(*p)) + wd * *p;
                     *m = mu * *m + g;
                     *p -= lr * (g + mu * *m);
                 });
             } else {
                 each(param, grad, m, v, |p, g, m, _| {
-                    *m = mu * *m + g * gscale + wd * *p;
+                    *m = mu * *m + (g * gscale + penalty.grad(*p)) + wd * *p;
                     *p -= lr * *m;
                 });
             }
@@ -95,7 +97,7 @@ pub fn update(
         Optimizer::Adagrad(a) => {
             let (eps, wd) = (a.epsilon as f32, a.weight_decay as f32);
             each(param, grad, m, v, |p, g, _, v| {
-                let g = g * gscale + wd * *p;
+                let g = (g * gscale + penalty.grad(*p)) + wd * *p;
                 *v += g * g;
                 *p -= lr * g / (v.sqrt() + eps);
             });
@@ -108,7 +110,7 @@ pub fn update(
                 r.weight_decay as f32,
             );
             each(param, grad, m, v, |p, g, m, v| {
-                let g = g * gscale + wd * *p;
+                let g = (g * gscale + penalty.grad(*p)) + wd * *p;
                 *v = rho * *v + (1.0 - rho) * g * g;
                 let step = g / (v.sqrt() + eps);
                 // momentum 0 keeps m at 0 and makes this plain RMSprop.
@@ -130,7 +132,7 @@ pub fn update(
                 (wd, 1.0)
             };
             each(param, grad, m, v, |p, g, m, v| {
-                let g = g * gscale + l2 * *p;
+                let g = (g * gscale + penalty.grad(*p)) + l2 * *p;
                 *m = b1 * *m + (1.0 - b1) * g;
                 *v = b2 * *v + (1.0 - b2) * g * g;
                 *p = *p * decay - step * *m / ((*v * inv_bc2).sqrt() + eps);

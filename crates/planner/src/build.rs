@@ -23,6 +23,8 @@ pub struct Forward {
     /// Predictions: class probabilities (classification) or values (regression).
     pub output: NodeIndex,
     pub params: Vec<NodeIndex>,
+    /// Penalties on parameters (`dense: {l1, l2}` on its weights).
+    pub penalties: std::collections::HashMap<NodeIndex, crate::op::Penalty>,
     /// The task as planned (classes taken from the model when the data did not say).
     pub task: Task,
 }
@@ -30,6 +32,7 @@ pub struct Forward {
 struct Builder<'a> {
     g: Graph,
     params: Vec<NodeIndex>,
+    penalties: std::collections::HashMap<NodeIndex, crate::op::Penalty>,
     streams: u64,
     data: &'a DataShape,
 }
@@ -94,6 +97,13 @@ impl Builder<'_> {
                     0.0,
                     &origin,
                 );
+                let penalty = crate::op::Penalty {
+                    l1: d.l1 as f32,
+                    l2: d.l2 as f32,
+                };
+                if !penalty.is_zero() {
+                    self.penalties.insert(w, penalty);
+                }
                 let mut h = self.g.add(
                     &format!("{name}.matmul"),
                     Op::MatMul {
@@ -271,6 +281,7 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
     let mut b = Builder {
         g: Graph::default(),
         params: Vec::new(),
+        penalties: Default::default(),
         streams: 0,
         data,
     };
@@ -324,6 +335,7 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
         loss,
         output,
         params: b.params,
+        penalties: b.penalties,
     })
 }
 

@@ -110,7 +110,7 @@ impl Plan {
             &g,
         )?;
         let before = g.g.node_count();
-        let ends = updates(&mut g, &spec.train, &fwd.params, &grads)?;
+        let ends = updates(&mut g, &spec.train, &fwd.params, &fwd.penalties, &grads)?;
         record(
             "updates",
             format!(
@@ -211,10 +211,17 @@ fn updates(
     g: &mut Graph,
     train: &TrainSpec,
     params: &[NodeIndex],
+    penalties: &std::collections::HashMap<NodeIndex, crate::op::Penalty>,
     grads: &BTreeMap<NodeIndex, NodeIndex>,
 ) -> Result<Vec<NodeIndex>, PlanError> {
     let all_grads: Vec<NodeIndex> = params.iter().map(|p| grads[p]).collect();
     if let Optimizer::Lbfgs(_) = train.optimizer {
+        if !penalties.is_empty() {
+            return Err(PlanError::Spec {
+                path: "train.optimizer.lbfgs".into(),
+                message: "L-BFGS minimises the loss alone; a dense layer's l1 / l2 penalty needs a gradient optimizer (sgd, adam, …)".into(),
+            });
+        }
         let inputs: Vec<NodeIndex> = params
             .iter()
             .copied()
@@ -240,7 +247,10 @@ fn updates(
         inputs.extend(norm);
         ends.push(g.add(
             &format!("{name}.update"),
-            Op::Update { param: name },
+            Op::Update {
+                param: name,
+                penalty: penalties.get(p).copied().unwrap_or_default(),
+            },
             &inputs,
             Phase::Update,
             None,

@@ -299,7 +299,7 @@ fn update_node(plan: &Plan, i: usize) -> Option<usize> {
     plan.nodes
         .iter()
         .find(|n| match &n.op {
-            Op::Update { param } => param == name,
+            Op::Update { param, .. } => param == name,
             Op::LbfgsStep => true,
             _ => false,
         })

@@ -160,12 +160,40 @@ pub enum Op {
     // ---- update
     /// Global L2 norm of all gradients (inputs: every gradient) → [1,1].
     GradNorm,
-    /// Optimizer step on one parameter in place (inputs param, grad [, grad norm]).
+    /// Optimizer step on one parameter in place (inputs param, grad [, grad norm]); the
+    /// layer's penalty adds `l1·sign(w) + 2·l2·w` to the (clipped) gradient.
     Update {
         param: String,
+        #[serde(default, skip_serializing_if = "Penalty::is_zero")]
+        penalty: Penalty,
     },
     /// One full-batch L-BFGS iteration over all parameters (inputs: params then grads).
     LbfgsStep,
+}
+
+/// A layer's L1 / L2 penalty on its weights (`dense: {l1, l2}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Penalty {
+    pub l1: f32,
+    pub l2: f32,
+}
+
+impl Penalty {
+    pub fn is_zero(&self) -> bool {
+        self.l1 == 0.0 && self.l2 == 0.0
+    }
+
+    /// The penalty's gradient at weight `w` (the L1 norm's subgradient is 0 at 0).
+    pub fn grad(&self, w: f32) -> f32 {
+        let sign = if w > 0.0 {
+            1.0
+        } else if w < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        self.l1 * sign + 2.0 * self.l2 * w
+    }
 }
 
 /// How a parameter is initialised (fan-in / fan-out resolved at plan time).
@@ -226,6 +254,16 @@ impl Op {
             Op::Slice { start, end } => format!("Slice({start}..{end})"),
             Op::LossGrad(k) => format!("LossGrad({})", loss_name(*k)),
             Op::GradNorm => "GradNorm".into(),
+            Op::Update { penalty, .. } if !penalty.is_zero() => {
+                let mut parts = Vec::new();
+                if penalty.l1 != 0.0 {
+                    parts.push(format!("l1={}", penalty.l1));
+                }
+                if penalty.l2 != 0.0 {
+                    parts.push(format!("l2={}", penalty.l2));
+                }
+                format!("Update({})", parts.join(", "))
+            }
             Op::Update { .. } => "Update".into(),
             Op::LbfgsStep => "LbfgsStep".into(),
         }

@@ -294,7 +294,7 @@ impl CpuExecutor {
                 ensure(out, 1, 1);
                 out[[0, 0]] = s.sqrt() as f32;
             }
-            Op::Update { .. } => {
+            Op::Update { penalty, .. } => {
                 let (p_id, g_id) = (node.inputs[0], node.inputs[1]);
                 let gscale = match (node.inputs.get(2), self.plan.train.clip_grad_norm) {
                     (Some(n), Some(max)) => {
@@ -314,7 +314,7 @@ impl CpuExecutor {
                     lr,
                     flat_mut(&mut param),
                     flat(&self.vals[g_id]),
-                    gscale,
+                    (gscale, *penalty),
                     &mut self.opt[pi],
                 );
                 self.vals[p_id] = param;

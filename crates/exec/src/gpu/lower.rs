@@ -14,16 +14,17 @@ use super::codes::OptimCode;
 use super::kernels::Kernel;
 use super::lower_ops::node;
 use super::reductions::grad_norm;
+use super::arena::Layout;
 use super::uniforms::OptimParams;
+use weft_planner::op::Penalty;
 use crate::error::ExecError;
 
-/// The kernel calls of `ids` (in the GPU plan), with parameters in arenas of `arenas`
-/// values each.
+/// The kernel calls of `ids` (in the GPU plan), with parameters placed by `layout`.
 pub fn lower(
     plan: &Plan,
     ids: &[usize],
     run: Run,
-    arenas: &[usize],
+    layout: &Layout,
 ) -> Result<Vec<Call>, ExecError> {
     let is_update = |id: &usize| matches!(plan.nodes[*id].op, Op::Update { .. });
     let last_update = ids.iter().rposition(is_update);
@@ -38,10 +39,10 @@ pub fn lower(
     let mut calls = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
         match plan.nodes[id].op {
-            Op::GradNorm => grad_norm(arenas, Buf::Node(id), &mut calls)?,
+            Op::GradNorm => grad_norm(&layout.arenas, Buf::Node(id), &mut calls)?,
             // Every parameter at once, after the last gradient is in.
             Op::Update { .. } if Some(k) == last_update => {
-                update_all(plan, id, arenas, run, &mut calls)?
+                update_all(plan, id, layout, run, &mut calls)?
             }
             Op::Update { .. } => {}
             _ => node(plan, id, run, &mut calls)?,
@@ -55,7 +56,7 @@ pub fn lower(
 fn update_all(
     plan: &Plan,
     id: usize,
-    arenas: &[usize],
+    arenas: &Layout,
     run: Run,
     calls: &mut Vec<Call>,
 ) -> Result<(), ExecError> {
@@ -68,18 +69,58 @@ fn update_all(
         }
         _ => None,
     };
-    for (a, &len) in arenas.iter().enumerate() {
+    for (a, (offset, len, penalty)) in ranges(plan, arenas) {
         let mut reads = vec![Buf::Grads(a)];
         reads.extend(norm);
         calls.push(Call {
             kernel: Kernel::optim(),
             groups: groups_1d(len, run.max_dim),
-            params: OptimParams { n: u(len)?, ..p }.into(),
+            params: OptimParams {
+                n: u(len)?,
+                offset: u(offset)?,
+                l1: penalty.l1,
+                l2: penalty.l2,
+                ..p
+            }
+            .into(),
             reads,
             writes: vec![Buf::Params(a), Buf::OptM(a), Buf::OptV(a)],
         });
     }
     Ok(())
+}
+
+/// The optimizer's dispatches: `(arena, offset, len, penalty)`. Without penalties, one per
+/// arena; with them, one per run of neighbouring parameters under the same penalty.
+fn ranges(plan: &Plan, layout: &Layout) -> Vec<(usize, (usize, usize, Penalty))> {
+    let penalties: std::collections::HashMap<&str, Penalty> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Update { param, penalty } => Some((param.as_str(), *penalty)),
+            _ => None,
+        })
+        .collect();
+    if penalties.values().all(Penalty::is_zero) {
+        return layout
+            .arenas
+            .iter()
+            .enumerate()
+            .map(|(a, &len)| (a, (0, len, Penalty::default())))
+            .collect();
+    }
+    let mut out: Vec<(usize, (usize, usize, Penalty))> = Vec::new();
+    for (param, place) in plan.params.iter().zip(&layout.places) {
+        let penalty = penalties.get(param.name.as_str()).copied().unwrap_or_default();
+        let end = place.offset + place.len.max(1);
+        match out.last_mut() {
+            Some((a, (offset, len, p))) if *a == place.arena && *p == penalty => {
+                *len = end - *offset;
+            }
+            _ => out.push((place.arena, (place.offset, end - place.offset, penalty))),
+        }
+    }
+    out
 }
 
 /// The optimizer's rule and constants for optim.wgsl.

@@ -1,4 +1,5 @@
-// Optimizer updates in place, one thread per element, the formulas of optim.rs.
+// Optimizer updates in place, one thread per element, the formulas of optim.rs, over `n`
+// values of an arena from `offset`.
 // P.kind is an OPT_* code. With P.clip = 1, norm[0] holds the global gradient norm and the
 // gradients are scaled down to a norm of P.max_norm. S holds the learning rate and Adam's
 // bias corrections of this step.
@@ -8,6 +9,7 @@
 struct OptimParams {
     n: u32, kind: u32, clip: u32, max_norm: f32, weight_decay: f32,
     momentum: f32, rho: f32, beta1: f32, beta2: f32, epsilon: f32,
+    offset: u32, l1: f32, l2: f32,
 };
 
 @group(0) @binding(0) var<uniform> P: OptimParams;
@@ -20,8 +22,9 @@ struct OptimParams {
 
 @compute @workgroup_size(256)
 fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if i >= P.n { return; }
+    let k = flat_index(gid, nwg);
+    if k >= P.n { return; }
+    let i = P.offset + k;
     var gscale = 1.0;
     if P.clip == 1u {
         let n = norm[0];
@@ -30,7 +33,8 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let lr = S.lr;
     let wd = P.weight_decay;
     var p = param[i];
-    let g0 = grad[i] * gscale;
+    // The penalty's gradient (sign(0) = 0, as the L1 norm's subgradient Keras takes).
+    let g0 = grad[i] * gscale + P.l1 * sign(p) + 2.0 * P.l2 * p;
     switch P.kind {
         case OPT_SGD: { p -= lr * (g0 + wd * p); }
         case OPT_SGD_MOMENTUM: {

@@ -47,7 +47,7 @@ impl GpuExecutor {
             accumulate: which == Which::Schedule(ScheduleKind::Train),
             max_dim: self.ctx.limits.max_compute_workgroups_per_dimension,
         };
-        let calls = lower::lower(&self.plan, &self.ids(which), run, &self.arena.arenas)?;
+        let calls = lower::lower(&self.plan, &self.ids(which), run, &self.arena)?;
         self.grow_partial(&calls)?;
         tracing::debug!(
             "GPU program {which:?} at {rows} rows: {} dispatches",

@@ -122,7 +122,12 @@ uniform! {
         beta1: f32,
         beta2: f32,
         epsilon: f32,
-        _pad: [u32; 6],
+        /// The first value of the arena this dispatch updates (`n` values from there).
+        offset: u32,
+        /// The layer's L1 / L2 penalty on these weights (`dense: {l1, l2}`).
+        l1: f32,
+        l2: f32,
+        _pad: [u32; 3],
     }
 }
 
