@@ -328,7 +328,10 @@ pub fn adamw_step_matches_reference(ctor: Ctor) {
 /// under a coupled and a decoupled weight decay.
 pub fn dense_l1_l2_penalties_match_reference(ctor: Ctor) {
     let model = "[{dense: {units: 8, activation: tanh, l1: 0.01, l2: 0.02}}, {dense: {units: 3, l2: 0.05}}]";
-    let penalties = [("dense_0.weight", 0.01, 0.02), ("dense_1.weight", 0.0, 0.05)];
+    let penalties = [
+        ("dense_0.weight", 0.01, 0.02),
+        ("dense_1.weight", 0.0, 0.05),
+    ];
     steps_match_with(
         ctor,
         model,

@@ -240,6 +240,8 @@ fn layer(c: &mut Checker, path: &str, l: &Layer) {
         Layer::Dense(d) => {
             c.at_least_one(&format!("{path}.dense.units"), "units", d.units);
             activation(c, &format!("{path}.dense.activation"), &d.activation);
+            c.non_negative(&format!("{path}.dense.l1"), "l1", d.l1);
+            c.non_negative(&format!("{path}.dense.l2"), "l2", d.l2);
         }
         Layer::Dropout(d) => c.fraction(&format!("{path}.dropout.rate"), "rate", d.rate),
         Layer::BatchNorm(n) => {

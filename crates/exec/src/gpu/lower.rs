@@ -9,15 +9,15 @@
 use weft_dsl::Optimizer;
 use weft_planner::{Op, Plan};
 
+use super::arena::Layout;
 use super::call::{groups_1d, u, Buf, Call, Run};
 use super::codes::OptimCode;
 use super::kernels::Kernel;
 use super::lower_ops::node;
 use super::reductions::grad_norm;
-use super::arena::Layout;
 use super::uniforms::OptimParams;
-use weft_planner::op::Penalty;
 use crate::error::ExecError;
+use weft_planner::op::Penalty;
 
 /// The kernel calls of `ids` (in the GPU plan), with parameters placed by `layout`.
 pub fn lower(
@@ -111,7 +111,10 @@ fn ranges(plan: &Plan, layout: &Layout) -> Vec<(usize, (usize, usize, Penalty))>
     }
     let mut out: Vec<(usize, (usize, usize, Penalty))> = Vec::new();
     for (param, place) in plan.params.iter().zip(&layout.places) {
-        let penalty = penalties.get(param.name.as_str()).copied().unwrap_or_default();
+        let penalty = penalties
+            .get(param.name.as_str())
+            .copied()
+            .unwrap_or_default();
         let end = place.offset + place.len.max(1);
         match out.last_mut() {
             Some((a, (offset, len, p))) if *a == place.arena && *p == penalty => {
