@@ -34,4 +34,7 @@ impl Task {
 pub struct DataShape {
     pub features: Vec<String>,
     pub task: Task,
+    /// Ids each embedding column takes (`embedding` inputs of a graph model), by column.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vocab: std::collections::BTreeMap<String, usize>,
 }

@@ -320,3 +320,32 @@ pub fn graph_inputs_select_columns(ctor: Ctor) {
         FORWARD,
     );
 }
+
+/// An embedding input reads the table row of each row's id; an id outside the table reads
+/// zeros. The output layer is the identity, so predictions are the rows themselves.
+pub fn embedding_looks_up_rows(ctor: Ctor) {
+    let model = "{inputs: {c: {embedding: {column: f1, dim: 3}}}, nodes: {out: {dense: {units: 3, use_bias: false}, input: c}}, output: out}";
+    let p = crate::support::plan_with_vocab(model, MSE_SGD, 2, classes(3), &[("f1", 4)]);
+    let mut exec = ctor(&p);
+    let table = array![
+        [0.5f32, -1.0, 2.0],
+        [1.5, 0.25, -3.0],
+        [-0.75, 4.0, 0.125],
+        [2.5, -2.5, 1.0]
+    ];
+    set_named(
+        exec.as_mut(),
+        &p,
+        &[("c.table", table.clone()), ("out.weight", eye(3))],
+    );
+    // Column f0 is another feature; f1 holds the ids 2, 0, 2, 3 and 7 (outside the table).
+    let x = array![[9.0f32, 2.0], [9.0, 0.0], [-9.0, 2.0], [0.0, 3.0], [1.0, 7.0]];
+    let want = array![
+        [-0.75f64, 4.0, 0.125],
+        [0.5, -1.0, 2.0],
+        [-0.75, 4.0, 0.125],
+        [2.5, -2.5, 1.0],
+        [0.0, 0.0, 0.0]
+    ];
+    assert_all_close("looked-up rows", &ok(exec.predict(x.view())), &want, FORWARD);
+}

@@ -9,7 +9,9 @@ use ndarray::Array2;
 use weft_common::rng::Rng;
 use weft_planner::{Plan, Task};
 
-use crate::support::{classes, inputs, labels, ok, param_index, params_for, plan, regression};
+use crate::support::{
+    classes, inputs, labels, ok, param_index, params_for, plan, plan_with_vocab, regression,
+};
 use crate::tol::{FD_EPS, GRAD, KINK_MARGIN};
 use crate::Ctor;
 
@@ -22,7 +24,16 @@ const TRAIN_CE: &str = "{loss: cross_entropy, optimizer: {sgd: {lr: 0.1}}}";
 
 /// Checks every parameter's gradient of `plan` at deterministic parameters.
 fn check(ctor: Ctor, plan: &Plan, tweak: impl FnOnce(&Plan, &mut Vec<Array2<f32>>)) {
-    let x = inputs(ROWS, plan.features.len(), 1);
+    check_x(ctor, plan, inputs(ROWS, plan.features.len(), 1), tweak);
+}
+
+/// [`check`] on the batch `x`.
+fn check_x(
+    ctor: Ctor,
+    plan: &Plan,
+    x: Array2<f32>,
+    tweak: impl FnOnce(&Plan, &mut Vec<Array2<f32>>),
+) {
     let y = labels(ROWS, &plan.task);
     let mut params = params_for(plan);
     tweak(plan, &mut params);
@@ -336,4 +347,19 @@ pub fn merge_same_input_twice(ctor: Ctor) {
             classes(3),
         );
     }
+}
+
+/// An embedding input beside the other features: the table's gradient sums the rows of
+/// repeated ids (ids 1 twice, 0 and 3 once, and 6, outside the table, reads zeros).
+pub fn embedding(ctor: Ctor) {
+    let model = "{inputs: {x: features, c: {embedding: {column: f2, dim: 3}}}, nodes: {
+        e: {dense: {units: 3, activation: tanh}, input: c},
+        h: {concat: [x, e]},
+        out: {dense: {units: 3}, input: h}}, output: out}";
+    let p = plan_with_vocab(model, TRAIN_CE, FEATURES, classes(3), &[("f2", 5)]);
+    let mut x = inputs(ROWS, FEATURES, 1);
+    for (r, id) in [1.0, 3.0, 1.0, 0.0, 6.0].into_iter().enumerate() {
+        x[[r, 2]] = id;
+    }
+    check_x(ctor, &p, x, |_, _| {});
 }

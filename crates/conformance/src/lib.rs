@@ -71,11 +71,12 @@ macro_rules! testgen_conformance {
             swish, gelu, selu, softmax, dropout, batch_norm, layer_norm, add_merge,
             add_merge_shared_input, concat_merge, merge_same_input_twice, cross_entropy,
             cross_entropy_softmax_output, binary_cross_entropy, mse_regression, mse_one_hot,
-            class_weighted_losses,
+            class_weighted_losses, embedding,
         ]);
         $crate::testgen_conformance!(@group $ctor, forward: [
             dense, activations, softmax_rows_sum_to_one, add_and_concat, graph_inputs_select_columns,
             losses, class_weighted_cross_entropy, predictions_are_probabilities,
+            embedding_looks_up_rows,
         ]);
         $crate::testgen_conformance!(@group $ctor, norm: [
             layer_norm_standardises_rows, batch_norm_eval_uses_running_statistics,

@@ -33,11 +33,23 @@ pub fn regression() -> Task {
 
 /// Plans `model` / `train` for `features` numeric columns (`f0`, `f1`, …) and `task`.
 pub fn plan(model: &str, train: &str, features: usize, task: Task) -> Plan {
+    plan_with_vocab(model, train, features, task, &[])
+}
+
+/// [`plan`] where columns of `vocab` are embedding ids taking that many values.
+pub fn plan_with_vocab(
+    model: &str,
+    train: &str,
+    features: usize,
+    task: Task,
+    vocab: &[(&str, usize)],
+) -> Plan {
     let text = yaml(model, train);
     let (spec, _) = ok(weft_dsl::load("<conformance>", &text, &[]));
     let data = DataShape {
         features: (0..features).map(|i| format!("f{i}")).collect(),
         task,
+        vocab: vocab.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
     };
     ok(Plan::new(&spec, &data))
 }

@@ -173,6 +173,14 @@ impl StageFit {
                 position(first, "one_hot", &one.column)?;
                 Kind::Counts(one.column.clone(), HashMap::new())
             }
+            Preprocess::EmbedIndex(e) => {
+                position(first, "embedding", &e.column)?;
+                match e.buckets {
+                    // Hashed ids learn nothing.
+                    Some(_) => Kind::Nothing(vec![e.column.clone()]),
+                    None => Kind::Counts(e.column.clone(), HashMap::new()),
+                }
+            }
             Preprocess::Impute(spec) => impute_columns(spec, first)?,
             Preprocess::DropMissing(d) => {
                 for c in &d.columns {
@@ -217,8 +225,19 @@ impl StageFit {
             Kind::Counts(column, counts) if pass == 0 => {
                 let stage = match self.spec {
                     Preprocess::StringIndex(_) => "string_index",
+                    Preprocess::EmbedIndex(_) => "embedding",
                     _ => "one_hot",
                 };
+                if stage == "embedding" {
+                    // Missing values are id 0: only the present ones are categories.
+                    let col = &frame.cols[position(frame, stage, column)?];
+                    for i in (0..col.values.len()).filter(|&i| !col.is_missing(i)) {
+                        if let Some(k) = col.values.key(i) {
+                            *counts.entry(k).or_default() += 1;
+                        }
+                    }
+                    return Ok(());
+                }
                 let (_, keys) = keys_of(frame, stage, column)?;
                 for k in keys {
                     *counts.entry(k).or_default() += 1;
@@ -295,6 +314,20 @@ impl StageFit {
                 data_max: acc.iter().map(|r| r.1 as f32).collect(),
                 min: opt.min,
                 max: opt.max,
+            },
+            (Kind::Counts(column, counts), Preprocess::EmbedIndex(_)) => {
+                let mut categories: Vec<(String, u64)> = counts.into_iter().collect();
+                categories.sort_by(|a, b| b.1.cmp(&a.1).then(category_order(&a.0, &b.0)));
+                Stage::EmbedIndex {
+                    column,
+                    categories: categories.into_iter().map(|(k, _)| k).collect(),
+                    buckets: None,
+                }
+            }
+            (Kind::Nothing(mut columns), Preprocess::EmbedIndex(e)) => Stage::EmbedIndex {
+                column: columns.pop().unwrap_or_default(),
+                categories: Vec::new(),
+                buckets: e.buckets,
             },
             (Kind::Counts(column, counts), Preprocess::StringIndex(_)) => {
                 let mut categories: Vec<(String, u64)> = counts.into_iter().collect();

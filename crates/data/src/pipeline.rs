@@ -104,9 +104,9 @@ impl Pipeline {
         self.stages
             .iter()
             .filter_map(|s| match s {
-                Stage::StringIndex { column, .. } | Stage::OneHot { column, .. } => {
-                    Some(column.as_str())
-                }
+                Stage::StringIndex { column, .. }
+                | Stage::OneHot { column, .. }
+                | Stage::EmbedIndex { column, .. } => Some(column.as_str()),
                 _ => None,
             })
             .collect()

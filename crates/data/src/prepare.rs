@@ -144,6 +144,7 @@ pub(crate) fn encoded_columns<'a>(stages: &[&'a Preprocess]) -> Vec<&'a str> {
         .filter_map(|p| match p {
             Preprocess::StringIndex(o) => Some(o.column.as_str()),
             Preprocess::OneHot(o) => Some(o.column.as_str()),
+            Preprocess::EmbedIndex(e) => Some(e.column.as_str()),
             _ => None,
         })
         .collect()
@@ -202,6 +203,8 @@ fn missing_covered(stages: &[&Preprocess], column: &str, text: bool) -> bool {
         match p {
             Preprocess::Impute(m) if crate::stage::impute_covers(m, column, text) => return true,
             Preprocess::DropMissing(d) if d.columns.iter().any(|c| c == column) => return true,
+            // A missing category is id 0.
+            Preprocess::EmbedIndex(e) if e.column == column => return true,
             Preprocess::OneHot(o) if o.column == column => return false,
             Preprocess::StringIndex(o) if o.column == column => return false,
             _ => {}
@@ -317,6 +320,7 @@ fn check_stages_leave_label_alone(stages: &[&Preprocess], label: &str) -> Result
             Preprocess::StringIndex(o) => ("string_index", vec![&o.column]),
             Preprocess::Impute(o) => ("impute", o.columns.iter().flatten().collect()),
             Preprocess::DropMissing(o) => ("drop_missing", o.columns.iter().collect()),
+            Preprocess::EmbedIndex(o) => ("embedding", vec![&o.column]),
         };
         if named.iter().any(|c| *c == label) {
             return Err(DataError::NotAFeature {

@@ -50,6 +50,16 @@ pub enum Stage {
     /// Rows with a missing value in any of these columns are dropped (training only:
     /// `predict` refuses such rows, as the model never saw them).
     DropMissing { columns: Vec<String> },
+    /// The ids of an embedding input's column: `categories[i]` is id `i + 1`, or with
+    /// `buckets` a category's id is `1 + fnv1a(category) mod buckets`; id 0 is a missing
+    /// value or a category the dictionary lacks.
+    EmbedIndex {
+        column: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        categories: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        buckets: Option<usize>,
+    },
 }
 
 fn ignore() -> HandleUnknown {
@@ -77,6 +87,19 @@ impl Stage {
             Stage::OneHot { .. } => "one_hot",
             Stage::Impute { .. } => "impute",
             Stage::DropMissing { .. } => "drop_missing",
+            Stage::EmbedIndex { .. } => "embedding",
+        }
+    }
+
+    /// The ids an embedding column takes (`Some` for [`Stage::EmbedIndex`]).
+    pub fn vocab(&self) -> Option<(&str, usize)> {
+        match self {
+            Stage::EmbedIndex {
+                column,
+                categories,
+                buckets,
+            } => Some((column, 1 + buckets.unwrap_or(categories.len()))),
+            _ => None,
         }
     }
 
@@ -197,6 +220,40 @@ impl Stage {
                     col.values = filled(&col.values, &missing, f);
                 }
             }
+            Stage::EmbedIndex {
+                column,
+                categories,
+                buckets,
+            } => {
+                let p = position(frame, self.name(), column)?;
+                let col = &frame.cols[p];
+                let index: HashMap<&str, usize> = categories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i + 1))
+                    .collect();
+                let mut ids = Vec::with_capacity(col.values.len());
+                for i in 0..col.values.len() {
+                    if col.is_missing(i) {
+                        ids.push(0.0);
+                        continue;
+                    }
+                    let key = col.values.key(i).ok_or_else(|| DataError::BadStageColumn {
+                        stage: "embedding",
+                        column: column.clone(),
+                        problem: format!(
+                            "holds the non-integer number at {}; an embedding needs strings or integers (categories)",
+                            frame.at(i)
+                        ),
+                    })?;
+                    let id = match buckets {
+                        Some(b) => 1 + (fnv1a(key.as_bytes()) % (*b as u64)) as usize,
+                        None => index.get(key.as_str()).copied().unwrap_or(0),
+                    };
+                    ids.push(id as f32);
+                }
+                frame.cols[p] = Col::new(column.clone(), Values::Num(ids), true);
+            }
             Stage::DropMissing { columns } => {
                 let mut keep = vec![true; frame.len()];
                 for name in columns {
@@ -213,6 +270,17 @@ impl Stage {
         }
         Ok(())
     }
+}
+
+/// FNV-1a, 64-bit: a hash that is the same on every machine and in every version (the
+/// hashed ids of a saved model must not change), unlike std's.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// Whether an `impute` stage fills `column` (`text`: it holds strings): the columns it lists,

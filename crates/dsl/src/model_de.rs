@@ -52,7 +52,7 @@ impl<'de> Deserialize<'de> for InputSource {
         impl<'de> Visitor<'de> for V {
             type Value = InputSource;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`features` or a list of feature columns")
+                f.write_str("`features`, a list of feature columns or `{embedding: {column, dim}}`")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<InputSource, E> {
                 if s == "features" {
@@ -69,6 +69,17 @@ impl<'de> Deserialize<'de> for InputSource {
                     cols.push(c);
                 }
                 Ok(InputSource::Columns(cols))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<InputSource, A::Error> {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Embedding {
+                    embedding: crate::spec::EmbeddingInput,
+                }
+                let e = Embedding::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(InputSource::Embedding {
+                    embedding: e.embedding,
+                })
             }
         }
         d.deserialize_any(V)

@@ -96,6 +96,34 @@ pub fn default_na_values() -> Vec<String> {
         .to_vec()
 }
 
+impl Spec {
+    /// The model's embedding inputs (graph form), in input-name order.
+    pub fn embeddings(&self) -> Vec<&EmbeddingInput> {
+        match &self.model {
+            ModelSpec::Graph(g) => g
+                .inputs
+                .values()
+                .filter_map(|i| match i {
+                    InputSource::Embedding { embedding } => Some(embedding),
+                    _ => None,
+                })
+                .collect(),
+            ModelSpec::Sequential(_) => Vec::new(),
+        }
+    }
+
+    /// The data section as prepared: the model's embedding columns are numbered first.
+    pub fn prepared_data(&self) -> DataSpec {
+        let mut data = self.data.clone();
+        let embed = self
+            .embeddings()
+            .into_iter()
+            .map(|e| Preprocess::EmbedIndex(e.clone()));
+        data.preprocess = embed.chain(data.preprocess).collect();
+        data
+    }
+}
+
 impl DataSpec {
     /// The shuffle buffer's rows when the data set is streamed (`shuffle: buffer`, or a
     /// `shuffle_buffer` given), `None` when it is read into memory.
@@ -195,6 +223,11 @@ pub enum Preprocess {
     Impute(Impute),
     /// Drop the rows that have a missing value in any of these columns.
     DropMissing(Columns),
+    /// Number a categorical column for an embedding input. Not written by users: weft adds
+    /// one per `embedding` input of the model, ahead of the spec's stages.
+    #[serde(skip)]
+    #[schemars(skip)]
+    EmbedIndex(EmbeddingInput),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -326,9 +359,26 @@ pub struct GraphSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum InputSource {
-    /// The keyword `features`: every feature column.
+    /// The keyword `features`: every feature column (but those of embedding inputs).
     All(String),
     Columns(Vec<String>),
+    /// A categorical column as learnt vectors: `{embedding: {column: city, dim: 8}}`.
+    Embedding { embedding: EmbeddingInput },
+}
+
+/// An embedding input: each category of `column` (a string or integer column, of any
+/// cardinality) is a trained vector of `dim` values. Categories are numbered by a
+/// dictionary of the train split's values (most frequent first), or, with `buckets`, by a
+/// hash of the value into that many ids (no dictionary to fit or save). Id 0 is kept for a
+/// missing value and a category the dictionary lacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingInput {
+    pub column: String,
+    pub dim: usize,
+    /// Hash categories into this many ids instead of fitting a dictionary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<usize>,
 }
 
 /// A node of the graph form: a layer with an `input`, or a merge (`add`, `concat`).

@@ -296,6 +296,26 @@ fn graph(c: &mut Checker, g: &GraphSpec) {
             );
         }
     }
+    let mut embedded: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, input) in &g.inputs {
+        let InputSource::Embedding { embedding: e } = input else {
+            continue;
+        };
+        let path = format!("model.inputs.{name}.embedding");
+        c.at_least_one(&format!("{path}.dim"), "dim", e.dim);
+        if e.buckets == Some(0) {
+            c.fail(format!("{path}.buckets"), "buckets must be at least 1, found 0");
+        }
+        if let Some(other) = embedded.insert(&e.column, name) {
+            c.fail(
+                format!("{path}.column"),
+                format!(
+                    "column `{}` is already embedded by input `{other}`; use that input twice instead",
+                    e.column
+                ),
+            );
+        }
+    }
     let names: Vec<&str> = g
         .inputs
         .keys()

@@ -158,6 +158,20 @@ pub fn backward(
                     }
                 }
             }
+            Op::Embedding => {
+                // Ids are data: only the table has a gradient.
+                if needs(1) {
+                    let vocab = g.g[ins[1]].shape.rows_at(0);
+                    let d = g.add(
+                        &name(1),
+                        Op::EmbeddingGrad { vocab },
+                        &[ins[0], dy],
+                        bwd,
+                        None,
+                    )?;
+                    give(&mut contributions, ins[1], d);
+                }
+            }
             Op::Concat => {
                 let mut start = 0;
                 for (i, input) in ins.iter().enumerate() {
@@ -186,6 +200,7 @@ pub fn backward(
             | Op::SumRows
             | Op::NormGrad { .. }
             | Op::Slice { .. }
+            | Op::EmbeddingGrad { .. }
             | Op::LossGrad(_)
             | Op::GradNorm
             | Op::Update { .. }

@@ -35,6 +35,8 @@ struct Builder<'a> {
     penalties: std::collections::HashMap<NodeIndex, crate::op::Penalty>,
     streams: u64,
     data: &'a DataShape,
+    /// Columns of embedding inputs (not part of `features` inputs).
+    embedded: Vec<String>,
 }
 
 impl Builder<'_> {
@@ -192,15 +194,61 @@ impl Builder<'_> {
         })
     }
 
+    /// An input's leaf (the feature columns it reads) and the node the graph uses (the same,
+    /// or for an embedding the looked-up vectors).
     fn input(
         &mut self,
         name: &str,
         source: &InputSource,
         path: &str,
-    ) -> Result<NodeIndex, PlanError> {
+    ) -> Result<(NodeIndex, NodeIndex), PlanError> {
         let all = &self.data.features;
         let columns: Vec<usize> = match source {
-            InputSource::All(_) => (0..all.len()).collect(),
+            // Every feature but the ids of embedding inputs.
+            InputSource::All(_) => (0..all.len())
+                .filter(|&i| !self.embedded.contains(&all[i]))
+                .collect(),
+            InputSource::Embedding { embedding: e } => {
+                let col = all.iter().position(|f| *f == e.column).ok_or_else(|| {
+                    let valid: Vec<&str> = all.iter().map(String::as_str).collect();
+                    PlanError::spec(
+                        format!("{path}.embedding.column"),
+                        format!(
+                            "unknown feature column `{}`{}",
+                            e.column,
+                            suggest::hint(&e.column, &valid)
+                        ),
+                    )
+                })?;
+                let vocab = self.data.vocab.get(&e.column).copied().ok_or_else(|| {
+                    PlanError::spec(
+                        format!("{path}.embedding.column"),
+                        format!("the ids of column `{}` are not known before its rows are read (plan with the data, or give `buckets`)", e.column),
+                    )
+                })?;
+                let origin = format!("{path}.embedding");
+                let ids = self.g.leaf(
+                    &format!("{name}.ids"),
+                    Op::Input { columns: vec![col] },
+                    Shape::batch(1),
+                    Some(&origin),
+                );
+                let table = self.param(
+                    &format!("{name}.table"),
+                    Shape::fixed(vocab, e.dim),
+                    Init::Uniform,
+                    0.0,
+                    &origin,
+                );
+                let out = self.g.add(
+                    name,
+                    Op::Embedding,
+                    &[ids, table],
+                    Phase::Forward,
+                    Some(&origin),
+                )?;
+                return Ok((ids, out));
+            }
             InputSource::Columns(cols) => {
                 let valid: Vec<&str> = all.iter().map(String::as_str).collect();
                 cols.iter()
@@ -217,9 +265,10 @@ impl Builder<'_> {
             }
         };
         let width = columns.len();
-        Ok(self
+        let n = self
             .g
-            .leaf(name, Op::Input { columns }, Shape::batch(width), Some(path)))
+            .leaf(name, Op::Input { columns }, Shape::batch(width), Some(path));
+        Ok((n, n))
     }
 
     fn graph_node(
@@ -284,10 +333,11 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
         penalties: Default::default(),
         streams: 0,
         data,
+        embedded: spec.embeddings().iter().map(|e| e.column.clone()).collect(),
     };
     let (inputs, out) = match &spec.model {
         ModelSpec::Sequential(layers) => {
-            let x = b.input("x", &InputSource::All("features".into()), "data.features")?;
+            let (x, _) = b.input("x", &InputSource::All("features".into()), "data.features")?;
             let mut h = x;
             for (i, layer) in layers.iter().enumerate() {
                 h = b.layer(
@@ -303,9 +353,9 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
             let mut done = BTreeMap::new();
             let mut inputs = Vec::new();
             for (name, source) in &gs.inputs {
-                let n = b.input(name, source, &format!("model.inputs.{name}"))?;
+                let (leaf, n) = b.input(name, source, &format!("model.inputs.{name}"))?;
                 done.insert(name.clone(), n);
-                inputs.push(n);
+                inputs.push(leaf);
             }
             let out = b.graph_node(gs, &gs.output, &mut done)?;
             (inputs, out)

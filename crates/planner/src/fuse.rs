@@ -86,6 +86,7 @@ mod tests {
         let data = DataShape {
             features: vec!["a".into(), "b".into()],
             task: Task::Classification { classes },
+            vocab: Default::default(),
         };
         let plan = Plan::new(&spec, &data).unwrap();
         plan.nodes

@@ -287,6 +287,20 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             arity(2)?;
             Ok(s(0))
         }
+        Op::Embedding => {
+            arity(2)?;
+            if s(0).cols != 1 {
+                return Err(format!("embedding ids must be one column, found {}", s(0)));
+            }
+            Ok(Shape {
+                rows: s(0).rows,
+                cols: s(1).cols,
+            })
+        }
+        Op::EmbeddingGrad { vocab } => {
+            arity(2)?;
+            Ok(Shape::fixed(*vocab, s(1).cols))
+        }
         Op::GradNorm | Op::LbfgsStep => Ok(Shape::scalar()),
         Op::Update { .. } => {
             if inputs.len() < 2 || s(0) != s(1) {

@@ -165,6 +165,7 @@ mod tests {
         let data = DataShape {
             features: (0..4).map(|i| format!("f{i}")).collect(),
             task: Task::Classification { classes: 3 },
+            vocab: Default::default(),
         };
         Plan::new(&spec, &data).expect("plan")
     }

@@ -132,6 +132,9 @@ pub enum Op {
     Concat,
     /// Mean loss over the batch (inputs: logits or predictions, target) → [1,1].
     Loss(LossKind),
+    /// Rows of a table by id: input 0 holds one id per row ([B,1], as f32, exact below
+    /// 2^24), input 1 the table [vocab, dim] → [B, dim]; an id outside the table reads zeros.
+    Embedding,
 
     // ---- backward
     /// dL/dx of an activation (inputs x, y, dy; after fusion x is y, see `fuse.rs`).
@@ -156,6 +159,11 @@ pub enum Op {
     },
     /// dL/d(logits or predictions) of the loss (inputs as the loss).
     LossGrad(LossKind),
+    /// An embedding table's gradient: each row of dy added into the row of its id (inputs
+    /// ids [B,1], dy [B, dim]) → [vocab, dim].
+    EmbeddingGrad {
+        vocab: usize,
+    },
 
     // ---- update
     /// Global L2 norm of all gradients (inputs: every gradient) → [1,1].
@@ -252,6 +260,8 @@ impl Op {
                 )
             }
             Op::Slice { start, end } => format!("Slice({start}..{end})"),
+            Op::Embedding => "Embedding".into(),
+            Op::EmbeddingGrad { .. } => "EmbeddingGrad".into(),
             Op::LossGrad(k) => format!("LossGrad({})", loss_name(*k)),
             Op::GradNorm => "GradNorm".into(),
             Op::Update { penalty, .. } if !penalty.is_zero() => {

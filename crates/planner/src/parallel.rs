@@ -160,6 +160,7 @@ mod tests {
         let data = DataShape {
             features: vec!["a".into(), "b".into(), "c".into(), "d".into()],
             task: Task::Classification { classes: 3 },
+            vocab: Default::default(),
         };
         Plan::new(&spec, &data).unwrap()
     }
@@ -389,6 +390,7 @@ mod tests {
         let data = DataShape {
             features: vec!["a".into()],
             task: Task::Classification { classes: 3 },
+            vocab: Default::default(),
         };
         let single = Plan::new(&spec, &data).unwrap();
         let v = serde_json::to_value(&single).unwrap();

@@ -72,6 +72,10 @@ fn describe_preprocess(p: &Preprocess) -> String {
                 .unwrap_or_default()
         ),
         Preprocess::DropMissing(d) => format!("drop_missing({})", d.columns.join(", ")),
+        Preprocess::EmbedIndex(e) => match e.buckets {
+            Some(b) => format!("embedding_ids({}: hashed into {b})", e.column),
+            None => format!("embedding_ids({}: dictionary)", e.column),
+        },
     }
 }
 
@@ -100,7 +104,12 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
         split_details.push(kv("by", by.into()));
     }
     let t = &spec.train;
-    let preprocess: Vec<String> = d.preprocess.iter().map(describe_preprocess).collect();
+    let preprocess: Vec<String> = spec
+        .prepared_data()
+        .preprocess
+        .iter()
+        .map(describe_preprocess)
+        .collect();
     let mut train_details = vec![
         kv("loss", t.loss.name().into()),
         kv("optimizer", t.optimizer.name().into()),

@@ -57,10 +57,12 @@ pub fn data_shape(spec: &Spec, known: Option<DataShape>) -> Option<DataShape> {
         Source::Builtin(Builtin::Iris) => Some(DataShape {
             features: IRIS_FEATURES.map(String::from).to_vec(),
             task: task(IRIS_CLASSES),
+            vocab: Default::default(),
         }),
         Source::Synthetic(s) => Some(DataShape {
             features: (0..s.features).map(synthetic_feature).collect(),
             task: task(s.classes),
+            vocab: Default::default(),
         }),
         _ => None,
     }
@@ -95,6 +97,7 @@ fn shape_of(known_plan: &str) -> Option<DataShape> {
     Some(DataShape {
         features: serde_json::from_value(v.get("features")?.clone()).ok()?,
         task: serde_json::from_value(v.get("task")?.clone()).ok()?,
+        vocab: Default::default(),
     })
 }
 

@@ -180,6 +180,7 @@ pub(crate) fn shape_of(pipeline: &Pipeline) -> DataShape {
     DataShape {
         features: pipeline.feature_names().to_vec(),
         task,
+        vocab: Default::default(),
     }
 }
 

@@ -233,7 +233,11 @@ impl Experiment {
                 None => Task::classes_from_model(),
             },
         };
-        Ok(Some(DataShape { features, task }))
+        Ok(Some(DataShape {
+            features,
+            task,
+            vocab: Default::default(),
+        }))
     }
 
     /// Checks everything short of training without reading the rows: the spec, that this

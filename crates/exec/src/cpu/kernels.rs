@@ -505,3 +505,36 @@ pub fn loss_grad(
         }
     }
 }
+
+/// The row of an embedding table an id (stored as f32) names, if it is one.
+fn embedding_row(id: f32, vocab: usize) -> Option<usize> {
+    (id >= 0.0 && id.fract() == 0.0 && (id as usize) < vocab).then_some(id as usize)
+}
+
+/// `out[r] = table[ids[r]]` (zeros for an id outside the table).
+pub fn embedding(ids: &Array2<f32>, table: &Array2<f32>, out: &mut Array2<f32>) {
+    let (rows, (vocab, dim)) = (ids.nrows(), table.dim());
+    ensure(out, rows, dim);
+    let (t, o) = (flat(table), flat_mut(out));
+    for (r, orow) in o.chunks_exact_mut(dim.max(1)).enumerate().take(rows) {
+        match embedding_row(ids[[r, 0]], vocab) {
+            Some(k) => orow.copy_from_slice(&t[k * dim..(k + 1) * dim]),
+            None => orow.fill(0.0),
+        }
+    }
+}
+
+/// The table's gradient: `out[ids[r]] += dy[r]` over a cleared `[vocab, dim]`.
+pub fn embedding_grad(ids: &Array2<f32>, dy: &Array2<f32>, vocab: usize, out: &mut Array2<f32>) {
+    let dim = dy.ncols();
+    ensure(out, vocab, dim);
+    let (g, o) = (flat(dy), flat_mut(out));
+    o.fill(0.0);
+    for r in 0..dy.nrows() {
+        if let Some(k) = embedding_row(ids[[r, 0]], vocab) {
+            for (a, b) in o[k * dim..(k + 1) * dim].iter_mut().zip(&g[r * dim..(r + 1) * dim]) {
+                *a += b;
+            }
+        }
+    }
+}

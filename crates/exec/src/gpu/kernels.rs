@@ -14,6 +14,7 @@ const REDUCE: &str = include_str!("reduce.wgsl");
 const LOSS: &str = include_str!("loss.wgsl");
 const OPTIM: &str = include_str!("optim.wgsl");
 const MATMUL: &str = include_str!("matmul.wgsl");
+const EMBEDDING: &str = include_str!("embedding.wgsl");
 
 /// A matmul specialisation: tile size, transposed operands and the fused epilogue are
 /// compile-time constants of the kernel, so each variant is its own pipeline.
@@ -34,6 +35,7 @@ pub enum Family {
     Loss,
     Optim,
     Matmul(MatmulCfg),
+    Embedding,
 }
 
 impl Family {
@@ -45,6 +47,7 @@ impl Family {
             Family::Reduce => format!("{codes}{COMMON}\n{REDUCE}"),
             Family::Loss => format!("{codes}{COMMON}\n{LOSS}"),
             Family::Optim => format!("{codes}{COMMON}\n{OPTIM}"),
+            Family::Embedding => format!("{codes}{COMMON}\n{EMBEDDING}"),
             Family::Matmul(c) => {
                 let t = c.tile / 16;
                 // A 16-deep K step for 64-tiles, 8 for 128-tiles: 8 KiB of workgroup memory.
@@ -86,6 +89,12 @@ impl Kernel {
     pub fn loss(entry: &'static str) -> Kernel {
         Kernel {
             family: Family::Loss,
+            entry,
+        }
+    }
+    pub fn embedding(entry: &'static str) -> Kernel {
+        Kernel {
+            family: Family::Embedding,
             entry,
         }
     }

@@ -9,7 +9,7 @@ use super::codes::{act_code, loss_code, norm_axis_code, ActCode};
 use super::kernels::Kernel;
 use super::lower_matmul::matmul;
 use super::reductions::{batch_stats, RowSum};
-use super::uniforms::{ElementwiseParams, LossParams, ReduceParams, Uniform};
+use super::uniforms::{ElementwiseParams, EmbeddingParams, LossParams, ReduceParams, Uniform};
 use crate::error::ExecError;
 
 fn rows_of(plan: &Plan, id: usize, rows: usize) -> usize {
@@ -68,6 +68,53 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             }
         }
         Op::Param { .. } | Op::Target | Op::LbfgsStep => {}
+        Op::Embedding => {
+            let vocab = plan.nodes[input(1)].shape.rows_at(0);
+            let p = EmbeddingParams {
+                n: u(numel)?,
+                dim: u(cols)?,
+                vocab: u(vocab)?,
+                ..EmbeddingParams::default()
+            };
+            calls.push(elementwise_call(
+                Kernel::embedding("embed_forward"),
+                p,
+                p.n,
+                vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                out,
+                run,
+            ));
+        }
+        Op::EmbeddingGrad { vocab } => {
+            // Cleared, then every row of dy added into the row of its id.
+            let batch = rows_of(plan, input(1), run.rows);
+            let p = EmbeddingParams {
+                n: u(numel)?,
+                dim: u(cols)?,
+                vocab: u(*vocab)?,
+                ..EmbeddingParams::default()
+            };
+            calls.push(elementwise_call(
+                Kernel::embedding("embed_zero"),
+                p,
+                p.n,
+                vec![],
+                out,
+                run,
+            ));
+            let p = EmbeddingParams {
+                n: u(batch * cols)?,
+                ..p
+            };
+            calls.push(elementwise_call(
+                Kernel::embedding("embed_backward"),
+                p,
+                p.n,
+                vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                out,
+                run,
+            ));
+        }
         Op::MatMul { ta, tb } => {
             calls.push(matmul(
                 plan,

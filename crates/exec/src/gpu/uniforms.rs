@@ -158,6 +158,17 @@ uniform! {
     }
 }
 
+uniform! {
+    /// embedding.wgsl: a lookup or the table's gradient.
+    EmbeddingParams: UNIFORM_BYTES => {
+        /// Elements, one thread each.
+        n: u32,
+        dim: u32,
+        vocab: u32,
+        _pad: [u32; 13],
+    }
+}
+
 /// One kernel call's parameters, of its family's type.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Uniform {
@@ -166,6 +177,7 @@ pub enum Uniform {
     Loss(LossParams),
     Optim(OptimParams),
     Matmul(MatmulParams),
+    Embedding(EmbeddingParams),
 }
 
 impl Uniform {
@@ -177,6 +189,7 @@ impl Uniform {
             Uniform::Loss(p) => bytemuck::bytes_of(p),
             Uniform::Optim(p) => bytemuck::bytes_of(p),
             Uniform::Matmul(p) => bytemuck::bytes_of(p),
+            Uniform::Embedding(p) => bytemuck::bytes_of(p),
         }
     }
 
@@ -189,6 +202,7 @@ impl Uniform {
                 | (Uniform::Loss(_), Family::Loss)
                 | (Uniform::Optim(_), Family::Optim)
                 | (Uniform::Matmul(_), Family::Matmul(_))
+                | (Uniform::Embedding(_), Family::Embedding)
         )
     }
 }
@@ -208,7 +222,8 @@ into_uniform!(
     ReduceParams => Reduce,
     LossParams => Loss,
     OptimParams => Optim,
-    MatmulParams => Matmul
+    MatmulParams => Matmul,
+    EmbeddingParams => Embedding
 );
 
 #[cfg(test)]
@@ -282,6 +297,12 @@ mod tests {
             "MatmulParams",
             p,
             MatmulParams::FIELDS,
+        );
+        check(
+            include_str!("embedding.wgsl"),
+            "EmbeddingParams",
+            p,
+            EmbeddingParams::FIELDS,
         );
     }
 
