@@ -339,7 +339,13 @@ pub fn embedding_looks_up_rows(ctor: Ctor) {
         &[("c.table", table.clone()), ("out.weight", eye(3))],
     );
     // Column f0 is another feature; f1 holds the ids 2, 0, 2, 3 and 7 (outside the table).
-    let x = array![[9.0f32, 2.0], [9.0, 0.0], [-9.0, 2.0], [0.0, 3.0], [1.0, 7.0]];
+    let x = array![
+        [9.0f32, 2.0],
+        [9.0, 0.0],
+        [-9.0, 2.0],
+        [0.0, 3.0],
+        [1.0, 7.0]
+    ];
     let want = array![
         [-0.75f64, 4.0, 0.125],
         [0.5, -1.0, 2.0],
@@ -347,5 +353,10 @@ pub fn embedding_looks_up_rows(ctor: Ctor) {
         [2.5, -2.5, 1.0],
         [0.0, 0.0, 0.0]
     ];
-    assert_all_close("looked-up rows", &ok(exec.predict(x.view())), &want, FORWARD);
+    assert_all_close(
+        "looked-up rows",
+        &ok(exec.predict(x.view())),
+        &want,
+        FORWARD,
+    );
 }

@@ -84,10 +84,12 @@ impl TableSchema {
     /// column per category).
     pub fn features(&self, spec: &DataSpec) -> Result<Option<(Vec<String>, String)>, DataError> {
         let (features, label) = feature_columns(spec, &self.name, &self.column_names())?;
-        let by_values = spec
-            .preprocess
-            .iter()
-            .any(|p| matches!(p, Preprocess::OneHot(o) if o.column != label));
+        // One-hot columns, and the ids of an embedding's dictionary, come from the values.
+        let by_values = spec.preprocess.iter().any(|p| match p {
+            Preprocess::OneHot(o) => o.column != label,
+            Preprocess::EmbedIndex(e) => e.buckets.is_none(),
+            _ => false,
+        });
         Ok((!by_values).then_some((features, label)))
     }
 }

@@ -363,7 +363,9 @@ pub enum InputSource {
     All(String),
     Columns(Vec<String>),
     /// A categorical column as learnt vectors: `{embedding: {column: city, dim: 8}}`.
-    Embedding { embedding: EmbeddingInput },
+    Embedding {
+        embedding: EmbeddingInput,
+    },
 }
 
 /// An embedding input: each category of `column` (a string or integer column, of any

@@ -304,7 +304,10 @@ fn graph(c: &mut Checker, g: &GraphSpec) {
         let path = format!("model.inputs.{name}.embedding");
         c.at_least_one(&format!("{path}.dim"), "dim", e.dim);
         if e.buckets == Some(0) {
-            c.fail(format!("{path}.buckets"), "buckets must be at least 1, found 0");
+            c.fail(
+                format!("{path}.buckets"),
+                "buckets must be at least 1, found 0",
+            );
         }
         if let Some(other) = embedded.insert(&e.column, name) {
             c.fail(

@@ -187,6 +187,7 @@ impl Plan {
             workflow: workflow::stages(spec),
             task: fwd.task.clone(),
             features: data.features.clone(),
+            vocab: data.vocab.clone(),
             train: spec.train.clone(),
             evaluate: spec.evaluate.clone(),
             inputs: ids(fwd.inputs),

@@ -23,7 +23,9 @@ pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
         Op::Concat => 0,
         // A row copy per id; the gradient clears the table, then adds a row per id.
         Op::Embedding => n,
-        Op::EmbeddingGrad { .. } => n.saturating_add(inputs.get(1).map_or(0, |s| s.numel(batch) as u64)),
+        Op::EmbeddingGrad { .. } => {
+            n.saturating_add(inputs.get(1).map_or(0, |s| s.numel(batch) as u64))
+        }
         Op::Act(_) => m(4, n),
         Op::BiasAct(_) => m(5, n),
         Op::MatMulBias { ta, act, .. } => {

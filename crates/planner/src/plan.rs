@@ -60,6 +60,9 @@ pub struct Plan {
     pub workflow: Vec<Stage>,
     pub task: Task,
     pub features: Vec<String>,
+    /// Ids each embedding column takes (the data's, as planned).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vocab: std::collections::BTreeMap<String, usize>,
     pub train: TrainSpec,
     pub evaluate: Vec<Metric>,
     pub nodes: Vec<PlanNode>,

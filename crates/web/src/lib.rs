@@ -97,7 +97,10 @@ fn shape_of(known_plan: &str) -> Option<DataShape> {
     Some(DataShape {
         features: serde_json::from_value(v.get("features")?.clone()).ok()?,
         task: serde_json::from_value(v.get("task")?.clone()).ok()?,
-        vocab: Default::default(),
+        vocab: v
+            .get("vocab")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default(),
     })
 }
 

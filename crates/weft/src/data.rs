@@ -180,7 +180,12 @@ pub(crate) fn shape_of(pipeline: &Pipeline) -> DataShape {
     DataShape {
         features: pipeline.feature_names().to_vec(),
         task,
-        vocab: Default::default(),
+        vocab: pipeline
+            .stages
+            .iter()
+            .filter_map(|s| s.vocab())
+            .map(|(c, n)| (c.to_string(), n))
+            .collect(),
     }
 }
 
@@ -199,7 +204,7 @@ impl Experiment {
             Some(buffer) => {
                 let task = self.spec.train.loss.task_kind();
                 let set = weft_data::prepare_stream(
-                    &self.spec.data,
+                    &self.spec.prepared_data(),
                     self.spec.seed,
                     self.base_dir(),
                     task,

@@ -90,7 +90,7 @@ impl Experiment {
         let table = weft_data::load_table(&self.spec.data.source, &self.base_dir)
             .map_err(|e| self.data_error(e))?;
         let task = self.spec.train.loss.task_kind();
-        let prepared = weft_data::prepare(&self.spec.data, self.spec.seed, &table, task)
+        let prepared = weft_data::prepare(&self.spec.prepared_data(), self.spec.seed, &table, task)
             .map_err(|e| self.data_error(e))?;
         Ok((table, prepared))
     }
@@ -214,14 +214,44 @@ impl Experiment {
         }
     }
 
+    /// Every embedding input names a feature column of the data (checked before any row is
+    /// read, so that its error is the first).
+    fn check_embedded_columns(&self, schema: &TableSchema) -> Result<()> {
+        let weft_dsl::ModelSpec::Graph(g) = &self.spec.model else {
+            return Ok(());
+        };
+        let (features, _) =
+            weft_data::feature_columns(&self.spec.data, &schema.name, &schema.column_names())
+                .map_err(|e| self.data_error(e))?;
+        for (name, input) in &g.inputs {
+            let weft_dsl::InputSource::Embedding { embedding: e } = input else {
+                continue;
+            };
+            if !features.contains(&e.column) {
+                let valid: Vec<&str> = features.iter().map(String::as_str).collect();
+                return Err(Error::Spec(self.doc.error_at(
+                    &format!("model.inputs.{name}.embedding.column"),
+                    format!(
+                        "`{}` is not a feature column of {}{}",
+                        e.column,
+                        schema.name,
+                        weft_dsl::suggest::hint(&e.column, &valid)
+                    ),
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// [`Experiment::shape`] from a schema already read, or `None` when it needs the rows.
     fn schema_shape(&self, schema: &TableSchema) -> Result<Option<DataShape>> {
         let kind = self.spec.train.loss.task_kind();
         schema
             .check_label(&self.spec.data, kind)
             .map_err(|e| self.data_error(e))?;
+        self.check_embedded_columns(schema)?;
         let Some((features, _)) = schema
-            .features(&self.spec.data)
+            .features(&self.spec.prepared_data())
             .map_err(|e| self.data_error(e))?
         else {
             return Ok(None);
@@ -233,10 +263,17 @@ impl Experiment {
                 None => Task::classes_from_model(),
             },
         };
+        // Hashed embedding ids are known from the spec (a dictionary's needs the rows).
+        let vocab = self
+            .spec
+            .embeddings()
+            .into_iter()
+            .filter_map(|e| Some((e.column.clone(), 1 + e.buckets?)))
+            .collect();
         Ok(Some(DataShape {
             features,
             task,
-            vocab: Default::default(),
+            vocab,
         }))
     }
 

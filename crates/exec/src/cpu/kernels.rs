@@ -532,7 +532,10 @@ pub fn embedding_grad(ids: &Array2<f32>, dy: &Array2<f32>, vocab: usize, out: &m
     o.fill(0.0);
     for r in 0..dy.nrows() {
         if let Some(k) = embedding_row(ids[[r, 0]], vocab) {
-            for (a, b) in o[k * dim..(k + 1) * dim].iter_mut().zip(&g[r * dim..(r + 1) * dim]) {
+            for (a, b) in o[k * dim..(k + 1) * dim]
+                .iter_mut()
+                .zip(&g[r * dim..(r + 1) * dim])
+            {
                 *a += b;
             }
         }

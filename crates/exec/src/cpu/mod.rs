@@ -284,9 +284,7 @@ impl CpuExecutor {
             }
             Op::LossGrad(kind) => kernels::loss_grad(*kind, input(0), input(1), weights, out),
             Op::Embedding => kernels::embedding(input(0), input(1), out),
-            Op::EmbeddingGrad { vocab } => {
-                kernels::embedding_grad(input(0), input(1), *vocab, out)
-            }
+            Op::EmbeddingGrad { vocab } => kernels::embedding_grad(input(0), input(1), *vocab, out),
             Op::GradNorm => {
                 let mut s = 0.0f64;
                 for i in 0..node.inputs.len() {
