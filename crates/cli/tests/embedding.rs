@@ -16,7 +16,7 @@ fn write_data(dir: &Path) {
     let mut csv = String::from("user,x,y\n");
     for i in 0..9000u64 {
         let user = (i * 7919) % 300;
-        let own = (user * 2_654_435_761 >> 7) % 2;
+        let own = ((user * 2_654_435_761) >> 7) % 2;
         let flip = (i * 31 % 17) == 0;
         let y = if flip { 1 - own } else { own };
         let x = ((i * 37) % 100) as f64 / 100.0;
