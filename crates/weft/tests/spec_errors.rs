@@ -86,7 +86,7 @@ fn unknown_nested_key_is_located_at_the_key() {
     ]);
     assert_eq!(
         e,
-        ["spec.yaml:5:13: model[0].dense: unknown key `unitz`; did you mean `units`? valid: units, activation, use_bias, init"]
+        ["spec.yaml:5:13: model[0].dense: unknown key `unitz`; did you mean `units`? valid: units, activation, use_bias, init, l1, l2"]
     );
 }
 
