@@ -160,7 +160,7 @@ pub fn run(
         Some("gpu") => return gpu(rows, json_out, dist),
         Some("stream") => {
             return crate::bench_stream::stream(
-                rows.unwrap_or(26_000_000),
+                rows.unwrap_or(36_000_000),
                 &dist.workers,
                 dist.data_dir.as_deref(),
                 dist.batch,

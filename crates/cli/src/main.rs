@@ -129,7 +129,7 @@ enum Command {
     Bench {
         /// Benchmark names (default: all): higgs-b32, higgs-b1024, mnist-b128; on their own:
         /// allreduce, traffic, scaling, layout, gpu, stream (a HIGGS-shaped Parquet data set
-        /// of `--rows` rows, default 26M ≈ 4.2 GB, streamed against 100k rows in memory).
+        /// of `--rows` rows, default 36M ≈ 4.3 GB, streamed against 100k rows in memory).
         names: Vec<String>,
         /// Rows of synthetic data (default: each benchmark's own, 100k / 60k).
         #[arg(long)]
