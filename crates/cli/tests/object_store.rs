@@ -174,6 +174,33 @@ fn trains_from_parquet_parts_in_an_s3_bucket_and_predicts_from_it() {
         "spooled objects are removed after reading"
     );
 
+    // Streamed from the bucket (`shuffle_buffer`) by two workers: each reads the row groups
+    // of its shard straight from the store with ranged reads (nothing is spooled).
+    let o = weft_s3(
+        m.port,
+        &[
+            "run",
+            spec.to_str().unwrap(),
+            "--json",
+            "--runs-dir",
+            runs.to_str().unwrap(),
+            "--set",
+            "data.shuffle_buffer=256",
+            "--set",
+            "parallelism.data={workers: 2, sync: allreduce}",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let streamed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let acc = streamed["metrics"]["test"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "streamed test accuracy {acc}");
+    let notes = streamed["notes"].to_string();
+    assert!(
+        notes.contains("worker 1 read") && notes.contains("s3://weft-data/data/*.parquet"),
+        "{notes}"
+    );
+    assert_eq!(spools(), before, "nothing was spooled");
+
     // predict reads its input from the store.
     let model = r["run_dir"].as_str().unwrap();
     let o = weft_s3(

@@ -291,3 +291,231 @@ pub fn read_schema(url: &str, source: &weft_dsl::Source) -> Result<crate::TableS
         }
     })
 }
+
+/// The URL of an object of the store `url` is in.
+fn object_url(url: &str, location: &ObjectPath) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    format!("{scheme}://{authority}/{location}")
+}
+
+/// A Parquet object's footer metadata, from two ranged reads (its last 8 bytes, then the
+/// metadata they give the length of): the footer bytes and where they start.
+async fn footer(
+    store: &dyn ObjectStore,
+    url: &str,
+    location: &ObjectPath,
+    size: u64,
+) -> Result<(u64, bytes::Bytes, parquet::file::metadata::ParquetMetaData), DataError> {
+    if size < 8 {
+        return Err(err(url, format!("{location} is not a Parquet file")));
+    }
+    let tail = store
+        .get_range(location, size - 8..size)
+        .await
+        .map_err(|e| err(url, e))?;
+    let footer = parquet::file::metadata::FooterTail::try_from(&tail[..])
+        .map_err(|e| err(url, format!("{location}: {e}")))?;
+    let start = size.saturating_sub(8 + footer.metadata_length() as u64);
+    let bytes = store
+        .get_range(location, start..size)
+        .await
+        .map_err(|e| err(url, e))?;
+    let meta =
+        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes[..bytes.len() - 8])
+            .map_err(|e| err(url, format!("{location}: {e}")))?;
+    Ok((start, bytes, meta))
+}
+
+/// The pieces of a remote Parquet source, one per row group of each object, from the
+/// objects' footers alone: they are read later with ranged reads (see [`read_row_group`]),
+/// by whichever process trains on them.
+pub(crate) fn parquet_pieces(url: &str) -> Result<Vec<crate::stream::Piece>, DataError> {
+    let (store, key) = open(url)?;
+    runtime(url)?.block_on(async {
+        let mut pieces = Vec::new();
+        let all = objects(&*store, url, &key).await?;
+        for m in all
+            .iter()
+            .filter(|m| m.location.as_ref().ends_with(".parquet") || all.len() == 1)
+        {
+            let (_, _, meta) = footer(&*store, url, &m.location, m.size).await?;
+            let object = object_url(url, &m.location);
+            for (i, rg) in meta.row_groups().iter().enumerate() {
+                pieces.push(crate::stream::Piece {
+                    path: PathBuf::new(),
+                    shown: object.clone(),
+                    kind: crate::stream::PieceKind::ParquetRowGroup(i),
+                    first_row: 0,
+                    rows: u64::try_from(rg.num_rows()).unwrap_or(0),
+                    bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
+                    url: Some(object.clone()),
+                });
+            }
+        }
+        Ok(pieces)
+    })
+}
+
+/// Row group `rg` of the Parquet object `url` (its columns `columns` only), fetched with
+/// ranged reads: the footer, then the column chunks; memory holds that much of the object.
+pub(crate) fn read_row_group(
+    url: &str,
+    rg: usize,
+    columns: &[String],
+    rows: usize,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, DataError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let (store, key) = open(url)?;
+    let location = ObjectPath::from(key);
+    let file = runtime(url)?.block_on(async {
+        let size = store.head(&location).await.map_err(|e| err(url, e))?.size;
+        let (start, tail, meta) = footer(&*store, url, &location, size).await?;
+        let group = meta
+            .row_groups()
+            .get(rg)
+            .ok_or_else(|| err(url, format!("{location} has no row group {rg}")))?;
+        let schema = parquet::arrow::parquet_to_arrow_schema(
+            meta.file_metadata().schema_descr(),
+            meta.file_metadata().key_value_metadata(),
+        )
+        .map_err(|e| err(url, format!("{location}: {e}")))?;
+        // The chunks of the wanted columns (a flat schema: a root column is a leaf).
+        let ranges: Vec<std::ops::Range<u64>> = columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .filter_map(|i| group.columns().get(i))
+            .map(|c| {
+                let (at, len) = c.byte_range();
+                at..at + len
+            })
+            .collect();
+        let chunks = store
+            .get_ranges(&location, &ranges)
+            .await
+            .map_err(|e| err(url, e))?;
+        let mut parts: Vec<(u64, bytes::Bytes)> =
+            ranges.iter().map(|r| r.start).zip(chunks).collect();
+        parts.push((start, tail));
+        Ok::<_, DataError>(Ranged { len: size, parts })
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| err(url, format!("{location}: {e}")))?;
+    let roots: Vec<usize> = columns
+        .iter()
+        .filter_map(|c| builder.schema().index_of(c).ok())
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
+    builder
+        .with_row_groups(vec![rg])
+        .with_projection(mask)
+        .with_batch_size(rows.max(1))
+        .build()
+        .map_err(|e| err(url, format!("{location}: {e}")))
+}
+
+/// The parts of an object that were fetched, read as a Parquet file: the footer and the
+/// column chunks of one row group. Reading anywhere else is an error (a bug: the reader
+/// asked for a range the footer did not name).
+struct Ranged {
+    len: u64,
+    parts: Vec<(u64, bytes::Bytes)>,
+}
+
+impl Ranged {
+    fn at(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<bytes::Bytes> {
+        for (at, b) in &self.parts {
+            let end = at + b.len() as u64;
+            // Parts may touch (one column chunk ends where the next begins): a read from
+            // `start` belongs to the part that has bytes there.
+            if *at <= start && (start < end || (start == end && len == Some(0))) {
+                let from = (start - at) as usize;
+                let to = match len {
+                    Some(l) if from + l <= b.len() => from + l,
+                    Some(_) => continue,
+                    None => b.len(),
+                };
+                return Ok(b.slice(from..to));
+            }
+        }
+        Err(parquet::errors::ParquetError::General(format!(
+            "bytes {start}.. of the object were not fetched"
+        )))
+    }
+}
+
+impl parquet::file::reader::Length for Ranged {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Ranged {
+    type T = bytes::buf::Reader<bytes::Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        Ok(self.at(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.at(start, Some(length))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_group_reads_from_its_footer_and_column_chunks_alone() {
+        use arrow_array::{Float32Array, Int64Array, RecordBatch};
+        let batch = RecordBatch::try_from_iter([
+            ("a", Arc::new(Float32Array::from(vec![1.0f32; 1000])) as _),
+            ("b", Arc::new(Int64Array::from(vec![7i64; 1000])) as _),
+            ("c", Arc::new(Float32Array::from(vec![2.0f32; 1000])) as _),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(300))
+            .build();
+        let mut bytes = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props))
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+        w.close().unwrap_or_else(|e| panic!("{e}"));
+        let all = bytes::Bytes::from(bytes);
+        let size = all.len() as u64;
+        let tail = parquet::file::metadata::FooterTail::try_from(&all[all.len() - 8..])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let start = size - 8 - tail.metadata_length() as u64;
+        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(
+            &all[start as usize..all.len() - 8],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let group = &meta.row_groups()[2];
+        // Columns 0 and 1 are neighbours (their chunks touch); 2 is not read.
+        let mut parts: Vec<(u64, bytes::Bytes)> = [0usize, 1]
+            .iter()
+            .map(|&i| {
+                let (at, len) = group.column(i).byte_range();
+                (at, all.slice(at as usize..(at + len) as usize))
+            })
+            .collect();
+        parts.push((start, all.slice(start as usize..)));
+        let file = Ranged { len: size, parts };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mask = parquet::arrow::ProjectionMask::roots(reader.parquet_schema(), [0, 1]);
+        let batches: Vec<RecordBatch> = reader
+            .with_row_groups(vec![2])
+            .with_projection(mask)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 300);
+        assert_eq!(batches[0].num_columns(), 2);
+    }
+}

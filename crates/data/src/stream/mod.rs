@@ -295,7 +295,10 @@ pub fn prepare_stream_chunked(
     chunk_rows: usize,
 ) -> Result<StreamSet, DataError> {
     let chunk_rows = chunk_rows.max(1);
-    if let Some(url) = crate::source::remote_path(&spec.source) {
+    // Parquet objects are read row group by row group with ranged reads (by whichever
+    // process trains on them); CSV and Arrow objects are spooled to a local folder first.
+    let ranged = cfg!(feature = "remote") && matches!(spec.source, Source::Parquet(_));
+    if let Some(url) = crate::source::remote_path(&spec.source).filter(|_| !ranged) {
         return spooled(spec, seed, url, task, chunk_rows);
     }
     let name = match &spec.source {

@@ -30,6 +30,10 @@ pub struct Piece {
     /// Bytes of the file the piece is (Parquet: its row group's compressed column chunks).
     #[serde(default)]
     pub bytes: u64,
+    /// The object it is in, when it is read from an object store with ranged reads (then
+    /// `path` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +54,10 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
     let mut pieces = Vec::new();
     let mut counted = true;
     match source {
+        #[cfg(feature = "remote")]
+        Source::Parquet(p) if crate::source::is_remote(p) => {
+            pieces = crate::remote::parquet_pieces(p)?;
+        }
         Source::Parquet(p) => {
             for (path, shown) in data_files(base_dir, p, &["parquet"])? {
                 let file = open(&path, &shown)?;
@@ -63,6 +71,7 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
                         first_row: 0,
                         rows: u64::try_from(rg.num_rows()).unwrap_or(0),
                         bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
+                        url: None,
                     });
                 }
             }
@@ -112,6 +121,7 @@ fn piece(path: &Path, shown: &str, kind: PieceKind, bytes: u64) -> Piece {
         first_row: 0,
         rows: 0,
         bytes,
+        url: None,
     }
 }
 
@@ -156,6 +166,13 @@ pub(crate) fn read(
     let shown = piece.shown.clone();
     let batches: Box<dyn Iterator<Item = Result<arrow_array::RecordBatch, DataError>> + Send> =
         match piece.kind {
+            #[cfg(feature = "remote")]
+            PieceKind::ParquetRowGroup(rg) if piece.url.is_some() => {
+                let url = piece.url.clone().unwrap_or_default();
+                let reader = crate::remote::read_row_group(&url, rg, columns, rows)?;
+                let s = shown.clone();
+                Box::new(reader.map(move |b| b.map_err(|e| parquet_error(&s, e))))
+            }
             PieceKind::ParquetRowGroup(rg) => {
                 let builder = ParquetRecordBatchReaderBuilder::try_new(open(&piece.path, &shown)?)
                     .map_err(|e| parquet_error(&shown, e))?;
