@@ -314,25 +314,9 @@ pub(crate) fn read_with_missing(
             }
         }
         DataType::Float32 => {
-            // f32 as stored (no round trip through f64): the common case of large files.
+            // f32 as stored (no cast to an f64 copy): the common case of large files.
             let a = array.as_primitive::<arrow_array::types::Float32Type>();
-            let mut out = a.values().to_vec();
-            for (i, x) in out.iter_mut().enumerate() {
-                if x.is_nan() {
-                    missing[i] = true;
-                }
-                if missing[i] {
-                    *x = 0.0;
-                } else if x.is_infinite() {
-                    return Err(DataError::Infinite {
-                        file: file.into(),
-                        what,
-                        column: column.into(),
-                        at: At::of(file, i),
-                    });
-                }
-            }
-            Values::Num(out)
+            num_with_missing(file, column, what, a.values(), &mut missing)?
         }
         t if is_float(t) => {
             let a = arrow_cast::cast(array, &DataType::Float64).map_err(|e| {
@@ -420,15 +404,16 @@ fn is_float(t: &DataType) -> bool {
 }
 
 /// Numbers with NaN as missing (added to `missing`); an infinite value is an error.
-fn num_with_missing(
+fn num_with_missing<T: Copy + Into<f64>>(
     file: &str,
     column: &str,
     what: &'static str,
-    v: &[f64],
+    v: &[T],
     missing: &mut [bool],
 ) -> Result<Values, DataError> {
     let mut out = Vec::with_capacity(v.len());
-    for (i, x) in v.iter().enumerate() {
+    for (i, &x) in v.iter().enumerate() {
+        let x: f64 = x.into();
         if missing[i] || x.is_nan() {
             missing[i] = true;
             out.push(0.0);
@@ -440,7 +425,7 @@ fn num_with_missing(
                 at: At::of(file, i),
             });
         } else {
-            out.push(*x as f32);
+            out.push(x as f32);
         }
     }
     Ok(Values::Num(out))

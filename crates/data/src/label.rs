@@ -51,11 +51,21 @@ pub(crate) fn fit_classes(
     train: &[usize],
     order: ClassOrder,
 ) -> Result<Vec<String>, DataError> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for &r in train {
         *counts.entry(&keys[r]).or_default() += 1;
     }
-    let mut classes: Vec<(&str, usize)> = counts.into_iter().collect();
+    let classes = order_classes(counts.into_iter().collect(), order, &table.name, label)?;
+    Ok(classes.into_iter().map(|(k, _)| k.to_string()).collect())
+}
+
+/// Classes with their train rows, numbered in `order`; one class alone is an error.
+pub(crate) fn order_classes<'a>(
+    mut classes: Vec<(&'a str, u64)>,
+    order: ClassOrder,
+    file: &str,
+    label: &str,
+) -> Result<Vec<(&'a str, u64)>, DataError> {
     match order {
         ClassOrder::Name => classes.sort_by(|a, b| category_order(a.0, b.0)),
         ClassOrder::Frequency => {
@@ -64,12 +74,12 @@ pub(crate) fn fit_classes(
     }
     if let [(only, _)] = classes.as_slice() {
         return Err(DataError::OneClass {
-            file: table.name.clone(),
+            file: file.into(),
             column: label.into(),
             class: only.to_string(),
         });
     }
-    Ok(classes.into_iter().map(|(k, _)| k.to_string()).collect())
+    Ok(classes)
 }
 
 /// The class index (as f32) of each row of `keys`, computed for `rows` (others stay 0) and

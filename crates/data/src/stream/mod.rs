@@ -22,8 +22,8 @@ use weft_dsl::{DataSpec, Preprocess, Source};
 
 use crate::error::DataError;
 use crate::fit::StageFit;
-use crate::frame::{category_order, Frame, Values};
-use crate::label::{class_keys, read_label, targets, ClassOrder};
+use crate::frame::{Frame, Values};
+use crate::label::{class_keys, order_classes, read_label, targets, ClassOrder};
 use crate::pipeline::Pipeline;
 use crate::prepare::{
     check_covered, encoded_columns, feature_columns, feature_stages, read_weights,
@@ -645,21 +645,11 @@ impl<'a> Checks<'a> {
         if self.task == TaskKind::Regression {
             return Ok((None, None));
         }
-        let mut classes: Vec<(&String, u64)> =
-            self.classes[0].iter().map(|(k, v)| (k, v.0)).collect();
-        match order {
-            ClassOrder::Name => classes.sort_by(|a, b| category_order(a.0, b.0)),
-            ClassOrder::Frequency => {
-                classes.sort_by(|a, b| b.1.cmp(&a.1).then(category_order(a.0, b.0)))
-            }
-        }
-        if let [(only, _)] = classes.as_slice() {
-            return Err(DataError::OneClass {
-                file: name.into(),
-                column: label.into(),
-                class: only.to_string(),
-            });
-        }
+        let counts: Vec<(&str, u64)> = self.classes[0]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.0))
+            .collect();
+        let classes = order_classes(counts, order, name, label)?;
         let names: Vec<String> = classes.iter().map(|(k, _)| k.to_string()).collect();
         // The first row (in file order) of another split whose class train lacks.
         let unseen = self.classes[1..]
