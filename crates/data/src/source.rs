@@ -63,18 +63,7 @@ pub(crate) fn with_spooled<T>(
 ) -> Result<T, DataError> {
     #[cfg(feature = "remote")]
     {
-        let spooled = crate::remote::spool(url)?;
-        let (base, name) = match (spooled.path.parent(), spooled.path.file_name()) {
-            (Some(dir), Some(file)) if spooled.path.is_file() => {
-                (dir.to_path_buf(), file.to_string_lossy().into_owned())
-            }
-            _ => (spooled.path.clone(), ".".to_string()),
-        };
-        let local = match source {
-            Source::Csv(_) => Source::Csv(name),
-            Source::Parquet(_) => Source::Parquet(name),
-            _ => Source::Arrow(name),
-        };
+        let (_spooled, local, base) = spool_source(url, source)?;
         read(local, &base)
     }
     #[cfg(not(feature = "remote"))]
@@ -85,6 +74,28 @@ pub(crate) fn with_spooled<T>(
             message: "this build of weft reads no object stores (it was built without the `remote` feature)".into(),
         })
     }
+}
+
+/// Spools a remote source's objects to a local folder: the folder (removed when dropped),
+/// the same kind of source naming the local copy, and the folder it is relative to.
+#[cfg(feature = "remote")]
+pub(crate) fn spool_source(
+    url: &str,
+    source: &Source,
+) -> Result<(crate::remote::Spooled, Source, PathBuf), DataError> {
+    let spooled = crate::remote::spool(url)?;
+    let (base, name) = match (spooled.path.parent(), spooled.path.file_name()) {
+        (Some(dir), Some(file)) if spooled.path.is_file() => {
+            (dir.to_path_buf(), file.to_string_lossy().into_owned())
+        }
+        _ => (spooled.path.clone(), ".".to_string()),
+    };
+    let local = match source {
+        Source::Csv(_) => Source::Csv(name),
+        Source::Parquet(_) => Source::Parquet(name),
+        _ => Source::Arrow(name),
+    };
+    Ok((spooled, local, base))
 }
 
 /// Reads a file in pieces of about `rows` rows, for `weft predict` on data of any size:

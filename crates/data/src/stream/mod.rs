@@ -503,19 +503,9 @@ fn spooled(
 ) -> Result<StreamSet, DataError> {
     #[cfg(feature = "remote")]
     {
-        let spooled = crate::remote::spool(url)?;
-        let (base, file) = match (spooled.path.parent(), spooled.path.file_name()) {
-            (Some(dir), Some(file)) if spooled.path.is_file() => {
-                (dir.to_path_buf(), file.to_string_lossy().into_owned())
-            }
-            _ => (spooled.path.clone(), ".".to_string()),
-        };
+        let (spooled, source, base) = crate::source::spool_source(url, &spec.source)?;
         let mut local = spec.clone();
-        local.source = match &spec.source {
-            Source::Csv(_) => Source::Csv(file),
-            Source::Parquet(_) => Source::Parquet(file),
-            _ => Source::Arrow(file),
-        };
+        local.source = source;
         let mut set = prepare_stream_chunked(&local, seed, &base, task, chunk_rows)?;
         set.name = url.to_string();
         set.keep = Keep(Some(Arc::new(spooled)));
