@@ -195,3 +195,49 @@ fn the_hash_split_is_the_same_whatever_the_pieces() {
     assert_eq!(one.pieces.len(), 2);
     assert_eq!(rows(&all(&one, Part::Test)), rows(&all(&many, Part::Test)));
 }
+
+#[test]
+fn dropped_rows_are_counted_as_memory_drops_them() {
+    // drop_missing after an impute of another column: the counts come from a last pass.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut csv = String::from("h,colour,y\n");
+    for i in 0..200 {
+        let h = if i % 7 == 0 {
+            String::new()
+        } else {
+            format!("{}", i % 13)
+        };
+        let colour = if i % 5 == 0 {
+            ""
+        } else {
+            ["red", "blue"][i % 2]
+        };
+        csv.push_str(&format!("{h},{colour},{}\n", i % 2));
+    }
+    std::fs::write(dir.path().join("x.csv"), csv).unwrap_or_else(|e| panic!("{e}"));
+    let s = spec(
+        "name: t
+data:
+  source: {csv: x.csv}
+  label: y
+  preprocess:
+    - impute: {strategy: median, columns: [h]}
+    - drop_missing: {columns: [colour]}
+    - one_hot: {column: colour}
+  split: {train: 0.6, test: 0.4, shuffle: false}
+  shuffle_buffer: 10
+model: [{dense: {units: 2, activation: softmax}}]
+",
+    );
+    let table = load_table(&s.data.source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let memory =
+        prepare(&s.data, 1, &table, TaskKind::Classification).unwrap_or_else(|e| panic!("{e}"));
+    let set = prepare_stream_chunked(&s.data, 1, dir.path(), TaskKind::Classification, 32)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.pipeline, memory.pipeline);
+    assert_eq!(set.rows(Part::Train), memory.train.len() as u64);
+    assert_eq!(set.rows(Part::Test), memory.test.len() as u64);
+    assert!(memory.train.len() < 120, "rows were dropped");
+    let set = Arc::new(set);
+    assert_eq!(rows(&all(&set, Part::Train)).len(), memory.train.len());
+}
