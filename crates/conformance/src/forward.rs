@@ -360,3 +360,26 @@ pub fn embedding_looks_up_rows(ctor: Ctor) {
         FORWARD,
     );
 }
+
+/// Evaluation's one call gives what prediction and the evaluation loss give apart (batch
+/// norm's running statistics and an inactive dropout included).
+pub fn predict_and_loss_match_their_separate_calls(ctor: Ctor) {
+    let model = "[{dense: {units: 4, activation: tanh}}, {batch_norm: {}}, {dropout: {rate: 0.3}}, {dense: {units: 3, activation: softmax}}]";
+    let p = plan(
+        model,
+        "{loss: cross_entropy, optimizer: sgd}",
+        3,
+        classes(3),
+    );
+    let mut exec = crate::support::executor_with_params(ctor, &p);
+    let x = crate::support::inputs(6, 3, 1);
+    let y = crate::support::labels(6, &p.task);
+    let (probs, loss) = ok(exec.predict_and_loss(x.view(), y.view()));
+    let apart = ok(exec.predict(x.view()));
+    let loss_apart = ok(exec.eval_loss(x.view(), y.view()));
+    assert_all_close("predictions", &probs, &to64(&apart), FORWARD);
+    assert!(
+        close(f64::from(loss), f64::from(loss_apart), FORWARD),
+        "loss {loss} vs {loss_apart}"
+    );
+}

@@ -76,7 +76,7 @@ macro_rules! testgen_conformance {
         $crate::testgen_conformance!(@group $ctor, forward: [
             dense, activations, softmax_rows_sum_to_one, add_and_concat, graph_inputs_select_columns,
             losses, class_weighted_cross_entropy, predictions_are_probabilities,
-            embedding_looks_up_rows,
+            embedding_looks_up_rows, predict_and_loss_match_their_separate_calls,
         ]);
         $crate::testgen_conformance!(@group $ctor, norm: [
             layer_norm_standardises_rows, batch_norm_eval_uses_running_statistics,

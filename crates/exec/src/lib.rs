@@ -74,6 +74,16 @@ pub trait Executor {
     fn eval_loss(&mut self, x: ArrayView2<f32>, y: ArrayView1<f32>) -> Result<f32, ExecError>;
     /// Predictions (class probabilities or values), one row per input row.
     fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>, ExecError>;
+    /// [`Executor::predict`] and [`Executor::eval_loss`] of the same rows (evaluation): an
+    /// executor that can share their forward pass runs it once.
+    fn predict_and_loss(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+    ) -> Result<(Array2<f32>, f32), ExecError> {
+        let probs = self.predict(x)?;
+        Ok((probs, self.eval_loss(x, y)?))
+    }
     /// Parameter values, in the plan's `params` order; an error when they cannot be read
     /// (a GPU read-back that failed or timed out).
     fn params(&self) -> Result<Vec<Array2<f32>>, ExecError>;

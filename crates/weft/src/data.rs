@@ -110,10 +110,7 @@ impl Data {
                     };
                     let mut tally = Tally::new(&plan.evaluate, &plan.task);
                     let mut loss = Loss::default();
-                    train::each_batch(rows, 4096, |x, y, w| {
-                        tally.add(&exec.predict(x)?, y);
-                        loss.add(exec, x, y, w)
-                    })?;
+                    train::each_batch(rows, 4096, |x, y, w| loss.add(exec, &mut tally, x, y, w))?;
                     out.insert(part.name().to_string(), loss.into(tally));
                 }
             }
@@ -127,9 +124,8 @@ impl Data {
                     let b = b?;
                     let k = parts.iter().position(|p| *p == b.part).unwrap_or(0);
                     let (tally, loss) = &mut tallies[k];
-                    tally.add(&exec.predict(b.x.view())?, b.y.view());
                     let w = b.w.as_ref().map(|w| w.to_vec());
-                    loss.add(exec, b.x.view(), b.y.view(), w.as_deref())?;
+                    loss.add(exec, tally, b.x.view(), b.y.view(), w.as_deref())?;
                 }
                 for (part, (tally, loss)) in parts.into_iter().zip(tallies) {
                     out.insert(part.name().to_string(), loss.into(tally));
@@ -148,9 +144,12 @@ struct Loss {
 }
 
 impl Loss {
+    /// Evaluates a batch (one forward pass where the executor can): its predictions go to
+    /// `tally`, its loss to this sum.
     fn add(
         &mut self,
         exec: &mut dyn Executor,
+        tally: &mut Tally,
         x: ndarray::ArrayView2<f32>,
         y: ndarray::ArrayView1<f32>,
         w: Option<&[f32]>,
@@ -158,7 +157,9 @@ impl Loss {
         if let Some(w) = w {
             exec.set_sample_weights(Some(w));
         }
-        self.sum += f64::from(exec.eval_loss(x, y)?) * y.len() as f64;
+        let (probs, loss) = exec.predict_and_loss(x, y)?;
+        tally.add(&probs, y);
+        self.sum += f64::from(loss) * y.len() as f64;
         self.rows += y.len();
         Ok(())
     }

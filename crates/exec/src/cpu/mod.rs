@@ -405,6 +405,29 @@ impl Executor for CpuExecutor {
         Ok(self.vals[self.plan.output].clone())
     }
 
+    /// The evaluation schedule, then only the prediction's nodes it did not run (the
+    /// output activation): one forward pass for both.
+    fn predict_and_loss(
+        &mut self,
+        x: ArrayView2<f32>,
+        y: ArrayView1<f32>,
+    ) -> Result<(Array2<f32>, f32), ExecError> {
+        self.run_schedule(|s| &mut s.eval, x, Some(y), Mode::Eval, 0, 0.0, None)?;
+        let loss = self.loss_value();
+        let done: std::collections::HashSet<usize> =
+            self.plan.schedules.eval.iter().copied().collect();
+        let rest: Vec<usize> = self
+            .plan
+            .schedules
+            .predict
+            .iter()
+            .copied()
+            .filter(|id| !done.contains(id))
+            .collect();
+        self.run(&rest, x, Some(y), Mode::Eval, 0, 0.0, None)?;
+        Ok((self.vals[self.plan.output].clone(), loss))
+    }
+
     fn params(&self) -> Result<Vec<Array2<f32>>, ExecError> {
         Ok(self
             .plan
