@@ -268,6 +268,7 @@ impl DataError {
             Synthetic(_) => "data.source.synthetic",
             ColumnNotFound { what, .. } if what.contains("label") => "data.label",
             ColumnNotFound { what, .. } if what.contains("weight") => "data.weight_column",
+            ColumnNotFound { what, .. } if what.contains("split key") => "data.split.key",
             BadWeight { .. } => "data.weight_column",
             MissingValue { what, .. } if what.contains("weight") => "data.weight_column",
             ColumnNotFound { .. } | LabelAsFeature { .. } | NoFeatures { .. } => "data.features",

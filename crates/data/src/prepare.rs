@@ -8,7 +8,7 @@ use crate::error::{column_hint, DataError};
 use crate::frame::{Frame, Values};
 use crate::label::{class_keys, encode_classes, fit_classes, read_label, targets, ClassOrder};
 use crate::pipeline::Pipeline;
-use crate::split::{split_rows, Split};
+use crate::split::{split_by_key, split_rows, Split};
 use crate::stage::Stage;
 use crate::table::Table;
 
@@ -47,7 +47,10 @@ pub fn prepare(
     frame.check_text(&encoded_columns(&stages))?;
     let values = read_label(table, &label)?;
 
-    let mut split = split_rows(table.num_rows(), &spec.split, seed)?;
+    let mut split = match &spec.split.key {
+        Some(key) => split_by_key(&key_values(table, key)?, &spec.split, seed)?,
+        None => split_rows(table.num_rows(), &spec.split, seed)?,
+    };
     let (y, classes) = match task {
         TaskKind::Classification => {
             let keys = class_keys(table, &label, &values)?;
@@ -166,6 +169,28 @@ pub(crate) fn check_covered(stages: &[&Preprocess], frame: &Frame) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The split key column's values as text (a missing value is the empty text).
+pub(crate) fn key_values(table: &Table, key: &str) -> Result<Vec<String>, DataError> {
+    let array = table.column(key, "split key column")?;
+    let (values, missing) =
+        crate::frame::read_with_missing(&table.name, key, "split key column", array, &[], true)
+            .map_err(|e| e.shift_rows(table.first_row))?;
+    let Values::Text(text) = values else {
+        return Err(DataError::Internal("a key read as text is text".into()));
+    };
+    Ok(text
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if missing.get(i).copied().unwrap_or(false) {
+                String::new()
+            } else {
+                t
+            }
+        })
+        .collect())
 }
 
 /// The weight column's values: numbers >= 0, every row.

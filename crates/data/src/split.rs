@@ -37,6 +37,42 @@ pub fn split_rows(rows: usize, spec: &SplitSpec, seed: u64) -> Result<Split, Dat
     })
 }
 
+/// Splits rows by a hash of each row's value of the key column (`split.key`): the same
+/// rule as a streamed set's, so a row lands in the same split either way.
+pub fn split_by_key(keys: &[String], spec: &SplitSpec, seed: u64) -> Result<Split, DataError> {
+    split_sizes(keys.len(), spec)?;
+    let mut split = Split {
+        train: Vec::new(),
+        test: Vec::new(),
+        validation: spec.validation.map(|_| Vec::new()),
+    };
+    for (r, k) in keys.iter().enumerate() {
+        match key_fraction(spec.seed.unwrap_or(seed), k) {
+            u if u < spec.train => split.train.push(r),
+            u if u < spec.train + spec.test => split.test.push(r),
+            u if u < spec.train + spec.test + spec.validation.unwrap_or(0.0) => {
+                if let Some(v) = split.validation.as_mut() {
+                    v.push(r);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(split)
+}
+
+/// A uniform number in [0, 1) drawn from a key's value under `seed`.
+pub(crate) fn key_fraction(seed: u64, key: &str) -> f64 {
+    f64::from(weft_common::rng::uniform_at(
+        seed,
+        KEY_STREAM,
+        crate::stage::fnv1a(key.as_bytes()),
+    ))
+}
+
+/// The random stream of key hashes.
+const KEY_STREAM: u64 = 4;
+
 /// The rows of train, test and validation out of `rows`, checked (see [`split_rows`]).
 pub(crate) fn split_sizes(
     rows: usize,

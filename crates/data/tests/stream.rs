@@ -41,13 +41,24 @@ fn rows(batches: &[Batch]) -> Vec<(Vec<f32>, f32)> {
 
 #[test]
 fn streaming_the_raw_csv_learns_what_memory_learns_and_gives_the_same_rows() {
-    // The shipped raw table: blank cells, NA, strings; medians, most frequent, one-hot.
+    same_as_memory("shuffle: false");
+}
+
+#[test]
+fn a_split_by_key_is_the_same_in_memory_and_streamed() {
+    same_as_memory("key: customer");
+}
+
+/// The shipped raw table (blank cells, NA, strings; medians, most frequent, one-hot) split
+/// with `split` options: streamed in 24 chunks of 50 rows, it gives the pipeline and the
+/// rows a table in memory gives.
+fn same_as_memory(split: &str) {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../specs");
     let text =
         std::fs::read_to_string(base.join("raw-tabular.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let text = text.replace(
         "split: {train: 0.7, test: 0.3}",
-        "split: {train: 0.7, test: 0.3, shuffle: false}\n  shuffle_buffer: 100",
+        &format!("split: {{train: 0.7, test: 0.3, {split}}}\n  shuffle_buffer: 100"),
     );
     let s = spec(&text);
     let table = load_table(&s.data.source, &base).unwrap_or_else(|e| panic!("{e}"));

@@ -319,6 +319,11 @@ pub struct SplitSpec {
     pub shuffle: bool,
     /// Seed of the shuffle; default: the spec's seed.
     pub seed: Option<u64>,
+    /// A column (a row id, a user id) whose value picks each row's split by a hash: a row
+    /// stays in its split when files are reordered or rows added, and rows sharing a value
+    /// share a split. The splits then hold about their fractions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl Default for SplitSpec {
@@ -329,6 +334,7 @@ impl Default for SplitSpec {
             validation: None,
             shuffle: true,
             seed: None,
+            key: None,
         }
     }
 }

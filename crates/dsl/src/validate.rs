@@ -119,6 +119,12 @@ fn data(c: &mut Checker, d: &DataSpec) {
             ),
         );
     }
+    if s.key.is_some() && !s.shuffle {
+        c.fail(
+            "data.split.key",
+            "a key hashes rows into splits; `shuffle: false` splits by position: remove one of the two",
+        );
+    }
     if d.shuffle == Some(ShuffleMode::Full) && d.shuffle_buffer.is_some() {
         c.fail(
             "data.shuffle_buffer",

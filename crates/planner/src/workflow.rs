@@ -93,13 +93,16 @@ pub fn stages(spec: &Spec) -> Vec<Stage> {
     }
     split_details.push(kv("shuffle", split.shuffle.to_string()));
     split_details.push(kv("seed", split.seed.unwrap_or(spec.seed).to_string()));
+    if let Some(key) = &split.key {
+        split_details.push(kv("key", key.clone()));
+    }
     // Streamed: rows are never held together, so the split goes by each row's position.
     let streamed = d.streamed();
     if streamed.is_some() {
-        let by = if split.shuffle {
-            "hash of row position"
-        } else {
-            "row position"
+        let by = match (&split.key, split.shuffle) {
+            (Some(_), _) => "hash of the key",
+            (None, true) => "hash of row position",
+            (None, false) => "row position",
         };
         split_details.push(kv("by", by.into()));
     }

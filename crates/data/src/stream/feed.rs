@@ -276,7 +276,7 @@ fn produce(
         for t in pieces::read(piece, &reader.columns, set.chunk_rows)? {
             let t = t?;
             let frame = reader.frame(&t)?;
-            let parts = reader.parts(&t);
+            let parts = reader.parts(&t)?;
             let y_all = labels(set, &t, classes.as_ref(), &parts, &order.parts)?;
             let w_all = match &set.weight_column {
                 Some(c) => Some(read_weights(&t, c)?),

@@ -74,6 +74,9 @@ pub enum SplitRule {
         train: f64,
         test: f64,
         validation: f64,
+        /// A key column whose value is hashed instead of the position (`split.key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Rows in file order: the first `train`, then `test`, then `validation` rows.
     Position {
@@ -84,15 +87,21 @@ pub enum SplitRule {
 }
 
 impl SplitRule {
-    pub fn part(&self, row: u64) -> Option<Part> {
+    /// The split of row `row` (of the whole data set), whose split key is `key` when the
+    /// rule has one.
+    pub fn part(&self, row: u64, key: Option<&str>) -> Option<Part> {
         match *self {
             SplitRule::Hash {
                 seed,
                 train,
                 test,
                 validation,
+                ..
             } => {
-                let u = f64::from(weft_common::rng::uniform_at(seed, SPLIT_STREAM, row));
+                let u = match key {
+                    Some(k) => crate::split::key_fraction(seed, k),
+                    None => f64::from(weft_common::rng::uniform_at(seed, SPLIT_STREAM, row)),
+                };
                 if u < train {
                     Some(Part::Train)
                 } else if u < train + test {
@@ -236,6 +245,9 @@ impl Reader {
         let mut columns = p.inputs.clone();
         columns.push(p.label.clone());
         columns.extend(set.weight_column.clone());
+        if let SplitRule::Hash { key: Some(k), .. } = &set.split {
+            columns.push(k.clone());
+        }
         Reader {
             inputs: p.inputs.clone(),
             na: p.na_values.clone(),
@@ -250,14 +262,19 @@ impl Reader {
     }
 
     /// Positions in `t` of the rows of each split.
-    fn parts(&self, t: &Table) -> [Vec<usize>; 3] {
+    fn parts(&self, t: &Table) -> Result<[Vec<usize>; 3], DataError> {
+        let keys = match &self.split {
+            SplitRule::Hash { key: Some(k), .. } => Some(crate::prepare::key_values(t, k)?),
+            _ => None,
+        };
         let mut out: [Vec<usize>; 3] = Default::default();
         for i in 0..t.num_rows() {
-            if let Some(p) = self.split.part((t.first_row + i) as u64) {
+            let key = keys.as_ref().map(|k| k[i].as_str());
+            if let Some(p) = self.split.part((t.first_row + i) as u64, key) {
                 out[p.index()].push(i);
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -373,6 +390,7 @@ pub fn prepare_stream_chunked(
             train: s.train,
             test: s.test,
             validation: s.validation.unwrap_or(0.0),
+            key: s.key.clone(),
         }
     } else {
         let (a, b, c) = crate::split::split_sizes(usize::try_from(total).unwrap_or(usize::MAX), s)?;
@@ -385,6 +403,7 @@ pub fn prepare_stream_chunked(
     let mut columns: Vec<String> = inputs.clone();
     columns.push(label.clone());
     columns.extend(spec.weight_column.clone());
+    columns.extend(s.key.clone());
     let reader = Reader {
         inputs: inputs.clone(),
         na: spec.na_values.clone(),
@@ -530,7 +549,7 @@ fn pass_over(
 ) -> Result<(), DataError> {
     each_chunk(pieces, &reader.columns, chunk_rows, |i, t| {
         let frame = reader.frame(t)?;
-        let parts = reader.parts(t);
+        let parts = reader.parts(t)?;
         f(i, t, &frame, &parts)
     })
 }
