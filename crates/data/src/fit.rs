@@ -316,6 +316,16 @@ impl StageFit {
                 max: opt.max,
             },
             (Kind::Counts(column, counts), Preprocess::EmbedIndex(_)) => {
+                if counts.len() >= 1 << 24 {
+                    return Err(DataError::BadStageColumn {
+                        stage: "embedding",
+                        column,
+                        problem: format!(
+                            "has {} categories; ids are exact in f32 below 2^24: hash them with `buckets:`",
+                            counts.len()
+                        ),
+                    });
+                }
                 let mut categories: Vec<(String, u64)> = counts.into_iter().collect();
                 categories.sort_by(|a, b| b.1.cmp(&a.1).then(category_order(&a.0, &b.0)));
                 Stage::EmbedIndex {

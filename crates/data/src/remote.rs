@@ -380,13 +380,16 @@ pub(crate) fn read_row_group(
             meta.file_metadata().key_value_metadata(),
         )
         .map_err(|e| err(url, format!("{location}: {e}")))?;
-        // The chunks of the wanted columns (a flat schema: a root column is a leaf).
-        let ranges: Vec<std::ops::Range<u64>> = columns
+        // The chunks of every leaf column under the wanted fields.
+        let roots: Vec<usize> = columns
             .iter()
             .filter_map(|c| schema.index_of(c).ok())
-            .filter_map(|i| group.columns().get(i))
-            .map(|c| {
-                let (at, len) = c.byte_range();
+            .collect();
+        let descr = meta.file_metadata().schema_descr();
+        let ranges: Vec<std::ops::Range<u64>> = (0..group.num_columns())
+            .filter(|&leaf| roots.contains(&descr.get_column_root_idx(leaf)))
+            .map(|leaf| {
+                let (at, len) = group.column(leaf).byte_range();
                 at..at + len
             })
             .collect();

@@ -249,6 +249,43 @@ model: [{dense: {units: 2, activation: softmax}}]
     assert_eq!(set.rows(Part::Train), memory.train.len() as u64);
     assert_eq!(set.rows(Part::Test), memory.test.len() as u64);
     assert!(memory.train.len() < 120, "rows were dropped");
+    // The train rows of each class are those that remain (class_weight: balanced uses them).
+    let mut kept = vec![0u64; 2];
+    for &y in &memory.train.y {
+        kept[y as usize] += 1;
+    }
+    assert_eq!(set.class_counts, Some(kept));
     let set = Arc::new(set);
     assert_eq!(rows(&all(&set, Part::Train)).len(), memory.train.len());
+}
+
+#[test]
+fn a_category_only_test_rows_have_is_an_error_before_training() {
+    // one_hot refuses unseen categories by default: found while preparing, as in memory.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut csv = String::from("c,y\n");
+    for i in 0..100 {
+        let c = if i >= 90 {
+            "violet"
+        } else {
+            ["red", "blue"][i % 2]
+        };
+        csv.push_str(&format!("{c},{}\n", i % 2));
+    }
+    std::fs::write(dir.path().join("x.csv"), csv).unwrap_or_else(|e| panic!("{e}"));
+    let s = spec(
+        "name: t
+data:
+  source: {csv: x.csv}
+  label: y
+  preprocess: [{one_hot: {column: c}}]
+  split: {train: 0.8, test: 0.2, shuffle: false}
+  shuffle_buffer: 10
+model: [{dense: {units: 2, activation: softmax}}]
+",
+    );
+    let e = prepare_stream_chunked(&s.data, 1, dir.path(), TaskKind::Classification, 32)
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert!(e.to_string().contains("violet"), "{e}");
 }

@@ -309,11 +309,17 @@ fn graph(c: &mut Checker, g: &GraphSpec) {
         };
         let path = format!("model.inputs.{name}.embedding");
         c.at_least_one(&format!("{path}.dim"), "dim", e.dim);
-        if e.buckets == Some(0) {
-            c.fail(
+        match e.buckets {
+            Some(0) => c.fail(
                 format!("{path}.buckets"),
                 "buckets must be at least 1, found 0",
-            );
+            ),
+            // Ids travel as f32 with the features: exact below 2^24.
+            Some(b) if b >= 1 << 24 => c.fail(
+                format!("{path}.buckets"),
+                format!("buckets must be below 2^24 = 16777216 (ids are exact in f32), found {b}"),
+            ),
+            _ => {}
         }
         if let Some(other) = embedded.insert(&e.column, name) {
             c.fail(

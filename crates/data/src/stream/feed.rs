@@ -66,11 +66,14 @@ impl StreamSet {
         }
     }
 
-    /// Every row of `parts` in file order, in batches of `batch` rows.
+    /// Every row of `parts` in file order, in batches of `batch` rows (only the pieces that
+    /// have some are read).
     pub fn eval_order(&self, parts: &[Part], batch: usize) -> Order {
         Order {
             parts: parts.to_vec(),
-            pieces: (0..self.pieces.len()).collect(),
+            pieces: (0..self.pieces.len())
+                .filter(|&i| parts.iter().any(|p| self.counts[i][*p as usize] > 0))
+                .collect(),
             batch: batch.max(1),
             shuffle: None,
         }
@@ -79,37 +82,67 @@ impl StreamSet {
     /// Reads `order` on a thread; the batches come out of the returned iterator (each split's
     /// last batch may be short). Dropping it stops the thread.
     pub fn read(self: &Arc<Self>, order: Order) -> EpochBatches {
-        let (tx, rx) = sync_channel(AHEAD);
+        let (tx, rx) = sync_channel::<Msg>(AHEAD);
         let set = Arc::clone(self);
         let thread = std::thread::Builder::new()
             .name("weft-data-feed".into())
             .spawn(move || {
-                if let Err(e) = produce(&set, &order, &tx) {
-                    let _ = tx.send(Err(e));
-                }
+                let end = match produce(&set, &order, &tx) {
+                    Ok(()) => Msg::End,
+                    Err(e) => Msg::Failed(e),
+                };
+                let _ = tx.send(end);
             });
         match thread {
-            Ok(_) => EpochBatches { rx },
+            Ok(_) => EpochBatches { rx, ended: false },
             Err(e) => {
                 let (tx, rx) = sync_channel(1);
-                let _ = tx.send(Err(DataError::Internal(format!(
+                let _ = tx.send(Msg::Failed(DataError::Internal(format!(
                     "starting the data reader: {e}"
                 ))));
-                EpochBatches { rx }
+                EpochBatches { rx, ended: false }
             }
         }
     }
 }
 
-/// The batches of one [`Order`], prepared on a thread.
+/// What the reader thread sends: batches, then how it ended.
+enum Msg {
+    Batch(Batch),
+    End,
+    Failed(DataError),
+}
+
+/// The batches of one [`Order`], prepared on a thread. A thread that stops without saying
+/// it ended (a panic) is an error, never a silently shorter read.
 pub struct EpochBatches {
-    rx: Receiver<Result<Batch, DataError>>,
+    rx: Receiver<Msg>,
+    ended: bool,
 }
 
 impl Iterator for EpochBatches {
     type Item = Result<Batch, DataError>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.recv().ok()
+        if self.ended {
+            return None;
+        }
+        match self.rx.recv() {
+            Ok(Msg::Batch(b)) => Some(Ok(b)),
+            Ok(Msg::End) => {
+                self.ended = true;
+                None
+            }
+            Ok(Msg::Failed(e)) => {
+                self.ended = true;
+                Some(Err(e))
+            }
+            Err(_) => {
+                self.ended = true;
+                Some(Err(DataError::Internal(
+                    "the data reader stopped before the end of the data".into(),
+                )))
+            }
+        }
     }
 }
 
@@ -145,7 +178,7 @@ impl Builder {
         x: &[f32],
         y: f32,
         w: Option<f32>,
-        tx: &SyncSender<Result<Batch, DataError>>,
+        tx: &SyncSender<Msg>,
     ) -> Result<(), Gone> {
         self.x.extend_from_slice(x);
         self.y.push(y);
@@ -158,7 +191,7 @@ impl Builder {
         Ok(())
     }
 
-    fn flush(&mut self, tx: &SyncSender<Result<Batch, DataError>>) -> Result<(), Gone> {
+    fn flush(&mut self, tx: &SyncSender<Msg>) -> Result<(), Gone> {
         let n = self.y.len();
         if n == 0 {
             return Ok(());
@@ -169,15 +202,17 @@ impl Builder {
             .w
             .as_mut()
             .map(|w| std::mem::replace(w, Vec::with_capacity(self.batch)));
-        let x = Array2::from_shape_vec((n, self.f), x).map_err(|_| Gone)?;
+        let batch = match Array2::from_shape_vec((n, self.f), x) {
+            Ok(x) => Msg::Batch(Batch {
+                part: self.part,
+                x,
+                y: Array1::from(y),
+                w: w.map(Array1::from),
+            }),
+            Err(e) => Msg::Failed(DataError::Internal(format!("a batch's shape: {e}"))),
+        };
         self.sent += n as u64;
-        tx.send(Ok(Batch {
-            part: self.part,
-            x,
-            y: Array1::from(y),
-            w: w.map(Array1::from),
-        }))
-        .map_err(|_| Gone)
+        tx.send(batch).map_err(|_| Gone)
     }
 }
 
@@ -199,7 +234,7 @@ impl Buffer {
         y: f32,
         w: Option<f32>,
         out: &mut Builder,
-        tx: &SyncSender<Result<Batch, DataError>>,
+        tx: &SyncSender<Msg>,
     ) -> Result<(), Gone> {
         if self.y.len() < self.cap {
             self.x.extend_from_slice(x);
@@ -224,11 +259,7 @@ impl Buffer {
     }
 
     /// Sends what is left, in a random order.
-    fn drain(
-        &mut self,
-        out: &mut Builder,
-        tx: &SyncSender<Result<Batch, DataError>>,
-    ) -> Result<(), Gone> {
+    fn drain(&mut self, out: &mut Builder, tx: &SyncSender<Msg>) -> Result<(), Gone> {
         let mut idx: Vec<usize> = (0..self.y.len()).collect();
         self.rng.shuffle(&mut idx);
         let f = self.f;
@@ -245,11 +276,7 @@ impl Buffer {
 }
 
 /// The thread's work: read the pieces, prepare each chunk's rows, batch them.
-fn produce(
-    set: &StreamSet,
-    order: &Order,
-    tx: &SyncSender<Result<Batch, DataError>>,
-) -> Result<(), DataError> {
+fn produce(set: &StreamSet, order: &Order, tx: &SyncSender<Msg>) -> Result<(), DataError> {
     let reader = Reader::of(set);
     let f = set.pipeline.num_features();
     let weighted = set.weight_column.is_some();

@@ -415,7 +415,8 @@ pub fn prepare_stream_chunked(
     // Stages are fitted in order, each on the train rows as the stages before it left them.
     // `shape` is a frame without rows that goes through the fitted stages (its columns and
     // their kinds are what the next stage fits on).
-    let first = pieces::read(&pieces[0], &reader.columns, 1)?
+    let with_rows = pieces.iter().find(|p| p.rows > 0).unwrap_or(&pieces[0]);
+    let first = pieces::read(with_rows, &reader.columns, 1)?
         .next()
         .transpose()?
         .ok_or_else(|| DataError::NoRows { file: name.clone() })?;
@@ -437,7 +438,7 @@ pub fn prepare_stream_chunked(
                 apply(&fitted, &mut train)?;
                 fit.update(&train, pass)?;
                 if count {
-                    counts_after(&fitted, i, frame, parts, &train, &mut counts)?;
+                    counts_after(&fitted, i, frame, parts, &train, &mut counts, false)?;
                 }
                 Ok(())
             })?;
@@ -451,7 +452,10 @@ pub fn prepare_stream_chunked(
         stage.apply(&mut shape)?;
         fitted.push(stage);
     }
-    // Counts are final when no stage that drops rows came after the pass that counted.
+    // Counts are final when no stage that drops rows came after the pass that counted. A
+    // last pass through the whole pipeline also runs when stages refuse values the train
+    // split lacked (a category in a test row: an error now, not after training), and when
+    // rows are dropped (the train rows of each class are those that remain, as in memory).
     let drops_after = |k: usize| {
         fitted[k..]
             .iter()
@@ -461,20 +465,49 @@ pub fn prepare_stream_chunked(
         None => true,
         Some(k) => drops_after(k),
     };
-    if !checks.done || need_count {
+    let strict = fitted.iter().any(|s| {
+        matches!(
+            s,
+            Stage::StringIndex { .. }
+                | Stage::OneHot {
+                    handle_unknown: weft_dsl::HandleUnknown::Error,
+                    ..
+                }
+        )
+    });
+    let drops = drops_after(0);
+    let mut kept_classes: Option<HashMap<String, u64>> = None;
+    if !checks.done || need_count || strict || drops {
         counts = vec![[0u64; 3]; pieces.len()];
         let check = !checks.done;
+        let count_classes = drops && task == TaskKind::Classification;
+        let mut kept: HashMap<String, u64> = HashMap::new();
         pass_over(&pieces, &reader, chunk_rows, |i, t, frame, parts| {
             if check {
                 checks.chunk(&stages, t, frame, parts)?;
             }
             let mut train = frame.take(&parts[0]);
             apply(&fitted, &mut train)?;
-            counts_after(&fitted, i, frame, parts, &train, &mut counts)
+            if count_classes {
+                let keys = class_keys(t, &label, &read_label(t, &label)?)?;
+                for &r in &train.rows {
+                    *kept.entry(keys[r - t.first_row].clone()).or_default() += 1;
+                }
+            }
+            counts_after(&fitted, i, frame, parts, &train, &mut counts, true)
         })?;
+        kept_classes = count_classes.then_some(kept);
     }
 
-    let (classes, class_counts) = checks.classes(&name, &label, order)?;
+    let (classes, mut class_counts) = checks.classes(&name, &label, order)?;
+    if let (Some(kept), Some(names)) = (&kept_classes, &classes) {
+        class_counts = Some(
+            names
+                .iter()
+                .map(|n| kept.get(n).copied().unwrap_or(0))
+                .collect(),
+        );
+    }
     let set = StreamSet {
         pipeline: Pipeline {
             inputs: inputs.clone(),
@@ -563,6 +596,7 @@ fn apply(stages: &[Stage], frame: &mut Frame) -> Result<(), DataError> {
 
 /// Adds a chunk's rows of each split after the fitted stages (which may drop rows) to piece
 /// `i`'s counts; `train` is the train rows already through them.
+/// `all`: every split goes through the stages (checking them), not only when they drop rows.
 fn counts_after(
     fitted: &[Stage],
     i: usize,
@@ -570,10 +604,12 @@ fn counts_after(
     parts: &[Vec<usize>; 3],
     train: &Frame,
     counts: &mut [[u64; 3]],
+    all: bool,
 ) -> Result<(), DataError> {
-    let drops = fitted
-        .iter()
-        .any(|s| matches!(s, Stage::DropMissing { .. }));
+    let drops = all
+        || fitted
+            .iter()
+            .any(|s| matches!(s, Stage::DropMissing { .. }));
     counts[i][0] += train.len() as u64;
     for k in 1..3 {
         counts[i][k] += if drops && !parts[k].is_empty() {
