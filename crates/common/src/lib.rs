@@ -1,6 +1,7 @@
 //! weft-common: the few things every stage shares — the seeded RNG, the task and the data's
 //! shape, unit formatting. No dependencies beyond serde, so dsl and planner stay pure.
 
+pub mod order;
 pub mod builtin;
 pub mod rng;
 pub mod task;

@@ -4,8 +4,9 @@
 //! f32 values in two passes (a histogram of the top 16 bits of each value's order key, then
 //! of the low 16 bits inside the buckets that hold the middle ranks); categories are counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use weft_common::order::{from_order_key as from_key, order_key};
 use weft_dsl::{HandleUnknown, ImputeStrategy, Preprocess};
 
 use crate::error::DataError;
@@ -59,38 +60,37 @@ enum ImputeAcc {
     Constant(Fill),
 }
 
-/// The exact median of f32 values in two passes over them.
+/// The exact median of f32 values in two passes over them. The counts are sparse: memory
+/// grows with the distinct 16-bit prefixes a column has, not 2^16 per column.
 struct Median {
     /// Pass 1: counts by the top 16 bits of the order key.
-    high: Vec<u64>,
+    high: BTreeMap<u16, u64>,
     /// Pass 2: for each bucket holding a middle rank, the counts by the low 16 bits.
-    low: Vec<(u16, Vec<u64>)>,
+    low: Vec<(u16, BTreeMap<u16, u64>)>,
 }
 
-/// A u32 that orders as the f32 does (negative values flipped).
-fn order_key(x: f32) -> u32 {
-    let b = x.to_bits();
-    if b >> 31 == 1 {
-        !b
-    } else {
-        b | 1 << 31
+/// The key holding rank `r` of `counts` (in key order) and how many values come before it.
+fn rank_in(counts: &BTreeMap<u16, u64>, r: u64) -> Option<(u16, u64)> {
+    let mut before = 0;
+    for (&k, &c) in counts {
+        if before + c > r {
+            return Some((k, before));
+        }
+        before += c;
     }
-}
-
-fn from_key(k: u32) -> f32 {
-    f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k })
+    None
 }
 
 impl Median {
     fn new() -> Median {
         Median {
-            high: vec![0; 1 << 16],
+            high: BTreeMap::new(),
             low: Vec::new(),
         }
     }
 
     fn count(&self) -> u64 {
-        self.high.iter().sum()
+        self.high.values().sum()
     }
 
     /// The 0-based ranks of the middle value(s).
@@ -99,54 +99,40 @@ impl Median {
         [(n.max(1) - 1) / 2, n / 2]
     }
 
-    /// The bucket holding rank `r` and how many values come before it.
-    fn bucket_of(&self, r: u64) -> (u16, u64) {
-        let mut before = 0;
-        for (b, &c) in self.high.iter().enumerate() {
-            if before + c > r {
-                return (b as u16, before);
-            }
-            before += c;
-        }
-        (u16::MAX, before)
-    }
-
     fn add(&mut self, pass: usize, x: f32) {
         let k = order_key(x);
+        let (high, low) = ((k >> 16) as u16, (k & 0xffff) as u16);
         if pass == 0 {
-            self.high[(k >> 16) as usize] += 1;
-        } else if let Some((_, low)) = self.low.iter_mut().find(|(b, _)| u32::from(*b) == k >> 16) {
-            low[(k & 0xffff) as usize] += 1;
+            *self.high.entry(high).or_default() += 1;
+        } else if let Some((_, l)) = self.low.iter_mut().find(|(b, _)| *b == high) {
+            *l.entry(low).or_default() += 1;
         }
     }
 
     fn end_pass(&mut self, pass: usize) {
         if pass == 0 {
             for r in self.ranks() {
-                let (b, _) = self.bucket_of(r);
-                if !self.low.iter().any(|(x, _)| *x == b) {
-                    self.low.push((b, vec![0; 1 << 16]));
+                if let Some((b, _)) = rank_in(&self.high, r) {
+                    if !self.low.iter().any(|(x, _)| *x == b) {
+                        self.low.push((b, BTreeMap::new()));
+                    }
                 }
             }
         }
     }
 
     fn value(&self) -> f64 {
-        let at = |r: u64| -> f64 {
-            let (b, mut before) = self.bucket_of(r);
-            let Some((_, low)) = self.low.iter().find(|(x, _)| *x == b) else {
-                return f64::NAN;
-            };
-            for (l, &c) in low.iter().enumerate() {
-                if before + c > r {
-                    return f64::from(from_key(u32::from(b) << 16 | l as u32));
-                }
-                before += c;
-            }
-            f64::NAN
+        let at = |r: u64| -> Option<f64> {
+            let (b, before) = rank_in(&self.high, r)?;
+            let (_, low) = self.low.iter().find(|(x, _)| *x == b)?;
+            let (l, _) = rank_in(low, r - before)?;
+            Some(f64::from(from_key(u32::from(b) << 16 | u32::from(l))))
         };
         let [lo, hi] = self.ranks();
-        (at(lo) + at(hi)) / 2.0
+        match (at(lo), at(hi)) {
+            (Some(a), Some(b)) => (a + b) / 2.0,
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -489,17 +475,6 @@ pub(crate) fn fit_frame(spec: &Preprocess, train: &Frame) -> Result<Stage, DataE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn order_keys_sort_as_floats_and_round_trip() {
-        let xs = [-3.5f32, -0.0, 0.0, 1e-30, 2.0, f32::MAX, -f32::MAX];
-        for &x in &xs {
-            assert_eq!(from_key(order_key(x)).to_bits(), x.to_bits());
-        }
-        let mut sorted = xs;
-        sorted.sort_by_key(|x| order_key(*x));
-        assert_eq!(sorted, [-f32::MAX, -3.5, -0.0, 0.0, 1e-30, 2.0, f32::MAX]);
-    }
 
     fn median(parts: &[&[f32]]) -> f64 {
         let mut m = Median::new();

@@ -56,15 +56,76 @@ pub fn evaluate(
     tally.finish()
 }
 
+/// Rows whose scores AUC keeps exactly; beyond, scores are counted in bins.
+const EXACT_AUC_ROWS: usize = 1 << 20;
+/// Bits of a score's order key that pick its bin (2^20 bins per class, 16 MiB): a bin is
+/// about 2^-12 of its value wide, so only pairs that close count as ties.
+const AUC_BITS: u32 = 20;
+
+/// Scores for AUC: each row's, up to [`EXACT_AUC_ROWS`]; then counts per bin and class.
+#[derive(Debug, Clone)]
+enum Scores {
+    Exact(Vec<f32>, Vec<bool>),
+    Binned(Vec<u64>, Vec<u64>),
+}
+
+impl Scores {
+    fn add(&mut self, scores: &[f32], positive: impl Iterator<Item = bool>) {
+        if let Scores::Exact(s, p) = self {
+            if s.len() + scores.len() <= EXACT_AUC_ROWS {
+                s.extend_from_slice(scores);
+                p.extend(positive);
+                return;
+            }
+            let mut bins = Scores::Binned(vec![0; 1 << AUC_BITS], vec![0; 1 << AUC_BITS]);
+            bins.add(s, p.iter().copied());
+            *self = bins;
+        }
+        if let Scores::Binned(neg, pos) = self {
+            for (x, is_pos) in scores.iter().zip(positive) {
+                let bin = (weft_common::order::order_key(*x) >> (32 - AUC_BITS)) as usize;
+                if is_pos {
+                    pos[bin] += 1;
+                } else {
+                    neg[bin] += 1;
+                }
+            }
+        }
+    }
+
+    fn auc(&self) -> f64 {
+        match self {
+            Scores::Exact(s, p) => {
+                let truth: Vec<usize> = p.iter().map(|p| usize::from(*p)).collect();
+                auc(s, &truth)
+            }
+            Scores::Binned(neg, pos) => {
+                // Rank sum over bins: a positive outranks the negatives of lower bins and
+                // ties with half of its own bin's.
+                let (n_pos, n_neg) = (pos.iter().sum::<u64>(), neg.iter().sum::<u64>());
+                if n_pos == 0 || n_neg == 0 {
+                    return f64::NAN;
+                }
+                let (mut below, mut sum) = (0u64, 0.0f64);
+                for (p, n) in pos.iter().zip(neg) {
+                    sum += *p as f64 * (below as f64 + 0.5 * *n as f64);
+                    below += n;
+                }
+                sum / (n_pos as f64 * n_neg as f64)
+            }
+        }
+    }
+}
+
 /// Metrics counted batch by batch (evaluation of rows that are streamed): a confusion matrix,
-/// or sums of errors and the targets' moments; AUC keeps each row's score (4 bytes a row).
+/// or sums of errors and the targets' moments; AUC keeps each row's score up to 2^20 rows,
+/// then counts per bin (bounded memory whatever the rows).
 #[derive(Debug, Clone)]
 pub struct Tally {
     metrics: Vec<Metric>,
     task: Task,
     cm: Vec<Vec<u64>>,
-    scores: Vec<f32>,
-    positive: Vec<bool>,
+    scores: Scores,
     rows: u64,
     sq_err: f64,
     abs_err: f64,
@@ -83,8 +144,7 @@ impl Tally {
             metrics: metrics.to_vec(),
             task: task.clone(),
             cm: vec![vec![0u64; k]; k],
-            scores: Vec::new(),
-            positive: Vec::new(),
+            scores: Scores::Exact(Vec::new(), Vec::new()),
             rows: 0,
             sq_err: 0.0,
             abs_err: 0.0,
@@ -104,8 +164,8 @@ impl Tally {
                     }
                 }
                 if self.metrics.contains(&Metric::Auc) {
-                    self.scores.extend(positive_scores(probs));
-                    self.positive.extend(y.iter().map(|t| *t as usize == 1));
+                    let positive = y.iter().map(|t| *t as usize == 1);
+                    self.scores.add(&positive_scores(probs), positive);
                 }
             }
             Task::Regression { .. } => {
@@ -155,11 +215,7 @@ impl Tally {
                         Metric::Precision => json!(p_sum / kf),
                         Metric::Recall => json!(r_sum / kf),
                         Metric::F1 => json!(f_sum / kf),
-                        Metric::Auc => {
-                            let truth: Vec<usize> =
-                                self.positive.iter().map(|p| usize::from(*p)).collect();
-                            json!(auc(&self.scores, &truth))
-                        }
+                        Metric::Auc => json!(self.scores.auc()),
                         Metric::ConfusionMatrix => json!(cm),
                         Metric::Mse | Metric::Mae | Metric::R2 => continue,
                     };
@@ -252,6 +308,28 @@ mod tests {
             m["confusion_matrix"],
             json!([[1, 1, 0], [0, 2, 0], [0, 0, 1]])
         );
+    }
+
+    #[test]
+    fn binned_auc_matches_the_exact_one_beyond_a_million_rows() {
+        // 1.5M rows with overlapping scores: the tally switches to bins past 2^20 rows.
+        let n = 1_500_000usize;
+        let mut rng = weft_common::rng::Rng::new(3, 0);
+        let y: Vec<f32> = (0..n).map(|i| (i % 3 == 0) as u8 as f32).collect();
+        let s: Vec<f32> = y
+            .iter()
+            .map(|t| (0.35 * t + 0.65 * rng.uniform()).min(0.999_999))
+            .collect();
+        let probs = Array2::from_shape_vec((n, 1), s.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let mut tally = Tally::new(&[Metric::Auc], &Task::Classification { classes: 2 });
+        for (p, t) in probs.axis_chunks_iter(ndarray::Axis(0), 100_000).zip(y.chunks(100_000)) {
+            tally.add(&p.to_owned(), ndarray::ArrayView1::from(t));
+        }
+        assert!(matches!(tally.scores, Scores::Binned(..)));
+        let truth: Vec<usize> = y.iter().map(|t| *t as usize).collect();
+        let exact = auc(&s, &truth);
+        let binned = tally.finish()["auc"].as_f64().unwrap_or(f64::NAN);
+        assert!((exact - binned).abs() < 1e-4, "{exact} vs {binned}");
     }
 
     #[test]
