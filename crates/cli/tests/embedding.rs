@@ -118,3 +118,27 @@ fn an_embedding_of_an_unknown_column_is_a_located_error() {
     let e = stderr(&o);
     assert!(e.contains("users.yaml:") && e.contains("usr"), "{e}");
 }
+
+#[test]
+fn drop_missing_on_an_embedded_column_drops_its_rows() {
+    // The ids are made after a stage that names the column, so it still sees the blanks.
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let spec = write_spec(dir.path(), "{column: user, dim: 4}").replace(".yaml", "");
+    let text = std::fs::read_to_string(format!("{spec}.yaml"))
+        .unwrap()
+        .replace(
+            "  label: y\n",
+            "  label: y\n  preprocess: [{drop_missing: {columns: [user]}}]\n",
+        );
+    std::fs::write(format!("{spec}.yaml"), text).unwrap();
+    let o = weft(&["check", "--rows", &format!("{spec}.yaml")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stdout(&weft(&["plan", &format!("{spec}.yaml")]));
+    assert!(
+        plan.contains("stages=[drop_missing(user), embedding_ids(user: dictionary)]"),
+        "{plan}"
+    );
+    let v = run_json(&format!("{spec}.yaml"), &dir.path().join("runs"), &[]);
+    assert!(accuracy(&v) > 0.85, "{v}");
+}

@@ -1,8 +1,8 @@
 //! weft-common: the few things every stage shares — the seeded RNG, the task and the data's
 //! shape, unit formatting. No dependencies beyond serde, so dsl and planner stay pure.
 
-pub mod order;
 pub mod builtin;
+pub mod order;
 pub mod rng;
 pub mod task;
 pub mod units;

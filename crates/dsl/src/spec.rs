@@ -112,14 +112,21 @@ impl Spec {
         }
     }
 
-    /// The data section as prepared: the model's embedding columns are numbered first.
+    /// The data section as prepared: each embedding column is numbered ahead of the spec's
+    /// other stages (so scalers leave its ids alone), but after an `impute` or `drop_missing`
+    /// that names it (so they still see its missing values).
     pub fn prepared_data(&self) -> DataSpec {
         let mut data = self.data.clone();
-        let embed = self
-            .embeddings()
-            .into_iter()
-            .map(|e| Preprocess::EmbedIndex(e.clone()));
-        data.preprocess = embed.chain(data.preprocess).collect();
+        for e in self.embeddings() {
+            let names = |p: &Preprocess| match p {
+                Preprocess::Impute(m) => m.columns.as_ref().is_some_and(|c| c.contains(&e.column)),
+                Preprocess::DropMissing(d) => d.columns.contains(&e.column),
+                _ => false,
+            };
+            let at = data.preprocess.iter().rposition(names).map_or(0, |i| i + 1);
+            data.preprocess
+                .insert(at, Preprocess::EmbedIndex(e.clone()));
+        }
         data
     }
 }

@@ -322,7 +322,10 @@ mod tests {
             .collect();
         let probs = Array2::from_shape_vec((n, 1), s.clone()).unwrap_or_else(|e| panic!("{e}"));
         let mut tally = Tally::new(&[Metric::Auc], &Task::Classification { classes: 2 });
-        for (p, t) in probs.axis_chunks_iter(ndarray::Axis(0), 100_000).zip(y.chunks(100_000)) {
+        for (p, t) in probs
+            .axis_chunks_iter(ndarray::Axis(0), 100_000)
+            .zip(y.chunks(100_000))
+        {
             tally.add(&p.to_owned(), ndarray::ArrayView1::from(t));
         }
         assert!(matches!(tally.scores, Scores::Binned(..)));
