@@ -350,6 +350,7 @@ pub(crate) fn parquet_pieces(url: &str) -> Result<Vec<crate::stream::Piece>, Dat
                     rows: u64::try_from(rg.num_rows()).unwrap_or(0),
                     bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
                     url: Some(object.clone()),
+                    csv_schema: None,
                 });
             }
         }

@@ -172,6 +172,37 @@ pub(crate) fn csv_batches(
     name: &str,
     rows: usize,
 ) -> Result<impl Iterator<Item = Result<Table, DataError>> + Send, DataError> {
+    csv_batches_as(path, name, rows, None)
+}
+
+/// The types a table in memory gives a CSV file: arrow's inference over every row (read
+/// through the line guard, a buffer at a time), and the rows it counted.
+pub(crate) fn csv_types(path: &Path, name: &str) -> Result<(Schema, usize), DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::Io {
+        path: name.to_string(),
+        message: io_message(&e),
+    })?;
+    let (schema, records) = Format::default()
+        .with_header(true)
+        .infer_schema(LineGuard::new(std::io::BufReader::new(file)), None)
+        .map_err(|e| DataError::Csv {
+            file: name.to_string(),
+            message: strip_arrow_prefix(e),
+        })?;
+    if schema.fields().is_empty() {
+        return Err(DataError::EmptyFile { file: name.into() });
+    }
+    check_unique_columns(&schema, name)?;
+    Ok((schema, records))
+}
+
+/// [`csv_batches`] with the columns typed by `schema` (from [`csv_types`]) instead of text.
+pub(crate) fn csv_batches_as(
+    path: &Path,
+    name: &str,
+    rows: usize,
+    typed: Option<&Schema>,
+) -> Result<impl Iterator<Item = Result<Table, DataError>> + Send, DataError> {
     let name = name.to_string();
     let io = |e: std::io::Error| DataError::Io {
         path: name.clone(),
@@ -191,13 +222,16 @@ pub(crate) fn csv_batches(
         return Err(DataError::EmptyFile { file: name });
     }
     check_unique_columns(&schema, &name)?;
-    let text = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), arrow_schema::DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
+    let text = match typed {
+        Some(t) => Arc::new(t.clone()),
+        None => Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), arrow_schema::DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        )),
+    };
     let reader = ReaderBuilder::new(text)
         .with_header(true)
         .with_batch_size(rows)

@@ -289,3 +289,49 @@ model: [{dense: {units: 2, activation: softmax}}]
         .unwrap_or_else(|| panic!("expected an error"));
     assert!(e.to_string().contains("violet"), "{e}");
 }
+
+#[test]
+fn csv_columns_have_the_types_memory_gives_them() {
+    // true/false is Boolean (0/1) when arrow types the whole file; a numeric column with NA
+    // is text that parses as numbers; both as in memory.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut csv = String::from("flag,n,y\n");
+    for i in 0..120 {
+        let flag = if i % 3 == 0 { "true" } else { "FALSE" };
+        let n = if i % 11 == 0 {
+            "NA".to_string()
+        } else {
+            format!("{}", i % 7)
+        };
+        let y = if i % 4 == 0 { "true" } else { "false" };
+        csv.push_str(&format!("{flag},{n},{y}\n"));
+    }
+    std::fs::write(dir.path().join("x.csv"), csv).unwrap_or_else(|e| panic!("{e}"));
+    let s = spec(
+        "name: t
+data:
+  source: {csv: x.csv}
+  label: y
+  preprocess: [{impute: {strategy: mean, columns: [n]}}]
+  split: {train: 0.7, test: 0.3, shuffle: false}
+  shuffle_buffer: 10
+model: [{dense: {units: 2, activation: softmax}}]
+",
+    );
+    let table = load_table(&s.data.source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let memory =
+        prepare(&s.data, 1, &table, TaskKind::Classification).unwrap_or_else(|e| panic!("{e}"));
+    let set = prepare_stream_chunked(&s.data, 1, dir.path(), TaskKind::Classification, 16)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.pipeline, memory.pipeline);
+    let set = Arc::new(set);
+    let want: Vec<(Vec<f32>, f32)> = memory
+        .train
+        .x
+        .rows()
+        .into_iter()
+        .zip(&memory.train.y)
+        .map(|(r, y)| (r.to_vec(), *y))
+        .collect();
+    assert_eq!(rows(&all(&set, Part::Train)), want);
+}

@@ -327,13 +327,17 @@ pub fn prepare_stream_chunked(
     let (stages, order) = feature_stages(spec, &label)?;
     let (mut pieces, counted) = pieces::list(&spec.source, base_dir)?;
 
-    // The scan: which inputs hold text (a typed string column, or any CSV column, is text
-    // when a present value is no number), and the rows of pieces not counted yet.
-    let csv = matches!(spec.source, Source::Csv(_));
+    // The scan: which inputs hold text (a string column is text when a present value is no
+    // number, as in memory), and the rows of pieces not counted yet. A CSV file's types are
+    // those inferred over all of it.
+    let types = match pieces.first().and_then(|p| p.csv_schema.clone()) {
+        Some(csv) => Arc::new(csv),
+        None => schema.schema.clone(),
+    };
     let candidates: Vec<String> = inputs
         .iter()
         .filter(|c| {
-            csv || schema.schema.field_with_name(c).is_ok_and(|f| {
+            types.field_with_name(c).is_ok_and(|f| {
                 matches!(
                     f.data_type(),
                     arrow_schema::DataType::Utf8

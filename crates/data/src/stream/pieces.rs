@@ -34,6 +34,9 @@ pub struct Piece {
     /// `path` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// A CSV file's column types, inferred over every row as a table in memory infers them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_schema: Option<arrow_schema::Schema>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +75,7 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
                         rows: u64::try_from(rg.num_rows()).unwrap_or(0),
                         bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
                         url: None,
+                        csv_schema: None,
                     });
                 }
             }
@@ -97,11 +101,18 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
             }
         }
         Source::Csv(p) => {
-            counted = false;
             let path = base_dir.join(p);
             let f = open(&path, p).map_err(|e| e.with_resolved(p, &path))?;
             let size = f.metadata().map_or(0, |m| m.len());
-            pieces.push(piece(&path, p, PieceKind::Csv, size));
+            // One pass types the columns as memory would (and counts the rows).
+            let (schema, records) = crate::source::csv_types(&path, p)?;
+            if records == 0 {
+                return Err(DataError::NoRows { file: p.clone() });
+            }
+            let mut csv = piece(&path, p, PieceKind::Csv, size);
+            csv.rows = records as u64;
+            csv.csv_schema = Some(schema);
+            pieces.push(csv);
         }
         Source::Builtin(_) | Source::Synthetic(_) => {
             return Err(DataError::Internal(
@@ -122,6 +133,7 @@ fn piece(path: &Path, shown: &str, kind: PieceKind, bytes: u64) -> Piece {
         rows: 0,
         bytes,
         url: None,
+        csv_schema: None,
     }
 }
 
@@ -220,7 +232,13 @@ pub(crate) fn read(
                 )
             }
             PieceKind::Csv => Box::new(
-                crate::source::csv_batches(&piece.path, &shown, rows)?.map(|t| t.map(|t| t.batch)),
+                crate::source::csv_batches_as(
+                    &piece.path,
+                    &shown,
+                    rows,
+                    piece.csv_schema.as_ref(),
+                )?
+                .map(|t| t.map(|t| t.batch)),
             ),
         };
     let mut at = piece.first_row as usize;
