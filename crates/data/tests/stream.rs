@@ -25,18 +25,18 @@ fn all(set: &Arc<StreamSet>, part: Part) -> Vec<Batch> {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Rows as (features, label), in order.
+fn pairs(x: &ndarray::Array2<f32>, y: &ndarray::Array1<f32>) -> Vec<(Vec<f32>, f32)> {
+    x.rows()
+        .into_iter()
+        .zip(y)
+        .map(|(r, y)| (r.to_vec(), *y))
+        .collect()
+}
+
 /// The rows of batches as (features, label) in order.
 fn rows(batches: &[Batch]) -> Vec<(Vec<f32>, f32)> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.x.rows()
-                .into_iter()
-                .zip(&b.y)
-                .map(|(r, y)| (r.to_vec(), *y))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    batches.iter().flat_map(|b| pairs(&b.x, &b.y)).collect()
 }
 
 #[test]
@@ -73,13 +73,7 @@ fn same_as_memory(split: &str) {
     let set = Arc::new(set);
     for (part, d) in [(Part::Train, &memory.train), (Part::Test, &memory.test)] {
         let got = rows(&all(&set, part));
-        let want: Vec<(Vec<f32>, f32)> =
-            d.x.rows()
-                .into_iter()
-                .zip(&d.y)
-                .map(|(r, y)| (r.to_vec(), *y))
-                .collect();
-        assert_eq!(got, want, "{part:?}");
+        assert_eq!(got, pairs(&d.x, &d.y), "{part:?}");
     }
 }
 
@@ -325,13 +319,6 @@ model: [{dense: {units: 2, activation: softmax}}]
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(set.pipeline, memory.pipeline);
     let set = Arc::new(set);
-    let want: Vec<(Vec<f32>, f32)> = memory
-        .train
-        .x
-        .rows()
-        .into_iter()
-        .zip(&memory.train.y)
-        .map(|(r, y)| (r.to_vec(), *y))
-        .collect();
+    let want = pairs(&memory.train.x, &memory.train.y);
     assert_eq!(rows(&all(&set, Part::Train)), want);
 }

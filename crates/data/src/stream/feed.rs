@@ -243,13 +243,8 @@ impl Buffer {
             return Ok(());
         }
         let j = self.rng.below(self.cap);
+        self.send(j, out, tx)?;
         let f = self.f;
-        out.push(
-            &self.x[j * f..(j + 1) * f],
-            self.y[j],
-            self.w.get(j).copied(),
-            tx,
-        )?;
         self.x[j * f..(j + 1) * f].copy_from_slice(x);
         self.y[j] = y;
         if let Some(w) = w {
@@ -262,16 +257,17 @@ impl Buffer {
     fn drain(&mut self, out: &mut Builder, tx: &SyncSender<Msg>) -> Result<(), Gone> {
         let mut idx: Vec<usize> = (0..self.y.len()).collect();
         self.rng.shuffle(&mut idx);
-        let f = self.f;
         for j in idx {
-            out.push(
-                &self.x[j * f..(j + 1) * f],
-                self.y[j],
-                self.w.get(j).copied(),
-                tx,
-            )?;
+            self.send(j, out, tx)?;
         }
         Ok(())
+    }
+
+    /// Row `j` of the buffer into `out`.
+    fn send(&self, j: usize, out: &mut Builder, tx: &SyncSender<Msg>) -> Result<(), Gone> {
+        let f = self.f;
+        let x = &self.x[j * f..(j + 1) * f];
+        out.push(x, self.y[j], self.w.get(j).copied(), tx)
     }
 }
 
@@ -290,14 +286,19 @@ fn produce(set: &StreamSet, order: &Order, tx: &SyncSender<Msg>) -> Result<(), D
         .iter()
         .map(|&p| Builder::new(p, order.batch, f, weighted))
         .collect();
-    let mut buffer = order.shuffle.map(|(cap, seed, stream)| Buffer {
-        cap,
-        f,
-        x: Vec::new(),
-        y: Vec::new(),
-        w: Vec::new(),
-        rng: Rng::new(seed, stream),
-    });
+    // A buffer per split read: rows of two splits never mix.
+    let mut buffers: Vec<Option<Buffer>> = (0..order.parts.len() as u64)
+        .map(|k| {
+            order.shuffle.map(|(cap, seed, stream)| Buffer {
+                cap,
+                f,
+                x: Vec::new(),
+                y: Vec::new(),
+                w: Vec::new(),
+                rng: Rng::new(seed, stream + k),
+            })
+        })
+        .collect();
     for &i in &order.pieces {
         let piece = &set.pieces[i];
         for t in pieces::read(piece, &reader.columns, set.chunk_rows)? {
@@ -309,7 +310,7 @@ fn produce(set: &StreamSet, order: &Order, tx: &SyncSender<Msg>) -> Result<(), D
                 Some(c) => Some(read_weights(&t, c)?),
                 None => None,
             };
-            for (b, &part) in out.iter_mut().zip(&order.parts) {
+            for ((b, buffer), &part) in out.iter_mut().zip(&mut buffers).zip(&order.parts) {
                 let rows = &parts[part as usize];
                 if rows.is_empty() {
                     continue;
@@ -335,7 +336,7 @@ fn produce(set: &StreamSet, order: &Order, tx: &SyncSender<Msg>) -> Result<(), D
             }
         }
     }
-    for b in &mut out {
+    for (b, buffer) in out.iter_mut().zip(&mut buffers) {
         if let Some(buf) = buffer.as_mut() {
             if buf.drain(b, tx).is_err() {
                 return Ok(());

@@ -239,22 +239,38 @@ struct Reader {
 }
 
 impl Reader {
-    /// How `set`'s chunks are read.
-    fn of(set: &StreamSet) -> Reader {
-        let p = &set.pipeline;
-        let mut columns = p.inputs.clone();
-        columns.push(p.label.clone());
-        columns.extend(set.weight_column.clone());
-        if let SplitRule::Hash { key: Some(k), .. } = &set.split {
+    /// A reader of `inputs` (`text` of them read as text), the label, the weight column and
+    /// the split's key column.
+    fn new(
+        (inputs, na, text): (Vec<String>, Vec<String>, Vec<String>),
+        label: &str,
+        weight: Option<&String>,
+        split: SplitRule,
+    ) -> Reader {
+        let mut columns = inputs.clone();
+        columns.push(label.to_string());
+        columns.extend(weight.cloned());
+        if let SplitRule::Hash { key: Some(k), .. } = &split {
             columns.push(k.clone());
         }
         Reader {
-            inputs: p.inputs.clone(),
-            na: p.na_values.clone(),
-            text: p.text_inputs.clone(),
+            inputs,
+            na,
+            text,
             columns,
-            split: set.split.clone(),
+            split,
         }
+    }
+
+    /// How `set`'s chunks are read.
+    fn of(set: &StreamSet) -> Reader {
+        let p = &set.pipeline;
+        Reader::new(
+            (p.inputs.clone(), p.na_values.clone(), p.text_inputs.clone()),
+            &p.label,
+            set.weight_column.as_ref(),
+            set.split.clone(),
+        )
     }
 
     fn frame(&self, t: &Table) -> Result<Frame, DataError> {
@@ -404,17 +420,12 @@ pub fn prepare_stream_chunked(
             validation: c as u64,
         }
     };
-    let mut columns: Vec<String> = inputs.clone();
-    columns.push(label.clone());
-    columns.extend(spec.weight_column.clone());
-    columns.extend(s.key.clone());
-    let reader = Reader {
-        inputs: inputs.clone(),
-        na: spec.na_values.clone(),
-        text,
-        columns,
+    let reader = Reader::new(
+        (inputs.clone(), spec.na_values.clone(), text),
+        &label,
+        spec.weight_column.as_ref(),
         split,
-    };
+    );
 
     // Stages are fitted in order, each on the train rows as the stages before it left them.
     // `shape` is a frame without rows that goes through the fitted stages (its columns and
@@ -600,7 +611,8 @@ fn apply(stages: &[Stage], frame: &mut Frame) -> Result<(), DataError> {
 
 /// Adds a chunk's rows of each split after the fitted stages (which may drop rows) to piece
 /// `i`'s counts; `train` is the train rows already through them.
-/// `all`: every split goes through the stages (checking them), not only when they drop rows.
+/// `check_all`: the test and validation rows go through the stages even when none drops
+/// rows (so that a stage refusing a value they hold says so now).
 fn counts_after(
     fitted: &[Stage],
     i: usize,
@@ -608,15 +620,15 @@ fn counts_after(
     parts: &[Vec<usize>; 3],
     train: &Frame,
     counts: &mut [[u64; 3]],
-    all: bool,
+    check_all: bool,
 ) -> Result<(), DataError> {
-    let drops = all
+    let through_stages = check_all
         || fitted
             .iter()
             .any(|s| matches!(s, Stage::DropMissing { .. }));
     counts[i][0] += train.len() as u64;
     for k in 1..3 {
-        counts[i][k] += if drops && !parts[k].is_empty() {
+        counts[i][k] += if through_stages && !parts[k].is_empty() {
             let mut f = frame.take(&parts[k]);
             apply(fitted, &mut f)?;
             f.len() as u64
