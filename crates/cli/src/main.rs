@@ -15,6 +15,7 @@ mod bench_stream;
 mod devices;
 mod progress;
 mod serve;
+mod spark_task;
 
 #[derive(Parser)]
 #[command(
@@ -94,7 +95,9 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         max_connections: usize,
     },
-    /// Predict with a trained model (a run directory) on a CSV or Parquet file.
+    /// Predict with a trained model (a run directory) on a CSV, Parquet or Arrow file; with
+    /// `--input -`, on an Arrow IPC stream on standard input, writing an Arrow IPC stream of
+    /// predictions (`prediction`, `probability`) to standard output, batch for batch.
     Predict {
         #[arg(long)]
         model: PathBuf,
@@ -120,6 +123,17 @@ enum Command {
         /// Train the spec and stream its epochs to the page.
         #[arg(long)]
         run: bool,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// One rank of a run whose rows come on standard input as an Arrow IPC stream: what
+    /// each Spark barrier task of `weft_spark` runs (RANK, WORLD_SIZE, MASTER_ADDR,
+    /// MASTER_PORT and WEFT_TOKEN set by it). Rank 0 prints `weft spark-task: rendezvous
+    /// HOST:PORT` when it listens, and the run's JSON result at the end.
+    SparkTask {
+        spec: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
     },
@@ -362,6 +376,21 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             input,
             output,
         } => {
+            if input.as_os_str() == "-" {
+                if output.is_some() {
+                    return Err(Error::Io {
+                        path: "--output".into(),
+                        message: "with `--input -` the predictions go to standard output as an Arrow IPC stream; leave --output out".into(),
+                    });
+                }
+                let stdout = std::io::stdout();
+                weft::predict_ipc::predict_ipc(
+                    &model,
+                    &mut std::io::stdin().lock(),
+                    &mut stdout.lock(),
+                )?;
+                return Ok(());
+            }
             // Streamed: the input is read, predicted and written a piece at a time.
             let p = match &output {
                 Some(path) => {
@@ -456,6 +485,11 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             };
             serve::serve(exp, &listen, port, run, &runs_dir)?;
         }
+        Command::SparkTask {
+            spec,
+            sets,
+            runs_dir,
+        } => spark_task::run(&spec, &sets, &runs_dir)?,
         Command::Devices { json } => devices::print(json)?,
         Command::Schema => println!(
             "{}",

@@ -283,6 +283,30 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// `bytes` random bytes from the OS, as hex (tokens, shard ids).
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut out = vec![0u8; bytes];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut out));
+    if read.is_err() {
+        // No /dev/urandom (not Unix): hash the clock and the process id.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        for (i, b) in out.iter_mut().enumerate() {
+            h.write_usize(i);
+            *b = h.finish() as u8;
+        }
+    }
+    out.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -29,6 +29,8 @@ pub struct WorkerProc {
     _stdin: Option<ChildStdin>,
     /// An env-cluster worker's registration, closed when the run ends.
     _hold: Option<crate::transport::Link>,
+    /// The URL of the rows the worker holds (handed to it by its launcher).
+    pub shard: Option<String>,
 }
 
 impl WorkerProc {
@@ -48,7 +50,14 @@ impl WorkerProc {
             child: None,
             _stdin: None,
             _hold: hold,
+            shard: None,
         }
+    }
+
+    /// The worker holds the rows at `shard`.
+    pub fn holding(mut self, shard: Option<String>) -> WorkerProc {
+        self.shard = shard;
+        self
     }
 
     /// How the worker is named in messages: `worker 1 (pid 4242, 127.0.0.1:4312)`.
@@ -201,6 +210,7 @@ pub fn spawn_local(n: usize, token: &str, timeout: Duration) -> Result<Vec<Worke
             child: Some(child),
             _stdin: stdin,
             _hold: None,
+            shard: None,
         };
         let line = rx
             .recv_timeout(timeout.max(Duration::from_secs(30)))

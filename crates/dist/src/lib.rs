@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod ps;
 pub mod rendezvous;
 pub mod ring;
+pub mod shard;
 pub mod transport;
 #[cfg(feature = "worker")]
 pub mod worker;

@@ -135,4 +135,6 @@ pub(crate) fn decode_job(
 pub struct Started {
     pub control: String,
     pub data: String,
+    /// The URL of the rows the worker holds, when it was handed some.
+    pub shard: Option<String>,
 }

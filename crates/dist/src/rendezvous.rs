@@ -28,6 +28,9 @@ struct Registration {
     control: String,
     data: String,
     pid: u32,
+    /// The URL of the rows the worker holds (a Spark task's partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
 }
 
 /// How long a registration link may sit idle: the length of a training run.
@@ -39,18 +42,33 @@ pub fn rank_from_env() -> Result<EnvRank> {
 }
 
 /// A worker on this process, bound to the interface that reaches the driver.
-#[cfg(feature = "worker")]
 fn local_worker(master: &str, token: &str) -> Result<Started> {
+    holding_worker(master, token, None)
+}
+
+/// A worker on this process that holds the rows `shard`, bound to the interface that
+/// reaches the driver at `master`.
+#[cfg(feature = "worker")]
+pub fn holding_worker(
+    master: &str,
+    token: &str,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Started> {
     let ip = route_to(master).ok_or_else(|| {
         DistError::Config(format!("no route to MASTER_ADDR:MASTER_PORT = {master}"))
     })?;
-    crate::worker::start_worker(&format!("{ip}:0"), None, token)
+    let limits = crate::http::Limits::default();
+    crate::worker::start_worker_holding(&format!("{ip}:0"), None, token, limits, shard)
 }
 
 /// Without the worker server (a library build without feature `worker`) this process
 /// cannot take part in an `env` cluster.
 #[cfg(not(feature = "worker"))]
-fn local_worker(_master: &str, _token: &str) -> Result<Started> {
+pub fn holding_worker(
+    _master: &str,
+    _token: &str,
+    _shard: Option<crate::shard::Shard>,
+) -> Result<Started> {
     Err(DistError::Config(
         "executor.cluster: env needs a worker server in this process, and this build of weft has none (feature `worker`, on in the `weft` command); start the run with `weft run`".into(),
     ))
@@ -67,6 +85,20 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
         )));
     }
     let own = local_worker(&me.master, token)?;
+    gather(&me, own, token, timeout, |_| {})
+}
+
+/// Rank 0 with its own worker started (`own`): listens at MASTER_PORT (0: a free port;
+/// `bound` is told the address before any rank can register), waits for every other rank
+/// to register, and returns all workers in rank order, with the address the parameter
+/// server should bind.
+pub fn gather(
+    me: &EnvRank,
+    own: Started,
+    token: &str,
+    timeout: Duration,
+    bound: impl FnOnce(&str),
+) -> Result<(Vec<WorkerProc>, String)> {
     let port = me.master.rsplit(':').next().unwrap_or("29500");
     let ip = route_to(&me.master)
         .map(|ip| ip.to_string())
@@ -74,6 +106,11 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
     let bind = format!("{ip}:{port}");
     let listener = TcpListener::bind(&bind)
         .map_err(|e| DistError::io(format!("listen on {bind} (MASTER_PORT)"), e))?;
+    let bind = listener
+        .local_addr()
+        .map_err(|e| DistError::io("read the rendezvous address", e))?
+        .to_string();
+    bound(&bind);
     let ours = Hello {
         token: token.into(),
         rank: 0,
@@ -88,13 +125,16 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
         timeout,
     );
     let mut procs: Vec<Option<WorkerProc>> = (0..me.world).map(|_| None).collect();
-    procs[0] = Some(WorkerProc::remote(
-        0,
-        own.control.clone(),
-        own.data.clone(),
-        Some(std::process::id()),
-        None,
-    ));
+    procs[0] = Some(
+        WorkerProc::remote(
+            0,
+            own.control.clone(),
+            own.data.clone(),
+            Some(std::process::id()),
+            None,
+        )
+        .holding(own.shard.clone()),
+    );
     // Other ranks may start well after rank 0 (a launcher starts them one by one).
     let deadline = Instant::now() + timeout.max(Duration::from_secs(120));
     while procs.iter().any(Option::is_none) {
@@ -139,13 +179,10 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
             }
         };
         link.set_timeout(HOLD)?;
-        procs[rank] = Some(WorkerProc::remote(
-            rank,
-            reg.control,
-            reg.data,
-            Some(reg.pid),
-            Some(link),
-        ));
+        procs[rank] = Some(
+            WorkerProc::remote(rank, reg.control, reg.data, Some(reg.pid), Some(link))
+                .holding(reg.shard),
+        );
     }
     Ok((procs.into_iter().flatten().collect(), format!("{ip}:0")))
 }
@@ -155,6 +192,13 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
 pub fn serve_env_worker(token: &str, timeout: Duration) -> Result<EnvRank> {
     let me = rank_from_env()?;
     let started = local_worker(&me.master, token)?;
+    register(&me, started, token, timeout)?;
+    Ok(me)
+}
+
+/// A rank above 0 with its worker started: registers it with rank 0 and returns when the
+/// driver is done (it closes the registration).
+pub fn register(me: &EnvRank, started: Started, token: &str, timeout: Duration) -> Result<()> {
     let hello = Hello {
         token: token.into(),
         rank: me.rank as u32,
@@ -173,13 +217,14 @@ pub fn serve_env_worker(token: &str, timeout: Duration) -> Result<EnvRank> {
         control: started.control,
         data: started.data,
         pid: std::process::id(),
+        shard: started.shard,
     };
     let body = serde_json::to_vec(&reg).map_err(|e| DistError::Config(e.to_string()))?;
     link.send(Kind::Control, 0, &body)?;
     link.set_timeout(HOLD)?;
     // The driver never sends on this link: it closes it when the run ends.
     match link.recv_any("waiting for the run to end") {
-        Err(DistError::PeerLost { .. }) | Ok(_) => Ok(me),
+        Err(DistError::PeerLost { .. }) | Ok(_) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -42,6 +42,8 @@ struct App {
     counters: Arc<Counters>,
     /// The current (or last) job's events; `None` before the first job.
     job: Mutex<Option<Running>>,
+    /// The rows this worker was handed, served at `/v1/shards/{id}`.
+    shard: Option<crate::shard::Shard>,
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -88,6 +90,7 @@ async fn health(State(app): State<Arc<App>>) -> Reply {
             "data_addr": app.data_addr,
             "pid": std::process::id(),
             "busy": busy,
+            "shard": app.shard.as_ref().map(|s| s.route()),
         })),
     )
 }
@@ -285,6 +288,18 @@ pub fn start_worker_with(
     token: &str,
     limits: Limits,
 ) -> Result<Started> {
+    start_worker_holding(listen, data_listen, token, limits, None)
+}
+
+/// [`start_worker_with`] for a worker that holds rows of its own (`shard`), which it serves
+/// to the driver and trains on.
+pub fn start_worker_holding(
+    listen: &str,
+    data_listen: Option<&str>,
+    token: &str,
+    limits: Limits,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Started> {
     if token.is_empty() {
         return Err(DistError::Config(
             "a worker needs a token: set WEFT_TOKEN or pass --token-file".into(),
@@ -325,7 +340,11 @@ pub fn start_worker_with(
         incoming: Mutex::new(incoming),
         counters,
         job: Mutex::new(None),
+        shard: shard.clone(),
     });
+    let shard_url = shard
+        .as_ref()
+        .map(|s| format!("http://{control_addr}{}", s.route()));
     let router = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/jobs", post(start))
@@ -333,7 +352,8 @@ pub fn start_worker_with(
         .route("/v1/abort", post(abort))
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
-        .with_state(app);
+        .with_state(app)
+        .merge(crate::shard::router(shard));
     control
         .set_nonblocking(true)
         .map_err(|e| DistError::io("set up the control listener", e))?;
@@ -353,5 +373,6 @@ pub fn start_worker_with(
     Ok(Started {
         control: format!("http://{control_addr}"),
         data: data_addr,
+        shard: shard_url,
     })
 }

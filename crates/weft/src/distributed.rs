@@ -73,32 +73,11 @@ fn given_token(local: bool) -> Result<String, DistError> {
             });
     }
     if local {
-        return Ok(random_token());
+        return Ok(weft_dist::frame::random_hex(16));
     }
     Err(DistError::Config(
         "workers on other machines need the cluster's token: set WEFT_TOKEN (or WEFT_TOKEN_FILE) to the token the workers were started with".into(),
     ))
-}
-
-/// 128 random bits from the OS, as hex.
-fn random_token() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        // No /dev/urandom (not Unix): hash the clock and the process id.
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        h.write_u32(std::process::id());
-        bytes[..8].copy_from_slice(&h.finish().to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// For `executor.cluster: env` on a rank above 0: the line to print before serving as a
@@ -153,7 +132,15 @@ fn workers(
     }
 }
 
-/// Trains on the spec's workers, checkpointing into `dir` after every epoch.
+/// Workers found before the data was read (they hold it: see `held`), and the address
+/// the parameter server binds.
+pub(crate) struct Found {
+    pub procs: Vec<WorkerProc>,
+    pub ps_bind: String,
+}
+
+/// Trains on the spec's workers (`found`, or those the spec names), checkpointing into
+/// `dir` after every epoch.
 pub(crate) fn train(
     spec: &Spec,
     plan: &Plan,
@@ -161,6 +148,7 @@ pub(crate) fn train(
     dir: &RunDir,
     resume: Option<Resume>,
     progress: &mut dyn Progress,
+    found: Option<&mut Found>,
 ) -> Result<DistRun, DistError> {
     let Some(dp) = &spec.parallelism.data else {
         return Err(DistError::Config(
@@ -168,7 +156,14 @@ pub(crate) fn train(
         ));
     };
     let token = token(matches!(spec.executor.cluster, Cluster::Local))?;
-    let (mut procs, ps_bind) = workers(spec, dp, &token)?;
+    let mut started;
+    let (procs, ps_bind) = match found {
+        Some(f) => (&mut f.procs, f.ps_bind.clone()),
+        None => {
+            started = workers(spec, dp, &token)?;
+            (&mut started.0, started.1.clone())
+        }
+    };
     let mut save = |e: &EpochEnd| dir.save_epoch(plan, e);
     let empty = Dataset {
         x: ndarray::Array2::zeros((0, 0)),
@@ -197,7 +192,7 @@ pub(crate) fn train(
         ps_bind,
         device: spec.executor.device,
     };
-    let mut out = driver::train(&mut procs, &req, progress, &mut save)?;
+    let mut out = driver::train(procs, &req, progress, &mut save)?;
     if let Data::Stream { set, .. } = data {
         out.notes.extend(set.describe_shards(procs.len()));
     }

@@ -15,9 +15,12 @@ pub mod data;
 pub mod distributed;
 mod error;
 mod experiment;
+#[cfg(feature = "worker")]
+pub mod held;
 pub mod notebook;
 mod plan_view;
 pub mod predict;
+pub mod predict_ipc;
 pub mod progress;
 pub mod report;
 mod run;

@@ -13,6 +13,7 @@ use weft_runtime::train::{self, EpochRecord, Progress};
 use weft_runtime::RunError;
 
 use crate::data::Data;
+use crate::distributed::Found;
 use crate::error::{Error, Result};
 use crate::experiment::{Experiment, RunResult, TrainSummary};
 
@@ -22,6 +23,19 @@ impl Experiment {
         let device = self.check_runnable()?;
         self.preflight()?;
         let data = self.load_data()?;
+        self.run_data(runs_root, device, data, None, progress)
+    }
+
+    /// [`Experiment::run_with`] on data already read, on workers already `found` (or
+    /// those the spec names).
+    pub(crate) fn run_data(
+        &self,
+        runs_root: &Path,
+        device: (Device, Option<String>),
+        data: Data,
+        found: Option<&mut Found>,
+        progress: &mut dyn Progress,
+    ) -> Result<RunResult> {
         let plan = self.plan_to_run(&data, &device.0)?;
         let dir = RunDir::create(runs_root, &self.spec.name)?;
         let _lock = dir.lock()?;
@@ -35,7 +49,7 @@ impl Experiment {
             weft_data::write_csv(table, &prepared.split.test, &mut bytes)?;
             rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
         }
-        self.train_into(&dir, device, plan, data, None, progress)
+        self.train_into(&dir, device, plan, data, None, found, progress)
     }
 
     /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
@@ -107,7 +121,7 @@ impl Experiment {
             dir.path.display(),
             resume.at.describe()
         ));
-        self.train_into(&dir, device, plan, data, Some(resume), progress)
+        self.train_into(&dir, device, plan, data, Some(resume), None, progress)
     }
 
     /// [`Experiment::train_run`], leaving a `summary.json` that says how the run ended when
@@ -119,9 +133,10 @@ impl Experiment {
         plan: Plan,
         data: Data,
         resume: Option<Resume>,
+        found: Option<&mut Found>,
         progress: &mut dyn Progress,
     ) -> Result<RunResult> {
-        let result = self.train_run(dir, device, plan, data, resume, progress);
+        let result = self.train_run(dir, device, plan, data, resume, found, progress);
         let Err(e) = result else {
             return result;
         };
@@ -171,6 +186,7 @@ impl Experiment {
         plan: Plan,
         data: Data,
         resume: Option<Resume>,
+        found: Option<&mut Found>,
         progress: &mut dyn Progress,
     ) -> Result<RunResult> {
         let pipeline = data.pipeline().clone();
@@ -186,8 +202,16 @@ impl Experiment {
             inner: progress,
         };
         let (mut exec, mut outcome, comm, notes, device_name) = if self.is_distributed() {
-            let d = crate::distributed::train(&self.spec, &plan, &data, dir, resume, &mut writer)
-                .map_err(|e| match e {
+            let d = crate::distributed::train(
+                &self.spec,
+                &plan,
+                &data,
+                dir,
+                resume,
+                &mut writer,
+                found,
+            )
+            .map_err(|e| match e {
                 // Ctrl-C on the driver, a diverged model: what the loop said.
                 weft_dist::DistError::Run(r) => Error::Run(Box::new(r)),
                 other => Error::Stopped {

@@ -10,6 +10,7 @@
 //! [`feed`].
 
 mod feed;
+mod held;
 mod pieces;
 
 use std::collections::HashMap;
@@ -32,6 +33,9 @@ use crate::stage::Stage;
 use crate::table::Table;
 
 pub use feed::{Batch, EpochBatches, Order};
+#[cfg(feature = "remote")]
+pub use held::prepare_held;
+pub use held::spool_ipc_stream;
 pub use pieces::{Piece, PieceKind};
 
 /// Rows read from a piece at a time.
@@ -181,9 +185,21 @@ impl StreamSet {
             .0
     }
 
-    /// Every rank's pieces and rows of `part`.
+    /// Every rank's pieces and rows of `part`. Pieces a worker holds are that worker's.
     pub fn shards(&self, part: Part, world: usize) -> Vec<(Vec<usize>, u64)> {
         let world = world.max(1);
+        if self.pieces.iter().any(|p| p.holder.is_some()) {
+            let mut shards = vec![(Vec::new(), 0u64); world];
+            for (i, p) in self.pieces.iter().enumerate() {
+                let rows = self.counts[i][part.index()];
+                let s = &mut shards[p.holder.unwrap_or(0).min(world - 1)];
+                if rows > 0 {
+                    s.0.push(i);
+                    s.1 += rows;
+                }
+            }
+            return shards;
+        }
         let mut order: Vec<usize> = (0..self.pieces.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(self.counts[i][part.index()]), i));
         let mut shards = vec![(Vec::new(), 0u64); world];
@@ -339,9 +355,27 @@ pub fn prepare_stream_chunked(
         _ => "data".into(),
     };
     let schema = crate::schema::read_schema(&spec.source, base_dir)?;
+    let (pieces, counted) = pieces::list(&spec.source, base_dir)?;
+    prepare_pieces(
+        spec,
+        seed,
+        task,
+        chunk_rows,
+        (name, schema, pieces, counted),
+    )
+}
+
+/// [`prepare_stream`] of the pieces of a source already listed: its name in messages, its
+/// schema, its pieces and whether their rows are counted.
+fn prepare_pieces(
+    spec: &DataSpec,
+    seed: u64,
+    task: TaskKind,
+    chunk_rows: usize,
+    (name, schema, mut pieces, counted): (String, crate::TableSchema, Vec<Piece>, bool),
+) -> Result<StreamSet, DataError> {
     let (inputs, label) = feature_columns(spec, &name, &schema.column_names())?;
     let (stages, order) = feature_stages(spec, &label)?;
-    let (mut pieces, counted) = pieces::list(&spec.source, base_dir)?;
 
     // The scan: which inputs hold text (a string column is text when a present value is no
     // number, as in memory), and the rows of pieces not counted yet. A CSV file's types are

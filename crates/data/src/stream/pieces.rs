@@ -37,6 +37,10 @@ pub struct Piece {
     /// A CSV file's column types, inferred over every row as a table in memory infers them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv_schema: Option<arrow_schema::Schema>,
+    /// The rank whose worker holds the piece (rows handed to that worker, as a Spark task
+    /// hands its partition): that rank trains on it, whatever the balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +80,7 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
                         bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
                         url: None,
                         csv_schema: None,
+                        holder: None,
                     });
                 }
             }
@@ -134,6 +139,7 @@ fn piece(path: &Path, shown: &str, kind: PieceKind, bytes: u64) -> Piece {
         bytes,
         url: None,
         csv_schema: None,
+        holder: None,
     }
 }
 

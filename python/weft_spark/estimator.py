@@ -1,0 +1,212 @@
+"""WeftEstimator and WeftModel: weft as a Spark ML Estimator and Model."""
+
+import json
+import os
+import secrets
+from functools import partial
+
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.sql import DataFrame, functions as F
+from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
+
+from . import _tasks
+from ._binary import WeftSparkError, ship
+
+
+class _WeftParams(Params):
+    spec = Param(Params._dummy(), "spec", "path of the weft spec (YAML or JSON)",
+                 TypeConverters.toString)
+    numWorkers = Param(Params._dummy(), "numWorkers", "weft workers (barrier tasks)",
+                       TypeConverters.toInt)
+    overrides = Param(Params._dummy(), "overrides", "spec overrides, {path: value} as JSON",
+                      TypeConverters.toString)
+    labelCol = Param(Params._dummy(), "labelCol", "label column (default: the spec's)",
+                     TypeConverters.toString)
+    featuresCol = Param(Params._dummy(), "featuresCol",
+                        "one vector or array column holding the features (default: the "
+                        "DataFrame's columns, as the spec selects them)", TypeConverters.toString)
+
+    def _features(self):
+        return self.getOrDefault(self.featuresCol) if self.isDefined(self.featuresCol) else None
+
+
+def _expand(df, col):
+    """`df` with the vector or array column `col` also as scalar columns `col_0`…; returns
+    the frame and their names."""
+    field = df.schema[col]
+    if type(field.dataType).__name__ == "VectorUDT":
+        from pyspark.ml.functions import vector_to_array
+
+        arr = vector_to_array(F.col(col))
+        size = field.metadata.get("ml_attr", {}).get("num_attrs")
+    elif isinstance(field.dataType, ArrayType):
+        arr = F.col(col)
+        size = None
+    else:
+        raise WeftSparkError(f"featuresCol {col!r} is {field.dataType.simpleString()}; "
+                             "it must be a vector (VectorAssembler) or an array column")
+    if size is None:
+        first = df.select(arr.alias("a")).first()
+        if first is None:
+            raise WeftSparkError(f"featuresCol {col!r}: the DataFrame has no rows")
+        size = len(first["a"])
+    names = [f"{col}_{i}" for i in range(size)]
+    return df.select("*", *[arr[i].cast("double").alias(n) for i, n in enumerate(names)]), names
+
+
+def _threads(sc):
+    return int(sc.getConf().get("spark.task.cpus", "1"))
+
+
+class WeftEstimator(Estimator, _WeftParams):
+    """Trains a weft spec on a DataFrame in one barrier stage of `num_workers` tasks.
+
+    The spec's `data.source` is not read (the DataFrame is the data); its preprocessing,
+    model, training and `parallelism.data` strategy are used as they are.
+    """
+
+    def __init__(self, spec=None, num_workers=2, overrides=None, label_col=None,
+                 features_col=None):
+        super().__init__()
+        self._setDefault(numWorkers=2, overrides="{}")
+        if spec is not None:
+            self._set(spec=spec)
+        self._set(numWorkers=num_workers, overrides=json.dumps(overrides or {}))
+        if label_col is not None:
+            self._set(labelCol=label_col)
+        if features_col is not None:
+            self._set(featuresCol=features_col)
+
+    def _sets(self):
+        sets = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                for k, v in json.loads(self.getOrDefault(self.overrides)).items()]
+        if self.isDefined(self.labelCol):
+            sets.append(f"data.label={self.getOrDefault(self.labelCol)}")
+        return sets
+
+    def _check_cluster(self, sc, n):
+        conf = sc.getConf()
+        if conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true":
+            raise WeftSparkError(
+                "spark.dynamicAllocation.enabled is true: a barrier stage needs all its "
+                f"{n} tasks at once, and executors that come and go cannot give that; "
+                "turn dynamic allocation off for this session")
+        slots = sc.defaultParallelism // max(_threads(sc), 1)
+        if n > slots:
+            raise WeftSparkError(
+                f"num_workers={n}, but this cluster runs {slots} tasks at once "
+                f"(spark.default.parallelism {sc.defaultParallelism}, spark.task.cpus "
+                f"{_threads(sc)}); a barrier stage needs a slot per worker: use at most {slots}")
+
+    def _fit(self, df: DataFrame):
+        if not self.isDefined(self.spec):
+            raise WeftSparkError("WeftEstimator needs spec= (the path of a weft spec)")
+        path = self.getOrDefault(self.spec)
+        with open(path) as f:
+            spec_text = f.read()
+        n = self.getOrDefault(self.numWorkers)
+        if n < 1:
+            raise WeftSparkError(f"num_workers={n}; it must be at least 1")
+        sc = df.sparkSession.sparkContext
+        self._check_cluster(sc, n)
+        features = self._features()
+        if features:
+            df, names = _expand(df, features)
+            label = self.getOrDefault(self.labelCol) if self.isDefined(self.labelCol) else "label"
+            df = df.select(label, *names)
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        job = {
+            "spec": spec_text,
+            "sets": self._sets(),
+            "token": secrets.token_hex(16),
+            "binary": ship(sc),
+            "threads": _threads(sc),
+            "schema": to_arrow_schema(df.schema).serialize().to_pybytes(),
+        }
+        rows = (df.repartition(n)
+                .mapInArrow(partial(_tasks.train_task, job=job), _tasks.FILES_SCHEMA, barrier=True)
+                .collect())
+        files = {}
+        for r in sorted(rows, key=lambda r: (r["name"], r["part"])):
+            files[r["name"]] = files.get(r["name"], b"") + bytes(r["data"])
+        result = json.loads(files.pop("result.json").decode())
+        model = WeftModel(files, result)
+        model._set(**{p.name: v for p, v in self.extractParamMap().items()
+                      if model.hasParam(p.name)})
+        return model
+
+
+class WeftModel(Model, _WeftParams):
+    """A trained weft model: `transform` adds `prediction` (double) and, for
+    classification, `probability` (array<double>, in `classes` order)."""
+
+    def __init__(self, files=None, result=None):
+        super().__init__()
+        self.files = files or {}
+        self.result = result or {}
+
+    @property
+    def preprocess(self):
+        return json.loads(self.files["preprocess.json"])
+
+    @property
+    def classes(self):
+        return self.preprocess.get("classes")
+
+    @property
+    def metrics(self):
+        """The run's test metrics ({"accuracy": …, "loss": …}), as `weft run --json` gives."""
+        return self.result.get("metrics", {})
+
+    def _transform(self, df: DataFrame):
+        spark = df.sparkSession
+        sc = spark.sparkContext
+        keep = list(df.columns)
+        features = self._features()
+        if features:
+            df, _ = _expand(df, features)
+        inputs = self.preprocess["inputs"]
+        missing = [c for c in inputs if c not in df.columns]
+        if missing:
+            raise WeftSparkError(f"the DataFrame lacks the model's input columns {missing}; "
+                                 f"it has {df.columns}")
+        classes = self.classes
+        fields = [df.schema[c] for c in keep] + [StructField("prediction", DoubleType(), False)]
+        if classes is not None:
+            fields.append(StructField("probability", ArrayType(DoubleType()), False))
+        job = {
+            "files": sc.broadcast(self.files),
+            "binary": ship(sc),
+            "inputs": inputs,
+            "keep": keep,
+            "classes": classes,
+            "threads": _threads(sc),
+        }
+        return df.mapInArrow(partial(_tasks.predict_task, job=job), StructType(fields))
+
+    def save(self, path):
+        """Writes the model's files into the folder `path` (on the driver)."""
+        os.makedirs(path, exist_ok=True)
+        for name, blob in {**self.files, "result.json": json.dumps(self.result).encode()}.items():
+            tmp = os.path.join(path, f".{name}.partial")
+            with open(tmp, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, os.path.join(path, name))
+
+    @classmethod
+    def load(cls, path):
+        files = {}
+        for name in _tasks.MODEL_FILES:
+            p = os.path.join(path, name)
+            if os.path.exists(p):
+                with open(p, "rb") as f:
+                    files[name] = f.read()
+        if "model.safetensors" not in files:
+            raise WeftSparkError(f"{path} holds no weft model (no model.safetensors)")
+        result = {}
+        if os.path.exists(os.path.join(path, "result.json")):
+            with open(os.path.join(path, "result.json")) as f:
+                result = json.load(f)
+        return cls(files, result)
