@@ -9,8 +9,9 @@
 #   GPU), qemu-user (the portability test), Debian's chromium (apt, as root or through sudo) and npm's playwright-core (in crates/web/tests/node_modules) for the viewer's browser
 #   tests, the evcxr Jupyter kernel for Rust (cargo install, ~8 min the first time) and a
 #   Python venv in .tools/venv with the packages that execute notebooks headlessly and
-#   validate specs against the JSON Schema (jsonschema, PyYAML), and moto's S3-compatible
-#   server for the object-store tests.
+#   validate specs against the JSON Schema (jsonschema, PyYAML), moto's S3-compatible
+#   server for the object-store tests, and pyspark + pyarrow + weft_spark (python/) with a
+#   JDK 17 (apt openjdk-17-jre-headless where `java` is missing) for the Spark tests.
 # Rust itself comes from rustup; Python 3 with venv must be on the machine.
 set -euo pipefail
 what=${1:-all}
@@ -81,4 +82,19 @@ if ! "$venv/bin/python" -c "import nbclient, nbformat, nbconvert, jsonschema, ya
   # jsonschema + PyYAML: the tests validate every shipped spec against `weft schema`;
   # moto's server is the S3-compatible store the object-store tests read from.
   "$venv/bin/pip" install --quiet nbclient nbformat nbconvert jsonschema pyyaml "moto[server]"
+fi
+
+# Spark: pyspark (a ~460 MB source package from PyPI that builds in a few minutes the
+# first time; pip caches the wheel) and pyarrow in the same venv, weft_spark installed
+# editable from python/, and a JDK 17 for Spark's JVMs. The tests run a real
+# local-cluster (python/tests/run.py).
+if ! command -v java >/dev/null; then
+  apt_install openjdk-17-jre-headless
+fi
+# (pyspark.ml needs numpy, mapInArrow checks for pandas; pyspark 4 supports pandas < 3.)
+if ! "$venv/bin/python" -c "import pyspark, pyarrow, numpy, pandas" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet "pyspark>=4.0,<5" "pyarrow>=12" numpy "pandas>=2.2,<3"
+fi
+if ! "$venv/bin/python" -c "import weft_spark" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet -e ./python
 fi

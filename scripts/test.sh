@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# One build from scratch: incremental caches would only take disk (they are as large as the
+# build itself, and a CI machine's disk is not).
+export CARGO_INCREMENTAL=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
@@ -18,6 +21,9 @@ echo "wasm32 check: common, dsl, planner and viz build for wasm32-unknown-unknow
 ./scripts/build-web.sh
 (cd crates/web/tests && WEFT_BIN="$PWD/../../../target/debug/weft" node viewer.mjs) 2>&1 | tee -a "$log" || status=$?
 .tools/venv/bin/python notebooks/run.py 2>&1 | tee -a "$log" || status=$?
-awk '/^(test result:|notebooks:|viewer:)/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+# weft on Spark: a real local-cluster (two executor JVMs) trains and scores through
+# python/weft_spark with the weft `cargo test` built.
+WEFT_BIN="$PWD/target/debug/weft" .tools/venv/bin/python python/tests/run.py 2>&1 | tee -a "$log" || status=$?
+awk '/^(test result:|notebooks:|viewer:|spark:)/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -9,7 +9,7 @@ import tempfile
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._binary import on_executor
+from ._binary import WeftSparkError, on_executor
 from ._process import NoClose, WeftProcess
 
 # The files of a run directory a model needs (and its record of the run).
@@ -56,8 +56,11 @@ def train_task(batches, job):
             _write_rows(proc, schema, batches, None)
             line = proc.stdout.readline().decode()
             if not line.startswith("weft spark-task: rendezvous "):
-                ctx.allGather("")
-                raise proc.failure("preparing its rows")
+                proc.proc.wait()
+                failure = proc.failure("preparing its rows")
+                # The other ranks raise it too: whichever task Spark reports, it says why.
+                ctx.allGather("failed: " + str(failure)[:8000])
+                raise failure
             addr = line.split()[-1]
             ctx.allGather(addr)
             result = proc.stdout.readline().decode()
@@ -66,8 +69,8 @@ def train_task(batches, job):
             yield from _files(run_dir, result)
         else:
             addr = ctx.allGather("")[0]
-            if not addr:
-                raise RuntimeError("rank 0 failed before it could listen; see its error")
+            if addr.startswith("failed: "):
+                raise WeftSparkError(addr[len("failed: "):])
             host, port = addr.rsplit(":", 1)
             env.update(MASTER_ADDR=host, MASTER_PORT=port)
             proc = WeftProcess(args, env, f"weft rank {rank}")

@@ -123,7 +123,7 @@ pub enum DataError {
     },
 
     // ------------------------------------------------------------ label
-    #[error("{file}: label column `{column}` holds floats ({dtype}) but the task is classification; use integer or string classes, or a regression loss (mse)")]
+    #[error("{file}: label column `{column}` holds floats ({dtype}) that are not all whole numbers, but the task is classification; use integer or string classes, or a regression loss (mse)")]
     FloatLabel {
         file: String,
         column: String,

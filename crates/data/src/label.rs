@@ -22,8 +22,9 @@ pub(crate) fn read_label(table: &Table, label: &str) -> Result<Values, DataError
         .map_err(|e| e.shift_rows(table.first_row))
 }
 
-/// Class names as found in the label: strings, or integers in decimal.
-/// A float label is an error in classification.
+/// Class names as found in the label: strings, or integers in decimal. Floats that are all
+/// whole numbers are integers (Spark ML's labels are doubles: `1.0` is class `1`); another
+/// float label is an error in classification.
 pub(crate) fn class_keys(
     table: &Table,
     label: &str,
@@ -32,6 +33,9 @@ pub(crate) fn class_keys(
     match values {
         Values::Text(v) => Ok(v.clone()),
         Values::Int(v) => Ok(v.iter().map(i64::to_string).collect()),
+        Values::Num(v) if v.iter().all(|x| x.fract() == 0.0 && x.abs() < 16_777_216.0) => {
+            Ok(v.iter().map(|x| (*x as i64).to_string()).collect())
+        }
         Values::Num(_) => Err(DataError::FloatLabel {
             file: table.name.clone(),
             column: label.into(),

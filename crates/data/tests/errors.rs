@@ -225,7 +225,7 @@ fn a_class_missing_from_the_train_split_is_named() {
 fn label_type_must_fit_the_task() {
     assert_eq!(
         csv_error("x,y\n1,0.5\n2,1.5\n", "y", TaskKind::Classification),
-        "data/x.csv: label column `y` holds floats (Float64) but the task is classification; use integer or string classes, or a regression loss (mse)"
+        "data/x.csv: label column `y` holds floats (Float64) that are not all whole numbers, but the task is classification; use integer or string classes, or a regression loss (mse)"
     );
     assert_eq!(
         csv_error("x,y\n1,a\n2,b\n", "y", TaskKind::Regression),
@@ -281,4 +281,21 @@ fn long_class_lists_are_cut_short() {
     let e = csv_error(&text, "y", TaskKind::Classification);
     assert!(e.contains(", … ("), "{e}");
     assert!(e.len() < 1000, "{} bytes: {e}", e.len());
+}
+
+#[test]
+fn whole_number_float_labels_are_classes() {
+    // Spark ML's labels are doubles (StringIndexer gives 0.0, 1.0, …): those are classes.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
+    let rows: String = (0..20).map(|i| format!("{i},{}.0\n", i % 2)).collect();
+    std::fs::write(dir.path().join("data/x.csv"), format!("x,y\n{rows}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec = spec(Source::Csv("data/x.csv".into()), Some("y"));
+    let table = load_table(&spec.source, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let p = prepare(&spec, 1, &table, TaskKind::Classification).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        p.pipeline.classes(),
+        Some(&["0".to_string(), "1".to_string()][..])
+    );
 }

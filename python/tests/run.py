@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""weft on Spark, tested on a real local cluster: `local-cluster[2,1,1024]` starts a master,
+two workers and two executor JVMs with their own Python workers, so barrier stages, task
+failures and killed processes behave as on a cluster.
+
+Needs pyspark (4.x) and pyarrow in this Python, a JDK 17, and WEFT_BIN (the weft to test).
+Ends with `spark: N passed, M failed`. Usage: run.py [test name substrings...]
+"""
+
+import csv
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+WEFT = os.environ.get("WEFT_BIN") or os.path.join(ROOT, "target", "debug", "weft")
+os.environ["WEFT_BIN"] = WEFT
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ["PYSPARK_PYTHON"] = sys.executable
+
+TMP = tempfile.mkdtemp(prefix="weft-spark-tests-")
+
+SPEC = """
+name: rings
+seed: 7
+data:
+  source: {csv: %(train)s}
+  label: label
+  preprocess:
+    - standard_scale: {}
+  split: {train: 0.9, test: 0.1}
+model:
+  - dense: {units: 32, activation: relu}
+  - dense: {units: 32, activation: relu}
+  - dense: {units: 2, activation: softmax}
+train:
+  loss: cross_entropy
+  optimizer: {adam: {lr: 0.003}}
+  batch_size: 32
+  epochs: 20
+evaluate: [accuracy]
+parallelism:
+  data: {workers: 2, sync: allreduce, timeout_s: 10}
+"""
+
+
+def rings(path, n, seed):
+    """Points in the plane labelled by the ring they fall in (learnable, not linear)."""
+    rnd = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x", "y", "noise", "label"])
+        for _ in range(n):
+            x, y = rnd.uniform(-3, 3), rnd.uniform(-3, 3)
+            w.writerow([f"{x:.5f}", f"{y:.5f}", f"{rnd.gauss(0, 1):.5f}",
+                        int(math.hypot(x, y) < 1.8)])
+
+
+TRAIN = os.path.join(TMP, "train.csv")
+TEST = os.path.join(TMP, "test.csv")
+SPEC_PATH = os.path.join(TMP, "rings.yaml")
+
+
+def weft_processes():
+    """PIDs of the weft processes tasks started (spark-task or predict: the executors run
+    the copy Spark shipped them)."""
+    out = subprocess.run(["pgrep", "-f", "/weft (spark-task|predict) "], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def accuracy(rows, label="label"):
+    return sum(1 for r in rows if r["prediction"] == float(r[label])) / len(rows)
+
+
+def test_fit_matches_weft_run_and_model_round_trips(spark):
+    from weft_spark import WeftEstimator, WeftModel
+
+    # The same spec, run by `weft run` with 2 local workers, then through Spark.
+    run = subprocess.run([WEFT, "run", SPEC_PATH, "--json", "--runs-dir", os.path.join(TMP, "runs")],
+                         capture_output=True, text=True, check=True)
+    run_dir = json.loads(run.stdout)["run_dir"]
+    pred = subprocess.run([WEFT, "predict", "--model", run_dir, "--input", TEST],
+                          capture_output=True, text=True, check=True).stderr
+    weft_acc = float(pred.split("accuracy on ")[1].split(": ")[1].split()[0])
+
+    train = spark.read.csv(TRAIN, header=True, inferSchema=True)
+    model = WeftEstimator(spec=SPEC_PATH, num_workers=2).fit(train)
+    test = spark.read.csv(TEST, header=True, inferSchema=True).repartition(3)
+    rows = model.transform(test).collect()
+    assert len(rows) == 2000, len(rows)
+    spark_acc = accuracy(rows)
+    print(f"  accuracy on test.csv: weft run {weft_acc:.4f}, Spark {spark_acc:.4f}")
+    assert abs(spark_acc - weft_acc) <= 0.01, (weft_acc, spark_acc)
+    assert all(len(r["probability"]) == 2 and abs(sum(r["probability"]) - 1) < 1e-5 for r in rows)
+    assert model.metrics["test"]["accuracy"] > 0.9, model.metrics
+
+    where = os.path.join(TMP, "model")
+    model.save(where)
+    again = WeftModel.load(where).transform(test).collect()
+    assert [r["prediction"] for r in again] == [r["prediction"] for r in rows]
+    assert not weft_processes(), "weft processes left running"
+
+
+def test_parameter_server(spark):
+    from weft_spark import WeftEstimator
+
+    train = spark.read.csv(TRAIN, header=True, inferSchema=True)
+    est = WeftEstimator(spec=SPEC_PATH, num_workers=2, overrides={
+        "parallelism.data.sync": "parameter_server",
+        "parallelism.data.algorithm": "downpour",
+        "parallelism.data.communication_window": 4,
+    })
+    model = est.fit(train)
+    acc = model.metrics["test"]["accuracy"]
+    print(f"  parameter server (downpour): test accuracy {acc:.4f}")
+    assert acc > 0.85, model.metrics
+    assert model.result["comm"]["strategy"].startswith("parameter_server"), model.result["comm"]
+
+
+def test_pipeline_with_indexer_and_assembler(spark):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
+    from weft_spark import WeftEstimator
+
+    iris = spark.read.csv(os.path.join(ROOT, "crates", "data", "src", "iris.csv"), header=True,
+                          inferSchema=True)
+    pipe = Pipeline(stages=[
+        StringIndexer(inputCol="species", outputCol="label"),
+        VectorAssembler(inputCols=["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                        outputCol="features"),
+        WeftEstimator(spec=os.path.join(ROOT, "specs", "iris.yaml"), num_workers=2,
+                      label_col="label", features_col="features",
+                      overrides={"parallelism.data.workers": 2}),
+    ])
+    rows = pipe.fit(iris).transform(iris).select("species", "label", "prediction").collect()
+    assert len(rows) == 150
+    acc = accuracy(rows)
+    print(f"  Pipeline [StringIndexer, VectorAssembler, WeftEstimator]: accuracy {acc:.4f}")
+    assert acc > 0.9, acc
+
+
+def test_too_few_slots_is_refused_at_once(spark):
+    from weft_spark import WeftEstimator, WeftSparkError
+
+    train = spark.read.csv(TRAIN, header=True, inferSchema=True)
+    started = time.time()
+    try:
+        WeftEstimator(spec=SPEC_PATH, num_workers=3).fit(train)
+    except WeftSparkError as e:
+        assert "use at most 2" in str(e), e
+    else:
+        raise AssertionError("3 workers on 2 slots were not refused")
+    assert time.time() - started < 10
+
+
+def test_a_killed_worker_fails_the_stage_and_leaves_nothing_running(spark):
+    import threading
+    from weft_spark import WeftEstimator
+
+    train = spark.read.csv(TRAIN, header=True, inferSchema=True)
+    killed = []
+
+    def kill_rank_1():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            for pid in weft_processes():
+                try:
+                    env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+                except OSError:
+                    continue
+                if b"RANK=1" in env and os.path.exists(f"/proc/{pid}"):
+                    time.sleep(2)  # into training
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(time.time())
+                    return
+            time.sleep(0.2)
+
+    threading.Thread(target=kill_rank_1, daemon=True).start()
+    assert not weft_processes()
+    est = WeftEstimator(spec=SPEC_PATH, num_workers=2, overrides={"train.epochs": 200})
+    try:
+        est.fit(train)
+    except Exception as e:  # the stage's failure, raised by Spark
+        message = str(e)
+    else:
+        raise AssertionError("the fit succeeded although a worker was killed")
+    assert killed, "no rank 1 process was found to kill"
+    took = time.time() - killed[0]
+    print(f"  the stage failed {took:.1f}s after rank 1 was killed")
+    assert took < 60, took
+    assert "weft rank" in message, message[-2000:]
+    time.sleep(2)
+    assert not weft_processes(), f"weft processes left running: {weft_processes()}"
+
+
+def main():
+    from pyspark.sql import SparkSession
+
+    rings(TRAIN, 4000, 1)
+    rings(TEST, 2000, 2)
+    with open(SPEC_PATH, "w") as f:
+        f.write(SPEC % {"train": json.dumps(TRAIN)})
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+    if len(sys.argv) > 1:
+        tests = [(n, f) for n, f in tests if any(a in n for a in sys.argv[1:])]
+    started = time.time()
+    spark = (SparkSession.builder.master("local-cluster[2,1,1024]")
+             .config("spark.driver.host", "127.0.0.1")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.executorEnv.SPARK_LOCAL_IP", "127.0.0.1")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    print(f"local-cluster[2,1,1024] up in {time.time() - started:.0f}s", flush=True)
+    passed = failed = 0
+    for name, f in tests:
+        t = time.time()
+        try:
+            f(spark)
+            passed += 1
+            print(f"ok   {name} ({time.time() - t:.0f}s)", flush=True)
+        except Exception:
+            failed += 1
+            # A Spark failure's text is mostly JVM frames: keep the Python and weft lines.
+            lines = [l for l in traceback.format_exc().splitlines()
+                     if not l.lstrip().startswith(("at ", "..."))]
+            print(f"FAIL {name} ({time.time() - t:.0f}s)\n" + "\n".join(lines[:60]), flush=True)
+    spark.stop()
+    print(f"spark: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
