@@ -232,6 +232,12 @@ impl StreamSet {
             .enumerate()
             .map(|(rank, (pieces, rows))| {
                 let bytes: u64 = pieces.iter().map(|&i| self.pieces[i].bytes).sum();
+                if self.pieces.iter().any(|p| p.holder.is_some()) {
+                    return format!(
+                        "worker {rank} trained on the {rows} train rows it holds ({})",
+                        weft_common::units::human_bytes(bytes as f64)
+                    );
+                }
                 format!(
                     "worker {rank} read {} of {} pieces of {} ({rows} train rows, {})",
                     pieces.len(),
