@@ -8,6 +8,7 @@ Ends with `spark: N passed, M failed`. Usage: run.py [test name substrings...]
 """
 
 import csv
+import glob
 import json
 import math
 import os
@@ -162,30 +163,63 @@ def test_too_few_slots_is_refused_at_once(spark):
     assert time.time() - started < 10
 
 
+def test_a_retry_resumes_from_the_checkpoint_and_finishes(spark):
+    import threading
+    from weft_spark import WeftEstimator
+
+    train = spark.read.csv(TRAIN, header=True, inferSchema=True)
+    ckpt = os.path.join(TMP, "checkpoints")
+    killed = []
+    threading.Thread(target=kill_rank_1, args=(killed, ckpt), daemon=True).start()
+    epochs = 40
+    est = WeftEstimator(spec=SPEC_PATH, num_workers=2, max_retries=1, checkpoint_dir=ckpt,
+                        overrides={"train.epochs": epochs})
+    model = est.fit(train)
+    assert killed, "no rank 1 process was found to kill"
+    assert model.attempts == 2, model.attempts
+    history = [h["epoch"] for h in model.result["history"]]
+    assert history == list(range(1, epochs + 1)), history
+    print(f"  rank 1 killed after epoch {killed[1]}; the retry resumed and trained to epoch {epochs}")
+    assert killed[1] >= 1
+    assert model.metrics["test"]["accuracy"] > 0.9, model.metrics
+    time.sleep(1)
+    assert not weft_processes(), f"weft processes left running: {weft_processes()}"
+
+
+def kill_rank_1(killed, ckpt=None):
+    """Kills the first rank-1 weft process once training is under way (with `ckpt`: once
+    rank 0 has checkpointed an epoch there); records when and after which epoch."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = 0
+        if ckpt:
+            for m in glob.glob(os.path.join(ckpt, "*", "*", "*", "metrics.jsonl")):
+                done = max(done, sum(1 for _ in open(m)))
+            if done < 2:
+                time.sleep(0.1)
+                continue
+        for pid in weft_processes():
+            try:
+                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"RANK=1" in env:
+                if not ckpt:
+                    time.sleep(2)  # into training
+                os.kill(pid, signal.SIGKILL)
+                killed += [time.time(), done]
+                return
+        time.sleep(0.1)
+
+
 def test_a_killed_worker_fails_the_stage_and_leaves_nothing_running(spark):
     import threading
     from weft_spark import WeftEstimator
 
     train = spark.read.csv(TRAIN, header=True, inferSchema=True)
     killed = []
-
-    def kill_rank_1():
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            for pid in weft_processes():
-                try:
-                    env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-                except OSError:
-                    continue
-                if b"RANK=1" in env and os.path.exists(f"/proc/{pid}"):
-                    time.sleep(2)  # into training
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(time.time())
-                    return
-            time.sleep(0.2)
-
-    threading.Thread(target=kill_rank_1, daemon=True).start()
     assert not weft_processes()
+    threading.Thread(target=kill_rank_1, args=(killed,), daemon=True).start()
     est = WeftEstimator(spec=SPEC_PATH, num_workers=2, overrides={"train.epochs": 200})
     try:
         est.fit(train)

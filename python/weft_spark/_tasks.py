@@ -44,7 +44,9 @@ def train_task(batches, job):
         f.write(job["spec"])
     env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), WEFT_TOKEN=job["token"],
                RAYON_NUM_THREADS=str(job["threads"]))
-    args = [weft, "spark-task", spec, "--runs-dir", os.path.join(work, "runs")]
+    args = [weft, "spark-task", spec, "--runs-dir", job.get("runs_dir") or os.path.join(work, "runs")]
+    if rank == 0 and job.get("resume"):
+        args += ["--resume", job["resume"]]
     for s in job["sets"]:
         args += ["--set", s]
     schema = pa.ipc.read_schema(pa.py_buffer(job["schema"]))

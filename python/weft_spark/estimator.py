@@ -1,7 +1,10 @@
 """WeftEstimator and WeftModel: weft as a Spark ML Estimator and Model."""
 
+import glob
 import json
+import logging
 import os
+import time
 import secrets
 from functools import partial
 
@@ -23,6 +26,13 @@ class _WeftParams(Params):
                       TypeConverters.toString)
     labelCol = Param(Params._dummy(), "labelCol", "label column (default: the spec's)",
                      TypeConverters.toString)
+    maxRetries = Param(Params._dummy(), "maxRetries",
+                       "times a failed fit stage is started again (resuming from the last "
+                       "checkpoint when checkpointDir is set)", TypeConverters.toInt)
+    checkpointDir = Param(Params._dummy(), "checkpointDir",
+                          "a folder the driver and every executor reach (a shared file "
+                          "system): rank 0 writes its run and checkpoints there",
+                          TypeConverters.toString)
     featuresCol = Param(Params._dummy(), "featuresCol",
                         "one vector or array column holding the features (default: the "
                         "DataFrame's columns, as the spec selects them)", TypeConverters.toString)
@@ -67,9 +77,12 @@ class WeftEstimator(Estimator, _WeftParams):
     """
 
     def __init__(self, spec=None, num_workers=2, overrides=None, label_col=None,
-                 features_col=None):
+                 features_col=None, max_retries=0, checkpoint_dir=None):
         super().__init__()
-        self._setDefault(numWorkers=2, overrides="{}")
+        self._setDefault(numWorkers=2, overrides="{}", maxRetries=0)
+        self._set(maxRetries=max_retries)
+        if checkpoint_dir is not None:
+            self._set(checkpointDir=checkpoint_dir)
         if spec is not None:
             self._set(spec=spec)
         self._set(numWorkers=num_workers, overrides=json.dumps(overrides or {}))
@@ -99,6 +112,32 @@ class WeftEstimator(Estimator, _WeftParams):
                 f"(spark.default.parallelism {sc.defaultParallelism}, spark.task.cpus "
                 f"{_threads(sc)}); a barrier stage needs a slot per worker: use at most {slots}")
 
+    def _run_stage(self, df, job):
+        """Runs the barrier stage, starting it again up to maxRetries times when it fails
+        (Spark does not retry a barrier stage), resuming from the last checkpoint when
+        there is a checkpointDir. Returns the collected rows and the attempts made."""
+        retries = self.getOrDefault(self.maxRetries)
+        ckpt = self.getOrDefault(self.checkpointDir) if self.isDefined(self.checkpointDir) else None
+        runs = None
+        if ckpt:
+            runs = os.path.join(os.path.abspath(ckpt), f"fit-{time.strftime('%Y%m%d-%H%M%S')}-{job['token'][:8]}")
+            os.makedirs(runs, exist_ok=True)
+        for attempt in range(retries + 1):
+            job = dict(job, runs_dir=runs, resume=_last_run(runs) if attempt else None)
+            try:
+                rows = (df.mapInArrow(partial(_tasks.train_task, job=job), _tasks.FILES_SCHEMA,
+                                      barrier=True).collect())
+                return rows, attempt + 1
+            except Exception as e:  # the stage failed (a task, a worker, an executor)
+                said = str(e)
+                # A spec or data error fails every attempt the same way.
+                if attempt == retries or "exited with 2 while preparing its rows" in said:
+                    raise
+                where = f", resuming from {job['resume'] or _last_run(runs)}" if runs else ""
+                logging.getLogger("weft_spark").warning(
+                    "the fit stage failed (attempt %d of %d); starting it again%s", attempt + 1,
+                    retries + 1, where)
+
     def _fit(self, df: DataFrame):
         if not self.isDefined(self.spec):
             raise WeftSparkError("WeftEstimator needs spec= (the path of a weft spec)")
@@ -125,17 +164,24 @@ class WeftEstimator(Estimator, _WeftParams):
             "threads": _threads(sc),
             "schema": to_arrow_schema(df.schema).serialize().to_pybytes(),
         }
-        rows = (df.repartition(n)
-                .mapInArrow(partial(_tasks.train_task, job=job), _tasks.FILES_SCHEMA, barrier=True)
-                .collect())
+        rows, attempts = self._run_stage(df.repartition(n), job)
         files = {}
         for r in sorted(rows, key=lambda r: (r["name"], r["part"])):
             files[r["name"]] = files.get(r["name"], b"") + bytes(r["data"])
         result = json.loads(files.pop("result.json").decode())
         model = WeftModel(files, result)
+        model.attempts = attempts
         model._set(**{p.name: v for p, v in self.extractParamMap().items()
                       if model.hasParam(p.name)})
         return model
+
+
+def _last_run(runs):
+    """The run directory under `runs` with a checkpoint (the one a failed attempt left)."""
+    if not runs:
+        return None
+    found = glob.glob(os.path.join(runs, "*", "*", "checkpoint.safetensors"))
+    return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 
 
 class WeftModel(Model, _WeftParams):
@@ -146,6 +192,7 @@ class WeftModel(Model, _WeftParams):
         super().__init__()
         self.files = files or {}
         self.result = result or {}
+        self.attempts = 1
 
     @property
     def preprocess(self):

@@ -136,6 +136,9 @@ enum Command {
         sets: Vec<String>,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+        /// Rank 0: continue this run (a retried stage) from its last checkpoint.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
     },
     /// Print the JSON Schema of the spec (for editor completion).
     Schema,
@@ -489,7 +492,8 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             spec,
             sets,
             runs_dir,
-        } => spark_task::run(&spec, &sets, &runs_dir)?,
+            resume,
+        } => spark_task::run(&spec, &sets, &runs_dir, resume.as_deref())?,
         Command::Devices { json } => devices::print(json)?,
         Command::Schema => println!(
             "{}",

@@ -9,7 +9,12 @@ use std::path::Path;
 
 use weft::{Error, Experiment};
 
-pub fn run(spec: &Path, sets: &[String], runs_dir: &Path) -> Result<(), Error> {
+pub fn run(
+    spec: &Path,
+    sets: &[String],
+    runs_dir: &Path,
+    resume: Option<&Path>,
+) -> Result<(), Error> {
     let exp = Experiment::from_file_with(spec, sets)?;
     let rows = weft::held::spool(&mut std::io::stdin().lock())?;
     // The task keeps standard input open after the rows' end marker; when it closes, the
@@ -25,7 +30,9 @@ pub fn run(spec: &Path, sets: &[String], runs_dir: &Path) -> Result<(), Error> {
         let _ = writeln!(out, "weft spark-task: rendezvous {addr}").and_then(|()| out.flush());
     };
     let mut progress = weft::progress::Lines::stderr();
-    if let Some(result) = weft::held::run_rank(&exp, rows, runs_dir, &mut progress, announce)? {
+    if let Some(result) =
+        weft::held::run_rank(&exp, rows, runs_dir, resume, &mut progress, announce)?
+    {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());
     }
     Ok(())

@@ -68,13 +68,15 @@ pub fn as_held(exp: &Experiment, rows: &Path, world: usize) -> Result<Experiment
     Ok(exp)
 }
 
-/// One rank's part, with its rows spooled ([`spool`]): starts this rank's worker, and on rank 0 drives the run
+/// One rank's part, with its rows spooled ([`spool`]), from the start or resuming the run
+/// `resume` (rank 0's run directory): starts this rank's worker, and on rank 0 drives the run
 /// (`announce` is told the rendezvous address first) and returns its result; other ranks
 /// serve until the driver is done and return `None`.
 pub fn run_rank(
     exp: &Experiment,
     rows: Spooled,
     runs_root: &Path,
+    resume: Option<&Path>,
     progress: &mut dyn Progress,
     announce: impl FnOnce(&str),
 ) -> Result<Option<RunResult>> {
@@ -101,23 +103,28 @@ pub fn run_rank(
         .iter()
         .filter_map(|p| Some((p.rank, p.shard.clone()?)))
         .collect();
-    let spec = exp.spec();
-    let set = weft_data::stream::prepare_held(
-        &spec.prepared_data(),
-        &shards,
-        spec.seed,
-        spec.train.loss.task_kind(),
-    )?;
-    let data = Data::Stream {
-        set: Arc::new(set),
-        buffer: spec
-            .data
-            .streamed()
-            .unwrap_or(weft_dsl::DEFAULT_SHUFFLE_BUFFER as usize),
+    let data = || -> Result<Data> {
+        let spec = exp.spec();
+        let set = weft_data::stream::prepare_held(
+            &spec.prepared_data(),
+            &shards,
+            spec.seed,
+            spec.train.loss.task_kind(),
+        )?;
+        Ok(Data::Stream {
+            set: Arc::new(set),
+            buffer: spec
+                .data
+                .streamed()
+                .unwrap_or(weft_dsl::DEFAULT_SHUFFLE_BUFFER as usize),
+        })
     };
     let mut found = Found { procs, ps_bind };
     // The workers stay until the run is evaluated (the driver reads their rows for it).
-    let result = exp.run_data(runs_root, device, data, Some(&mut found), progress)?;
+    let result = match resume {
+        Some(dir) => exp.resume_data(dir, device, data, Some(&mut found), progress)?,
+        None => exp.run_data(runs_root, device, data()?, Some(&mut found), progress)?,
+    };
     drop(found);
     drop(rows);
     Ok(Some(result))

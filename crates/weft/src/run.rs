@@ -60,6 +60,21 @@ impl Experiment {
     pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
         self.preflight()?;
+        self.resume_data(run_dir, device, || self.load_data(), None, progress)
+    }
+
+    /// [`Experiment::resume_with`] on the data `data` reads (after the run directory and
+    /// spec are checked), on workers already `found`: then they hold the rows, and the
+    /// spec's `data.source` (where this attempt spooled them) may differ from the run's.
+    pub(crate) fn resume_data(
+        &self,
+        run_dir: &Path,
+        device: (Device, Option<String>),
+        data: impl FnOnce() -> Result<Data>,
+        found: Option<&mut Found>,
+        progress: &mut dyn Progress,
+    ) -> Result<RunResult> {
+        let held = found.is_some();
         let dir = RunDir::open(run_dir)?;
         let _lock = dir.lock()?;
         let theirs: Value =
@@ -70,6 +85,11 @@ impl Experiment {
                 o.remove("executor");
                 if let Some(t) = o.get_mut("train").and_then(Value::as_object_mut) {
                     t.remove("epochs");
+                }
+                if let Some(d) = o.get_mut("data").and_then(Value::as_object_mut) {
+                    if held {
+                        d.remove("source");
+                    }
                 }
             }
             v
@@ -83,7 +103,7 @@ impl Experiment {
                 ),
             });
         }
-        let data = self.load_data()?;
+        let data = data()?;
         let plan = self.plan_to_run(&data, &device.0)?;
         let resume = dir.read_checkpoint(&plan)?;
         if resume.at.batch > 0 && self.is_distributed() {
@@ -121,7 +141,7 @@ impl Experiment {
             dir.path.display(),
             resume.at.describe()
         ));
-        self.train_into(&dir, device, plan, data, Some(resume), None, progress)
+        self.train_into(&dir, device, plan, data, Some(resume), found, progress)
     }
 
     /// [`Experiment::train_run`], leaving a `summary.json` that says how the run ended when
