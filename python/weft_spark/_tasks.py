@@ -55,16 +55,17 @@ def train_task(batches, job):
         if rank == 0:
             env.update(MASTER_ADDR=master, MASTER_PORT="0")
             proc = WeftProcess(args, env, "weft rank 0")
-            _write_rows(proc, schema, batches, None)
             line = proc.stdout.readline().decode()
             if not line.startswith("weft spark-task: rendezvous "):
                 proc.proc.wait()
-                failure = proc.failure("preparing its rows")
+                failure = proc.failure("starting")
                 # The other ranks raise it too: whichever task Spark reports, it says why.
                 ctx.allGather("failed: " + str(failure)[:8000])
                 raise failure
             addr = line.split()[-1]
             ctx.allGather(addr)
+            # Every rank hands its rows over at the same time.
+            _write_rows(proc, schema, batches, None)
             result = proc.stdout.readline().decode()
             proc.wait("training")
             run_dir = json.loads(result)["run_dir"]

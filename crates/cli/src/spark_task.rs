@@ -16,6 +16,12 @@ pub fn run(
     resume: Option<&Path>,
 ) -> Result<(), Error> {
     let exp = Experiment::from_file_with(spec, sets)?;
+    // Rank 0 says where it listens first, so the other ranks start while it reads its rows.
+    let rank = weft::held::Rank::start(&exp)?;
+    if let Some(addr) = rank.rendezvous() {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "weft spark-task: rendezvous {addr}").and_then(|()| out.flush());
+    }
     let rows = weft::held::spool(&mut std::io::stdin().lock())?;
     // The task keeps standard input open after the rows' end marker; when it closes, the
     // task is gone (failed, killed, or its stage aborted): so is this process, and no
@@ -25,14 +31,8 @@ pub fn run(
         eprintln!("weft spark-task: standard input closed (the task that started this process ended); exiting");
         std::process::exit(3);
     });
-    let announce = |addr: &str| {
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "weft spark-task: rendezvous {addr}").and_then(|()| out.flush());
-    };
     let mut progress = weft::progress::Lines::stderr();
-    if let Some(result) =
-        weft::held::run_rank(&exp, rows, runs_dir, resume, &mut progress, announce)?
-    {
+    if let Some(result) = rank.run(&exp, rows, runs_dir, resume, &mut progress)? {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());
     }
     Ok(())

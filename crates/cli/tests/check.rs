@@ -68,7 +68,7 @@ fn check_catches_what_run_would_refuse_with_the_spec_location() {
         ),
         (
             "name: x\ndata: {source: builtin:iris}\nmodel: [{dense: {units: 3, activation: softmax}}]\nparallelism: {data: {workers: 2}}\nexecutor: {cluster: spark}\n",
-            &["s.yaml:5:", "executor.cluster: `spark` is not available in this build of weft yet"],
+            &["s.yaml:5:", "executor.cluster: `spark` runs from Python, not `weft run`: train on a Spark DataFrame with python/weft_spark"],
         ),
         (
             "name: x\ndata: {source: builtin:iris}\nmodel:\n  inputs: {x: features}\n  nodes:\n    a: {dense: {units: 8}, input: x}\n    b: {dense: {units: 5}, input: x}\n    s: {add: [a, b]}\n    out: {dense: {units: 3, activation: softmax}, input: s}\n  output: out\n",

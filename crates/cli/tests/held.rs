@@ -79,12 +79,13 @@ fn ranks_fed_on_stdin_train_together_and_predict_batch_for_batch() {
         .enumerate()
         .partition(|(i, _)| i % 2 == 0);
     let strip = |v: Vec<(usize, RecordBatch)>| v.into_iter().map(|(_, b)| b).collect::<Vec<_>>();
+    // Rank 0 says where it listens before it reads its rows.
     let mut r0 = rank(0, "0", runs.path());
     let mut in0 = r0.stdin.take().unwrap();
-    in0.write_all(&stream(&schema, &strip(even))).unwrap();
     let mut out0 = BufReader::new(r0.stdout.take().unwrap());
     let mut line = String::new();
     out0.read_line(&mut line).unwrap();
+    in0.write_all(&stream(&schema, &strip(even))).unwrap();
     let addr = line
         .strip_prefix("weft spark-task: rendezvous ")
         .unwrap_or_else(|| panic!("rank 0 said {line:?}"))

@@ -85,20 +85,21 @@ pub fn driver_workers(token: &str, timeout: Duration) -> Result<(Vec<WorkerProc>
         )));
     }
     let own = local_worker(&me.master, token)?;
-    gather(&me, own, token, timeout, |_| {})
+    listen(&me, token, timeout)?.gather(own, timeout)
 }
 
-/// Rank 0 with its own worker started (`own`): listens at MASTER_PORT (0: a free port;
-/// `bound` is told the address before any rank can register), waits for every other rank
-/// to register, and returns all workers in rank order, with the address the parameter
-/// server should bind.
-pub fn gather(
-    me: &EnvRank,
-    own: Started,
-    token: &str,
-    timeout: Duration,
-    bound: impl FnOnce(&str),
-) -> Result<(Vec<WorkerProc>, String)> {
+/// Rank 0 listening for the other ranks: registrations queue up until
+/// [`Listening::gather`], so rank 0 can announce where it listens before it is ready.
+pub struct Listening {
+    me: EnvRank,
+    /// The address it listens at (MASTER_PORT 0 picks a free port).
+    pub addr: String,
+    ip: String,
+    incoming: std::sync::mpsc::Receiver<(Link, Hello)>,
+}
+
+/// Rank 0: listens at MASTER_ADDR:MASTER_PORT (on the interface that reaches it).
+pub fn listen(me: &EnvRank, token: &str, timeout: Duration) -> Result<Listening> {
     let port = me.master.rsplit(':').next().unwrap_or("29500");
     let ip = route_to(&me.master)
         .map(|ip| ip.to_string())
@@ -106,11 +107,10 @@ pub fn gather(
     let bind = format!("{ip}:{port}");
     let listener = TcpListener::bind(&bind)
         .map_err(|e| DistError::io(format!("listen on {bind} (MASTER_PORT)"), e))?;
-    let bind = listener
+    let addr = listener
         .local_addr()
         .map_err(|e| DistError::io("read the rendezvous address", e))?
         .to_string();
-    bound(&bind);
     let ours = Hello {
         token: token.into(),
         rank: 0,
@@ -124,67 +124,87 @@ pub fn gather(
         Arc::new(Counters::default()),
         timeout,
     );
-    let mut procs: Vec<Option<WorkerProc>> = (0..me.world).map(|_| None).collect();
-    procs[0] = Some(
-        WorkerProc::remote(
-            0,
-            own.control.clone(),
-            own.data.clone(),
-            Some(std::process::id()),
-            None,
-        )
-        .holding(own.shard.clone()),
-    );
-    // Other ranks may start well after rank 0 (a launcher starts them one by one).
-    let deadline = Instant::now() + timeout.max(Duration::from_secs(120));
-    while procs.iter().any(Option::is_none) {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let (mut link, hello) = incoming.recv_timeout(wait).map_err(|_| {
-            let missing: Vec<String> = procs
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.is_none())
-                .map(|(r, _)| r.to_string())
-                .collect();
-            DistError::Timeout {
-                peer: format!("rank {}", missing.join(", ")),
-                doing: format!("waiting for every rank to register at {bind}"),
-                seconds: timeout.max(Duration::from_secs(120)).as_secs_f64(),
-            }
-        })?;
-        let rank = hello.rank as usize;
-        if hello.role != "register"
-            || rank == 0
-            || rank >= me.world
-            || hello.world as usize != me.world
-        {
-            tracing::warn!(
-                "rendezvous: ignoring {} rank {} of {}",
-                hello.role,
-                hello.rank,
-                hello.world
-            );
-            continue;
-        }
-        // A bad registration is that rank's problem: it is skipped and may try again.
-        let reg = link.recv("reading its registration").and_then(|(_, body)| {
-            serde_json::from_slice::<Registration>(&body)
-                .map_err(|e| link.protocol(format!("bad registration: {e}")))
-        });
-        let reg = match reg {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("rendezvous: rank {rank}: {e}");
+    Ok(Listening {
+        me: me.clone(),
+        addr,
+        ip,
+        incoming,
+    })
+}
+
+impl Listening {
+    /// With rank 0's own worker started (`own`): waits for every other rank to register,
+    /// and returns all workers in rank order, with the address the parameter server
+    /// should bind.
+    pub fn gather(self, own: Started, timeout: Duration) -> Result<(Vec<WorkerProc>, String)> {
+        let Listening {
+            me,
+            addr: bind,
+            ip,
+            incoming,
+        } = self;
+        let mut procs: Vec<Option<WorkerProc>> = (0..me.world).map(|_| None).collect();
+        procs[0] = Some(
+            WorkerProc::remote(
+                0,
+                own.control.clone(),
+                own.data.clone(),
+                Some(std::process::id()),
+                None,
+            )
+            .holding(own.shard.clone()),
+        );
+        // Other ranks may start well after rank 0 (a launcher starts them one by one).
+        let deadline = Instant::now() + timeout.max(Duration::from_secs(120));
+        while procs.iter().any(Option::is_none) {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let (mut link, hello) = incoming.recv_timeout(wait).map_err(|_| {
+                let missing: Vec<String> = procs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.is_none())
+                    .map(|(r, _)| r.to_string())
+                    .collect();
+                DistError::Timeout {
+                    peer: format!("rank {}", missing.join(", ")),
+                    doing: format!("waiting for every rank to register at {bind}"),
+                    seconds: timeout.max(Duration::from_secs(120)).as_secs_f64(),
+                }
+            })?;
+            let rank = hello.rank as usize;
+            if hello.role != "register"
+                || rank == 0
+                || rank >= me.world
+                || hello.world as usize != me.world
+            {
+                tracing::warn!(
+                    "rendezvous: ignoring {} rank {} of {}",
+                    hello.role,
+                    hello.rank,
+                    hello.world
+                );
                 continue;
             }
-        };
-        link.set_timeout(HOLD)?;
-        procs[rank] = Some(
-            WorkerProc::remote(rank, reg.control, reg.data, Some(reg.pid), Some(link))
-                .holding(reg.shard),
-        );
+            // A bad registration is that rank's problem: it is skipped and may try again.
+            let reg = link.recv("reading its registration").and_then(|(_, body)| {
+                serde_json::from_slice::<Registration>(&body)
+                    .map_err(|e| link.protocol(format!("bad registration: {e}")))
+            });
+            let reg = match reg {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("rendezvous: rank {rank}: {e}");
+                    continue;
+                }
+            };
+            link.set_timeout(HOLD)?;
+            procs[rank] = Some(
+                WorkerProc::remote(rank, reg.control, reg.data, Some(reg.pid), Some(link))
+                    .holding(reg.shard),
+            );
+        }
+        Ok((procs.into_iter().flatten().collect(), format!("{ip}:0")))
     }
-    Ok((procs.into_iter().flatten().collect(), format!("{ip}:0")))
 }
 
 /// Ranks above 0: starts a worker, registers it with rank 0 and serves until the driver

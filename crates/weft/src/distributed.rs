@@ -127,7 +127,7 @@ fn workers(
         }
         Cluster::Env => weft_dist::rendezvous::driver_workers(token, timeout),
         Cluster::Spark => Err(DistError::Config(
-            "executor.cluster: spark is not available in this build of weft; use local, {hosts: [...]} or env".into(),
+            "executor.cluster: spark runs from Python (python/weft_spark's WeftEstimator); use local, {hosts: [...]} or env here".into(),
         )),
     }
 }

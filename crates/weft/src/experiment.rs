@@ -363,7 +363,7 @@ impl Experiment {
         if matches!(self.spec.executor.cluster, weft_dsl::Cluster::Spark) {
             return Err(Error::Spec(self.doc.error_at(
                 "executor.cluster",
-                "`spark` is not available in this build of weft yet; valid: local, {hosts: [...]}, env",
+                "`spark` runs from Python, not `weft run`: train on a Spark DataFrame with python/weft_spark (`WeftEstimator(spec=…).fit(df)`, see the README); here, valid: local, {hosts: [...]}, env",
             )));
         }
         if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {

@@ -68,64 +68,102 @@ pub fn as_held(exp: &Experiment, rows: &Path, world: usize) -> Result<Experiment
     Ok(exp)
 }
 
-/// One rank's part, with its rows spooled ([`spool`]), from the start or resuming the run
-/// `resume` (rank 0's run directory): starts this rank's worker, and on rank 0 drives the run
-/// (`announce` is told the rendezvous address first) and returns its result; other ranks
-/// serve until the driver is done and return `None`.
-pub fn run_rank(
-    exp: &Experiment,
-    rows: Spooled,
-    runs_root: &Path,
-    resume: Option<&Path>,
-    progress: &mut dyn Progress,
-    announce: impl FnOnce(&str),
-) -> Result<Option<RunResult>> {
-    let me = rendezvous::rank_from_env()?;
-    let token = token(false)?;
-    let exp = as_held(exp, &rows.path, me.world)?;
-    let timeout = Duration::from_secs_f64(
-        exp.spec()
-            .parallelism
-            .data
-            .as_ref()
-            .map_or(60.0, |d| d.timeout_s),
-    );
-    let shard = Shard::new(rows.path.clone(), rows.rows);
-    let started = rendezvous::holding_worker(&me.master, &token, Some(shard))?;
-    if me.rank > 0 {
-        rendezvous::register(&me, started, &token, timeout)?;
-        return Ok(None);
-    }
-    let device = exp.check_runnable()?;
-    exp.preflight()?;
-    let (procs, ps_bind) = rendezvous::gather(&me, started, &token, timeout, announce)?;
-    let shards: Vec<(usize, String)> = procs
-        .iter()
-        .filter_map(|p| Some((p.rank, p.shard.clone()?)))
-        .collect();
-    let data = || -> Result<Data> {
-        let spec = exp.spec();
-        let set = weft_data::stream::prepare_held(
-            &spec.prepared_data(),
-            &shards,
-            spec.seed,
-            spec.train.loss.task_kind(),
-        )?;
-        Ok(Data::Stream {
-            set: Arc::new(set),
-            buffer: spec
+/// This process's rank of a held-rows run. Rank 0 listens for the others as soon as it
+/// starts (MASTER_PORT 0 picks a free port: [`Rank::rendezvous`] says which), so every rank
+/// reads its rows at the same time.
+pub struct Rank {
+    me: weft_dist::launch::EnvRank,
+    token: String,
+    timeout: Duration,
+    listening: Option<rendezvous::Listening>,
+}
+
+impl Rank {
+    /// Reads the rank from RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT and the token from
+    /// WEFT_TOKEN; rank 0 starts listening.
+    pub fn start(exp: &Experiment) -> Result<Rank> {
+        let me = rendezvous::rank_from_env()?;
+        let token = token(false)?;
+        let timeout = Duration::from_secs_f64(
+            exp.spec()
+                .parallelism
                 .data
-                .streamed()
-                .unwrap_or(weft_dsl::DEFAULT_SHUFFLE_BUFFER as usize),
+                .as_ref()
+                .map_or(30.0, |d| d.timeout_s),
+        );
+        let listening = match me.rank {
+            0 => Some(rendezvous::listen(&me, &token, timeout)?),
+            _ => None,
+        };
+        Ok(Rank {
+            me,
+            token,
+            timeout,
+            listening,
         })
-    };
-    let mut found = Found { procs, ps_bind };
-    // The workers stay until the run is evaluated (the driver reads their rows for it).
-    let result = match resume {
-        Some(dir) => exp.resume_data(dir, device, data, Some(&mut found), progress)?,
-        None => exp.run_data(runs_root, device, data()?, Some(&mut found), progress)?,
-    };
-    drop(found);
-    drop(rows);
-    Ok(Some(result))
+    }
+
+    /// Where rank 0 listens (`None` on other ranks).
+    pub fn rendezvous(&self) -> Option<&str> {
+        self.listening.as_ref().map(|l| l.addr.as_str())
+    }
+
+    /// This rank's part, with its rows spooled ([`spool`]), from the start or resuming the
+    /// run `resume` (rank 0's run directory): starts this rank's worker; rank 0 drives the
+    /// run and returns its result, other ranks serve until the driver is done and return
+    /// `None`.
+    pub fn run(
+        self,
+        exp: &Experiment,
+        rows: Spooled,
+        runs_root: &Path,
+        resume: Option<&Path>,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<RunResult>> {
+        let Rank {
+            me,
+            token,
+            timeout,
+            listening,
+        } = self;
+        let exp = as_held(exp, &rows.path, me.world)?;
+        let shard = Shard::new(rows.path.clone(), rows.rows);
+        let started = rendezvous::holding_worker(&me.master, &token, Some(shard))?;
+        let Some(listening) = listening else {
+            rendezvous::register(&me, started, &token, timeout)?;
+            return Ok(None);
+        };
+        let device = exp.check_runnable()?;
+        exp.preflight()?;
+        let (procs, ps_bind) = listening.gather(started, timeout)?;
+        let shards: Vec<(usize, String)> = procs
+            .iter()
+            .filter_map(|p| Some((p.rank, p.shard.clone()?)))
+            .collect();
+        let data = || -> Result<Data> {
+            let spec = exp.spec();
+            let set = weft_data::stream::prepare_held(
+                &spec.prepared_data(),
+                &shards,
+                spec.seed,
+                spec.train.loss.task_kind(),
+            )?;
+            Ok(Data::Stream {
+                set: Arc::new(set),
+                buffer: spec
+                    .data
+                    .streamed()
+                    .unwrap_or(weft_dsl::DEFAULT_SHUFFLE_BUFFER as usize),
+            })
+        };
+        let mut found = Found { procs, ps_bind };
+        // The workers stay until the run is evaluated (the driver reads their rows for it).
+        let result = match resume {
+            Some(dir) => exp.resume_data(dir, device, data, Some(&mut found), progress)?,
+            None => exp.run_data(runs_root, device, data()?, Some(&mut found), progress)?,
+        };
+        drop(found);
+        drop(rows);
+        Ok(Some(result))
+    }
 }
