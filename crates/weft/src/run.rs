@@ -17,6 +17,13 @@ use crate::distributed::Found;
 use crate::error::{Error, Result};
 use crate::experiment::{Experiment, RunResult, TrainSummary};
 
+/// Where training starts from: a checkpoint to resume (or the beginning), and the workers
+/// already found (they hold the rows) or none (the spec's are started).
+struct From<'a> {
+    resume: Option<Resume>,
+    found: Option<&'a mut Found>,
+}
+
 impl Experiment {
     /// Trains and evaluates, writing a run directory under `runs_root`.
     pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
@@ -49,7 +56,17 @@ impl Experiment {
             weft_data::write_csv(table, &prepared.split.test, &mut bytes)?;
             rundir::write_atomic(&dir.file(rundir::TEST_FILE), &bytes)?;
         }
-        self.train_into(&dir, device, plan, data, None, found, progress)
+        self.train_into(
+            &dir,
+            device,
+            plan,
+            data,
+            From {
+                resume: None,
+                found,
+            },
+            progress,
+        )
     }
 
     /// Continues a run from its last checkpoint (`weft run SPEC --resume RUN_DIR`), in the
@@ -141,7 +158,17 @@ impl Experiment {
             dir.path.display(),
             resume.at.describe()
         ));
-        self.train_into(&dir, device, plan, data, Some(resume), found, progress)
+        self.train_into(
+            &dir,
+            device,
+            plan,
+            data,
+            From {
+                resume: Some(resume),
+                found,
+            },
+            progress,
+        )
     }
 
     /// [`Experiment::train_run`], leaving a `summary.json` that says how the run ended when
@@ -152,11 +179,10 @@ impl Experiment {
         device: (Device, Option<String>),
         plan: Plan,
         data: Data,
-        resume: Option<Resume>,
-        found: Option<&mut Found>,
+        from: From<'_>,
         progress: &mut dyn Progress,
     ) -> Result<RunResult> {
-        let result = self.train_run(dir, device, plan, data, resume, found, progress);
+        let result = self.train_run(dir, device, plan, data, from, progress);
         let Err(e) = result else {
             return result;
         };
@@ -205,8 +231,7 @@ impl Experiment {
         (device, device_note): (Device, Option<String>),
         plan: Plan,
         data: Data,
-        resume: Option<Resume>,
-        found: Option<&mut Found>,
+        From { resume, found }: From<'_>,
         progress: &mut dyn Progress,
     ) -> Result<RunResult> {
         let pipeline = data.pipeline().clone();
