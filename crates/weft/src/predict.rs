@@ -189,10 +189,7 @@ pub fn predict_stream(
     input: &Path,
     out: &mut dyn std::io::Write,
 ) -> Result<StreamSummary> {
-    let saved = rundir::load_model(model_dir)?;
-    let mut exec = Device::Cpu.executor(&saved.plan)?;
-    exec.set_params(&saved.params()?)?;
-    exec.set_buffers(&saved.tensors);
+    let (saved, mut exec) = load_on_cpu(model_dir)?;
     let classes = saved.pipeline.classes().map(<[String]>::to_vec);
     let io = |e: std::io::Error| crate::Error::Io {
         path: "the predictions' output".into(),
@@ -243,6 +240,15 @@ pub fn predict_stream(
         accuracy: (classes.is_some() && labelled > 0).then(|| hits / n),
         regression,
     })
+}
+
+/// The model saved in `model_dir`, and a CPU executor holding its weights.
+pub(crate) fn load_on_cpu(model_dir: &Path) -> Result<(SavedModel, Box<dyn weft_exec::Executor>)> {
+    let saved = rundir::load_model(model_dir)?;
+    let mut exec = Device::Cpu.executor(&saved.plan)?;
+    exec.set_params(&saved.params()?)?;
+    exec.set_buffers(&saved.tensors);
+    Ok((saved, exec))
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.

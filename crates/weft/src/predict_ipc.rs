@@ -17,8 +17,6 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema};
-use weft_exec::Device;
-use weft_runtime::rundir;
 use weft_runtime::{metrics, train};
 
 use crate::error::{Error, Result};
@@ -45,10 +43,7 @@ pub fn predict_ipc(
     input: &mut impl Read,
     output: &mut impl Write,
 ) -> Result<usize> {
-    let saved = rundir::load_model(model_dir)?;
-    let mut exec = Device::Cpu.executor(&saved.plan)?;
-    exec.set_params(&saved.params()?)?;
-    exec.set_buffers(&saved.tensors);
+    let (saved, mut exec) = crate::predict::load_on_cpu(model_dir)?;
     let classes = saved.pipeline.classes().map(<[String]>::to_vec);
     let shown = "standard input";
     let bad = |e: arrow_schema::ArrowError| Error::Io {
