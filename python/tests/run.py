@@ -219,6 +219,8 @@ def test_a_killed_worker_fails_the_stage_and_leaves_nothing_running(spark):
     train = spark.read.csv(TRAIN, header=True, inferSchema=True)
     killed = []
     assert not weft_processes()
+    leftovers = lambda: set(glob.glob(os.path.join(tempfile.gettempdir(), "weft-task-*")))
+    before = leftovers()
     threading.Thread(target=kill_rank_1, args=(killed,), daemon=True).start()
     est = WeftEstimator(spec=SPEC_PATH, num_workers=2, overrides={"train.epochs": 200})
     try:
@@ -234,6 +236,8 @@ def test_a_killed_worker_fails_the_stage_and_leaves_nothing_running(spark):
     assert "weft rank" in message, message[-2000:]
     time.sleep(2)
     assert not weft_processes(), f"weft processes left running: {weft_processes()}"
+    # The tasks' folders (the spooled rows in them) are gone too, the killed rank's included.
+    assert leftovers() <= before, f"task folders left: {leftovers() - before}"
 
 
 def main():
@@ -269,6 +273,8 @@ def main():
                      if not l.lstrip().startswith(("at ", "..."))]
             print(f"FAIL {name} ({time.time() - t:.0f}s)\n" + "\n".join(lines[:60]), flush=True)
     spark.stop()
+    import shutil
+    shutil.rmtree(TMP, ignore_errors=True)
     print(f"spark: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

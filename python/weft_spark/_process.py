@@ -65,6 +65,21 @@ class WeftProcess:
         how = f"exited with {code}" if code is not None and code >= 0 else f"was killed by signal {-code}" if code else "failed"
         return WeftSparkError(f"{self.what} {how} while {doing}:\n{said}")
 
+    def stop(self, doing, timeout=10):
+        """Ends the process after something went wrong: closes its stdin (it exits when that
+        closes), waits `timeout` seconds, kills it if it is still there, and returns the
+        error to raise, with what it said."""
+        try:
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.failure(doing)
+
     def wait(self, doing):
         """Waits for the process to end; raises with what it said unless it succeeded."""
         code = self.proc.wait()
@@ -75,7 +90,8 @@ class WeftProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
+        self._drain.join(timeout=5)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
             except (OSError, ValueError):

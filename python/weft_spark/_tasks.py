@@ -4,6 +4,7 @@ on a partition's Arrow batches (transform)."""
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 import pyarrow as pa
@@ -19,17 +20,47 @@ CHUNK = 8 << 20
 FILES_SCHEMA = "name string, part int, data binary"
 
 
-def _write_rows(proc, schema, batches, columns):
-    """Streams `batches` (their `columns`) to the process's stdin as one Arrow IPC stream."""
-    writer = pa.ipc.new_stream(NoClose(proc.stdin), schema)
-    for b in batches:
-        writer.write_batch(b.select(columns) if columns else b)
-    writer.close()
-    proc.stdin.flush()
+def _write_rows(proc, schema, batches):
+    """Streams `batches` to the process's stdin as one Arrow IPC stream, in the schema of the
+    first batch as Spark sent it (`schema` for a partition without rows). When the process
+    stops reading (it refused the rows), raises what it said."""
+    it = iter(batches)
+    first = next(it, None)
+    try:
+        writer = pa.ipc.new_stream(NoClose(proc.stdin), schema if first is None else first.schema)
+        if first is not None:
+            writer.write_batch(first)
+        for b in it:
+            writer.write_batch(b)
+        writer.close()
+        proc.stdin.flush()
+    except (OSError, pa.ArrowException) as e:
+        raise proc.stop("reading its rows") from e
+
+
+def _start(job, rank, world, work, env):
+    """Starts this task's `weft spark-task` (the spec written into `work`)."""
+    weft = on_executor(job["binary"])
+    spec = os.path.join(work, "spec.yaml")
+    with open(spec, "w") as f:
+        f.write(job["spec"])
+    # TMPDIR: weft spools its rows under `work`, which the task removes however weft ended
+    # (a killed process cannot remove its own files).
+    env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), WEFT_TOKEN=job["token"],
+               RAYON_NUM_THREADS=str(job["threads"]), TMPDIR=work, **env)
+    args = [weft, "spark-task", spec, "--runs-dir", job.get("runs_dir") or os.path.join(work, "runs")]
+    if rank == 0 and job.get("resume"):
+        args += ["--resume", job["resume"]]
+    for s in job["sets"]:
+        args += ["--set", s]
+    return WeftProcess(args, env, f"weft rank {rank}")
 
 
 def train_task(batches, job):
-    """A barrier task: this partition's rank of the run. Rank 0 yields the model's files."""
+    """A barrier task: this partition's rank of the run. Rank 0 yields the model's files.
+    Every rank calls allGather exactly once: rank 0 with where it listens, or with why it
+    could not start (the other ranks then raise that too, so whichever task Spark reports
+    says why)."""
     from pyspark import BarrierTaskContext
 
     ctx = BarrierTaskContext.get()
@@ -37,72 +68,63 @@ def train_task(batches, job):
     infos = ctx.getTaskInfos()
     world = len(infos)
     master = infos[0].address.rsplit(":", 1)[0]
-    weft = on_executor(job["binary"])
-    work = tempfile.mkdtemp(prefix="weft-task-")
-    spec = os.path.join(work, "spec.yaml")
-    with open(spec, "w") as f:
-        f.write(job["spec"])
-    env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), WEFT_TOKEN=job["token"],
-               RAYON_NUM_THREADS=str(job["threads"]))
-    args = [weft, "spark-task", spec, "--runs-dir", job.get("runs_dir") or os.path.join(work, "runs")]
-    if rank == 0 and job.get("resume"):
-        args += ["--resume", job["resume"]]
-    for s in job["sets"]:
-        args += ["--set", s]
     schema = pa.ipc.read_schema(pa.py_buffer(job["schema"]))
+    work = tempfile.mkdtemp(prefix="weft-task-")
     proc = None
     try:
         if rank == 0:
-            env.update(MASTER_ADDR=master, MASTER_PORT="0")
-            proc = WeftProcess(args, env, "weft rank 0")
-            line = proc.stdout.readline().decode()
-            if not line.startswith("weft spark-task: rendezvous "):
-                proc.proc.wait()
-                failure = proc.failure("starting")
-                # The other ranks raise it too: whichever task Spark reports, it says why.
-                ctx.allGather("failed: " + str(failure)[:8000])
-                raise failure
-            addr = line.split()[-1]
-            ctx.allGather(addr)
+            try:
+                proc = _start(job, 0, world, work, {"MASTER_ADDR": master, "MASTER_PORT": "0"})
+                line = proc.stdout.readline().decode()
+                if not line.startswith("weft spark-task: rendezvous "):
+                    raise proc.stop("starting")
+            except Exception as e:
+                said = str(e) if isinstance(e, WeftSparkError) else f"rank 0: {type(e).__name__}: {e}"
+                ctx.allGather("failed: " + said[:8000])
+                raise
+            ctx.allGather(line.split()[-1])
             # Every rank hands its rows over at the same time.
-            _write_rows(proc, schema, batches, None)
+            _write_rows(proc, schema, batches)
             result = proc.stdout.readline().decode()
             proc.wait("training")
-            run_dir = json.loads(result)["run_dir"]
-            yield from _files(run_dir, result)
+            yield from _files(json.loads(result)["run_dir"], result)
         else:
             addr = ctx.allGather("")[0]
             if addr.startswith("failed: "):
                 raise WeftSparkError(addr[len("failed: "):])
             host, port = addr.rsplit(":", 1)
-            env.update(MASTER_ADDR=host, MASTER_PORT=port)
-            proc = WeftProcess(args, env, f"weft rank {rank}")
-            _write_rows(proc, schema, batches, None)
-            proc.wait("serving as a worker")
+            proc = _start(job, rank, world, work, {"MASTER_ADDR": host, "MASTER_PORT": port})
+            _write_rows(proc, schema, batches)
+            proc.wait("taking part in the run")
     finally:
         if proc is not None:
             proc.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+FILE_SCHEMA = pa.schema([("name", pa.string()), ("part", pa.int32()), ("data", pa.binary())])
 
 
 def _files(run_dir, result):
-    """A run directory's model files as (name, part, bytes) rows, in chunks."""
-    names, parts, data = [], [], []
+    """A run directory's model files as (name, part, bytes) rows, a chunk per batch (memory
+    holds one chunk; binary columns take up to 2 GiB a batch)."""
     for name in MODEL_FILES:
         path = os.path.join(run_dir, name)
         if not os.path.exists(path):
             continue
         with open(path, "rb") as f:
-            blob = f.read()
-        for i in range(0, max(len(blob), 1), CHUNK):
-            names.append(name)
-            parts.append(i // CHUNK)
-            data.append(blob[i:i + CHUNK])
-    names.append("result.json")
-    parts.append(0)
-    data.append(result.encode())
-    yield pa.RecordBatch.from_pydict({"name": names, "part": parts, "data": data},
-                                     schema=pa.schema([("name", pa.string()), ("part", pa.int32()),
-                                                       ("data", pa.binary())]))
+            part = 0
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk and part > 0:
+                    break
+                yield pa.RecordBatch.from_pydict(
+                    {"name": [name], "part": [part], "data": [chunk]}, schema=FILE_SCHEMA)
+                part += 1
+                if len(chunk) < CHUNK:
+                    break
+    yield pa.RecordBatch.from_pydict({"name": ["result.json"], "part": [0],
+                                      "data": [result.encode()]}, schema=FILE_SCHEMA)
 
 
 def model_dir(files):
@@ -120,7 +142,7 @@ def model_dir(files):
         try:
             os.rename(tmp, path)
         except OSError:  # another task made it first
-            pass
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -147,9 +169,8 @@ def predict_task(batches, job):
                 if reader is None:
                     reader = pa.ipc.open_stream(proc.stdout)
                 out = reader.read_next_batch()
-            except (OSError, pa.ArrowInvalid, StopIteration):
-                proc.proc.wait()
-                raise proc.failure("predicting")
+            except (OSError, pa.ArrowException, StopIteration) as e:
+                raise proc.stop("predicting") from e
             yield pa.RecordBatch.from_arrays(
                 [b.column(c) for c in keep] + [_prediction(out, job["classes"]), *_probability(out)],
                 names=keep + ["prediction"] + (["probability"] if job["classes"] is not None else []),

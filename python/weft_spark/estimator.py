@@ -131,7 +131,7 @@ class WeftEstimator(Estimator, _WeftParams):
             except Exception as e:  # the stage failed (a task, a worker, an executor)
                 said = str(e)
                 # A spec or data error fails every attempt the same way.
-                if attempt == retries or "exited with 2 while starting" in said:
+                if attempt == retries or "while starting" in said or "while reading its rows" in said:
                     raise
                 where = f", resuming from {job['resume'] or _last_run(runs)}" if runs else ""
                 logging.getLogger("weft_spark").warning(
