@@ -5,7 +5,7 @@
 //!
 //! The route is `/v1/shards/{id}.parquet` with a random 128-bit id: it needs no bearer
 //! token (the object store client sends none), and only a holder of the token learns the
-//! id (from the worker's registration or its authenticated `/v1/health`).
+//! id (from the worker's registration with rank 0, over the token-checked data plane).
 
 use std::path::PathBuf;
 
@@ -14,16 +14,14 @@ use std::path::PathBuf;
 pub struct Shard {
     pub path: PathBuf,
     pub id: String,
-    pub rows: u64,
 }
 
 impl Shard {
     /// A file to serve under a fresh random id.
-    pub fn new(path: PathBuf, rows: u64) -> Shard {
+    pub fn new(path: PathBuf) -> Shard {
         Shard {
             path,
             id: crate::frame::random_hex(16),
-            rows,
         }
     }
 

@@ -42,8 +42,6 @@ struct App {
     counters: Arc<Counters>,
     /// The current (or last) job's events; `None` before the first job.
     job: Mutex<Option<Running>>,
-    /// The rows this worker was handed, served at `/v1/shards/{id}`.
-    shard: Option<crate::shard::Shard>,
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -90,7 +88,6 @@ async fn health(State(app): State<Arc<App>>) -> Reply {
             "data_addr": app.data_addr,
             "pid": std::process::id(),
             "busy": busy,
-            "shard": app.shard.as_ref().map(|s| s.route()),
         })),
     )
 }
@@ -340,7 +337,6 @@ pub fn start_worker_holding(
         incoming: Mutex::new(incoming),
         counters,
         job: Mutex::new(None),
-        shard: shard.clone(),
     });
     let shard_url = shard
         .as_ref()

@@ -26,7 +26,6 @@ use crate::experiment::{Experiment, RunResult};
 /// The rows this process was handed, spooled to a temporary folder removed on drop.
 pub struct Spooled {
     pub path: PathBuf,
-    pub rows: u64,
     _dir: tempfile::TempDir,
 }
 
@@ -40,12 +39,8 @@ pub fn spool(input: &mut impl Read) -> Result<Spooled> {
             message: e.to_string(),
         })?;
     let path = dir.path().join("rows.parquet");
-    let rows = weft_data::stream::spool_ipc_stream(input, &path, "the rows on standard input")?;
-    Ok(Spooled {
-        path,
-        rows,
-        _dir: dir,
-    })
+    weft_data::stream::spool_ipc_stream(input, &path, "the rows on standard input")?;
+    Ok(Spooled { path, _dir: dir })
 }
 
 /// The spec as a rank of a held-rows run runs it: the workers of `executor.cluster: env`,
@@ -127,7 +122,7 @@ impl Rank {
             listening,
         } = self;
         let exp = as_held(exp, &rows.path, me.world)?;
-        let shard = Shard::new(rows.path.clone(), rows.rows);
+        let shard = Shard::new(rows.path.clone());
         let started = rendezvous::holding_worker(&me.master, &token, Some(shard))?;
         let Some(listening) = listening else {
             rendezvous::register(&me, started, &token, timeout)?;

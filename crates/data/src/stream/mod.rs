@@ -185,10 +185,15 @@ impl StreamSet {
             .0
     }
 
+    /// True when the workers hold the rows (each trains on its own pieces).
+    fn is_held(&self) -> bool {
+        self.pieces.iter().any(|p| p.holder.is_some())
+    }
+
     /// Every rank's pieces and rows of `part`. Pieces a worker holds are that worker's.
     pub fn shards(&self, part: Part, world: usize) -> Vec<(Vec<usize>, u64)> {
         let world = world.max(1);
-        if self.pieces.iter().any(|p| p.holder.is_some()) {
+        if self.is_held() {
             let mut shards = vec![(Vec::new(), 0u64); world];
             for (i, p) in self.pieces.iter().enumerate() {
                 let rows = self.counts[i][part.index()];
@@ -232,7 +237,7 @@ impl StreamSet {
             .enumerate()
             .map(|(rank, (pieces, rows))| {
                 let bytes: u64 = pieces.iter().map(|&i| self.pieces[i].bytes).sum();
-                if self.pieces.iter().any(|p| p.holder.is_some()) {
+                if self.is_held() {
                     return format!(
                         "worker {rank} trained on the {rows} train rows it holds ({})",
                         weft_common::units::human_bytes(bytes as f64)
