@@ -106,8 +106,16 @@ def test_fit_matches_weft_run_and_model_round_trips(spark):
 
     where = os.path.join(TMP, "model")
     model.save(where)
-    again = WeftModel.load(where).transform(test).collect()
+    loaded = WeftModel.load(where)
+    again = loaded.transform(test).collect()
     assert [r["prediction"] for r in again] == [r["prediction"] for r in rows]
+    assert loaded.metrics == model.metrics and loaded.getOrDefault("numWorkers") == 2
+    # As a run directory `weft predict` reads: the same accuracy on the same rows.
+    folder = os.path.join(TMP, "model-folder")
+    model.save_folder(folder)
+    pred = subprocess.run([WEFT, "predict", "--model", folder, "--input", TEST],
+                          capture_output=True, text=True, check=True).stderr
+    assert f"{spark_acc:.4f}" in pred, (spark_acc, pred)
     assert not weft_processes(), "weft processes left running"
 
 
@@ -142,11 +150,81 @@ def test_pipeline_with_indexer_and_assembler(spark):
                       label_col="label", features_col="features",
                       overrides={"parallelism.data.workers": 2}),
     ])
-    rows = pipe.fit(iris).transform(iris).select("species", "label", "prediction").collect()
+    fitted = pipe.fit(iris)
+    rows = fitted.transform(iris).select("species", "label", "prediction").collect()
     assert len(rows) == 150
     acc = accuracy(rows)
     print(f"  Pipeline [StringIndexer, VectorAssembler, WeftEstimator]: accuracy {acc:.4f}")
     assert acc > 0.9, acc
+    # Spark ML persistence: the fitted pipeline and the unfitted one save and load.
+    from pyspark.ml import PipelineModel
+
+    where = os.path.join(TMP, "pipeline-model")
+    fitted.save(where)
+    again = PipelineModel.load(where).transform(iris).select("prediction").collect()
+    assert [r["prediction"] for r in again] == [r["prediction"] for r in rows]
+    pipe.write().overwrite().save(os.path.join(TMP, "pipeline"))
+    stages = Pipeline.load(os.path.join(TMP, "pipeline")).getStages()
+    assert type(stages[2]).__name__ == "WeftEstimator" and stages[2].getOrDefault("numWorkers") == 2
+
+
+def test_a_spec_error_fails_once_and_is_not_retried(spark):
+    from weft_spark import WeftEstimator
+
+    train = spark.read.csv(TRAIN, header=True, inferSchema=True)
+    started = time.time()
+    try:
+        WeftEstimator(spec=SPEC_PATH, num_workers=2, max_retries=3, label_col="nope").fit(train)
+    except Exception as e:
+        said = str(e)
+        assert "not retried" in said and "nope" in said, said[-3000:]
+    else:
+        raise AssertionError("a missing label column was not refused")
+    print(f"  refused in {time.time() - started:.1f}s")
+
+
+def test_a_task_gpu_becomes_the_worker_gpu(spark):
+    from types import SimpleNamespace
+
+    from weft_spark._tasks import gpu_env
+
+    assert gpu_env({}) == {}
+    assert gpu_env({"gpu": SimpleNamespace(name="gpu", addresses=["3"])}) == {
+        "LOCAL_RANK": "3", "WEFT_SPARK_GPU": "3"}
+
+
+def test_weft_run_on_spark_from_the_cli(spark):
+    # The same spec: `weft run` with its own 2 local workers, and on Spark (its own session:
+    # local[2]) after changing `executor.cluster`; both models score test.csv alike.
+    runs = os.path.join(TMP, "cli-runs")
+    accs = []
+    for sets in ([], ["executor.cluster=spark", "executor.spark.master=local[2]",
+                      f"executor.spark.python={sys.executable}",
+                      "executor.spark.conf.spark.ui.enabled=false"]):
+        args = [WEFT, "run", SPEC_PATH, "--json", "--runs-dir", runs]
+        for s in sets:
+            args += ["--set", s]
+        run = subprocess.run(args, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+        result = json.loads(run.stdout)
+        pred = subprocess.run([WEFT, "predict", "--model", result["run_dir"], "--input", TEST],
+                              capture_output=True, text=True, check=True).stderr
+        accs.append(float(pred.split("accuracy on ")[1].split(": ")[1].split()[0]))
+    print(f"  accuracy on test.csv: weft run {accs[0]:.4f}, weft run on Spark {accs[1]:.4f}")
+    assert abs(accs[0] - accs[1]) <= 0.015, accs
+    assert result["metrics"]["test"]["accuracy"] > 0.9, result["metrics"]
+    assert any("trained on Spark" in n for n in result["notes"]), result["notes"]
+    assert sorted(n for n in os.listdir(result["run_dir"]) if n != ".lock") == sorted(
+        ["metrics.jsonl", "model.safetensors", "plan.json", "preprocess.json",
+         "spec.resolved.json", "summary.json"]), os.listdir(result["run_dir"])
+    with open(os.path.join(result["run_dir"], "spec.resolved.json")) as f:
+        assert json.load(f)["executor"]["cluster"] == "spark"
+    # A source Spark cannot find: weft says so, with Spark's words, and leaves no job behind.
+    run = subprocess.run([WEFT, "run", SPEC_PATH, "--runs-dir", runs, "--set",
+                          "data.source.csv=/no/such.csv", *[a for s in sets for a in ("--set", s)]],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "the Spark job failed" in run.stderr, run.stderr[-3000:]
+    assert "/no/such.csv" in run.stderr.splitlines()[-1], run.stderr[-2000:]
 
 
 def test_too_few_slots_is_refused_at_once(spark):

@@ -13,6 +13,12 @@ import threading
 from ._binary import WeftSparkError
 
 
+# `weft spark-task` exits with this when the spec or the rows are wrong: every attempt would
+# fail the same way, so the fit is not started again (the words mark it in Spark's error).
+REFUSED = 4
+NOT_RETRIED = "the spec or the rows are wrong: not retried"
+
+
 class NoClose:
     """A file that pyarrow may close without closing the pipe under it: after the end of
     the rows' stream, stdin stays open (its EOF tells weft the task is gone)."""
@@ -62,6 +68,8 @@ class WeftProcess:
         self._drain.join(timeout=5)
         said = "\n".join(self.tail) or "(it printed nothing)"
         code = self.proc.poll()
+        if code == REFUSED:
+            return WeftSparkError(f"{self.what} refused the job while {doing} ({NOT_RETRIED}):\n{said}")
         how = f"exited with {code}" if code is not None and code >= 0 else f"was killed by signal {-code}" if code else "failed"
         return WeftSparkError(f"{self.what} {how} while {doing}:\n{said}")
 

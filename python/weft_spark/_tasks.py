@@ -38,6 +38,17 @@ def _write_rows(proc, schema, batches):
         raise proc.stop("reading its rows") from e
 
 
+def gpu_env(resources):
+    """The environment that puts weft on the GPU Spark gave this task: Spark's `gpu`
+    resource address (`spark.task.resource.gpu.amount`) becomes LOCAL_RANK, which weft's
+    worker uses to pick among the GPUs it finds (`executor.device: gpu` or `auto`)."""
+    gpu = resources.get("gpu") if resources else None
+    addresses = list(getattr(gpu, "addresses", None) or [])
+    if not addresses:
+        return {}
+    return {"LOCAL_RANK": str(addresses[0]), "WEFT_SPARK_GPU": ",".join(map(str, addresses))}
+
+
 def _start(job, rank, world, work, env):
     """Starts this task's `weft spark-task` (the spec written into `work`)."""
     weft = on_executor(job["binary"])
@@ -48,7 +59,8 @@ def _start(job, rank, world, work, env):
     # (a killed process cannot remove its own files).
     env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), WEFT_TOKEN=job["token"],
                RAYON_NUM_THREADS=str(job["threads"]), TMPDIR=work, **env)
-    args = [weft, "spark-task", spec, "--runs-dir", job.get("runs_dir") or os.path.join(work, "runs")]
+    args = [weft, "spark-task", spec, "--spec-name", job["spec_name"],
+            "--runs-dir", job.get("runs_dir") or os.path.join(work, "runs")]
     if rank == 0 and job.get("resume"):
         args += ["--resume", job["resume"]]
     for s in job["sets"]:
@@ -65,6 +77,7 @@ def train_task(batches, job):
 
     ctx = BarrierTaskContext.get()
     rank = ctx.partitionId()
+    gpu = gpu_env(ctx.resources())
     infos = ctx.getTaskInfos()
     world = len(infos)
     master = infos[0].address.rsplit(":", 1)[0]
@@ -74,7 +87,7 @@ def train_task(batches, job):
     try:
         if rank == 0:
             try:
-                proc = _start(job, 0, world, work, {"MASTER_ADDR": master, "MASTER_PORT": "0"})
+                proc = _start(job, 0, world, work, {"MASTER_ADDR": master, "MASTER_PORT": "0", **gpu})
                 line = proc.stdout.readline().decode()
                 if not line.startswith("weft spark-task: rendezvous "):
                     raise proc.stop("starting")
@@ -93,7 +106,7 @@ def train_task(batches, job):
             if addr.startswith("failed: "):
                 raise WeftSparkError(addr[len("failed: "):])
             host, port = addr.rsplit(":", 1)
-            proc = _start(job, rank, world, work, {"MASTER_ADDR": host, "MASTER_PORT": port})
+            proc = _start(job, rank, world, work, {"MASTER_ADDR": host, "MASTER_PORT": port, **gpu})
             _write_rows(proc, schema, batches)
             proc.wait("taking part in the run")
     finally:

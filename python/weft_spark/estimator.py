@@ -10,11 +10,13 @@ from functools import partial
 
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable, MLReadable, MLWritable
 from pyspark.sql import DataFrame, functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
-from . import _tasks
+from . import _persist, _tasks
 from ._binary import WeftSparkError, ship
+from ._process import NOT_RETRIED
 
 
 class _WeftParams(Params):
@@ -69,7 +71,7 @@ def _threads(sc):
     return int(sc.getConf().get("spark.task.cpus", "1"))
 
 
-class WeftEstimator(Estimator, _WeftParams):
+class WeftEstimator(Estimator, _WeftParams, DefaultParamsReadable, DefaultParamsWritable):
     """Trains a weft spec on a DataFrame in one barrier stage of `num_workers` tasks.
 
     The spec's `data.source` is not read (the DataFrame is the data); its preprocessing,
@@ -131,7 +133,7 @@ class WeftEstimator(Estimator, _WeftParams):
             except Exception as e:  # the stage failed (a task, a worker, an executor)
                 said = str(e)
                 # A spec or data error fails every attempt the same way.
-                if attempt == retries or "while starting" in said or "while reading its rows" in said:
+                if attempt == retries or NOT_RETRIED in said or "while starting" in said:
                     raise
                 where = f", resuming from {job['resume'] or _last_run(runs)}" if runs else ""
                 logging.getLogger("weft_spark").warning(
@@ -158,6 +160,7 @@ class WeftEstimator(Estimator, _WeftParams):
 
         job = {
             "spec": spec_text,
+            "spec_name": path,
             "sets": self._sets(),
             "token": secrets.token_hex(16),
             "binary": ship(sc),
@@ -184,7 +187,7 @@ def _last_run(runs):
     return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 
 
-class WeftModel(Model, _WeftParams):
+class WeftModel(Model, _WeftParams, MLReadable, MLWritable):
     """A trained weft model: `transform` adds `prediction` (double) and, for
     classification, `probability` (array<double>, in `classes` order)."""
 
@@ -233,27 +236,16 @@ class WeftModel(Model, _WeftParams):
         }
         return df.mapInArrow(partial(_tasks.predict_task, job=job), StructType(fields))
 
-    def save(self, path):
-        """Writes the model's files into the folder `path` (on the driver)."""
-        os.makedirs(path, exist_ok=True)
-        for name, blob in {**self.files, "result.json": json.dumps(self.result).encode()}.items():
-            tmp = os.path.join(path, f".{name}.partial")
-            with open(tmp, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, os.path.join(path, name))
+    def write(self):
+        """Spark ML persistence: `model.save(path)`, `model.write().overwrite().save(path)`,
+        and inside a saved `PipelineModel` (see `_persist`)."""
+        return _persist.ModelWriter(self)
 
     @classmethod
-    def load(cls, path):
-        files = {}
-        for name in _tasks.MODEL_FILES:
-            p = os.path.join(path, name)
-            if os.path.exists(p):
-                with open(p, "rb") as f:
-                    files[name] = f.read()
-        if "model.safetensors" not in files:
-            raise WeftSparkError(f"{path} holds no weft model (no model.safetensors)")
-        result = {}
-        if os.path.exists(os.path.join(path, "result.json")):
-            with open(os.path.join(path, "result.json")) as f:
-                result = json.load(f)
-        return cls(files, result)
+    def read(cls):
+        return _persist.ModelReader(cls)
+
+    def save_folder(self, path):
+        """Writes the model's files into the local folder `path`, as a run directory that
+        `weft predict --model PATH` reads."""
+        _persist.write_folder(self.files, self.result, path)

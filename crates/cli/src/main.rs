@@ -139,6 +139,9 @@ enum Command {
         /// Rank 0: continue this run (a retried stage) from its last checkpoint.
         #[arg(long, value_name = "RUN_DIR")]
         resume: Option<PathBuf>,
+        /// The spec's name in messages (its path where the user wrote it), not the copy's.
+        #[arg(long, value_name = "NAME")]
+        spec_name: Option<String>,
     },
     /// Print the JSON Schema of the spec (for editor completion).
     Schema,
@@ -493,7 +496,14 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             sets,
             runs_dir,
             resume,
-        } => spark_task::run(&spec, &sets, &runs_dir, resume.as_deref())?,
+            spec_name,
+        } => spark_task::run(
+            &spec,
+            spec_name.as_deref(),
+            &sets,
+            &runs_dir,
+            resume.as_deref(),
+        )?,
         Command::Devices { json } => devices::print(json)?,
         Command::Schema => println!(
             "{}",

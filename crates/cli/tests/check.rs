@@ -67,8 +67,8 @@ fn check_catches_what_run_would_refuse_with_the_spec_location() {
             &["parallelism.data.workers: 3 workers, but executor.cluster.hosts lists 1"],
         ),
         (
-            "name: x\ndata: {source: builtin:iris}\nmodel: [{dense: {units: 3, activation: softmax}}]\nparallelism: {data: {workers: 2}}\nexecutor: {cluster: spark}\n",
-            &["s.yaml:5:", "executor.cluster: `spark` runs from Python, not `weft run`: train on a Spark DataFrame with python/weft_spark"],
+            "name: x\ndata: {source: builtin:iris}\nmodel: [{dense: {units: 3, activation: softmax}}]\nexecutor:\n  cluster: spark\n  spark: {master: \"local-cluster[2,1,1024]\", conf: {spark.executor.memory: [1g]}}\n",
+            &["s.yaml:6:", "executor.spark.conf.spark.executor.memory: a Spark setting is one value (text, number or true/false), not [\"1g\"]"],
         ),
         (
             "name: x\ndata: {source: builtin:iris}\nmodel:\n  inputs: {x: features}\n  nodes:\n    a: {dense: {units: 8}, input: x}\n    b: {dense: {units: 5}, input: x}\n    s: {add: [a, b]}\n    out: {dense: {units: 3, activation: softmax}, input: s}\n  output: out\n",
@@ -247,4 +247,48 @@ fn regression_predict_reports_mse_mae_and_r2() {
         (r2 - test_r2).abs() < 1e-4,
         "predict's r2 {r2} vs the run's {test_r2}"
     );
+}
+
+#[test]
+fn a_spark_run_without_a_python_that_has_pyspark_says_what_to_install() {
+    let (_dir, spec) = setup(&format!(
+        "name: x\ndata: {{source: {{csv: iris.csv}}, label: species}}\n{MODEL}"
+    ));
+    let runs = tempfile::tempdir().unwrap();
+    let o = weft(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--runs-dir",
+        runs.path().to_str().unwrap(),
+        "--set",
+        "executor.cluster=spark",
+        "--set",
+        "executor.spark.python=/no/such/python3",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/no/such/python3: cannot start it")
+            && err.contains("needs a Python with pyspark and weft_spark installed (`pip install pyspark ./python`)"),
+        "{err}"
+    );
+    // The run directory keeps no job files behind.
+    let left: Vec<_> = walk(runs.path())
+        .into_iter()
+        .filter(|p| p.contains("spark-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }

@@ -103,7 +103,7 @@ fn post(
 }
 
 /// What a distributed run measured about communication (`comm` in `weft run --json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Comm {
     pub strategy: String,
     pub workers: usize,

@@ -1138,6 +1138,58 @@ pub struct ExecutorSpec {
     /// anything is allocated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_gib: Option<f64>,
+    /// How `cluster: spark` reaches Spark when `weft run` submits the spec through pyspark
+    /// (ignored by the other clusters, so one line switches a spec to Spark and back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spark: Option<SparkSpec>,
+}
+
+impl SparkSpec {
+    /// The settings as Spark takes them, `key → text`; nested maps join their keys with dots
+    /// (`--set executor.spark.conf.spark.ui.enabled=false` nests them). A value that is not
+    /// one value (a list, null) is `Err` with it.
+    pub fn settings(&self) -> Vec<(String, Result<String, serde_json::Value>)> {
+        fn walk(
+            key: String,
+            v: &serde_json::Value,
+            out: &mut Vec<(String, Result<String, serde_json::Value>)>,
+        ) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        walk(format!("{key}.{k}"), v, out);
+                    }
+                }
+                serde_json::Value::String(s) => out.push((key, Ok(s.clone()))),
+                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+                    out.push((key, Ok(v.to_string())))
+                }
+                other => out.push((key, Err(other.clone()))),
+            }
+        }
+        let mut out = Vec::new();
+        for (k, v) in &self.conf {
+            walk(k.clone(), v, &mut out);
+        }
+        out
+    }
+}
+
+/// `executor.spark`: the Spark session `weft run` starts (`python/weft_spark` does the work).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SparkSpec {
+    /// The master URL (`local[4]`, `local-cluster[2,1,1024]`, `spark://host:7077`, `yarn`,
+    /// `k8s://…`); default: Spark's own (spark-defaults.conf, else `local[*]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// Spark settings, e.g. `{spark.executor.memory: 4g, spark.task.cpus: 2}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conf: BTreeMap<String, serde_json::Value>,
+    /// The Python with pyspark and weft_spark installed; default: `WEFT_PYTHON`, else
+    /// `python3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

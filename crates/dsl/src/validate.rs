@@ -639,6 +639,24 @@ fn executor(c: &mut Checker, e: &ExecutorSpec) {
     if let Some(gib) = e.memory_limit_gib {
         c.positive("executor.memory_limit_gib", "memory_limit_gib", gib);
     }
+    if let Some(spark) = &e.spark {
+        for (key, value) in spark.settings() {
+            if let Err(value) = value {
+                c.fail(
+                    format!("executor.spark.conf.{key}"),
+                    format!(
+                        "a Spark setting is one value (text, number or true/false), not {value}"
+                    ),
+                );
+            }
+        }
+        if matches!(&spark.master, Some(m) if m.trim().is_empty()) {
+            c.fail(
+                "executor.spark.master",
+                "an empty master URL; give one (`local[4]`, `spark://host:7077`, `yarn`) or leave it out for Spark's default",
+            );
+        }
+    }
     if let Cluster::Hosts(hosts) = &e.cluster {
         let p = "executor.cluster.hosts";
         if hosts.is_empty() {

@@ -45,6 +45,17 @@ impl Experiment {
         Self::parse(&path.display().to_string(), &text, sets, base)
     }
 
+    /// [`Experiment::from_file_with`], naming the file `name` in messages (a copy of the
+    /// user's spec, as a Spark task runs it).
+    pub fn from_file_named(path: &Path, name: &str, sets: &[String]) -> Result<Experiment> {
+        let text = read_spec_text(path)?;
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        Self::parse(name, &text, sets, base)
+    }
+
     /// A spec given as YAML text (relative paths resolve against the current folder).
     pub fn from_yaml(text: &str) -> Result<Experiment> {
         Self::parse("<spec>", text, &[], PathBuf::from("."))
@@ -360,16 +371,10 @@ impl Experiment {
                 )));
             }
         }
-        if matches!(self.spec.executor.cluster, weft_dsl::Cluster::Spark) {
-            return Err(Error::Spec(self.doc.error_at(
-                "executor.cluster",
-                "`spark` runs from Python, not `weft run`: train on a Spark DataFrame with python/weft_spark (`WeftEstimator(spec=…).fit(df)`, see the README); here, valid: local, {hosts: [...]}, env",
-            )));
-        }
         if matches!(&p.pipeline, Some(pl) if pl.stages > 1) {
             return Err(unsupported("parallelism.pipeline", "pipeline parallelism"));
         }
-        if self.is_distributed() {
+        if self.is_distributed() || self.on_spark() {
             // Each worker picks its own device; this process only keeps the final model.
             return Ok((Device::Cpu, None));
         }
@@ -460,6 +465,11 @@ impl Experiment {
         Err(Error::Spec(self.doc.error_at(&path, message)))
     }
 
+    /// True when `weft run` hands the spec to Spark (`executor.cluster: spark`).
+    pub fn on_spark(&self) -> bool {
+        matches!(self.spec.executor.cluster, weft_dsl::Cluster::Spark)
+    }
+
     /// True when the spec trains on several workers (`parallelism.data`).
     pub fn is_distributed(&self) -> bool {
         match &self.spec.parallelism.data {
@@ -471,7 +481,7 @@ impl Experiment {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrainSummary {
     pub samples_per_sec: f64,
     pub seconds: f64,

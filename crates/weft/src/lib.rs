@@ -24,6 +24,7 @@ pub mod predict_ipc;
 pub mod progress;
 pub mod report;
 mod run;
+mod spark;
 
 pub use error::{Error, Result};
 pub use experiment::{read_spec_text, Check, Experiment, RunResult, TrainSummary};

@@ -28,6 +28,9 @@ impl Experiment {
     /// Trains and evaluates, writing a run directory under `runs_root`.
     pub fn run_with(&self, runs_root: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
+        if self.on_spark() {
+            return self.run_on_spark(runs_root, progress);
+        }
         self.preflight()?;
         let data = self.load_data()?;
         self.run_data(runs_root, device, data, None, progress)
@@ -76,6 +79,12 @@ impl Experiment {
     /// (train on). One process at a time resumes a run (a lock in the run directory).
     pub fn resume_with(&self, run_dir: &Path, progress: &mut dyn Progress) -> Result<RunResult> {
         let device = self.check_runnable()?;
+        if self.on_spark() {
+            return Err(Error::Spec(self.doc.error_at(
+                "executor.cluster",
+                "a run on Spark resumes from Python: WeftEstimator(checkpoint_dir=…, max_retries=…) starts a failed fit again from its last checkpoint; here, --resume takes local, {hosts: [...]} or env",
+            )));
+        }
         self.preflight()?;
         self.resume_data(run_dir, device, || self.load_data(), None, progress)
     }
