@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Executes every notebook here with the evcxr (Rust) kernel and checks what a reader sees.
+"""Executes every notebook here with its kernel (evcxr for Rust; the Spark notebook is Python)
+and checks what a reader sees.
 
 evcxr does not fail a cell on a panic or a top-level `?` error, so this reads the executed
-notebook: any error output, any stderr output, "panicked at", or an "Error:" line fails it, and each cell's
+notebook: any error output, any stderr output (Rust notebooks: Spark's JVM logs there in the
+Python one), "panicked at", or an "Error:" line fails it, and each cell's
 `metadata.weft` expectation is checked: `svg` (an image/svg+xml output), `accuracy` with
 `min` (the HTML metrics show an accuracy >= min), `text` with `contains`.
 Executed copies go to target/notebooks/. Ends with `notebooks: N passed, M failed`.
@@ -24,7 +26,7 @@ def texts(cell):
             yield mime, data if isinstance(data, str) else "".join(data)
 
 
-def problems(nb):
+def problems(nb, rust=True):
     out = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -36,7 +38,7 @@ def problems(nb):
         for kind, text in texts(cell):
             # A top-level `?` error prints its message on stderr and nothing else: any
             # stderr output is a failure (weft's notebooks print nothing there).
-            if kind == "stderr" or "panicked at" in text or re.search(r"^(Error|error)(\[E\d+\])?:", text, re.M):
+            if (rust and kind == "stderr") or "panicked at" in text or "Traceback (most recent call last)" in text or re.search(r"^(Error|error)(\[E\d+\])?:", text, re.M):
                 out.append(f"{where}: {kind} says: {text.strip()[:400]}")
         want = cell.get("metadata", {}).get("weft", {})
         expect = want.get("expect")
@@ -82,12 +84,13 @@ def main():
     for path in paths:
         name = os.path.basename(path)
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, kernel_name="rust", timeout=1800, allow_errors=True,
+        kernel = nb.metadata.get("kernelspec", {}).get("name", "rust")
+        client = NotebookClient(nb, kernel_name=kernel, timeout=1800, allow_errors=True,
                                 resources={"metadata": {"path": HERE}})
         started = time.time()
         try:
             client.execute()
-            found = problems(nb)
+            found = problems(nb, rust=kernel == "rust")
         except Exception as e:  # a dead kernel or a timeout
             found = [f"execution failed: {type(e).__name__}: {e}"]
         nbformat.write(nb, os.path.join(OUT, name))

@@ -92,8 +92,9 @@ if ! command -v java >/dev/null; then
   apt_install openjdk-17-jre-headless
 fi
 # (pyspark.ml needs numpy, mapInArrow checks for pandas; pyspark 4 supports pandas < 3.)
-if ! "$venv/bin/python" -c "import pyspark, pyarrow, numpy, pandas" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet "pyspark>=4.0,<5" "pyarrow>=12" numpy "pandas>=2.2,<3"
+# ipykernel: the Python kernel of the Spark notebook (notebooks/05-spark.ipynb).
+if ! "$venv/bin/python" -c "import pyspark, pyarrow, numpy, pandas, ipykernel" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet "pyspark>=4.0,<5" "pyarrow>=12" numpy "pandas>=2.2,<3" ipykernel
 fi
 if ! "$venv/bin/python" -c "import weft_spark" 2>/dev/null; then
   "$venv/bin/pip" install --quiet -e ./python

@@ -20,7 +20,7 @@ echo "wasm32 check: common, dsl, planner and viz build for wasm32-unknown-unknow
 # `cargo test` above built). Screenshots land in target/web-artifacts/.
 ./scripts/build-web.sh
 (cd crates/web/tests && WEFT_BIN="$PWD/../../../target/debug/weft" node viewer.mjs) 2>&1 | tee -a "$log" || status=$?
-.tools/venv/bin/python notebooks/run.py 2>&1 | tee -a "$log" || status=$?
+WEFT_BIN="$PWD/target/debug/weft" .tools/venv/bin/python notebooks/run.py 2>&1 | tee -a "$log" || status=$?
 # weft on Spark: a real local-cluster (two executor JVMs) trains and scores through
 # python/weft_spark with the weft `cargo test` built.
 WEFT_BIN="$PWD/target/debug/weft" .tools/venv/bin/python python/tests/run.py 2>&1 | tee -a "$log" || status=$?

@@ -10,6 +10,7 @@ import tempfile
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import _relay
 from ._binary import WeftSparkError, on_executor
 from ._process import NoClose, WeftProcess
 
@@ -98,7 +99,15 @@ def train_task(batches, job):
             ctx.allGather(line.split()[-1])
             # Every rank hands its rows over at the same time.
             _write_rows(proc, schema, batches)
-            result = proc.stdout.readline().decode()
+            relay = _relay.Sender(job.get("progress"), job["token"])
+            result = ""
+            for raw in proc.stdout:
+                if raw.startswith(_relay.PREFIX):
+                    relay.send(raw[len(_relay.PREFIX):])
+                else:
+                    result = raw.decode()
+                    break
+            relay.close()
             proc.wait("training")
             yield from _files(json.loads(result)["run_dir"], result)
         else:

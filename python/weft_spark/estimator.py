@@ -14,7 +14,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable, MLRead
 from pyspark.sql import DataFrame, functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
-from . import _persist, _tasks
+from . import _persist, _relay, _tasks
 from ._binary import WeftSparkError, ship
 from ._process import NOT_RETRIED
 
@@ -167,7 +167,13 @@ class WeftEstimator(Estimator, _WeftParams, DefaultParamsReadable, DefaultParams
             "threads": _threads(sc),
             "schema": to_arrow_schema(df.schema).serialize().to_pybytes(),
         }
-        rows, attempts = self._run_stage(df.repartition(n), job)
+        # Rank 0's epoch lines, printed here as they come (on standard error, as weft does).
+        relay = _relay.Listener(sc.getConf().get("spark.driver.host", "127.0.0.1"), job["token"])
+        job["progress"] = relay.address
+        try:
+            rows, attempts = self._run_stage(df.repartition(n), job)
+        finally:
+            relay.close()
         files = {}
         for r in sorted(rows, key=lambda r: (r["name"], r["part"])):
             files[r["name"]] = files.get(r["name"], b"") + bytes(r["data"])
@@ -236,6 +242,22 @@ class WeftModel(Model, _WeftParams, MLReadable, MLWritable):
         }
         return df.mapInArrow(partial(_tasks.predict_task, job=job), StructType(fields))
 
+    def plan(self):
+        """The plan this model trained with (`weft plan` of its run): `str()` is the text,
+        and a notebook draws it (the workflow and the compute graph as SVG)."""
+        import subprocess
+        import tempfile
+
+        from ._binary import find_weft
+
+        with tempfile.TemporaryDirectory(prefix="weft-plan-") as d:
+            with open(os.path.join(d, "plan.json"), "wb") as f:
+                f.write(self.files["plan.json"])
+            out = {fmt: subprocess.run([find_weft(), "plan", d, "--format", fmt],
+                                       capture_output=True, text=True, check=True).stdout
+                   for fmt in ("text", "svg")}
+        return Plan(out["text"], out["svg"])
+
     def write(self):
         """Spark ML persistence: `model.save(path)`, `model.write().overwrite().save(path)`,
         and inside a saved `PipelineModel` (see `_persist`)."""
@@ -249,3 +271,20 @@ class WeftModel(Model, _WeftParams, MLReadable, MLWritable):
         """Writes the model's files into the local folder `path`, as a run directory that
         `weft predict --model PATH` reads."""
         _persist.write_folder(self.files, self.result, path)
+
+
+class Plan:
+    """A printed plan: `text` (what `weft plan` prints) and `svg` (drawn in notebooks)."""
+
+    def __init__(self, text, svg):
+        self.text = text
+        self.svg = svg
+
+    def __str__(self):
+        return self.text
+
+    def __repr__(self):
+        return self.text
+
+    def _repr_svg_(self):
+        return self.svg

@@ -1,7 +1,7 @@
 //! The `weft` command line: parses arguments, calls `try_main`, prints errors and exits 2.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,8 +45,10 @@ enum Command {
         #[arg(long)]
         rows: bool,
     },
-    /// Compile a spec and print its plan.
+    /// Compile a spec and print its plan; given a run directory, print the plan that run
+    /// trained with (its plan.json).
     Plan {
+        /// A spec file, or a run directory (runs/<name>/<id>).
         spec: PathBuf,
         #[arg(long = "set", value_name = "PATH=VALUE")]
         sets: Vec<String>,
@@ -305,27 +307,18 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             format,
             verbose,
         } => {
-            let exp = Experiment::from_file_with(&spec, &sets)?;
-            let plan = if !verbose {
-                exp.plan()?
-            } else {
-                let (plan, passes) = exp.plan_traced()?;
-                for p in &passes {
-                    println!("== after {}: {}", p.pass, p.summary);
-                    for line in p.graph.lines() {
-                        println!("  {line}");
-                    }
+            let plan = if spec.is_dir() {
+                if !sets.is_empty() || verbose {
+                    return Err(weft::Error::Io {
+                        path: spec.display().to_string(),
+                        message: "a run directory's plan is the one it trained with: --set and --verbose take a spec file".into(),
+                    });
                 }
-                let s = &plan.schedules;
-                println!(
-                    "== after dead-code elimination: a training step runs {} of {} nodes, an evaluation {}, a prediction {}",
-                    s.train.len(),
-                    plan.nodes.len(),
-                    s.eval.len(),
-                    s.predict.len()
-                );
-                println!("== plan");
-                plan
+                weft::PlanView {
+                    plan: weft_runtime::rundir::load_plan(&spec)?,
+                }
+            } else {
+                spec_plan(&spec, &sets, verbose)?
             };
             let text = match format {
                 Format::Text => weft_planner::display::text(&plan),
@@ -540,4 +533,29 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The plan `weft plan SPEC` prints; with `verbose`, the graph after every pass first.
+fn spec_plan(spec: &Path, sets: &[String], verbose: bool) -> Result<weft::PlanView, weft::Error> {
+    let exp = Experiment::from_file_with(spec, sets)?;
+    if !verbose {
+        return exp.plan();
+    }
+    let (plan, passes) = exp.plan_traced()?;
+    for p in &passes {
+        println!("== after {}: {}", p.pass, p.summary);
+        for line in p.graph.lines() {
+            println!("  {line}");
+        }
+    }
+    let s = &plan.schedules;
+    println!(
+        "== after dead-code elimination: a training step runs {} of {} nodes, an evaluation {}, a prediction {}",
+        s.train.len(),
+        plan.nodes.len(),
+        s.eval.len(),
+        s.predict.len()
+    );
+    println!("== plan");
+    Ok(plan)
 }

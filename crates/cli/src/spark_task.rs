@@ -1,8 +1,9 @@
 //! `weft spark-task`: one rank of a run whose rows come on standard input as an Arrow IPC
 //! stream, as `python/weft_spark` starts it in every Spark barrier task (see weft's
 //! `held` module). The lines on standard output are what the task reads: rank 0 prints
-//! `weft spark-task: rendezvous HOST:PORT` as soon as it listens, and the run's JSON result
-//! at the end. Progress goes to standard error.
+//! `weft spark-task: rendezvous HOST:PORT` as soon as it listens, `weft spark-task: progress
+//! LINE` for its epoch lines and notes, and the run's JSON result at the end. Progress also
+//! goes to standard error (the executor's log).
 
 use std::io::Write;
 use std::path::Path;
@@ -79,7 +80,8 @@ fn rank(
         eprintln!("weft spark-task: standard input closed (the task that started this process ended); exiting");
         std::process::exit(3);
     });
-    let mut progress = weft::progress::Lines::stderr();
+    // Rank 0's epoch lines also go to standard output: the task relays them to the driver.
+    let mut progress = weft::progress::Lines::relayed("weft spark-task: progress ");
     if let Some(result) = rank.run(&exp, rows, runs_dir, resume, &mut progress)? {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());
     }

@@ -817,3 +817,32 @@ fn serve_answers_the_viewer_api_and_says_when_the_page_is_not_built() {
     let metrics = weft_dist::driver::get_json(&client, &url, "/api/metrics", "").unwrap();
     assert_eq!(metrics["streaming"], false);
 }
+
+#[test]
+fn plan_of_a_run_directory_is_the_plan_it_trained_with() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = run_json(
+        &format!("{REPO}/specs/iris.yaml"),
+        runs.path(),
+        &["--set", "train.epochs=1", "--set", "model[0].dense.units=7"],
+    );
+    let dir = r["run_dir"].as_str().unwrap();
+    let o = weft(&["plan", dir]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The run's own plan (its overrides included), not the spec file's.
+    assert!(text.starts_with("Workflow: name=iris"), "{text}");
+    assert!(text.contains("name=dense_0.weight, shape=[4,7]"), "{text}");
+    let svg = stdout(&weft(&["plan", dir, "--format", "svg"]));
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    let o = weft(&["plan", dir, "--set", "train.epochs=3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--set and --verbose take a spec file"),
+        "{}",
+        stderr(&o)
+    );
+    let o = weft(&["plan", runs.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no plan.json here"), "{}", stderr(&o));
+}

@@ -97,8 +97,20 @@ fn ranks_fed_on_stdin_train_together_and_predict_batch_for_batch() {
     let mut in1 = r1.stdin.take().unwrap();
     in1.write_all(&stream(&schema, &strip(odd))).unwrap();
 
-    line.clear();
-    out0.read_line(&mut line).unwrap();
+    // Rank 0's epoch lines (which the Spark task relays to the driver), then its result.
+    let mut relayed = Vec::new();
+    loop {
+        line.clear();
+        out0.read_line(&mut line).unwrap();
+        match line.strip_prefix("weft spark-task: progress ") {
+            Some(p) => relayed.push(p.trim().to_string()),
+            None => break,
+        }
+    }
+    assert!(
+        relayed.first().is_some_and(|l| l.starts_with("epoch 1/")),
+        "{relayed:?}"
+    );
     let status = r0.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut r0.stderr.take().unwrap(), &mut err).unwrap();

@@ -336,6 +336,18 @@ fn bad(dir: &Path, name: &str, e: impl std::fmt::Display) -> RunError {
 
 /// Loads a saved model from a run directory.
 pub fn load_model(dir: &Path) -> Result<SavedModel, RunError> {
+    let plan = load_plan(dir)?;
+    let pipeline: Pipeline = serde_json::from_slice(&read(dir, PREPROCESS_FILE)?)
+        .map_err(|e| bad(dir, PREPROCESS_FILE, e))?;
+    Ok(SavedModel {
+        plan,
+        pipeline,
+        tensors: read_tensors(dir, WEIGHTS_FILE)?,
+    })
+}
+
+/// The plan a run trained with (its plan.json).
+pub fn load_plan(dir: &Path) -> Result<Plan, RunError> {
     let plan: Plan =
         serde_json::from_slice(&read(dir, PLAN_FILE)?).map_err(|e| bad(dir, PLAN_FILE, e))?;
     if plan.version != weft_planner::PLAN_VERSION {
@@ -349,13 +361,7 @@ pub fn load_model(dir: &Path) -> Result<SavedModel, RunError> {
             ),
         ));
     }
-    let pipeline: Pipeline = serde_json::from_slice(&read(dir, PREPROCESS_FILE)?)
-        .map_err(|e| bad(dir, PREPROCESS_FILE, e))?;
-    Ok(SavedModel {
-        plan,
-        pipeline,
-        tensors: read_tensors(dir, WEIGHTS_FILE)?,
-    })
+    Ok(plan)
 }
 
 /// 2-D f32 tensors from a safetensors file in `dir`.

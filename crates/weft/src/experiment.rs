@@ -191,7 +191,21 @@ impl Experiment {
     /// The plan that runs: lowered for the device the run picked (`executor.device: auto`
     /// may find a GPU); a distributed run's workers pick their own and lower it themselves.
     pub(crate) fn plan_to_run(&self, data: &Data, device: &Device) -> Result<Plan> {
-        let plan = self.plan_for_data(data)?;
+        let mut plan = self.plan_for_data(data)?;
+        if let Data::Stream { set, .. } = data {
+            if set.is_held() {
+                // The spec's source is where this process spooled its own rows: say what
+                // the source really is.
+                let workers = self.spec.parallelism.data.as_ref().map_or(1, |d| d.workers);
+                for (k, v) in plan.workflow.iter_mut().flat_map(|s| s.details.iter_mut()) {
+                    if k == "source" {
+                        *v = format!(
+                            "rows held by the {workers} workers (from their launcher's tasks)"
+                        );
+                    }
+                }
+            }
+        }
         if self.is_distributed() {
             return Ok(plan);
         }

@@ -1,6 +1,8 @@
 //! Training progress as plain lines (notebooks, logs, pipes); the CLI draws a bar on a
 //! terminal instead (weft-cli's `progress.rs`).
 
+use std::io::Write;
+
 use weft_runtime::train::{EpochRecord, Progress};
 use weft_runtime::RunError;
 
@@ -24,10 +26,17 @@ pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 }
 
 /// Prints epoch lines: every epoch on standard output (notebooks), about 20 per run on
-/// standard error (the first, the last, evenly between).
+/// standard error (the first, the last, evenly between), or those 20 on standard output
+/// after a prefix as well as on standard error (a Spark task relays them to its driver).
 pub struct Lines {
-    stdout: bool,
+    sink: Sink,
     epochs: usize,
+}
+
+enum Sink {
+    Stdout,
+    Stderr,
+    Relay(&'static str),
 }
 
 impl Lines {
@@ -35,7 +44,7 @@ impl Lines {
     /// comes, and cannot redraw a bar).
     pub fn stdout() -> Lines {
         Lines {
-            stdout: true,
+            sink: Sink::Stdout,
             epochs: 0,
         }
     }
@@ -43,8 +52,28 @@ impl Lines {
     /// Lines on standard error (the CLI when its output is not a terminal).
     pub fn stderr() -> Lines {
         Lines {
-            stdout: false,
+            sink: Sink::Stderr,
             epochs: 0,
+        }
+    }
+
+    /// Lines on standard error, each also on standard output after `prefix`.
+    pub fn relayed(prefix: &'static str) -> Lines {
+        Lines {
+            sink: Sink::Relay(prefix),
+            epochs: 0,
+        }
+    }
+
+    fn print(&self, line: &str) {
+        match self.sink {
+            Sink::Stdout => println!("{line}"),
+            Sink::Stderr => eprintln!("{line}"),
+            Sink::Relay(prefix) => {
+                eprintln!("{line}");
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{prefix}{line}").and_then(|()| out.flush());
+            }
         }
     }
 }
@@ -55,27 +84,17 @@ impl Progress for Lines {
     }
 
     fn epoch_end(&mut self, r: &EpochRecord) -> Result<(), RunError> {
-        let every = if self.stdout {
-            1
-        } else {
-            self.epochs.div_ceil(20).max(1)
+        let every = match self.sink {
+            Sink::Stdout => 1,
+            _ => self.epochs.div_ceil(20).max(1),
         };
         if r.epoch.is_multiple_of(every) || r.epoch == self.epochs || r.epoch == 1 {
-            let line = epoch_line(r, self.epochs);
-            if self.stdout {
-                println!("{line}");
-            } else {
-                eprintln!("{line}");
-            }
+            self.print(&epoch_line(r, self.epochs));
         }
         Ok(())
     }
 
     fn note(&mut self, message: &str) {
-        if self.stdout {
-            println!("note: {message}");
-        } else {
-            eprintln!("note: {message}");
-        }
+        self.print(&format!("note: {message}"));
     }
 }

@@ -186,7 +186,7 @@ impl StreamSet {
     }
 
     /// True when the workers hold the rows (each trains on its own pieces).
-    fn is_held(&self) -> bool {
+    pub fn is_held(&self) -> bool {
         self.pieces.iter().any(|p| p.holder.is_some())
     }
 
