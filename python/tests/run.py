@@ -168,6 +168,22 @@ def test_pipeline_with_indexer_and_assembler(spark):
     assert type(stages[2]).__name__ == "WeftEstimator" and stages[2].getOrDefault("numWorkers") == 2
 
 
+def test_dynamic_allocation_is_refused_with_a_message(spark):
+    from types import SimpleNamespace
+
+    from weft_spark import WeftEstimator, WeftSparkError
+
+    # The check reads the context's static settings (a session's cannot be changed).
+    sc = SimpleNamespace(defaultParallelism=8,
+                         getConf=lambda: {"spark.dynamicAllocation.enabled": "true"})
+    try:
+        WeftEstimator(spec=SPEC_PATH, num_workers=2)._check_cluster(sc, 2)
+    except WeftSparkError as e:
+        assert "spark.dynamicAllocation.enabled is true" in str(e), e
+    else:
+        raise AssertionError("dynamic allocation was not refused")
+
+
 def test_a_spec_error_fails_once_and_is_not_retried(spark):
     from weft_spark import WeftEstimator
 
