@@ -20,10 +20,10 @@ const STEP: u64 = 7;
 const ROWS: usize = 5;
 const FEATURES: usize = 3;
 
-const TRAIN_CE: &str = "{loss: cross_entropy, optimizer: {sgd: {lr: 0.1}}}";
+pub(crate) const TRAIN_CE: &str = "{loss: cross_entropy, optimizer: {sgd: {lr: 0.1}}}";
 
 /// Checks every parameter's gradient of `plan` at deterministic parameters.
-fn check(ctor: Ctor, plan: &Plan, tweak: impl FnOnce(&Plan, &mut Vec<Array2<f32>>)) {
+pub(crate) fn check(ctor: Ctor, plan: &Plan, tweak: impl FnOnce(&Plan, &mut Vec<Array2<f32>>)) {
     check_x(ctor, plan, inputs(ROWS, plan.features.len(), 1), tweak);
 }
 

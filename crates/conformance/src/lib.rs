@@ -5,6 +5,7 @@
 //! constructor and so gets one `#[test]` per case, named `<group>::<case>`. Tolerances live in [`tol`] and are the same for every
 //! executor, so a new backend is held to the CPU's standard.
 
+pub mod conv;
 pub mod dropout;
 pub mod forward;
 pub mod grad;
@@ -77,6 +78,10 @@ macro_rules! testgen_conformance {
             dense, activations, softmax_rows_sum_to_one, add_and_concat, graph_inputs_select_columns,
             losses, class_weighted_cross_entropy, predictions_are_probabilities,
             embedding_looks_up_rows, predict_and_loss_match_their_separate_calls,
+        ]);
+        $crate::testgen_conformance!(@group $ctor, conv: [
+            conv2d_forward, pool2d_forward, conv2d_grad, conv2d_strided_dilated_grad,
+            max_pool2d_grad, avg_pool2d_grad, global_avg_pool2d_grad, residual_and_concat_grad,
         ]);
         $crate::testgen_conformance!(@group $ctor, norm: [
             layer_norm_standardises_rows, batch_norm_eval_uses_running_statistics,

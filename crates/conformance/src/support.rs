@@ -54,6 +54,23 @@ pub fn plan_with_vocab(
     ok(Plan::new(&spec, &data))
 }
 
+/// [`plan`] for images of `c × h × w` (`data.image`), one per row.
+pub fn plan_image(model: &str, train: &str, (c, h, w): (usize, usize, usize), task: Task) -> Plan {
+    let text = yaml(model, train).replace(
+        "data: {source: builtin:iris}",
+        &format!(
+            "data: {{source: builtin:iris, image: {{channels: {c}, height: {h}, width: {w}}}}}"
+        ),
+    );
+    let (spec, _) = ok(weft_dsl::load("<conformance>", &text, &[]));
+    let data = DataShape {
+        features: (0..c * h * w).map(|i| format!("f{i}")).collect(),
+        task,
+        vocab: Default::default(),
+    };
+    ok(Plan::new(&spec, &data))
+}
+
 /// `rows` × `cols` values with |v| in [0.4, 1.0] and mixed signs (away from zero, so a
 /// near-identity first layer keeps pre-activations away from relu's kink).
 pub fn inputs(rows: usize, cols: usize, stream: u64) -> Array2<f32> {

@@ -12,6 +12,7 @@ fn spec(source: Source, label: &str, preprocess: Vec<Preprocess>) -> DataSpec {
     DataSpec {
         shuffle: None,
         shuffle_buffer: None,
+        image: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source,

@@ -10,6 +10,7 @@ fn iris_spec(preprocess: Vec<Preprocess>, split: SplitSpec) -> DataSpec {
     DataSpec {
         shuffle: None,
         shuffle_buffer: None,
+        image: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source: Source::Builtin(Builtin::Iris),

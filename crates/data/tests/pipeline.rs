@@ -20,6 +20,7 @@ fn fitted(dir: &Path) -> Pipeline {
     let spec = DataSpec {
         shuffle: None,
         shuffle_buffer: None,
+        image: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source: Source::Csv("train.csv".into()),

@@ -87,6 +87,7 @@ fn prepare_uses_label_by_default() {
     let spec = DataSpec {
         shuffle: None,
         shuffle_buffer: None,
+        image: None,
         na_values: weft_dsl::default_na_values(),
         weight_column: None,
         source: Source::Synthetic(synth(100, 3, 2, None, 0)),

@@ -4,9 +4,10 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
 
 use crate::de::AT_KEY;
-use crate::spec::{GraphNode, GraphSpec, InputSource, Layer, Merge, ModelSpec};
+use crate::spec::{GraphNode, GraphSpec, InputSource, Layer, Merge, ModelSpec, Padding, Pair};
 
 const NODE_KEYS: &[&str] = &[
     "dense",
@@ -14,6 +15,11 @@ const NODE_KEYS: &[&str] = &[
     "batch_norm",
     "layer_norm",
     "activation",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "global_avg_pool2d",
+    "flatten",
     "add",
     "concat",
     "input",
@@ -120,6 +126,13 @@ impl<'de> Deserialize<'de> for GraphNode {
                         "batch_norm" => layer = Some(Layer::BatchNorm(map.next_value()?)),
                         "layer_norm" => layer = Some(Layer::LayerNorm(map.next_value()?)),
                         "activation" => layer = Some(Layer::Activation(map.next_value()?)),
+                        "conv2d" => layer = Some(Layer::Conv2d(map.next_value()?)),
+                        "max_pool2d" => layer = Some(Layer::MaxPool2d(map.next_value()?)),
+                        "avg_pool2d" => layer = Some(Layer::AvgPool2d(map.next_value()?)),
+                        "global_avg_pool2d" => {
+                            layer = Some(Layer::GlobalAvgPool2d(map.next_value()?))
+                        }
+                        "flatten" => layer = Some(Layer::Flatten(map.next_value()?)),
                         "add" => merge = Some(Merge::Add(map.next_value()?)),
                         "concat" => merge = Some(Merge::Concat(map.next_value()?)),
                         other => return Err(de::Error::unknown_field(other, NODE_KEYS)),
@@ -136,12 +149,103 @@ impl<'de> Deserialize<'de> for GraphNode {
                     )),
                     (None, Some(m), None) => Ok(GraphNode::Merge(m)),
                     _ => Err(de::Error::custom(
-                        "a node needs a layer (dense, dropout, batch_norm, layer_norm, activation) \
-                         or a merge (add, concat)",
+                        "a node needs a layer (dense, dropout, batch_norm, layer_norm, activation, \
+                         conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, flatten) or a merge \
+                         (add, concat)",
                     )),
                 }
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// `3` or `[3, 5]`.
+impl<'de> Deserialize<'de> for Pair {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Pair;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number or a list [height, width]")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Pair, E> {
+                Ok(Pair::Both(n as usize))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Pair, E> {
+                usize::try_from(n).map(Pair::Both).map_err(|_| {
+                    E::custom(format!(
+                        "expected a whole number >= 0 or [height, width], found {n}"
+                    ))
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pair, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = seq.next_element::<usize>()? {
+                    v.push(n);
+                }
+                match v[..] {
+                    [h, w] => Ok(Pair::Each([h, w])),
+                    _ => Err(de::Error::custom(format!(
+                        "expected [height, width], found a list of {}",
+                        v.len()
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Pair {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pair::Both(n) => s.serialize_u64(*n as u64),
+            Pair::Each(hw) => hw.serialize(s),
+        }
+    }
+}
+
+/// `valid`, `same`, `1` or `[1, 2]`.
+impl<'de> Deserialize<'de> for Padding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Padding;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`valid`, `same`, a whole number or [height, width]")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Padding, E> {
+                match s {
+                    "valid" => Ok(Padding::Valid),
+                    "same" => Ok(Padding::Same),
+                    other => Err(E::custom(format!(
+                        "unknown padding `{other}`; valid: `valid`, `same`, a whole number or [height, width]"
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Padding, E> {
+                Ok(Padding::Cells(Pair::Both(n as usize)))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Padding, E> {
+                usize::try_from(n)
+                    .map(|n| Padding::Cells(Pair::Both(n)))
+                    .map_err(|_| E::custom(format!("padding {n}: expected cells >= 0")))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Padding, A::Error> {
+                Pair::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Padding::Cells)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Padding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Padding::Valid => s.serialize_str("valid"),
+            Padding::Same => s.serialize_str("same"),
+            Padding::Cells(p) => p.serialize(s),
+        }
     }
 }

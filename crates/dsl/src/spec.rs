@@ -74,6 +74,21 @@ pub struct DataSpec {
     /// better (a buffer as large as the data set is a full shuffle) and takes more memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shuffle_buffer: Option<u64>,
+    /// How the feature columns make an image (`channels × height × width`, in row-major
+    /// order: every pixel of channel 0, row by row, then channel 1…), for `conv2d` and the
+    /// pooling layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+}
+
+/// `data.image`: the shape of one sample's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    #[serde(default = "one_usize")]
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
 }
 
 /// `data.shuffle`.
@@ -425,6 +440,87 @@ pub enum Layer {
     BatchNorm(Norm),
     LayerNorm(Norm),
     Activation(Activation),
+    Conv2d(Conv2d),
+    MaxPool2d(Pool2d),
+    AvgPool2d(Pool2d),
+    /// The mean of each channel's feature map: `[B,C,H,W]` → `[B,C]`.
+    GlobalAvgPool2d(Nothing),
+    /// An image as a row of features: `[B,C,H,W]` → `[B,C·H·W]` (no copy).
+    Flatten(Nothing),
+}
+
+/// `{}`: a layer without settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nothing {}
+
+/// A 2-D convolution over an image (`[B,C,H,W]` → `[B,filters,H',W']`), cross-correlation
+/// as Keras and PyTorch compute it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2d {
+    pub filters: usize,
+    /// The kernel's height and width: `3` or `[3, 5]`.
+    pub kernel: Pair,
+    #[serde(default = "pair_one")]
+    pub stride: Pair,
+    #[serde(default)]
+    pub padding: Padding,
+    #[serde(default = "pair_one")]
+    pub dilation: Pair,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// Weight initializer; default: he_uniform before relu-like activations, glorot_uniform otherwise.
+    #[serde(default)]
+    pub init: Option<Init>,
+}
+
+/// `max_pool2d` / `avg_pool2d`: each channel's `size` windows reduced to their largest value
+/// or their mean (padding cells are left out of both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pool2d {
+    pub size: Pair,
+    /// Default: `size` (windows side by side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<Pair>,
+    #[serde(default)]
+    pub padding: Padding,
+}
+
+/// One number for both dimensions, or `[height, width]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub enum Pair {
+    Both(usize),
+    Each([usize; 2]),
+}
+
+impl Pair {
+    /// `(height, width)`.
+    pub fn hw(&self) -> (usize, usize) {
+        match *self {
+            Pair::Both(n) => (n, n),
+            Pair::Each([h, w]) => (h, w),
+        }
+    }
+}
+
+fn pair_one() -> Pair {
+    Pair::Both(1)
+}
+
+/// `valid` (no padding), `same` (the output as large as the input at stride 1; TensorFlow's
+/// rule, an odd cell more at the bottom and right), or cells on each side: `1` or `[1, 2]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub enum Padding {
+    #[default]
+    Valid,
+    Same,
+    Cells(Pair),
 }
 
 impl Layer {
@@ -436,6 +532,11 @@ impl Layer {
             Layer::BatchNorm(_) => "batch_norm",
             Layer::LayerNorm(_) => "layer_norm",
             Layer::Activation(_) => "activation",
+            Layer::Conv2d(_) => "conv2d",
+            Layer::MaxPool2d(_) => "max_pool2d",
+            Layer::AvgPool2d(_) => "avg_pool2d",
+            Layer::GlobalAvgPool2d(_) => "global_avg_pool2d",
+            Layer::Flatten(_) => "flatten",
         }
     }
 }

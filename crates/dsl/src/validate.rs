@@ -94,6 +94,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
 }
 
 fn data(c: &mut Checker, d: &DataSpec) {
+    if let Some(img) = &d.image {
+        c.at_least_one("data.image.channels", "channels", img.channels);
+        c.at_least_one("data.image.height", "height", img.height);
+        c.at_least_one("data.image.width", "width", img.width);
+    }
     let s = &d.split;
     if !(s.train > 0.0 && s.train <= 1.0) {
         c.fail(
@@ -263,6 +268,32 @@ fn layer(c: &mut Checker, path: &str, l: &Layer) {
             c.positive(&format!("{path}.layer_norm.epsilon"), "epsilon", n.epsilon)
         }
         Layer::Activation(a) => activation(c, &format!("{path}.activation"), a),
+        Layer::Conv2d(k) => {
+            let p = format!("{path}.conv2d");
+            c.at_least_one(&format!("{p}.filters"), "filters", k.filters);
+            pair_at_least_one(c, &format!("{p}.kernel"), "kernel", k.kernel);
+            pair_at_least_one(c, &format!("{p}.stride"), "stride", k.stride);
+            pair_at_least_one(c, &format!("{p}.dilation"), "dilation", k.dilation);
+            activation(c, &format!("{p}.activation"), &k.activation);
+        }
+        Layer::MaxPool2d(k) | Layer::AvgPool2d(k) => {
+            let p = format!("{path}.{}", l.kind());
+            pair_at_least_one(c, &format!("{p}.size"), "size", k.size);
+            if let Some(s) = k.stride {
+                pair_at_least_one(c, &format!("{p}.stride"), "stride", s);
+            }
+        }
+        Layer::GlobalAvgPool2d(_) | Layer::Flatten(_) => {}
+    }
+}
+
+fn pair_at_least_one(c: &mut Checker, path: &str, what: &str, p: Pair) {
+    let (h, w) = p.hw();
+    if h == 0 || w == 0 {
+        c.fail(
+            path,
+            format!("{what} must be at least 1 in both dimensions, found [{h}, {w}]"),
+        );
     }
 }
 

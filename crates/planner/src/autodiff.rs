@@ -12,7 +12,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::error::PlanError;
 use crate::graph::Graph;
-use crate::op::{NormPart, Op, Phase};
+use crate::op::{ConvPart, NormPart, Op, Phase};
 
 /// Adds the backward graph of `loss`; returns each parameter's gradient node.
 pub fn backward(
@@ -158,6 +158,36 @@ pub fn backward(
                     }
                 }
             }
+            Op::Conv2d { win, filters } => {
+                let grad = |part| Op::Conv2dGrad {
+                    win: *win,
+                    filters: *filters,
+                    part,
+                };
+                if needs(0) {
+                    let d = g.add(&name(0), grad(ConvPart::Input), &[ins[1], dy], bwd, None)?;
+                    give(&mut contributions, ins[0], d);
+                }
+                if needs(1) {
+                    let d = g.add(&name(1), grad(ConvPart::Weight), &[ins[0], dy], bwd, None)?;
+                    give(&mut contributions, ins[1], d);
+                }
+                if ins.len() == 3 && needs(2) {
+                    let d = g.add(&name(2), grad(ConvPart::Bias), &[dy], bwd, None)?;
+                    give(&mut contributions, ins[2], d);
+                }
+            }
+            Op::Pool2d { kind, win } => {
+                let op = Op::Pool2dGrad {
+                    kind: *kind,
+                    win: *win,
+                };
+                let d = g.add(&name(0), op, &[ins[0], dy], bwd, None)?;
+                give(&mut contributions, ins[0], d);
+            }
+            // The same values: the gradient is dy (its image shape is the input's again
+            // wherever it is summed with another contribution).
+            Op::Flatten => give(&mut contributions, ins[0], dy),
             Op::Embedding => {
                 // Ids are data: only the table has a gradient.
                 if needs(1) {
@@ -201,6 +231,8 @@ pub fn backward(
             | Op::NormGrad { .. }
             | Op::Slice { .. }
             | Op::EmbeddingGrad { .. }
+            | Op::Conv2dGrad { .. }
+            | Op::Pool2dGrad { .. }
             | Op::LossGrad(_)
             | Op::GradNorm
             | Op::Update { .. }

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use petgraph::stable_graph::NodeIndex;
 use weft_dsl::{
     suggest, Activation, GraphNode, GraphSpec, Init, InputSource, Layer, Loss, Merge, ModelSpec,
-    Spec,
+    Padding, Spec,
 };
 
 use crate::error::PlanError;
 use crate::graph::Graph;
-use crate::op::{LossKind, NormAxis, Op, ParamInit, Phase, Shape};
+use crate::op::{Image, LossKind, NormAxis, Op, ParamInit, Phase, PoolKind, Shape, Window};
 use weft_common::{DataShape, Task};
 
 /// The forward graph and its named ends.
@@ -37,6 +37,8 @@ struct Builder<'a> {
     data: &'a DataShape,
     /// Columns of embedding inputs (not part of `features` inputs).
     embedded: Vec<String>,
+    /// `data.image`: how the feature columns make an image.
+    image: Option<weft_dsl::ImageSpec>,
 }
 
 impl Builder<'_> {
@@ -53,15 +55,29 @@ impl Builder<'_> {
         fill: f32,
         origin: &str,
     ) -> NodeIndex {
-        let stream = self.stream();
         let fan_in = match shape.rows {
             crate::op::Rows::Fixed(r) => r,
             crate::op::Rows::Batch => 1,
         };
+        self.param_fans(name, shape, init, fill, origin, (fan_in, shape.cols))
+    }
+
+    /// A parameter whose initializer's fan-in and fan-out are `fans` (a convolution's
+    /// weights are `[filters, c·kh·kw]`: fan-in `c·kh·kw`, fan-out `filters·kh·kw`).
+    fn param_fans(
+        &mut self,
+        name: &str,
+        shape: Shape,
+        init: Init,
+        fill: f32,
+        origin: &str,
+        (fan_in, fan_out): (usize, usize),
+    ) -> NodeIndex {
+        let stream = self.stream();
         let p = ParamInit {
             init,
             fan_in,
-            fan_out: shape.cols,
+            fan_out,
             fill,
             stream,
         };
@@ -80,8 +96,73 @@ impl Builder<'_> {
         path: &str,
     ) -> Result<NodeIndex, PlanError> {
         let width = self.g.g[x].shape.cols;
+        let image = self.g.g[x].shape.image;
         let fwd = Phase::Forward;
+        if let (Some(img), Layer::Dense(_) | Layer::BatchNorm(_) | Layer::LayerNorm(_)) =
+            (image, layer)
+        {
+            let shape = self.g.g[x].shape;
+            let what = match layer {
+                Layer::Dense(_) => "takes a row of features".to_string(),
+                _ => format!("over an image's channels is not available yet ({img} here); put it after `flatten: {{}}`"),
+            };
+            return Err(PlanError::spec(
+                format!("{path}.{}", layer.kind()),
+                format!(
+                    "`{}` reads the image {shape} and {what}; put `flatten: {{}}` (or `global_avg_pool2d: {{}}`) before it",
+                    layer.kind()
+                ),
+            ));
+        }
         Ok(match layer {
+            Layer::Conv2d(k) => self.conv2d(name, k, x, path)?,
+            Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
+                let origin = format!("{path}.{}", layer.kind());
+                let img = need_image(image, &origin, layer.kind(), self.g.g[x].shape)?;
+                let kind = match layer {
+                    Layer::MaxPool2d(_) => PoolKind::Max,
+                    _ => PoolKind::Avg,
+                };
+                let win = window(
+                    &origin,
+                    img,
+                    p.size.hw(),
+                    p.stride.unwrap_or(p.size).hw(),
+                    p.padding,
+                    (1, 1),
+                    true,
+                )?;
+                self.g
+                    .add(name, Op::Pool2d { kind, win }, &[x], fwd, Some(&origin))?
+            }
+            Layer::GlobalAvgPool2d(_) => {
+                let origin = format!("{path}.global_avg_pool2d");
+                let img = need_image(image, &origin, layer.kind(), self.g.g[x].shape)?;
+                let win = window(
+                    &origin,
+                    img,
+                    (img.h, img.w),
+                    (1, 1),
+                    Padding::Valid,
+                    (1, 1),
+                    true,
+                )?;
+                let kind = PoolKind::Avg;
+                let pooled = self.g.add(
+                    &format!("{name}.pool"),
+                    Op::Pool2d { kind, win },
+                    &[x],
+                    fwd,
+                    Some(&origin),
+                )?;
+                self.g
+                    .add(name, Op::Flatten, &[pooled], fwd, Some(&origin))?
+            }
+            Layer::Flatten(_) => {
+                let origin = format!("{path}.flatten");
+                need_image(image, &origin, layer.kind(), self.g.g[x].shape)?;
+                self.g.add(name, Op::Flatten, &[x], fwd, Some(&origin))?
+            }
             Layer::Dense(d) => {
                 let origin = format!("{path}.dense");
                 let init = d.init.unwrap_or(match d.activation {
@@ -194,6 +275,76 @@ impl Builder<'_> {
         })
     }
 
+    /// A convolution, its bias and its activation.
+    fn conv2d(
+        &mut self,
+        name: &str,
+        k: &weft_dsl::Conv2d,
+        x: NodeIndex,
+        path: &str,
+    ) -> Result<NodeIndex, PlanError> {
+        let origin = format!("{path}.conv2d");
+        let shape = self.g.g[x].shape;
+        let img = need_image(shape.image, &origin, "conv2d", shape)?;
+        let win = window(
+            &origin,
+            img,
+            k.kernel.hw(),
+            k.stride.hw(),
+            k.padding,
+            k.dilation.hw(),
+            false,
+        )?;
+        let init = k.init.unwrap_or(match k.activation {
+            Activation::Relu
+            | Activation::LeakyRelu { .. }
+            | Activation::Elu { .. }
+            | Activation::Gelu
+            | Activation::Swish => Init::HeUniform,
+            _ => Init::GlorotUniform,
+        });
+        let area = win.kh * win.kw;
+        let w = self.param_fans(
+            &format!("{name}.weight"),
+            Shape::fixed(k.filters, win.patch()),
+            init,
+            0.0,
+            &origin,
+            (win.patch(), k.filters * area),
+        );
+        let mut ins = vec![x, w];
+        if k.use_bias {
+            ins.push(self.param(
+                &format!("{name}.bias"),
+                Shape::fixed(1, k.filters),
+                Init::Zeros,
+                0.0,
+                &origin,
+            ));
+        }
+        let op = Op::Conv2d {
+            win,
+            filters: k.filters,
+        };
+        let mut h = self.g.add(
+            &format!("{name}.conv"),
+            op,
+            &ins,
+            Phase::Forward,
+            Some(&origin),
+        )?;
+        if k.activation != Activation::Linear {
+            h = self.g.add(
+                &format!("{name}.{}", k.activation.name()),
+                Op::Act(k.activation),
+                &[h],
+                Phase::Forward,
+                Some(&origin),
+            )?;
+        }
+        Ok(h)
+    }
+
     /// An input's leaf (the feature columns it reads) and the node the graph uses (the same,
     /// or for an embedding the looked-up vectors).
     fn input(
@@ -265,9 +416,27 @@ impl Builder<'_> {
             }
         };
         let width = columns.len();
-        let n = self
-            .g
-            .leaf(name, Op::Input { columns }, Shape::batch(width), Some(path));
+        let shape = match (self.image, source) {
+            (Some(img), InputSource::All(_)) => {
+                let image = Image {
+                    c: img.channels,
+                    h: img.height,
+                    w: img.width,
+                };
+                if image.numel() != width {
+                    return Err(PlanError::spec(
+                        "data.image",
+                        format!(
+                            "an image of {image} (channels × height × width) is {} values, but the model reads {width} feature columns",
+                            image.numel()
+                        ),
+                    ));
+                }
+                Shape::images(image)
+            }
+            _ => Shape::batch(width),
+        };
+        let n = self.g.leaf(name, Op::Input { columns }, shape, Some(path));
         Ok((n, n))
     }
 
@@ -334,6 +503,7 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
         streams: 0,
         data,
         embedded: spec.embeddings().iter().map(|e| e.column.clone()).collect(),
+        image: spec.data.image,
     };
     let (inputs, out) = match &spec.model {
         ModelSpec::Sequential(layers) => {
@@ -361,6 +531,13 @@ pub fn forward(spec: &Spec, data: &DataShape) -> Result<Forward, PlanError> {
             (inputs, out)
         }
     };
+    if let Some(shape) = Some(b.g.g[out].shape).filter(|s| s.image.is_some()) {
+        let origin = b.g.g[out].origin.clone().unwrap_or_else(|| "model".into());
+        return Err(PlanError::spec(
+            origin,
+            format!("the model ends in the image {shape}; end it with `flatten: {{}}` (or `global_avg_pool2d: {{}}`) and a `dense` layer"),
+        ));
+    }
     let target_cols = match data.task {
         Task::Classification { .. } => 1,
         Task::Regression { targets } => targets,
@@ -541,4 +718,84 @@ fn fused_loss(
         g.add("probs", Op::Act(probe), &[logits], fwd, None)?
     };
     Ok((loss, probs))
+}
+
+/// The image a layer at `origin` reads, or an error saying it reads a row of features.
+fn need_image(
+    image: Option<Image>,
+    origin: &str,
+    kind: &str,
+    shape: Shape,
+) -> Result<Image, PlanError> {
+    image.ok_or_else(|| {
+        PlanError::spec(
+            origin,
+            format!("`{kind}` needs an image, but reads the row of features {shape}; set `data.image: {{channels, height, width}}` for image inputs (and keep `flatten` after the image layers)"),
+        )
+    })
+}
+
+/// The window of a convolution or pooling over `img` (`pool`: every window must hold an
+/// image cell, so padding stays below the kernel).
+fn window(
+    origin: &str,
+    img: Image,
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    padding: Padding,
+    (dh, dw): (usize, usize),
+    pool: bool,
+) -> Result<Window, PlanError> {
+    let (eh, ew) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
+    let (ph, pw, oh, ow) = match padding {
+        Padding::Same => {
+            let (oh, ow) = (img.h.div_ceil(sh), img.w.div_ceil(sw));
+            let th = ((oh - 1) * sh + eh).saturating_sub(img.h);
+            let tw = ((ow - 1) * sw + ew).saturating_sub(img.w);
+            (th / 2, tw / 2, oh, ow)
+        }
+        Padding::Valid | Padding::Cells(_) => {
+            let (ph, pw) = match padding {
+                Padding::Cells(p) => p.hw(),
+                _ => (0, 0),
+            };
+            if pool && (ph >= kh || pw >= kw) {
+                return Err(PlanError::spec(
+                    format!("{origin}.padding"),
+                    format!("padding [{ph}, {pw}] leaves windows of {kh}×{kw} with no image cell; use less than the window"),
+                ));
+            }
+            let (hh, ww) = (img.h + 2 * ph, img.w + 2 * pw);
+            if eh > hh || ew > ww {
+                let dilated = if (dh, dw) != (1, 1) {
+                    format!(" ({eh}×{ew} dilated)")
+                } else {
+                    String::new()
+                };
+                return Err(PlanError::spec(
+                    origin,
+                    format!(
+                        "the window {kh}×{kw}{dilated} is larger than its input image {img}{}; use `padding: same` or a smaller window",
+                        if (ph, pw) != (0, 0) { format!(" padded to {hh}×{ww}") } else { String::new() }
+                    ),
+                ));
+            }
+            (ph, pw, (hh - eh) / sh + 1, (ww - ew) / sw + 1)
+        }
+    };
+    Ok(Window {
+        c: img.c,
+        h: img.h,
+        w: img.w,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        oh,
+        ow,
+    })
 }

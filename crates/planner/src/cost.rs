@@ -1,6 +1,6 @@
 //! Cost model: FLOPs per node and per step, parameters, activation memory.
 
-use crate::op::{LossKind, Op, Shape};
+use crate::op::{ConvPart, LossKind, Op, Shape};
 use crate::plan::{Cost, ParamRef, Plan, PlanNode, Schedules};
 
 /// Floating-point operations of one node at batch `batch` (multiply-add = 2). Products
@@ -20,7 +20,43 @@ pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
         Op::BiasAdd | Op::Add | Op::Dropout { .. } | Op::DropoutGrad { .. } => {
             m(n, inputs.len().saturating_sub(1).max(1) as u64)
         }
-        Op::Concat => 0,
+        Op::Concat | Op::Flatten => 0,
+        // A multiply-add per weight per output position (+ the bias); the input's and the
+        // weights' gradients are the same products again.
+        Op::Conv2d { win, filters }
+        | Op::Conv2dGrad {
+            win,
+            filters,
+            part: ConvPart::Input | ConvPart::Weight,
+        } => {
+            let rows = inputs.first().map_or(0, |s| s.rows_at(batch)) as u64;
+            let rows = if matches!(
+                op,
+                Op::Conv2dGrad {
+                    part: ConvPart::Weight,
+                    ..
+                } | Op::Conv2d { .. }
+            ) {
+                rows
+            } else {
+                inputs.get(1).map_or(0, |s| s.rows_at(batch)) as u64
+            };
+            m(
+                m(m(2, rows), (win.positions() * filters) as u64),
+                win.patch() as u64,
+            )
+        }
+        Op::Conv2dGrad {
+            part: ConvPart::Bias,
+            ..
+        } => first,
+        Op::Pool2d { win, .. } | Op::Pool2dGrad { win, .. } => {
+            let rows = inputs.first().map_or(0, |s| s.rows_at(batch)) as u64;
+            m(
+                m(rows, (win.c * win.positions()) as u64),
+                (win.kh * win.kw) as u64,
+            )
+        }
         // A row copy per id; the gradient clears the table, then adds a row per id.
         Op::Embedding => n,
         Op::EmbeddingGrad { .. } => {

@@ -6,7 +6,7 @@ use petgraph::Direction;
 use std::collections::BinaryHeap;
 
 use crate::error::PlanError;
-use crate::op::{NormPart, Op, Phase, Rows, Shape};
+use crate::op::{ConvPart, Image, NormPart, Op, Phase, Rows, Shape, Window};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GNode {
@@ -185,7 +185,11 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
                 ));
             }
             match n {
-                Rows::Fixed(cols) => Ok(Shape { rows: m, cols }),
+                Rows::Fixed(cols) => Ok(Shape {
+                    rows: m,
+                    cols,
+                    image: None,
+                }),
                 Rows::Batch => Err("matmul output columns cannot be the batch".into()),
             }
         }
@@ -194,9 +198,11 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             let (m, k1) = dims(&s(0), *ta);
             let (k2, n) = dims(&s(1), *tb);
             match n {
-                Rows::Fixed(cols) if k1 == k2 && s(2) == Shape::fixed(1, cols) => {
-                    Ok(Shape { rows: m, cols })
-                }
+                Rows::Fixed(cols) if k1 == k2 && s(2) == Shape::fixed(1, cols) => Ok(Shape {
+                    rows: m,
+                    cols,
+                    image: None,
+                }),
                 _ => Err(format!(
                     "matmul with bias: {} × {} + {} do not fit",
                     s(0),
@@ -228,7 +234,8 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             if inputs.len() < 2 {
                 return Err("add needs at least 2 inputs".into());
             }
-            if let Some((name, shape)) = inputs.iter().find(|(_, sh)| *sh != s(0)) {
+            // Images add as their rows do (a flattened image adds to the image).
+            if let Some((name, shape)) = inputs.iter().find(|(_, sh)| sh.flat() != s(0).flat()) {
                 return Err(format!(
                     "add needs inputs of the same shape, but {} is {} and {name} is {shape}",
                     inputs[0].0,
@@ -249,9 +256,30 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
                     show(shape.rows)
                 ));
             }
+            // Images of one height and width concatenate along their channels (NCHW rows
+            // side by side); anything else is a row of features.
+            let first = s(0).image;
+            let image = match first {
+                Some(f)
+                    if inputs
+                        .iter()
+                        .all(|(_, sh)| matches!(sh.image, Some(i) if (i.h, i.w) == (f.h, f.w))) =>
+                {
+                    Some(Image {
+                        c: inputs
+                            .iter()
+                            .filter_map(|(_, sh)| sh.image)
+                            .map(|i| i.c)
+                            .sum(),
+                        ..f
+                    })
+                }
+                _ => None,
+            };
             Ok(Shape {
                 rows: s(0).rows,
                 cols: inputs.iter().map(|(_, sh)| sh.cols).sum(),
+                image,
             })
         }
         Op::Loss(_) => {
@@ -281,6 +309,7 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             Ok(Shape {
                 rows: s(0).rows,
                 cols: end - start,
+                image: None,
             })
         }
         Op::LossGrad(_) => {
@@ -295,11 +324,73 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             Ok(Shape {
                 rows: s(0).rows,
                 cols: s(1).cols,
+                image: None,
             })
         }
         Op::EmbeddingGrad { vocab } => {
             arity(2)?;
             Ok(Shape::fixed(*vocab, s(1).cols))
+        }
+        Op::Conv2d { win, filters } => {
+            if inputs.len() != 2 && inputs.len() != 3 {
+                return Err(format!("Conv2d takes 2 or 3 inputs, got {}", inputs.len()));
+            }
+            image_in(&inputs[0], win)?;
+            let w = Shape::fixed(*filters, win.patch());
+            if s(1) != w {
+                return Err(format!("conv2d weights {} do not fit {w}", s(1)));
+            }
+            if inputs.len() == 3 && s(2) != Shape::fixed(1, *filters) {
+                return Err(format!("conv2d bias {} does not fit [1,{filters}]", s(2)));
+            }
+            Ok(Shape {
+                rows: s(0).rows,
+                ..Shape::images(Image {
+                    c: *filters,
+                    h: win.oh,
+                    w: win.ow,
+                })
+            })
+        }
+        Op::Pool2d { win, .. } => {
+            arity(1)?;
+            image_in(&inputs[0], win)?;
+            Ok(Shape {
+                rows: s(0).rows,
+                ..Shape::images(Image {
+                    c: win.c,
+                    h: win.oh,
+                    w: win.ow,
+                })
+            })
+        }
+        Op::Flatten => {
+            arity(1)?;
+            Ok(s(0).flat())
+        }
+        Op::Conv2dGrad { win, filters, part } => Ok(match part {
+            ConvPart::Input => {
+                arity(2)?;
+                Shape {
+                    rows: s(1).rows,
+                    ..Shape::images(win.input())
+                }
+            }
+            ConvPart::Weight => {
+                arity(2)?;
+                Shape::fixed(*filters, win.patch())
+            }
+            ConvPart::Bias => {
+                arity(1)?;
+                Shape::fixed(1, *filters)
+            }
+        }),
+        Op::Pool2dGrad { win, .. } => {
+            arity(2)?;
+            Ok(Shape {
+                rows: s(0).rows,
+                ..Shape::images(win.input())
+            })
         }
         Op::GradNorm | Op::LbfgsStep => Ok(Shape::scalar()),
         Op::Update { .. } => {
@@ -309,4 +400,15 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             Ok(s(0))
         }
     }
+}
+
+/// Checks that `input` is the image `win` reads.
+fn image_in((name, shape): &(String, Shape), win: &Window) -> Result<(), String> {
+    if shape.cols != win.input().numel() {
+        return Err(format!(
+            "{name} is {shape}, but the window reads images of {}",
+            win.input()
+        ));
+    }
+    Ok(())
 }

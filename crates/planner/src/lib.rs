@@ -21,7 +21,10 @@ pub mod target;
 pub mod workflow;
 
 pub use error::PlanError;
-pub use op::{LossKind, NormAxis, NormPart, Op, ParamInit, Phase, Rows, Shape};
+pub use op::{
+    ConvPart, Image, LossKind, NormAxis, NormPart, Op, ParamInit, Phase, PoolKind, Rows, Shape,
+    Window,
+};
 pub use plan::{
     Bucket, Cost, DataParallelPlan, MemoryPlan, ParamRef, PassLog, Plan, PlanNode, ScheduleKind,
     Schedules, Slot, Storage, Target, Traffic, PLAN_VERSION,

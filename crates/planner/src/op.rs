@@ -19,6 +19,85 @@ pub enum Rows {
 pub struct Shape {
     pub rows: Rows,
     pub cols: usize,
+    /// When each row is an image: its channels, height and width (`cols = c·h·w`, NCHW:
+    /// channel by channel, each row by row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+}
+
+/// One sample's image: `c` channels of `h × w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Image {
+    pub fn numel(&self) -> usize {
+        self.c.saturating_mul(self.h).saturating_mul(self.w)
+    }
+}
+
+impl fmt::Display for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}×{}×{}", self.c, self.h, self.w)
+    }
+}
+
+/// A convolution's or pooling's window over an image: the input's `c × h × w`, the kernel
+/// `kh × kw`, strides, the padding cells before the first row and column (`ph`, `pw`; the
+/// rest is after the last), dilations, and the output's `oh × ow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Window {
+    /// Output positions of one channel.
+    pub fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Values one output position reads from all channels (`c·kh·kw`: a column of im2col).
+    pub fn patch(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    pub fn input(&self) -> Image {
+        Image {
+            c: self.c,
+            h: self.h,
+            w: self.w,
+        }
+    }
+}
+
+/// Which of a convolution's gradients a backward node computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConvPart {
+    /// dL/dx (inputs w, dy).
+    Input,
+    /// dL/dw (inputs x, dy).
+    Weight,
+    /// dL/db (input dy): dy summed over rows and positions, per filter.
+    Bias,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolKind {
+    Max,
+    Avg,
 }
 
 impl Shape {
@@ -26,12 +105,29 @@ impl Shape {
         Shape {
             rows: Rows::Batch,
             cols,
+            image: None,
+        }
+    }
+    /// A batch of images.
+    pub fn images(image: Image) -> Shape {
+        Shape {
+            rows: Rows::Batch,
+            cols: image.numel(),
+            image: Some(image),
         }
     }
     pub fn fixed(rows: usize, cols: usize) -> Shape {
         Shape {
             rows: Rows::Fixed(rows),
             cols,
+            image: None,
+        }
+    }
+    /// The same rows and columns, without the image (what `flatten` makes).
+    pub fn flat(&self) -> Shape {
+        Shape {
+            image: None,
+            ..*self
         }
     }
     pub fn scalar() -> Shape {
@@ -52,9 +148,13 @@ impl Shape {
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cols = match self.image {
+            Some(i) => format!("{},{},{}", i.c, i.h, i.w),
+            None => self.cols.to_string(),
+        };
         match self.rows {
-            Rows::Batch => write!(f, "[B,{}]", self.cols),
-            Rows::Fixed(r) => write!(f, "[{r},{}]", self.cols),
+            Rows::Batch => write!(f, "[B,{cols}]"),
+            Rows::Fixed(r) => write!(f, "[{r},{cols}]"),
         }
     }
 }
@@ -132,6 +232,20 @@ pub enum Op {
     Concat,
     /// Mean loss over the batch (inputs: logits or predictions, target) → [1,1].
     Loss(LossKind),
+    /// A 2-D convolution (cross-correlation) of each row's image: inputs x `[B, c·h·w]`,
+    /// weights `[filters, c·kh·kw]` and optionally a bias `[1, filters]` → `[B, filters·oh·ow]`.
+    Conv2d {
+        win: Window,
+        filters: usize,
+    },
+    /// Each channel's windows reduced to their largest value or their mean (padding cells
+    /// are left out) → `[B, c·oh·ow]`.
+    Pool2d {
+        kind: PoolKind,
+        win: Window,
+    },
+    /// The same values without the image shape (`flatten`; the rows are already NCHW).
+    Flatten,
     /// Rows of a table by id: input 0 holds one id per row ([B,1], as f32, exact below
     /// 2^24), input 1 the table [vocab, dim] → [B, dim]; an id outside the table reads zeros.
     Embedding,
@@ -159,6 +273,18 @@ pub enum Op {
     },
     /// dL/d(logits or predictions) of the loss (inputs as the loss).
     LossGrad(LossKind),
+    /// A gradient of [`Op::Conv2d`] (see [`ConvPart`] for the inputs).
+    Conv2dGrad {
+        win: Window,
+        filters: usize,
+        part: ConvPart,
+    },
+    /// dL/dx of a pooling (inputs x, dy): dy to each window's largest input (the first of
+    /// equal ones), or spread evenly over its cells.
+    Pool2dGrad {
+        kind: PoolKind,
+        win: Window,
+    },
     /// An embedding table's gradient: each row of dy added into the row of its id (inputs
     /// ids [B,1], dy [B, dim]) → [vocab, dim].
     EmbeddingGrad {
@@ -260,6 +386,20 @@ impl Op {
                 )
             }
             Op::Slice { start, end } => format!("Slice({start}..{end})"),
+            Op::Conv2d { win, .. } => format!("Conv2d({}×{})", win.kh, win.kw),
+            Op::Pool2d { kind, win } => {
+                format!("{}Pool2d({}×{})", pool_name(*kind), win.kh, win.kw)
+            }
+            Op::Flatten => "Flatten".into(),
+            Op::Conv2dGrad { part, .. } => format!(
+                "Conv2dGrad({})",
+                match part {
+                    ConvPart::Input => "x",
+                    ConvPart::Weight => "w",
+                    ConvPart::Bias => "b",
+                }
+            ),
+            Op::Pool2dGrad { kind, .. } => format!("{}Pool2dGrad", pool_name(*kind)),
             Op::Embedding => "Embedding".into(),
             Op::EmbeddingGrad { .. } => "EmbeddingGrad".into(),
             Op::LossGrad(k) => format!("LossGrad({})", loss_name(*k)),
@@ -285,6 +425,13 @@ impl Op {
             self,
             Op::BiasAdd | Op::Add | Op::Dropout { .. } | Op::DropoutGrad { .. }
         ) || matches!(self, Op::Act(a) | Op::BiasAct(a) | Op::ActGrad(a) if *a != Activation::Softmax)
+    }
+}
+
+fn pool_name(k: PoolKind) -> &'static str {
+    match k {
+        PoolKind::Max => "Max",
+        PoolKind::Avg => "Avg",
     }
 }
 

@@ -3,6 +3,7 @@
 //! Each node owns a buffer that is reused from step to step (no allocation in the steady
 //! state); parameters and optimizer state live here for the whole run.
 
+pub mod conv;
 pub mod kernels;
 pub mod matmul;
 pub mod simd;
@@ -283,6 +284,28 @@ impl CpuExecutor {
                 out.assign(&a.slice(ndarray::s![.., *start..*end]));
             }
             Op::LossGrad(kind) => kernels::loss_grad(*kind, input(0), input(1), weights, out),
+            Op::Conv2d { win, filters } => conv::conv2d(
+                input(0),
+                input(1),
+                (node.inputs.len() == 3).then(|| input(2)),
+                win,
+                *filters,
+                out,
+            ),
+            Op::Conv2dGrad { win, filters, part } => {
+                let (a, dy) = match part {
+                    weft_planner::ConvPart::Bias => (input(0), input(0)),
+                    _ => (input(0), input(1)),
+                };
+                conv::conv2d_grad(*part, a, dy, win, *filters, out)
+            }
+            Op::Pool2d { kind, win } => conv::pool2d(*kind, input(0), win, out),
+            Op::Pool2dGrad { kind, win } => conv::pool2d_grad(*kind, input(0), input(1), win, out),
+            Op::Flatten => {
+                let a = input(0);
+                ensure(out, a.nrows(), a.ncols());
+                out.assign(a);
+            }
             Op::Embedding => kernels::embedding(input(0), input(1), out),
             Op::EmbeddingGrad { vocab } => kernels::embedding_grad(input(0), input(1), *vocab, out),
             Op::GradNorm => {

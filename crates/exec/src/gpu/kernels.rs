@@ -15,6 +15,7 @@ const LOSS: &str = include_str!("loss.wgsl");
 const OPTIM: &str = include_str!("optim.wgsl");
 const MATMUL: &str = include_str!("matmul.wgsl");
 const EMBEDDING: &str = include_str!("embedding.wgsl");
+const CONV: &str = include_str!("conv.wgsl");
 
 /// A matmul specialisation: tile size, transposed operands and the fused epilogue are
 /// compile-time constants of the kernel, so each variant is its own pipeline.
@@ -36,6 +37,7 @@ pub enum Family {
     Optim,
     Matmul(MatmulCfg),
     Embedding,
+    Conv,
 }
 
 impl Family {
@@ -48,6 +50,7 @@ impl Family {
             Family::Loss => format!("{codes}{COMMON}\n{LOSS}"),
             Family::Optim => format!("{codes}{COMMON}\n{OPTIM}"),
             Family::Embedding => format!("{codes}{COMMON}\n{EMBEDDING}"),
+            Family::Conv => format!("{codes}{COMMON}\n{CONV}"),
             Family::Matmul(c) => {
                 let t = c.tile / 16;
                 // A 16-deep K step for 64-tiles, 8 for 128-tiles: 8 KiB of workgroup memory.
@@ -95,6 +98,12 @@ impl Kernel {
     pub fn embedding(entry: &'static str) -> Kernel {
         Kernel {
             family: Family::Embedding,
+            entry,
+        }
+    }
+    pub fn conv(entry: &'static str) -> Kernel {
+        Kernel {
+            family: Family::Conv,
             entry,
         }
     }

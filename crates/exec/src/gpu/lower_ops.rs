@@ -2,14 +2,16 @@
 
 use weft_dsl::Activation;
 use weft_planner::target::takes_whole_batch;
-use weft_planner::{NormAxis, NormPart, Op, Plan};
+use weft_planner::{ConvPart, NormAxis, NormPart, Op, Plan, PoolKind, Window};
 
 use super::call::{groups_1d, per_row, u, Buf, Call, Run};
 use super::codes::{act_code, loss_code, norm_axis_code, ActCode};
 use super::kernels::Kernel;
 use super::lower_matmul::matmul;
 use super::reductions::{batch_stats, RowSum};
-use super::uniforms::{ElementwiseParams, EmbeddingParams, LossParams, ReduceParams, Uniform};
+use super::uniforms::{
+    ConvParams, ElementwiseParams, EmbeddingParams, LossParams, ReduceParams, Uniform,
+};
 use crate::error::ExecError;
 
 fn rows_of(plan: &Plan, id: usize, rows: usize) -> usize {
@@ -68,6 +70,86 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             }
         }
         Op::Param { .. } | Op::Target | Op::LbfgsStep => {}
+        Op::Conv2d { win, filters } => {
+            let mut reads = vec![Buf::Node(input(0)), Buf::Node(input(1))];
+            if n.inputs.len() == 3 {
+                reads.push(Buf::Node(input(2)));
+            }
+            let p = ConvParams {
+                n: u(numel)?,
+                rows: u(rows)?,
+                bias: u32::from(n.inputs.len() == 3),
+                ..conv_params(win, *filters)?
+            };
+            calls.push(elementwise_call(
+                Kernel::conv("conv_forward"),
+                p,
+                p.n,
+                reads,
+                out,
+                run,
+            ));
+        }
+        Op::Conv2dGrad { win, filters, part } => {
+            let (entry, reads) = match part {
+                ConvPart::Input => (
+                    "conv_grad_input",
+                    vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                ),
+                ConvPart::Weight => (
+                    "conv_grad_weight",
+                    vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                ),
+                // dy at binding 3, as the other gradients read it.
+                ConvPart::Bias => (
+                    "conv_grad_bias",
+                    vec![Buf::Node(input(0)), Buf::Node(input(0))],
+                ),
+            };
+            // The batch's rows: dy's (the last input).
+            let batch = rows_of(plan, *n.inputs.last().unwrap_or(&id), run.rows);
+            let p = ConvParams {
+                n: u(numel)?,
+                rows: u(batch)?,
+                ..conv_params(win, *filters)?
+            };
+            calls.push(elementwise_call(
+                Kernel::conv(entry),
+                p,
+                p.n,
+                reads,
+                out,
+                run,
+            ));
+        }
+        Op::Pool2d { kind, win } | Op::Pool2dGrad { kind, win } => {
+            let (entry, mut reads) = match n.op {
+                Op::Pool2d { .. } => ("pool_forward", vec![Buf::Node(input(0))]),
+                _ => (
+                    "pool_backward",
+                    vec![Buf::Node(input(0)), Buf::Node(input(1))],
+                ),
+            };
+            reads.truncate(n.inputs.len());
+            let p = ConvParams {
+                n: u(numel)?,
+                rows: u(rows)?,
+                bias: u32::from(*kind == PoolKind::Max),
+                ..conv_params(win, win.c)?
+            };
+            calls.push(elementwise_call(
+                Kernel::conv(entry),
+                p,
+                p.n,
+                reads,
+                out,
+                run,
+            ));
+        }
+        Op::Flatten => {
+            // The same values: a copy (the arena gives every node its own buffer).
+            calls.push(copy_cols(input(0), cols, 0, cols, 0, rows, cols, out, run)?);
+        }
         Op::Embedding => {
             let vocab = plan.nodes[input(1)].shape.rows_at(0);
             let p = EmbeddingParams {
@@ -532,4 +614,30 @@ fn copy_cols(
         out,
         run,
     ))
+}
+
+/// A window's parameters (the caller sets `n`, `rows` and `bias`).
+fn conv_params(win: &Window, filters: usize) -> Result<ConvParams, ExecError> {
+    let pack = |h: usize, w: usize| -> Result<u32, ExecError> {
+        if h > 0xffff || w > 0xffff {
+            return Err(ExecError::Shape(format!(
+                "a window of {h}×{w} is over the GPU kernels' 65535"
+            )));
+        }
+        Ok(h as u32 | (w as u32) << 16)
+    };
+    Ok(ConvParams {
+        c: u(win.c)?,
+        h: u(win.h)?,
+        w: u(win.w)?,
+        kh: u(win.kh)?,
+        kw: u(win.kw)?,
+        stride: pack(win.sh, win.sw)?,
+        pad: pack(win.ph, win.pw)?,
+        dil: pack(win.dh, win.dw)?,
+        oh: u(win.oh)?,
+        ow: u(win.ow)?,
+        filters: u(filters)?,
+        ..ConvParams::default()
+    })
 }

@@ -169,6 +169,30 @@ uniform! {
     }
 }
 
+uniform! {
+    /// conv.wgsl: a convolution's or pooling's window; `stride`, `pad` and `dil` pack the
+    /// height's value | the width's << 16.
+    ConvParams: UNIFORM_BYTES => {
+        /// Outputs, one thread each.
+        n: u32,
+        rows: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        kh: u32,
+        kw: u32,
+        stride: u32,
+        pad: u32,
+        dil: u32,
+        oh: u32,
+        ow: u32,
+        filters: u32,
+        /// Convolution: 1 when a bias is bound; pooling: 1 for max, 0 for the mean.
+        bias: u32,
+        _pad: [u32; 2],
+    }
+}
+
 /// One kernel call's parameters, of its family's type.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Uniform {
@@ -178,6 +202,7 @@ pub enum Uniform {
     Optim(OptimParams),
     Matmul(MatmulParams),
     Embedding(EmbeddingParams),
+    Conv(ConvParams),
 }
 
 impl Uniform {
@@ -190,6 +215,7 @@ impl Uniform {
             Uniform::Optim(p) => bytemuck::bytes_of(p),
             Uniform::Matmul(p) => bytemuck::bytes_of(p),
             Uniform::Embedding(p) => bytemuck::bytes_of(p),
+            Uniform::Conv(p) => bytemuck::bytes_of(p),
         }
     }
 
@@ -203,6 +229,7 @@ impl Uniform {
                 | (Uniform::Optim(_), Family::Optim)
                 | (Uniform::Matmul(_), Family::Matmul(_))
                 | (Uniform::Embedding(_), Family::Embedding)
+                | (Uniform::Conv(_), Family::Conv)
         )
     }
 }
@@ -223,7 +250,8 @@ into_uniform!(
     LossParams => Loss,
     OptimParams => Optim,
     MatmulParams => Matmul,
-    EmbeddingParams => Embedding
+    EmbeddingParams => Embedding,
+    ConvParams => Conv
 );
 
 #[cfg(test)]
@@ -298,6 +326,7 @@ mod tests {
             p,
             MatmulParams::FIELDS,
         );
+        check(include_str!("conv.wgsl"), "ConvParams", p, ConvParams::FIELDS);
         check(
             include_str!("embedding.wgsl"),
             "EmbeddingParams",

@@ -1,0 +1,211 @@
+//! Convolution and pooling: forward values against a direct f64 loop over the definition,
+//! and every gradient against finite differences (`grad::check`), through shapes that
+//! exercise stride, padding (`same`, cells), dilation, several channels and filters,
+//! overlapping pooling windows, a residual `add` of two convolutions and a channel concat.
+
+use ndarray::{Array2, Axis};
+
+use crate::grad::{check, TRAIN_CE};
+use crate::support::{
+    assert_all_close, classes, inputs, ok, param_index, plan_image, set_named, to64,
+};
+use crate::tol::FORWARD;
+use crate::Ctor;
+
+/// One image `[c, h, w]` in NCHW order, in f64.
+struct Img<'a> {
+    v: &'a [f64],
+    h: usize,
+    w: usize,
+}
+
+impl Img<'_> {
+    /// The value at (ci, y, x) with y, x possibly in the padding (0 there).
+    fn at(&self, ci: usize, y: isize, x: isize) -> Option<f64> {
+        (y >= 0 && x >= 0 && (y as usize) < self.h && (x as usize) < self.w)
+            .then(|| self.v[(ci * self.h + y as usize) * self.w + x as usize])
+    }
+}
+
+/// The definition: out[f, oy, ox] = b[f] + Σ x[ci, oy·s − p + i·d, ox·s − p + j·d] · w[f, ci, i, j].
+#[allow(clippy::too_many_arguments)]
+fn conv_reference(
+    x: &Array2<f64>,
+    (c, h, w): (usize, usize, usize),
+    weight: &Array2<f64>,
+    bias: &Array2<f64>,
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    (ph, pw): (usize, usize),
+    (dh, dw): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Array2<f64> {
+    let f = weight.nrows();
+    let mut out = Array2::zeros((x.nrows(), f * oh * ow));
+    for (r, row) in x.axis_iter(Axis(0)).enumerate() {
+        let v = row.to_vec();
+        let img = Img { v: &v, h, w };
+        for fi in 0..f {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias[[0, fi]];
+                    for ci in 0..c {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let y = (oy * sh + i * dh) as isize - ph as isize;
+                                let xx = (ox * sw + j * dw) as isize - pw as isize;
+                                if let Some(val) = img.at(ci, y, xx) {
+                                    acc += val * weight[[fi, (ci * kh + i) * kw + j]];
+                                }
+                            }
+                        }
+                    }
+                    out[[r, (fi * oh + oy) * ow + ox]] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A convolution's forward values with stride, cell padding, dilation, 2 channels and 3
+/// filters (the model's only layer but a `flatten`, and an identity-free dense after it
+/// is not needed: `predict` of a linear head reads the flattened image through `dense`).
+pub fn conv2d_forward(ctor: Ctor) {
+    let (c, h, w) = (2, 6, 5);
+    let model = "[{conv2d: {filters: 3, kernel: [3, 2], stride: [2, 1], padding: 1, dilation: [1, 2]}}, {flatten: {}}, {dense: {units: 2, use_bias: false}}]";
+    let p = plan_image(model, TRAIN_CE, (c, h, w), classes(2));
+    // oh = (6 + 2 − 3) / 2 + 1 = 3; ow = (5 + 2 − 3) / 1 + 1 = 5 (dilated kernel width 3).
+    let (oh, ow) = (3, 5);
+    let x = inputs(4, c * h * w, 3);
+    let mut exec = ctor(&p);
+    let wt = inputs(3, c * 3 * 2, 4);
+    let b = inputs(1, 3, 5);
+    // The dense head sums the conv output's first two positions: predict gives conv values.
+    let mut head = Array2::<f32>::zeros((3 * oh * ow, 2));
+    head[[0, 0]] = 1.0;
+    head[[oh * ow + 7, 1]] = 1.0;
+    set_named(
+        exec.as_mut(),
+        &p,
+        &[
+            ("conv2d_0.weight", wt.clone()),
+            ("conv2d_0.bias", b.clone()),
+            ("dense_2.weight", head.clone()),
+        ],
+    );
+    let conv = conv_reference(
+        &to64(&x),
+        (c, h, w),
+        &to64(&wt),
+        &to64(&b),
+        (3, 2),
+        (2, 1),
+        (1, 1),
+        (1, 2),
+        (oh, ow),
+    );
+    let want = conv.dot(&to64(&head));
+    // Logits of a linear model: predict's softmax is applied to them.
+    let got = ok(exec.predict(x.view()));
+    let soft = crate::support::softmax_rows(&want);
+    assert_all_close("conv2d (through a selecting head)", &got, &soft, FORWARD);
+}
+
+/// Max and average pooling's forward values, with overlapping windows and `same` padding.
+pub fn pool2d_forward(ctor: Ctor) {
+    let (c, h, w) = (2, 5, 5);
+    for (layer, max) in [("max_pool2d", true), ("avg_pool2d", false)] {
+        let model = format!("[{{{layer}: {{size: 3, stride: 2, padding: same}}}}, {{flatten: {{}}}}, {{dense: {{units: 18, use_bias: false}}}}]");
+        let p = plan_image(&model, TRAIN_CE, (c, h, w), classes(18));
+        let x = inputs(3, c * h * w, 6);
+        let mut exec = ctor(&p);
+        // out = ceil(5 / 2) = 3; padding total (3−1)·2 + 3 − 5 = 2: one cell before.
+        let (o, pad) = (3usize, 1isize);
+        let mut want = Array2::<f64>::zeros((3, c * o * o));
+        let x64 = to64(&x);
+        for r in 0..3 {
+            let v = x64.row(r).to_vec();
+            let img = Img { v: &v, h, w };
+            for ci in 0..c {
+                for oy in 0..o {
+                    for ox in 0..o {
+                        let cells: Vec<f64> = (0..3)
+                            .flat_map(|i| (0..3).map(move |j| (i, j)))
+                            .filter_map(|(i, j)| {
+                                img.at(ci, (oy * 2 + i) as isize - pad, (ox * 2 + j) as isize - pad)
+                            })
+                            .collect();
+                        want[[r, (ci * o + oy) * o + ox]] = if max {
+                            cells.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                        } else {
+                            cells.iter().sum::<f64>() / cells.len() as f64
+                        };
+                    }
+                }
+            }
+        }
+        // An identity head: the logits are the pooled values.
+        let eye = Array2::from_shape_fn((18, 18), |(i, j)| f32::from(i == j));
+        set_named(exec.as_mut(), &p, &[("dense_2.weight", eye)]);
+        let got = ok(exec.predict(x.view()));
+        assert_all_close(layer, &got, &crate::support::softmax_rows(&want), FORWARD);
+    }
+}
+
+pub fn conv2d_grad(ctor: Ctor) {
+    let model = "[{conv2d: {filters: 2, kernel: 3, padding: same, activation: tanh}}, {flatten: {}}, {dense: {units: 3}}]";
+    let p = plan_image(model, TRAIN_CE, (1, 4, 4), classes(3));
+    check(ctor, &p, |_, _| {});
+}
+
+pub fn conv2d_strided_dilated_grad(ctor: Ctor) {
+    let model = "[{conv2d: {filters: 3, kernel: [3, 2], stride: [2, 1], padding: 1, dilation: [1, 2], activation: tanh}}, {conv2d: {filters: 2, kernel: 2, use_bias: false}}, {flatten: {}}, {dense: {units: 3}}]";
+    let p = plan_image(model, TRAIN_CE, (2, 6, 5), classes(3));
+    check(ctor, &p, |_, _| {});
+}
+
+/// Pooling's gradient reaches the conv before it. The conv is 1×1 with one filter over
+/// one channel, so its output orders the cells as the image does whatever its (positive)
+/// weight: a finite-difference step never moves a window's largest cell.
+fn check_pool(ctor: Ctor, pool: &str) {
+    let model = format!("[{{conv2d: {{filters: 1, kernel: 1}}}}, {pool}, {{flatten: {{}}}}, {{dense: {{units: 3}}}}]");
+    let p = plan_image(&model, TRAIN_CE, (1, 5, 5), classes(3));
+    check(ctor, &p, |plan, params| {
+        params[param_index(plan, "conv2d_0.weight")] = Array2::from_elem((1, 1), 0.8);
+    });
+}
+
+pub fn max_pool2d_grad(ctor: Ctor) {
+    check_pool(ctor, "{max_pool2d: {size: 3, stride: 2, padding: same}}");
+}
+
+pub fn avg_pool2d_grad(ctor: Ctor) {
+    check_pool(ctor, "{avg_pool2d: {size: 2, stride: 1}}");
+}
+
+pub fn global_avg_pool2d_grad(ctor: Ctor) {
+    let model = "[{conv2d: {filters: 3, kernel: 3, padding: same, activation: tanh}}, {global_avg_pool2d: {}}, {dense: {units: 3}}]";
+    let p = plan_image(model, TRAIN_CE, (2, 4, 4), classes(3));
+    check(ctor, &p, |_, _| {});
+}
+
+/// A residual block (two convolutions added to their input) and a channel concat.
+pub fn residual_and_concat_grad(ctor: Ctor) {
+    let model = "{inputs: {x: features}, nodes: {
+        a: {conv2d: {filters: 2, kernel: 3, padding: same, activation: tanh}, input: x},
+        b: {conv2d: {filters: 2, kernel: 3, padding: same}, input: a},
+        s: {add: [a, b]},
+        c: {concat: [s, a]},
+        m: {conv2d: {filters: 1, kernel: 1}, input: c},
+        f: {flatten: {}, input: m},
+        out: {dense: {units: 3}, input: f}}, output: out}";
+    let p = plan_image(model, TRAIN_CE, (1, 4, 4), classes(3));
+    let m = p
+        .nodes
+        .iter()
+        .find(|n| n.name == "m.conv")
+        .map(|n| n.shape.to_string());
+    assert_eq!(m.as_deref(), Some("[B,1,4,4]"));
+    check(ctor, &p, |_, _| {});
+}
