@@ -36,11 +36,34 @@ train: {loss: cross_entropy, optimizer: {adam: {lr: 0.001}}, batch_size: 128, ep
 evaluate: [accuracy]
 ";
 
+/// LeNet-5's shape on MNIST-shaped images (1×28×28): conv 6@5×5 → pool → conv 16@5×5 →
+/// pool → dense 120 → 84 → 10.
+const LENET: &str = "name: bench-lenet
+seed: 0
+data:
+  source: {synthetic: {rows: 15000, features: 784, classes: 10, informative: 50, seed: 0}}
+  image: {channels: 1, height: 28, width: 28}
+  split: {train: 0.8, test: 0.2}
+model:
+  - conv2d: {filters: 6, kernel: 5, activation: relu}
+  - max_pool2d: {size: 2}
+  - conv2d: {filters: 16, kernel: 5, activation: relu}
+  - max_pool2d: {size: 2}
+  - flatten: {}
+  - dense: {units: 120, activation: relu}
+  - dense: {units: 84, activation: relu}
+  - dense: {units: 10, activation: softmax}
+train: {loss: cross_entropy, optimizer: {adam: {lr: 0.001}}, batch_size: 64, epochs: 1}
+evaluate: [accuracy]
+";
+
 /// (name, spec, batch size, baseline workload key)
 const BENCHES: &[(&str, &str, usize, &str)] = &[
     ("higgs-b32", HIGGS, 32, "w3_b32"),
     ("higgs-b1024", HIGGS, 1024, "w3_b1024"),
     ("mnist-b128", MNIST, 128, "w4"),
+    ("lenet-b64", LENET, 64, "w5_b64"),
+    ("lenet-b256", LENET, 256, "w5_b256"),
 ];
 
 /// Runs the baseline command with `{key}` (workload key), `{batch}` and `{name}` (this

@@ -75,6 +75,30 @@ fn check_catches_what_run_would_refuse_with_the_spec_location() {
             &["s.yaml:8:14: model.nodes.s.add: `add` needs inputs of the same width, but `a` has 8, `b` has 5"],
         ),
         (
+            "name: x\ndata: {source: builtin:iris, image: {channels: 1, height: 2, width: 2}}\nmodel: [{conv2d: {filters: 2, kernel: 3}}, {flatten: {}}, {dense: {units: 3}}]\n",
+            &["s.yaml:3:", "model[0].conv2d: the window 3×3 is larger than its input image 1×2×2; use `padding: same` or a smaller window"],
+        ),
+        (
+            "name: x\ndata: {source: builtin:iris, image: {channels: 1, height: 2, width: 2}}\nmodel: [{conv2d: {filters: 2, kernel: 2, padding: same}}, {dense: {units: 3}}]\n",
+            &["s.yaml:3:", "model[1].dense: `dense` reads the image [B,2,2,2] and takes a row of features; put `flatten: {}` (or `global_avg_pool2d: {}`) before it"],
+        ),
+        (
+            "name: x\ndata: {source: builtin:iris}\nmodel: [{max_pool2d: {size: 2}}, {dense: {units: 3}}]\n",
+            &["s.yaml:3:", "model[0].max_pool2d: `max_pool2d` needs an image, but reads the row of features [B,4]; set `data.image: {channels, height, width}`"],
+        ),
+        (
+            "name: x\ndata: {source: builtin:iris, image: {channels: 1, height: 3, width: 3}}\nmodel: [{conv2d: {filters: 2, kernel: 2}}, {flatten: {}}, {dense: {units: 3}}]\n",
+            &["s.yaml:2:", "data.image: an image of 1×3×3 (channels × height × width) is 9 values, but the model reads 4 feature columns"],
+        ),
+        (
+            "name: x\ndata: {source: builtin:iris, image: {channels: 1, height: 2, width: 2}}\nmodel:\n  inputs: {x: features}\n  nodes:\n    a: {conv2d: {filters: 2, kernel: 2, padding: same}, input: x}\n    b: {conv2d: {filters: 3, kernel: 2, padding: same}, input: x}\n    s: {add: [a, b]}\n    f: {flatten: {}, input: s}\n    out: {dense: {units: 3}, input: f}\n  output: out\n",
+            &["s.yaml:8:", "model.nodes.s.add: `add` needs inputs of the same width, but `a` is [B,2,2,2], `b` is [B,3,2,2]"],
+        ),
+        (
+            "name: x\ndata: {source: builtin:iris, image: {channels: 1, height: 2, width: 2}}\nmodel: [{conv2d: {filters: 3, kernel: [2, 0], padding: nope}}]\n",
+            &["s.yaml:3:", "unknown padding `nope`; valid: `valid`, `same`, a whole number or [height, width]"],
+        ),
+        (
             "name: x\ndata: {source: builtin:iris, split: {train: 0.9, test: 0.3}}\nmodel: [{dense: {units: 3, activation: softmax}}]\n",
             &["s.yaml:2:", "data.split"],
         ),

@@ -463,12 +463,15 @@ impl Builder<'_> {
             GraphNode::Merge(Merge::Add(refs)) => {
                 let origin = format!("{path}.add");
                 // Said here in the spec's names (the op would name internal graph nodes).
-                let widths: Vec<usize> = ins.iter().map(|i| self.g.g[*i].shape.cols).collect();
-                if widths.iter().any(|w| *w != widths[0]) {
+                let shapes: Vec<Shape> = ins.iter().map(|i| self.g.g[*i].shape).collect();
+                if shapes.iter().any(|s| s.cols != shapes[0].cols) {
                     let listed: Vec<String> = refs
                         .iter()
-                        .zip(&widths)
-                        .map(|(r, w)| format!("`{r}` has {w}"))
+                        .zip(&shapes)
+                        .map(|(r, s)| match s.image {
+                            Some(_) => format!("`{r}` is {s}"),
+                            None => format!("`{r}` has {}", s.cols),
+                        })
                         .collect();
                     return Err(PlanError::spec(
                         origin,

@@ -326,7 +326,12 @@ mod tests {
             p,
             MatmulParams::FIELDS,
         );
-        check(include_str!("conv.wgsl"), "ConvParams", p, ConvParams::FIELDS);
+        check(
+            include_str!("conv.wgsl"),
+            "ConvParams",
+            p,
+            ConvParams::FIELDS,
+        );
         check(
             include_str!("embedding.wgsl"),
             "EmbeddingParams",
