@@ -88,3 +88,65 @@ fn two_data_parallel_workers_train_the_cnn() {
         assert!(accuracy(&v) >= 0.97, "{sync}: {}", accuracy(&v));
     }
 }
+
+/// Writes IDX files (MNIST's format) of the digits: the images gzipped, the labels not.
+fn digits_idx(dir: &std::path::Path, labels: usize) {
+    let text = std::fs::read_to_string(format!("{REPO}/specs/data/digits.csv")).unwrap();
+    let rows: Vec<Vec<u8>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let n = rows.len() as u32;
+    let mut images = vec![0, 0, 0x08, 3];
+    for d in [n, 8, 8] {
+        images.extend(d.to_be_bytes());
+    }
+    let mut lab = vec![0, 0, 0x08, 1];
+    lab.extend((labels as u32).to_be_bytes());
+    for r in &rows {
+        images.extend(&r[..64]);
+    }
+    lab.extend(rows.iter().take(labels).map(|r| r[64]));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &images).unwrap();
+    std::fs::write(dir.join("images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(dir.join("labels-idx1-ubyte"), lab).unwrap();
+}
+
+#[test]
+fn an_idx_source_trains_the_cnn() {
+    let dir = tempfile::tempdir().unwrap();
+    digits_idx(dir.path(), 1797);
+    let spec = std::fs::read_to_string(format!("{REPO}/{SPEC}"))
+        .unwrap()
+        .replace(
+            "source: {csv: data/digits.csv}\n  label: digit",
+            "source: {idx: {images: images-idx3-ubyte.gz, labels: labels-idx1-ubyte}}",
+        );
+    assert!(spec.contains("idx:"));
+    let path = dir.path().join("digits.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let o = weft(&["check", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = run_json(
+        path.to_str().unwrap(),
+        dir.path(),
+        &["--set", "train.epochs=5"],
+    );
+    assert!(accuracy(&v) >= 0.9, "idx digits: {}", accuracy(&v));
+    // Labels that do not match the images: a located error with both counts.
+    digits_idx(dir.path(), 100);
+    let o = weft(&[
+        "run",
+        path.to_str().unwrap(),
+        "--runs-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("data.source.idx: labels-idx1-ubyte: 100 labels (dimensions [100]) for the 1797 images of images-idx3-ubyte.gz; they must be one per image"),
+        "{err}"
+    );
+}

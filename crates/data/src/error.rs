@@ -73,6 +73,9 @@ pub enum DataError {
     },
     #[error("synthetic data: {0}")]
     Synthetic(String),
+    /// An IDX file (MNIST's format) that does not say what it holds.
+    #[error("{file}: {message}")]
+    Idx { file: String, message: String },
 
     // ------------------------------------------------------------ columns
     /// `what` is `column` or `label column`; `hint` is the did-you-mean text.
@@ -266,6 +269,7 @@ impl DataError {
             | Infinite { .. }
             | UnsupportedType { .. } => "data.source",
             Synthetic(_) => "data.source.synthetic",
+            Idx { .. } => "data.source.idx",
             ColumnNotFound { what, .. } if what.contains("label") => "data.label",
             ColumnNotFound { what, .. } if what.contains("weight") => "data.weight_column",
             ColumnNotFound { what, .. } if what.contains("split key") => "data.split.key",

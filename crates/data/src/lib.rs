@@ -9,6 +9,7 @@ mod error;
 mod export;
 mod fit;
 mod frame;
+mod idx;
 mod ipc;
 mod label;
 mod pipeline;

@@ -134,6 +134,7 @@ pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, Data
             s.classes = Some(IRIS_CLASSES);
             Ok(s)
         }
+        Source::Idx(idx) => crate::idx::idx_schema(idx, base_dir),
         Source::Synthetic(spec) => {
             let mut fields: Vec<Field> = (0..spec.features)
                 .map(|j| Field::new(synthetic_feature(j), DataType::Float32, false))

@@ -34,6 +34,7 @@ pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> 
         Source::Arrow(path) => crate::ipc::read_arrow(base_dir, path),
         Source::Builtin(Builtin::Iris) => csv_from_bytes(IRIS_CSV.as_bytes(), "iris"),
         Source::Synthetic(spec) => synthetic(spec),
+        Source::Idx(idx) => crate::idx::read_idx(idx, base_dir),
     }
 }
 

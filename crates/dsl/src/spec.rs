@@ -163,7 +163,7 @@ impl DataSpec {
         match (&self.label, &self.source) {
             (Some(l), _) => Some(l),
             (None, Source::Builtin(Builtin::Iris)) => Some("species"),
-            (None, Source::Synthetic(_)) => Some("label"),
+            (None, Source::Synthetic(_) | Source::Idx(_)) => Some("label"),
             (None, _) => None,
         }
     }
@@ -184,6 +184,19 @@ pub enum Source {
     Builtin(Builtin),
     /// A make_classification-like problem, for benchmarks: columns x0… and `label`.
     Synthetic(SyntheticSpec),
+    /// MNIST's IDX files (gzipped or not): the images become pixel columns `p0…` (row-major,
+    /// as `data.image` reads them) and the labels the column `label`.
+    Idx(IdxSource),
+}
+
+/// `{idx: {images: train-images-idx3-ubyte.gz, labels: train-labels-idx1-ubyte.gz}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdxSource {
+    pub images: String,
+    /// Without labels the rows can be scored by `weft predict`, not trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

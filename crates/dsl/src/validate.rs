@@ -143,7 +143,7 @@ fn data(c: &mut Checker, d: &DataSpec) {
         );
     }
     if d.streamed().is_some() {
-        if let Source::Builtin(_) | Source::Synthetic(_) = &d.source {
+        if let Source::Builtin(_) | Source::Synthetic(_) | Source::Idx(_) = &d.source {
             let key = if d.shuffle.is_some() {
                 "data.shuffle"
             } else {
@@ -151,7 +151,7 @@ fn data(c: &mut Checker, d: &DataSpec) {
             };
             c.fail(
                 key,
-                "streaming reads files (`csv`, `parquet`, `arrow` sources); this source is made in memory: use `shuffle: full`",
+                "streaming reads files (`csv`, `parquet`, `arrow` sources); this source is read into memory: use `shuffle: full`",
             );
         }
     }

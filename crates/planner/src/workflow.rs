@@ -47,6 +47,7 @@ fn describe_source(s: &Source) -> String {
         Source::Parquet(p) => format!("parquet:{p}"),
         Source::Arrow(p) => format!("arrow:{p}"),
         Source::Builtin(Builtin::Iris) => "builtin:iris".into(),
+        Source::Idx(i) => format!("idx:{}", i.images),
         Source::Synthetic(s) => format!(
             "synthetic(rows={}, features={}, classes={})",
             s.rows, s.features, s.classes

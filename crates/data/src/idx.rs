@@ -1,0 +1,191 @@
+//! MNIST's IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`):
+//! a magic number (two zero bytes, the value type, the number of dimensions), the sizes as
+//! big-endian u32, then the values, big-endian. The first dimension counts the samples;
+//! each sample's values become pixel columns `p0…` in row-major order (what `data.image`
+//! reads), the labels the column `label`. Read by hand: the format is 20 lines, and no
+//! maintained crate reads it into Arrow.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use weft_dsl::IdxSource;
+
+use crate::error::{io_message, DataError};
+use crate::schema::TableSchema;
+use crate::table::Table;
+
+/// The column names of an IDX set of `per` values per sample.
+fn fields(per: usize, labels: bool) -> Vec<Field> {
+    let mut f: Vec<Field> = (0..per)
+        .map(|j| Field::new(format!("p{j}"), DataType::Float32, false))
+        .collect();
+    if labels {
+        f.push(Field::new("label", DataType::Int64, false));
+    }
+    f
+}
+
+/// A file's bytes from `at`, gunzipped when they are gzip (`limit`: at most that many
+/// bytes of the content, for reading a header).
+fn open(base: &Path, at: &str, limit: Option<u64>) -> Result<Vec<u8>, DataError> {
+    let path = base.join(at);
+    let io = |e: std::io::Error| DataError::Io {
+        path: at.to_string(),
+        message: format!("{} (resolved to {})", io_message(&e), path.display()),
+    };
+    let file = std::fs::File::open(&path).map_err(io)?;
+    let mut head = [0u8; 2];
+    let mut peek = std::io::BufReader::new(file);
+    let gz = {
+        use std::io::BufRead;
+        let buf = peek.fill_buf().map_err(io)?;
+        head.iter_mut().zip(buf).for_each(|(h, b)| *h = *b);
+        buf.len() >= 2 && head == [0x1f, 0x8b]
+    };
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(peek))
+    } else {
+        Box::new(peek)
+    };
+    let mut out = Vec::new();
+    match limit {
+        Some(n) => reader.take(n).read_to_end(&mut out),
+        None => {
+            let mut r = reader;
+            r.read_to_end(&mut out)
+        }
+    }
+    .map_err(|e| DataError::Idx {
+        file: at.to_string(),
+        message: format!("cannot read it: {}", io_message(&e)),
+    })?;
+    Ok(out)
+}
+
+/// The dimensions and the size in bytes of one value, from the header of `bytes`.
+fn header(bytes: &[u8], file: &str) -> Result<(Vec<usize>, u8, usize), DataError> {
+    let bad = |message: String| DataError::Idx {
+        file: file.to_string(),
+        message,
+    };
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err(bad("not an IDX file (it does not start with two zero bytes, a type and a number of dimensions)".into()));
+    }
+    let (kind, ndims) = (bytes[2], bytes[3] as usize);
+    let size = match kind {
+        0x08 | 0x09 => 1,
+        0x0B => 2,
+        0x0C | 0x0D => 4,
+        0x0E => 8,
+        other => return Err(bad(format!("unknown IDX value type 0x{other:02x}; valid: 0x08 (u8), 0x09 (i8), 0x0B (i16), 0x0C (i32), 0x0D (f32), 0x0E (f64)"))),
+    };
+    if ndims == 0 || bytes.len() < 4 + 4 * ndims {
+        return Err(bad(format!(
+            "the header names {ndims} dimensions but is cut short"
+        )));
+    }
+    let dims = (0..ndims)
+        .map(|i| {
+            let b = &bytes[4 + 4 * i..8 + 4 * i];
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+        })
+        .collect();
+    Ok((dims, kind, size))
+}
+
+/// Every value of an IDX file as f32, and its dimensions.
+fn values(bytes: &[u8], file: &str) -> Result<(Vec<usize>, Vec<f32>), DataError> {
+    let (dims, kind, size) = header(bytes, file)?;
+    let count = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
+    let start = 4 + 4 * dims.len();
+    let need = count
+        .and_then(|c| c.checked_mul(size))
+        .and_then(|b| b.checked_add(start));
+    if need != Some(bytes.len()) {
+        return Err(DataError::Idx {
+            file: file.to_string(),
+            message: format!(
+                "the header says {dims:?} values of {size} byte(s) ({} bytes in all), but the file holds {}",
+                need.map_or("too many".into(), |n| n.to_string()),
+                bytes.len()
+            ),
+        });
+    }
+    let data = &bytes[start..];
+    let v: Vec<f32> = match kind {
+        0x08 => data.iter().map(|b| f32::from(*b)).collect(),
+        0x09 => data.iter().map(|b| f32::from(*b as i8)).collect(),
+        0x0B => data
+            .chunks_exact(2)
+            .map(|b| f32::from(i16::from_be_bytes([b[0], b[1]])))
+            .collect(),
+        0x0C => data
+            .chunks_exact(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f32)
+            .collect(),
+        0x0D => data
+            .chunks_exact(4)
+            .map(|b| f32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        _ => data
+            .chunks_exact(8)
+            .map(|b| f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+    };
+    Ok((dims, v))
+}
+
+/// The images (and labels) of an `idx` source as a table.
+pub(crate) fn read_idx(idx: &IdxSource, base: &Path) -> Result<Table, DataError> {
+    let (dims, pixels) = values(&open(base, &idx.images, None)?, &idx.images)?;
+    let n = dims[0];
+    let per: usize = dims[1..].iter().product();
+    let mut columns: Vec<ArrayRef> = (0..per)
+        .map(|j| {
+            Arc::new(Float32Array::from_iter_values(
+                (0..n).map(|i| pixels[i * per + j]),
+            )) as ArrayRef
+        })
+        .collect();
+    if let Some(labels) = &idx.labels {
+        let (ldims, l) = values(&open(base, labels, None)?, labels)?;
+        if ldims[0] != n || l.len() != n {
+            return Err(DataError::Idx {
+                file: labels.clone(),
+                message: format!(
+                    "{} labels (dimensions {ldims:?}) for the {n} images of {}; they must be one per image",
+                    l.len(),
+                    idx.images
+                ),
+            });
+        }
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            l.iter().map(|v| *v as i64),
+        )));
+    }
+    let schema = Arc::new(Schema::new(fields(per, idx.labels.is_some())));
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| DataError::Idx {
+        file: idx.images.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(Table::new(idx.images.clone(), batch))
+}
+
+/// The columns of an `idx` source, from the images' header alone.
+pub(crate) fn idx_schema(idx: &IdxSource, base: &Path) -> Result<TableSchema, DataError> {
+    // The magic number and up to 4 dimensions: 20 bytes.
+    let head = open(base, &idx.images, Some(20))?;
+    let (dims, _, _) = header(&head, &idx.images)?;
+    Ok(TableSchema {
+        name: idx.images.clone(),
+        schema: Arc::new(Schema::new(fields(
+            dims[1..].iter().product(),
+            idx.labels.is_some(),
+        ))),
+        rows: Some(dims[0] as u64),
+        classes: None,
+    })
+}
