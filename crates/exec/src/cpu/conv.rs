@@ -22,7 +22,7 @@ thread_local! {
     /// reused (sizes repeat every step), so the steady state neither allocates nor faults
     /// in fresh pages.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
-        RefCell::new((Vec::new(), Vec::new(), Vec::new()));
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// For kernel row `i` (or column), the output positions `o` in `0..out` whose input
