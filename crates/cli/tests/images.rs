@@ -75,9 +75,14 @@ fn gpu_and_cpu_train_the_cnn_alike() {
 #[test]
 fn two_data_parallel_workers_train_the_cnn() {
     let runs = tempfile::tempdir().unwrap();
-    for sync in [
-        "{workers: 2, sync: allreduce}",
-        "{workers: 2, sync: parameter_server, algorithm: downpour}",
+    // All-reduce is the single process's arithmetic; an asynchronous parameter server
+    // trains on stale weights, so its accuracy varies a little from run to run.
+    for (sync, min) in [
+        ("{workers: 2, sync: allreduce}", 0.97),
+        (
+            "{workers: 2, sync: parameter_server, algorithm: downpour}",
+            0.95,
+        ),
     ] {
         let v = run_json(
             SPEC,
@@ -85,7 +90,7 @@ fn two_data_parallel_workers_train_the_cnn() {
             &["--set", &format!("parallelism.data={sync}")],
         );
         assert_eq!(v["comm"]["workers"], 2, "{}", v["comm"]);
-        assert!(accuracy(&v) >= 0.97, "{sync}: {}", accuracy(&v));
+        assert!(accuracy(&v) >= min, "{sync}: {}", accuracy(&v));
     }
 }
 

@@ -527,13 +527,27 @@ fn pair_one() -> Pair {
 
 /// `valid` (no padding), `same` (the output as large as the input at stride 1; TensorFlow's
 /// rule, an odd cell more at the bottom and right), or cells on each side: `1` or `[1, 2]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
-#[schemars(untagged)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Padding {
     #[default]
     Valid,
     Same,
     Cells(Pair),
+}
+
+/// Written by hand: a derived schema cannot say "one of two words, or a [`Pair`]".
+impl JsonSchema for Padding {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Padding".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let pair = generator.subschema_for::<Pair>();
+        schemars::json_schema!({
+            "description": "`valid`, `same`, or cells on each side: `1` or `[1, 2]`",
+            "anyOf": [{"type": "string", "enum": ["valid", "same"]}, pair]
+        })
+    }
 }
 
 impl Layer {

@@ -165,14 +165,7 @@ impl Builder<'_> {
             }
             Layer::Dense(d) => {
                 let origin = format!("{path}.dense");
-                let init = d.init.unwrap_or(match d.activation {
-                    Activation::Relu
-                    | Activation::LeakyRelu { .. }
-                    | Activation::Elu { .. }
-                    | Activation::Gelu
-                    | Activation::Swish => Init::HeUniform,
-                    _ => Init::GlorotUniform,
-                });
+                let init = d.init.unwrap_or(default_init(d.activation));
                 let w = self.param(
                     &format!("{name}.weight"),
                     Shape::fixed(width, d.units),
@@ -295,14 +288,7 @@ impl Builder<'_> {
             k.dilation.hw(),
             false,
         )?;
-        let init = k.init.unwrap_or(match k.activation {
-            Activation::Relu
-            | Activation::LeakyRelu { .. }
-            | Activation::Elu { .. }
-            | Activation::Gelu
-            | Activation::Swish => Init::HeUniform,
-            _ => Init::GlorotUniform,
-        });
+        let init = k.init.unwrap_or(default_init(k.activation));
         let area = win.kh * win.kw;
         let w = self.param_fans(
             &format!("{name}.weight"),
@@ -721,6 +707,19 @@ fn fused_loss(
         g.add("probs", Op::Act(probe), &[logits], fwd, None)?
     };
     Ok((loss, probs))
+}
+
+/// A layer's weight initializer when the spec gives none: He before relu-like activations,
+/// Glorot otherwise.
+fn default_init(a: Activation) -> Init {
+    match a {
+        Activation::Relu
+        | Activation::LeakyRelu { .. }
+        | Activation::Elu { .. }
+        | Activation::Gelu
+        | Activation::Swish => Init::HeUniform,
+        _ => Init::GlorotUniform,
+    }
 }
 
 /// The image a layer at `origin` reads, or an error saying it reads a row of features.

@@ -183,7 +183,7 @@ fn unknown_layer_kind() {
     ]);
     assert_eq!(
         e,
-        ["spec.yaml:6:5: model[1]: unknown layer `denze`; did you mean `dense`? valid: dense, dropout, batch_norm, layer_norm, activation"]
+        ["spec.yaml:6:5: model[1]: unknown layer `denze`; did you mean `dense`? valid: dense, dropout, batch_norm, layer_norm, activation, conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, flatten"]
     );
 }
 
@@ -245,7 +245,7 @@ fn unknown_data_source_kind() {
     ]);
     assert_eq!(
         e,
-        ["spec.yaml:3:12: data.source: unknown data source `cvs`; did you mean `csv`? valid: csv, parquet, arrow, builtin, synthetic"]
+        ["spec.yaml:3:12: data.source: unknown data source `cvs`; did you mean `csv`? valid: csv, parquet, arrow, builtin, synthetic, idx"]
     );
 }
 
@@ -720,7 +720,7 @@ fn graph_node_with_an_unknown_key() {
     );
     assert_eq!(
         e,
-        ["spec.yaml:8:28: model.nodes.h: unknown key `inptu`; did you mean `input`? valid: dense, dropout, batch_norm, layer_norm, activation, add, concat, input"]
+        ["spec.yaml:8:28: model.nodes.h: unknown key `inptu`; did you mean `input`? valid: dense, dropout, batch_norm, layer_norm, activation, conv2d, max_pool2d, avg_pool2d, global_avg_pool2d, flatten, add, concat, input"]
     );
 }
 

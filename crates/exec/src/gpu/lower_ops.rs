@@ -123,14 +123,13 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             ));
         }
         Op::Pool2d { kind, win } | Op::Pool2dGrad { kind, win } => {
-            let (entry, mut reads) = match n.op {
+            let (entry, reads) = match n.op {
                 Op::Pool2d { .. } => ("pool_forward", vec![Buf::Node(input(0))]),
                 _ => (
                     "pool_backward",
                     vec![Buf::Node(input(0)), Buf::Node(input(1))],
                 ),
             };
-            reads.truncate(n.inputs.len());
             let p = ConvParams {
                 n: u(numel)?,
                 rows: u(rows)?,
