@@ -167,13 +167,19 @@ class WeftEstimator(Estimator, _WeftParams, DefaultParamsReadable, DefaultParams
             "threads": _threads(sc),
             "schema": to_arrow_schema(df.schema).serialize().to_pybytes(),
         }
-        # Rank 0's epoch lines, printed here as they come (on standard error, as weft does).
-        relay = _relay.Listener(sc.getConf().get("spark.driver.host", "127.0.0.1"), job["token"])
-        job["progress"] = relay.address
+        # Rank 0's epoch lines, printed here as they come (on standard error, as weft does);
+        # best effort: a driver host this process cannot listen on only loses them.
+        try:
+            relay = _relay.Listener(sc.getConf().get("spark.driver.host", "127.0.0.1"), job["token"])
+            job["progress"] = relay.address
+        except OSError as e:
+            logging.getLogger("weft_spark").warning("no live epochs (cannot listen: %s)", e)
+            relay = None
         try:
             rows, attempts = self._run_stage(df.repartition(n), job)
         finally:
-            relay.close()
+            if relay is not None:
+                relay.close()
         files = {}
         for r in sorted(rows, key=lambda r: (r["name"], r["part"])):
             files[r["name"]] = files.get(r["name"], b"") + bytes(r["data"])
