@@ -78,6 +78,25 @@ def weft_processes():
     return [int(p) for p in out.split()]
 
 
+def left_running(within=20):
+    """The weft processes still running after waiting up to `within` seconds for them to
+    end (a killed task's process exits when its stdin closes, a moment after the task):
+    their command lines, empty when none are left."""
+    deadline = time.time() + within
+    while True:
+        pids = weft_processes()
+        if not pids or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    out = []
+    for pid in pids:
+        try:
+            out.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return out
+
+
 def accuracy(rows, label="label"):
     return sum(1 for r in rows if r["prediction"] == float(r[label])) / len(rows)
 
@@ -116,7 +135,7 @@ def test_fit_matches_weft_run_and_model_round_trips(spark):
     pred = subprocess.run([WEFT, "predict", "--model", folder, "--input", TEST],
                           capture_output=True, text=True, check=True).stderr
     assert f"{spark_acc:.4f}" in pred, (spark_acc, pred)
-    assert not weft_processes(), "weft processes left running"
+    assert not left_running(), f"weft processes left running: {left_running(0)}"
 
 
 def test_parameter_server(spark):
@@ -197,6 +216,7 @@ def test_a_spec_error_fails_once_and_is_not_retried(spark):
     else:
         raise AssertionError("a missing label column was not refused")
     print(f"  refused in {time.time() - started:.1f}s")
+    assert not left_running(), f"weft processes left running: {left_running(0)}"
 
 
 def test_a_task_gpu_becomes_the_worker_gpu(spark):
@@ -276,8 +296,7 @@ def test_a_retry_resumes_from_the_checkpoint_and_finishes(spark):
     print(f"  rank 1 killed after epoch {killed[1]}; the retry resumed and trained to epoch {epochs}")
     assert killed[1] >= 1
     assert model.metrics["test"]["accuracy"] > 0.9, model.metrics
-    time.sleep(1)
-    assert not weft_processes(), f"weft processes left running: {weft_processes()}"
+    assert not left_running(), f"weft processes left running: {left_running(0)}"
 
 
 def kill_rank_1(killed, ckpt=None):
@@ -328,8 +347,7 @@ def test_a_killed_worker_fails_the_stage_and_leaves_nothing_running(spark):
     print(f"  the stage failed {took:.1f}s after rank 1 was killed")
     assert took < 60, took
     assert "weft rank" in message, message[-2000:]
-    time.sleep(2)
-    assert not weft_processes(), f"weft processes left running: {weft_processes()}"
+    assert not left_running(), f"weft processes left running: {left_running(0)}"
     # The tasks' folders (the spooled rows in them) are gone too, the killed rank's included.
     assert leftovers() <= before, f"task folders left: {leftovers() - before}"
 
