@@ -128,9 +128,12 @@ impl Rank {
             rendezvous::register(&me, started, &token, timeout)?;
             return Ok(None);
         };
+        // Every rank registered first: should a check below refuse the run, this process
+        // ends and closes their registrations, and they end too (they would otherwise
+        // retry connecting to a rank 0 that is gone).
+        let (procs, ps_bind) = listening.gather(started, timeout)?;
         let device = exp.check_runnable()?;
         exp.preflight()?;
-        let (procs, ps_bind) = listening.gather(started, timeout)?;
         let shards: Vec<(usize, String)> = procs
             .iter()
             .filter_map(|p| Some((p.rank, p.shard.clone()?)))
