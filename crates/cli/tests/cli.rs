@@ -9,13 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod support;
-use support::{checkpoint_start, run_json, stderr, stdout, weft, REPO};
-
-fn accuracy(v: &Value) -> f64 {
-    v["metrics"]["test"]["accuracy"]
-        .as_f64()
-        .expect("test accuracy")
-}
+use support::{checkpoint_start, run_json, stderr, stdout, test_accuracy as accuracy, weft, REPO};
 
 #[test]
 fn iris_trains_to_the_target_accuracy_and_saves_a_complete_run() {

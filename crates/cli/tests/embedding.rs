@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{run_json, stderr, stdout, weft};
+use support::{run_json, stderr, stdout, test_accuracy as accuracy, weft};
 
 /// 300 users whose label is mostly their own (a hash of the name), and a noisy number.
 fn write_data(dir: &Path) {
@@ -55,10 +55,6 @@ evaluate: [accuracy]
     let path = dir.join("users.yaml");
     std::fs::write(&path, spec).unwrap();
     path.to_str().unwrap().to_string()
-}
-
-fn accuracy(v: &serde_json::Value) -> f64 {
-    v["metrics"]["test"]["accuracy"].as_f64().unwrap()
 }
 
 #[test]

@@ -5,18 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use serde_json::Value;
-
 mod support;
-use support::{run_json, stderr, weft, REPO};
+use support::{predicted_accuracy, run_json, stderr, test_accuracy as accuracy, weft, REPO};
 
 const SPEC: &str = "specs/digits-cnn.yaml";
-
-fn accuracy(v: &Value) -> f64 {
-    v["metrics"]["test"]["accuracy"]
-        .as_f64()
-        .expect("test accuracy")
-}
 
 #[test]
 fn the_digits_cnn_reaches_its_accuracy_and_predict_scores_pixels() {
@@ -38,14 +30,7 @@ fn the_digits_cnn_reaches_its_accuracy_and_predict_scores_pixels() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     // Every row scored, and the accuracy over all of them (train rows included) is high.
-    let acc: f64 = err
-        .split("accuracy on ")
-        .nth(1)
-        .and_then(|s| s.split(": ").nth(1))
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no accuracy in: {err}"));
-    assert!(acc >= 0.98, "{err}");
+    assert!(predicted_accuracy(&err) >= 0.98, "{err}");
 }
 
 #[test]

@@ -91,14 +91,7 @@ fn predict_streams_a_large_csv_in_bounded_memory() {
         std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&out).unwrap()))
             .count();
     assert_eq!(lines, 1_000_001, "a header and one line per row");
-    let acc: f64 = err
-        .split("accuracy on ")
-        .nth(1)
-        .and_then(|t| t.split(": ").nth(1))
-        .and_then(|t| t.split(' ').next())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("{err}"));
-    assert!(acc > 0.95, "{err}");
+    assert!(support::predicted_accuracy(&err) > 0.95, "{err}");
     println!(
         "predict: {} MB of CSV, peak RSS {} MB",
         size >> 20,

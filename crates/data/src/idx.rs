@@ -37,31 +37,23 @@ fn open(base: &Path, at: &str, limit: Option<u64>) -> Result<Vec<u8>, DataError>
         message: format!("{} (resolved to {})", io_message(&e), path.display()),
     };
     let file = std::fs::File::open(&path).map_err(io)?;
-    let mut head = [0u8; 2];
     let mut peek = std::io::BufReader::new(file);
-    let gz = {
-        use std::io::BufRead;
-        let buf = peek.fill_buf().map_err(io)?;
-        head.iter_mut().zip(buf).for_each(|(h, b)| *h = *b);
-        buf.len() >= 2 && head == [0x1f, 0x8b]
-    };
+    let gz = std::io::BufRead::fill_buf(&mut peek)
+        .map_err(io)?
+        .starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> = if gz {
         Box::new(flate2::read::GzDecoder::new(peek))
     } else {
         Box::new(peek)
     };
     let mut out = Vec::new();
-    match limit {
-        Some(n) => reader.take(n).read_to_end(&mut out),
-        None => {
-            let mut r = reader;
-            r.read_to_end(&mut out)
-        }
-    }
-    .map_err(|e| DataError::Idx {
-        file: at.to_string(),
-        message: format!("cannot read it: {}", io_message(&e)),
-    })?;
+    reader
+        .take(limit.unwrap_or(u64::MAX))
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Idx {
+            file: at.to_string(),
+            message: format!("cannot read it: {}", io_message(&e)),
+        })?;
     Ok(out)
 }
 

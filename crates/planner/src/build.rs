@@ -206,16 +206,7 @@ impl Builder<'_> {
                         Some(&origin),
                     )?;
                 }
-                if d.activation != Activation::Linear {
-                    h = self.g.add(
-                        &format!("{name}.{}", d.activation.name()),
-                        Op::Act(d.activation),
-                        &[h],
-                        fwd,
-                        Some(&origin),
-                    )?;
-                }
-                h
+                self.activate(name, d.activation, h, &origin)?
             }
             Layer::Dropout(d) => {
                 let stream = self.stream();
@@ -312,23 +303,34 @@ impl Builder<'_> {
             win,
             filters: k.filters,
         };
-        let mut h = self.g.add(
+        let h = self.g.add(
             &format!("{name}.conv"),
             op,
             &ins,
             Phase::Forward,
             Some(&origin),
         )?;
-        if k.activation != Activation::Linear {
-            h = self.g.add(
-                &format!("{name}.{}", k.activation.name()),
-                Op::Act(k.activation),
-                &[h],
-                Phase::Forward,
-                Some(&origin),
-            )?;
+        self.activate(name, k.activation, h, &origin)
+    }
+
+    /// A layer's activation after `h` (none for `linear`).
+    fn activate(
+        &mut self,
+        name: &str,
+        act: Activation,
+        h: NodeIndex,
+        origin: &str,
+    ) -> Result<NodeIndex, PlanError> {
+        if act == Activation::Linear {
+            return Ok(h);
         }
-        Ok(h)
+        self.g.add(
+            &format!("{name}.{}", act.name()),
+            Op::Act(act),
+            &[h],
+            Phase::Forward,
+            Some(origin),
+        )
     }
 
     /// An input's leaf (the feature columns it reads) and the node the graph uses (the same,

@@ -75,3 +75,21 @@ pub fn spawn_worker(token: &str, extra: &[&str]) -> (Child, String, String) {
     let (control, data, _) = weft_dist::launch::parse_ready(&line).unwrap();
     (child, control, data)
 }
+
+/// The test accuracy of `weft run --json`'s output.
+pub fn test_accuracy(v: &Value) -> f64 {
+    v["metrics"]["test"]["accuracy"]
+        .as_f64()
+        .expect("test accuracy")
+}
+
+/// The accuracy `weft predict` prints on standard error (`accuracy on FILE: 0.97 …`).
+pub fn predicted_accuracy(stderr: &str) -> f64 {
+    stderr
+        .split("accuracy on ")
+        .nth(1)
+        .and_then(|t| t.split(": ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in: {stderr}"))
+}

@@ -292,12 +292,10 @@ impl CpuExecutor {
                 *filters,
                 out,
             ),
+            // dy is the last input (the bias's gradient has no other).
             Op::Conv2dGrad { win, filters, part } => {
-                let (a, dy) = match part {
-                    weft_planner::ConvPart::Bias => (input(0), input(0)),
-                    _ => (input(0), input(1)),
-                };
-                conv::conv2d_grad(*part, a, dy, win, *filters, out)
+                let dy = input(node.inputs.len() - 1);
+                conv::conv2d_grad(*part, input(0), dy, win, *filters, out)
             }
             Op::Pool2d { kind, win } => conv::pool2d(*kind, input(0), win, out),
             Op::Pool2dGrad { kind, win } => conv::pool2d_grad(*kind, input(0), input(1), win, out),
