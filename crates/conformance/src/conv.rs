@@ -209,3 +209,104 @@ pub fn residual_and_concat_grad(ctor: Ctor) {
     assert_eq!(m.as_deref(), Some("[B,1,4,4]"));
     check(ctor, &p, |_, _| {});
 }
+
+/// Batch norm after a convolution: statistics per channel over the batch and the pixels,
+/// its gamma and beta per channel; the gradients of the conv before it, of gamma and beta,
+/// and a layer norm of the image (over all of a row's values) in the same model.
+pub fn batch_norm2d_grad(ctor: Ctor) {
+    let model = "[{conv2d: {filters: 2, kernel: 3, padding: same}}, {batch_norm: {}}, {activation: tanh}, {layer_norm: {}}, {flatten: {}}, {dense: {units: 3}}]";
+    let p = plan_image(model, TRAIN_CE, (1, 4, 4), classes(3));
+    let gamma = p
+        .nodes
+        .iter()
+        .find(|n| n.name == "batch_norm_1.gamma")
+        .map(|n| n.shape.to_string());
+    assert_eq!(gamma.as_deref(), Some("[1,2]"), "one gamma per channel");
+    check(ctor, &p, |plan, params| {
+        params[param_index(plan, "batch_norm_1.gamma")] =
+            Array2::from_shape_vec((1, 2), vec![0.7, 1.3]).unwrap_or_default();
+        params[param_index(plan, "batch_norm_1.beta")] =
+            Array2::from_shape_vec((1, 2), vec![0.2, -0.1]).unwrap_or_default();
+    });
+}
+
+/// Three training steps with learning rate 0 keep running statistics per channel (over
+/// the batch and the channel's pixels, momentum 0.1); eval mode normalises each channel's
+/// pixels with them, and gamma and beta apply per channel.
+pub fn batch_norm2d_running_statistics(ctor: Ctor) {
+    let (c, h, w) = (2, 2, 3);
+    let model = "[{batch_norm: {momentum: 0.1, epsilon: 0.001}}, {flatten: {}}, {dense: {units: 12, use_bias: false}}]";
+    let p = plan_image(model, TRAIN_CE, (c, h, w), classes(12));
+    let mut exec = ctor(&p);
+    let x = inputs(4, c * h * w, 8);
+    let y = ndarray::Array1::from_shape_fn(4, |i| i as f32);
+    let eye = Array2::from_shape_fn((12, 12), |(i, j)| f32::from(i == j));
+    let gamma = Array2::from_shape_vec((1, 2), vec![0.5f32, 2.0]).unwrap_or_default();
+    let beta = Array2::from_shape_vec((1, 2), vec![0.25f32, -1.0]).unwrap_or_default();
+    set_named(
+        exec.as_mut(),
+        &p,
+        &[
+            ("dense_2.weight", eye),
+            ("batch_norm_0.gamma", gamma.clone()),
+            ("batch_norm_0.beta", beta.clone()),
+        ],
+    );
+    for step in 0..3 {
+        ok(exec.train_step(x.view(), y.view(), step, 0.0));
+    }
+    let x64 = to64(&x);
+    let area = h * w;
+    let keep = 0.9f64.powi(3);
+    let (mut mean, mut var) = (vec![0.0f64; c], vec![0.0f64; c]);
+    for ch in 0..c {
+        let vals: Vec<f64> = x64
+            .rows()
+            .into_iter()
+            .flat_map(|r| {
+                r.iter()
+                    .skip(ch * area)
+                    .take(area)
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let m = vals.iter().sum::<f64>() / vals.len() as f64;
+        let v = vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len() as f64;
+        mean[ch] = (1.0 - keep) * m;
+        var[ch] = keep + (1.0 - keep) * v;
+    }
+    let buffers = ok(exec.buffers());
+    let find = |suffix: &str| {
+        buffers
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
+    };
+    let row = |v: &[f64]| Array2::from_shape_vec((1, c), v.to_vec()).unwrap_or_default();
+    assert_all_close(
+        "running_mean per channel",
+        &find(".running_mean"),
+        &row(&mean),
+        FORWARD,
+    );
+    assert_all_close(
+        "running_var per channel",
+        &find(".running_var"),
+        &row(&var),
+        FORWARD,
+    );
+    let (g64, b64) = (to64(&gamma), to64(&beta));
+    let want = Array2::from_shape_fn(x64.dim(), |(i, j)| {
+        let ch = j / area;
+        g64[[0, ch]] * (x64[[i, j]] - mean[ch]) / (var[ch] + 1e-3).sqrt() + b64[[0, ch]]
+    });
+    let got = ok(exec.predict(x.view()));
+    assert_all_close(
+        "batch_norm over channels (eval)",
+        &got,
+        &crate::support::softmax_rows(&want),
+        FORWARD,
+    );
+}

@@ -82,6 +82,7 @@ macro_rules! testgen_conformance {
         $crate::testgen_conformance!(@group $ctor, conv: [
             conv2d_forward, pool2d_forward, conv2d_grad, conv2d_strided_dilated_grad,
             max_pool2d_grad, avg_pool2d_grad, global_avg_pool2d_grad, residual_and_concat_grad,
+            batch_norm2d_grad, batch_norm2d_running_statistics,
         ]);
         $crate::testgen_conformance!(@group $ctor, norm: [
             layer_norm_standardises_rows, batch_norm_eval_uses_running_statistics,

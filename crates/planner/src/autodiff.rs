@@ -12,7 +12,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::error::PlanError;
 use crate::graph::Graph;
-use crate::op::{ConvPart, NormPart, Op, Phase};
+use crate::op::{ConvPart, NormAxis, NormPart, Op, Phase};
 
 /// Adds the backward graph of `loss`; returns each parameter's gradient node.
 pub fn backward(
@@ -148,7 +148,17 @@ pub fn backward(
                 };
                 let dgamma = g.add(&name(1), op, &[ins[0], ins[1], dy], bwd, None)?;
                 give(&mut contributions, ins[1], dgamma);
-                let dbeta = g.add(&name(2), Op::SumRows, &[dy], bwd, None)?;
+                let dbeta = match axis {
+                    NormAxis::Channel { .. } => {
+                        let op = Op::NormGrad {
+                            axis: *axis,
+                            eps: *eps,
+                            part: NormPart::Beta,
+                        };
+                        g.add(&name(2), op, &[ins[0], ins[1], dy], bwd, None)?
+                    }
+                    _ => g.add(&name(2), Op::SumRows, &[dy], bwd, None)?,
+                };
                 give(&mut contributions, ins[2], dbeta);
             }
             Op::Add => {

@@ -98,19 +98,12 @@ impl Builder<'_> {
         let width = self.g.g[x].shape.cols;
         let image = self.g.g[x].shape.image;
         let fwd = Phase::Forward;
-        if let (Some(img), Layer::Dense(_) | Layer::BatchNorm(_) | Layer::LayerNorm(_)) =
-            (image, layer)
-        {
+        if let (Some(_), Layer::Dense(_)) = (image, layer) {
             let shape = self.g.g[x].shape;
-            let what = match layer {
-                Layer::Dense(_) => "takes a row of features".to_string(),
-                _ => format!("over an image's channels is not available yet ({img} here); put it after `flatten: {{}}`"),
-            };
             return Err(PlanError::spec(
-                format!("{path}.{}", layer.kind()),
+                format!("{path}.dense"),
                 format!(
-                    "`{}` reads the image {shape} and {what}; put `flatten: {{}}` (or `global_avg_pool2d: {{}}`) before it",
-                    layer.kind()
+                    "`dense` reads the image {shape} and takes a row of features; put `flatten: {{}}` (or `global_avg_pool2d: {{}}`) before it"
                 ),
             ));
         }
@@ -222,21 +215,30 @@ impl Builder<'_> {
                 )?
             }
             Layer::BatchNorm(n) | Layer::LayerNorm(n) => {
-                let (axis, key) = match layer {
-                    Layer::BatchNorm(_) => (NormAxis::Batch, "batch_norm"),
+                // After a convolution, batch statistics are per channel over the batch
+                // and the pixels (PyTorch's BatchNorm2d); a layer norm of an image is over
+                // all of a row's C·H·W values with a gamma and beta per value.
+                let (axis, key) = match (layer, image) {
+                    (Layer::BatchNorm(_), Some(img)) => (
+                        NormAxis::Channel {
+                            area: img.h * img.w,
+                        },
+                        "batch_norm",
+                    ),
+                    (Layer::BatchNorm(_), None) => (NormAxis::Batch, "batch_norm"),
                     _ => (NormAxis::Layer, "layer_norm"),
                 };
                 let origin = format!("{path}.{key}");
                 let gamma = self.param(
                     &format!("{name}.gamma"),
-                    Shape::fixed(1, width),
+                    Shape::fixed(1, axis.params(width)),
                     Init::Zeros,
                     1.0,
                     &origin,
                 );
                 let beta = self.param(
                     &format!("{name}.beta"),
-                    Shape::fixed(1, width),
+                    Shape::fixed(1, axis.params(width)),
                     Init::Zeros,
                     0.0,
                     &origin,

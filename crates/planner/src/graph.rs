@@ -222,9 +222,9 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             arity(1)?;
             Ok(s(0))
         }
-        Op::Norm { .. } => {
+        Op::Norm { axis, .. } => {
             arity(3)?;
-            let p = Shape::fixed(1, s(0).cols);
+            let p = Shape::fixed(1, axis.params(s(0).cols));
             if s(1) != p || s(2) != p {
                 return Err(format!("norm parameters must be {p}"));
             }
@@ -294,11 +294,11 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             arity(1)?;
             Ok(Shape::fixed(1, s(0).cols))
         }
-        Op::NormGrad { part, .. } => {
+        Op::NormGrad { part, axis, .. } => {
             arity(3)?;
             Ok(match part {
                 NormPart::Input => s(0),
-                NormPart::Gamma => Shape::fixed(1, s(0).cols),
+                NormPart::Gamma | NormPart::Beta => Shape::fixed(1, axis.params(s(0).cols)),
             })
         }
         Op::Slice { start, end } => {

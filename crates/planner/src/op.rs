@@ -175,13 +175,71 @@ pub enum LossKind {
 pub enum NormPart {
     Input,
     Gamma,
+    /// Σ dy per channel (a channel norm's beta; the other norms' beta is a `SumRows`).
+    Beta,
 }
 
-/// Which normalisation: over the batch per feature, or over features per row.
+/// Which normalisation: over the batch per feature, over features per row, or over the
+/// batch and an image's pixels per channel (`batch_norm` after a convolution).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NormAxis {
     Batch,
     Layer,
+    /// NCHW rows: channel `j / area` of column `j`; `area` = height × width.
+    Channel {
+        area: usize,
+    },
+}
+
+impl NormAxis {
+    /// The statistics group of element (`row`, `col`).
+    pub fn group(self, row: usize, col: usize) -> usize {
+        match self {
+            NormAxis::Batch => col,
+            NormAxis::Layer => row,
+            NormAxis::Channel { area } => col / area,
+        }
+    }
+
+    /// How many statistics groups a `rows` × `cols` input has.
+    pub fn groups(self, rows: usize, cols: usize) -> usize {
+        match self {
+            NormAxis::Batch => cols,
+            NormAxis::Layer => rows,
+            NormAxis::Channel { area } => cols / area,
+        }
+    }
+
+    /// How many elements each group's statistics are over.
+    pub fn count(self, rows: usize, cols: usize) -> usize {
+        match self {
+            NormAxis::Batch => rows,
+            NormAxis::Layer => cols,
+            NormAxis::Channel { area } => rows * area,
+        }
+    }
+
+    /// The gamma and beta index of column `col` (they are per channel for a channel norm,
+    /// per column otherwise).
+    pub fn param(self, col: usize) -> usize {
+        match self {
+            NormAxis::Channel { area } => col / area,
+            _ => col,
+        }
+    }
+
+    /// Columns of gamma and beta for an input of `cols` columns.
+    pub fn params(self, cols: usize) -> usize {
+        match self {
+            NormAxis::Channel { area } => cols / area,
+            _ => cols,
+        }
+    }
+
+    /// Whether running statistics are kept for evaluation (batch statistics).
+    pub fn running(self) -> bool {
+        !matches!(self, NormAxis::Layer)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -382,6 +440,7 @@ impl Op {
                     match part {
                         NormPart::Input => "x",
                         NormPart::Gamma => "gamma",
+                        NormPart::Beta => "beta",
                     }
                 )
             }
@@ -439,6 +498,7 @@ fn norm_name(axis: NormAxis) -> &'static str {
     match axis {
         NormAxis::Batch => "BatchNorm",
         NormAxis::Layer => "LayerNorm",
+        NormAxis::Channel { .. } => "BatchNorm2d",
     }
 }
 

@@ -3,7 +3,7 @@
 //! Loops run over contiguous slices so LLVM vectorises them, at the widest width the CPU
 //! has (`simd.rs` picks it at run time); the expensive op (matmul) is in `matmul.rs`.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use weft_dsl::Activation;
 use weft_planner::{LossKind, NormAxis, NormPart};
@@ -270,24 +270,24 @@ pub fn activation_grad(
     }
 }
 
-/// Per-normalisation-group mean and 1/std: per column (batch norm) or per row (layer norm).
+/// Per-normalisation-group mean and 1/std: per column (batch norm), per row (layer norm)
+/// or per channel (batch norm of an image), two passes for accuracy.
 pub fn norm_stats(axis: NormAxis, x: ArrayView2<f32>, eps: f32) -> (Vec<f32>, Vec<f32>) {
-    let ax = match axis {
-        NormAxis::Batch => Axis(0),
-        NormAxis::Layer => Axis(1),
-    };
-    let n = x.len_of(ax) as f32;
-    let mean: Vec<f32> = x.sum_axis(ax).iter().map(|s| s / n).collect();
-    let mut var = vec![0.0f32; mean.len()];
-    for (i, row) in x.outer_iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            let (g, m) = match axis {
-                NormAxis::Batch => (j, mean[j]),
-                NormAxis::Layer => (i, mean[i]),
-            };
-            var[g] += (v - m) * (v - m);
+    let (r, c) = x.dim();
+    let groups = axis.groups(r, c);
+    let n = axis.count(r, c).max(1) as f32;
+    let each = |f: &mut dyn FnMut(usize, f32)| {
+        for (i, row) in x.outer_iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                f(axis.group(i, j), *v);
+            }
         }
-    }
+    };
+    let mut mean = vec![0.0f32; groups];
+    each(&mut |g, v| mean[g] += v);
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0f32; groups];
+    each(&mut |g, v| var[g] += (v - mean[g]) * (v - mean[g]));
     let inv = var.iter().map(|v| 1.0 / (v / n + eps).sqrt()).collect();
     (mean, inv)
 }
@@ -311,8 +311,8 @@ pub fn norm_apply(
         .enumerate()
     {
         for j in 0..c {
-            let k = if axis == NormAxis::Batch { j } else { i };
-            or[j] = g[j] * (xr[j] - mean[k]) * inv[k] + b[j];
+            let (k, p) = (axis.group(i, j), axis.param(j));
+            or[j] = g[p] * (xr[j] - mean[k]) * inv[k] + b[p];
         }
     }
 }
@@ -330,17 +330,22 @@ pub fn norm_grad(
     let (r, c) = x.dim();
     let (mean, inv) = norm_stats(axis, x.view(), eps);
     let xhat = |i: usize, j: usize| {
-        let k = if axis == NormAxis::Batch { j } else { i };
+        let k = axis.group(i, j);
         (x[[i, j]] - mean[k]) * inv[k]
     };
     match part {
-        NormPart::Gamma => {
-            ensure(out, 1, c);
+        NormPart::Gamma | NormPart::Beta => {
+            ensure(out, 1, axis.params(c));
             let o = flat_mut(out);
             o.fill(0.0);
             for i in 0..r {
                 for j in 0..c {
-                    o[j] += dy[[i, j]] * xhat(i, j);
+                    let h = if part == NormPart::Gamma {
+                        xhat(i, j)
+                    } else {
+                        1.0
+                    };
+                    o[axis.param(j)] += dy[[i, j]] * h;
                 }
             }
         }
@@ -351,20 +356,17 @@ pub fn norm_grad(
             let (mut s1, mut s2) = (vec![0.0f32; groups], vec![0.0f32; groups]);
             for i in 0..r {
                 for j in 0..c {
-                    let k = if axis == NormAxis::Batch { j } else { i };
-                    let dxh = dy[[i, j]] * g[j];
+                    let k = axis.group(i, j);
+                    let dxh = dy[[i, j]] * g[axis.param(j)];
                     s1[k] += dxh;
                     s2[k] += dxh * xhat(i, j);
                 }
             }
-            let n = match axis {
-                NormAxis::Batch => r,
-                NormAxis::Layer => c,
-            } as f32;
+            let n = axis.count(r, c) as f32;
             for i in 0..r {
                 for j in 0..c {
-                    let k = if axis == NormAxis::Batch { j } else { i };
-                    let dxh = dy[[i, j]] * g[j];
+                    let k = axis.group(i, j);
+                    let dxh = dy[[i, j]] * g[axis.param(j)];
                     out[[i, j]] = inv[k] / n * (n * dxh - s1[k] - xhat(i, j) * s2[k]);
                 }
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use weft_common::rng::uniform_at;
-use weft_planner::{NormAxis, Op, Phase, Plan, Schedules};
+use weft_planner::{Op, Phase, Plan, Schedules};
 
 use crate::error::ExecError;
 use crate::init::init_param;
@@ -210,23 +210,21 @@ impl CpuExecutor {
                 momentum,
             } => {
                 let (a, gamma, beta) = (input(0), input(1), input(2));
-                let (mean, inv) = match (axis, mode) {
+                let groups = axis.groups(a.nrows(), a.ncols());
+                let (mean, inv) = match mode {
                     // Before any training step the running statistics are their initial
                     // values (mean 0, variance 1), so an eval row never depends on its batch.
-                    (NormAxis::Batch, Mode::Eval) => match self.running.get(&id) {
+                    Mode::Eval if axis.running() => match self.running.get(&id) {
                         Some((m, var)) => (
                             m.clone(),
                             var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
                         ),
-                        None => (
-                            vec![0.0; a.ncols()],
-                            vec![1.0 / (1.0 + eps).sqrt(); a.ncols()],
-                        ),
+                        None => (vec![0.0; groups], vec![1.0 / (1.0 + eps).sqrt(); groups]),
                     },
                     _ => kernels::norm_stats(*axis, a.view(), *eps),
                 };
                 kernels::norm_apply(*axis, a, &mean, &inv, gamma, beta, out);
-                if *axis == NormAxis::Batch && mode == Mode::Train {
+                if axis.running() && mode == Mode::Train {
                     let var: Vec<f32> = inv.iter().map(|i| 1.0 / (i * i) - eps).collect();
                     let m = *momentum;
                     let entry = self
@@ -553,11 +551,10 @@ impl Executor for CpuExecutor {
 
     fn set_buffers(&mut self, buffers: &[(String, Array2<f32>)]) {
         for node in &self.plan.nodes {
-            if let Op::Norm {
-                axis: NormAxis::Batch,
-                ..
-            } = node.op
-            {
+            if let Op::Norm { axis, .. } = node.op {
+                if !axis.running() {
+                    continue;
+                }
                 let find = |suffix: &str| {
                     buffers
                         .iter()

@@ -81,11 +81,8 @@ impl GpuExecutor {
         let mut columns = HashMap::new();
         for n in &plan.nodes {
             match &n.op {
-                Op::Norm {
-                    axis: NormAxis::Batch,
-                    ..
-                } => {
-                    let c = n.shape.cols;
+                Op::Norm { axis, .. } if axis.running() => {
+                    let c = super::executor::running_len(plan, n.id);
                     let m =
                         ctx.buffer(&format!("`{}` running mean", n.name), 4 * c as u64, STORAGE)?;
                     let v = ctx.buffer(
@@ -198,14 +195,15 @@ impl GpuExecutor {
         for n in &self.plan.nodes {
             let floats = match &n.op {
                 // Mean and 1/std per group; a batch-norm input gradient also keeps
-                // Σ dy and Σ dy·x̂ per column after them.
-                Op::Norm { axis, .. } | Op::NormGrad { axis, .. } => match axis {
-                    NormAxis::Batch if matches!(n.op, Op::NormGrad { .. }) => {
-                        4 * self.plan.nodes[n.inputs[0]].shape.cols
+                // Σ dy and Σ dy·x̂ per group after them.
+                Op::Norm { axis, .. } | Op::NormGrad { axis, .. } => {
+                    let groups = axis.groups(rows, self.plan.nodes[n.inputs[0]].shape.cols);
+                    match axis {
+                        NormAxis::Layer => 2 * groups,
+                        _ if matches!(n.op, Op::NormGrad { .. }) => 4 * groups,
+                        _ => 2 * groups,
                     }
-                    NormAxis::Batch => 2 * self.plan.nodes[n.inputs[0]].shape.cols,
-                    NormAxis::Layer => 2 * rows,
-                },
+                }
                 Op::Loss(_) => rows,
                 _ => continue,
             };

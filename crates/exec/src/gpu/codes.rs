@@ -99,6 +99,8 @@ codes! {
         Batch => "NORM_BATCH",
         /// Per row, over the columns.
         Layer => "NORM_LAYER",
+        /// Per channel of an NCHW row, over the rows and the channel's pixels.
+        Channel => "NORM_CHANNEL",
     }
 }
 
@@ -132,6 +134,7 @@ pub fn norm_axis_code(axis: NormAxis) -> NormAxisCode {
     match axis {
         NormAxis::Batch => NormAxisCode::Batch,
         NormAxis::Layer => NormAxisCode::Layer,
+        NormAxis::Channel { .. } => NormAxisCode::Channel,
     }
 }
 

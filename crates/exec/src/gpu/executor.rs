@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use weft_dsl::Optimizer;
-use weft_planner::{Plan, ScheduleKind};
+use weft_planner::{Op, Plan, ScheduleKind};
 
 use super::{write, GpuExecutor, Which};
 use crate::error::ExecError;
@@ -148,7 +148,7 @@ impl Executor for GpuExecutor {
         let mut out = Vec::new();
         for id in ids {
             let (m, v) = &self.running[id];
-            let c = self.plan.nodes[*id].shape.cols;
+            let c = running_len(&self.plan, *id);
             let name = &self.plan.nodes[*id].name;
             for (suffix, b) in [("running_mean", m), ("running_var", v)] {
                 let vals = self.ctx.read(b, 4 * c as u64).map_err(|e| {
@@ -224,9 +224,9 @@ impl Executor for GpuExecutor {
                     .map(|(_, a)| a.iter().copied().collect::<Vec<f32>>())
             };
             if let (Some(mean), Some(var)) = (find("running_mean"), find("running_var")) {
-                let c = self.plan.nodes[*id].shape.cols;
+                let c = running_len(&self.plan, *id);
                 if mean.len() != c || var.len() != c {
-                    tracing::warn!("`{name}` statistics of the wrong size ({} and {} values for {c} features); ignored", mean.len(), var.len());
+                    tracing::warn!("`{name}` statistics of the wrong size ({} and {} values for {c} features or channels); ignored", mean.len(), var.len());
                     continue;
                 }
                 write(&self.ctx, m, 0, &mean);
@@ -250,5 +250,15 @@ impl Drop for GpuExecutor {
                 t.wait.as_secs_f64() * 1e3
             );
         }
+    }
+}
+
+/// Values of a batch norm's running mean (or variance): one per feature, or one per channel
+/// after a convolution.
+pub(super) fn running_len(plan: &Plan, id: usize) -> usize {
+    let node = &plan.nodes[id];
+    match node.op {
+        Op::Norm { axis, .. } => axis.params(node.shape.cols),
+        _ => node.shape.cols,
     }
 }

@@ -300,12 +300,14 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
                 axis: norm_axis_code(*axis).code(),
                 eps: *eps,
                 momentum: *momentum,
+                area: norm_area(*axis)?,
                 ..ReduceParams::default()
             };
             let x = Buf::Node(input(0));
-            match (axis, run.train_mode) {
-                (NormAxis::Batch, false) => {
-                    let p = ReduceParams { n: u(cols)?, ..p };
+            let groups = axis.params(cols);
+            match (axis.running(), run.train_mode) {
+                (true, false) => {
+                    let p = ReduceParams { n: u(groups)?, ..p };
                     calls.push(elementwise_call(
                         Kernel::reduce("stats_from_running"),
                         p,
@@ -330,10 +332,10 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
                 out,
                 run,
             ));
-            if *axis == NormAxis::Batch && run.train_mode {
+            if axis.running() && run.train_mode {
                 calls.push(Call {
                     kernel: Kernel::reduce("running_update"),
-                    groups: groups_1d(cols, run.max_dim),
+                    groups: groups_1d(groups, run.max_dim),
                     params: p.into(),
                     reads: vec![Buf::Scratch(id)],
                     writes: vec![Buf::RunningMean(id), Buf::RunningVar(id)],
@@ -464,9 +466,13 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
                 cols: u(c)?,
                 axis: norm_axis_code(*axis).code(),
                 eps: *eps,
+                area: norm_area(*axis)?,
                 ..ReduceParams::default()
             };
             stats(*axis, Buf::Node(x), id, p, r, run, calls)?;
+            if let NormAxis::Channel { .. } = axis {
+                return channel_norm_grad(*part, [x, gamma, dy], id, out, p, run, calls);
+            }
             match (part, axis) {
                 (NormPart::Gamma, _) => RowSum {
                     kernel: Kernel::reduce("norm_grad_gamma"),
@@ -504,6 +510,12 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
                         out,
                         run,
                     ));
+                }
+                (NormPart::Beta, _) | (NormPart::Input, NormAxis::Channel { .. }) => {
+                    return Err(ExecError::Internal(format!(
+                        "`{}`: a {part:?} gradient of a {axis:?} norm is lowered elsewhere",
+                        plan.nodes[id].name
+                    )))
                 }
                 (NormPart::Input, NormAxis::Layer) => calls.push(Call {
                     kernel: Kernel::reduce("layer_norm_grad_input"),
@@ -571,6 +583,13 @@ fn stats(
 ) -> Result<(), ExecError> {
     match axis {
         NormAxis::Batch => batch_stats(x, Buf::Scratch(id), p, run, calls)?,
+        NormAxis::Channel { area } => calls.push(Call {
+            kernel: Kernel::reduce("channel_stats"),
+            params: p.into(),
+            reads: vec![x],
+            writes: vec![Buf::Scratch(id)],
+            groups: per_row(p.cols as usize / area, run.max_dim),
+        }),
         NormAxis::Layer => calls.push(Call {
             kernel: Kernel::reduce("row_stats"),
             params: p.into(),
@@ -578,6 +597,77 @@ fn stats(
             writes: vec![Buf::Scratch(id)],
             groups: per_row(rows, run.max_dim),
         }),
+    }
+    Ok(())
+}
+
+/// A channel norm's pixels per channel (1 for the other norms: the kernels divide by it).
+fn norm_area(axis: NormAxis) -> Result<u32, ExecError> {
+    match axis {
+        NormAxis::Channel { area } => u(area),
+        _ => Ok(1),
+    }
+}
+
+/// A channel batch norm's gradients (the statistics are already in the node's scratch):
+/// per-channel sums, one workgroup a channel; the input's gradient first puts Σ dy and
+/// Σ dy·x̂ after the statistics (through the partial-sums buffer: a kernel cannot read and
+/// write the scratch at once), then takes every element's gradient from them.
+fn channel_norm_grad(
+    part: NormPart,
+    [x, gamma, dy]: [usize; 3],
+    id: usize,
+    out: Buf,
+    p: ReduceParams,
+    run: Run,
+    calls: &mut Vec<Call>,
+) -> Result<(), ExecError> {
+    let groups = per_row(p.cols as usize / p.area.max(1) as usize, run.max_dim);
+    let channels = p.cols / p.area.max(1);
+    let reads = vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)];
+    let sums = |sums: u32, to: Buf| Call {
+        kernel: Kernel::reduce("channel_sums"),
+        params: ReduceParams { sums, ..p }.into(),
+        reads: reads.clone(),
+        writes: vec![to],
+        groups,
+    };
+    match part {
+        NormPart::Gamma => calls.push(sums(1, out)),
+        NormPart::Beta => calls.push(sums(2, out)),
+        NormPart::Input => {
+            let both = 2 * channels as usize;
+            calls.push(sums(0, Buf::Partial(both)));
+            // A one-row sum is a copy: the sums go to the scratch after the statistics.
+            calls.push(Call {
+                kernel: Kernel::reduce("sum_rows"),
+                params: ReduceParams {
+                    n: u(both)?,
+                    rows: 1,
+                    cols: u(both)?,
+                    chunk_rows: 1,
+                    out_offset: u(both)?,
+                    ..ReduceParams::default()
+                }
+                .into(),
+                reads: vec![Buf::Partial(both)],
+                writes: vec![Buf::Scratch(id)],
+                groups: (u(both.div_ceil(32))?, 1, 1),
+            });
+            calls.push(elementwise_call(
+                Kernel::reduce("batch_norm_grad_input"),
+                p,
+                p.n,
+                vec![
+                    Buf::Node(x),
+                    Buf::Scratch(id),
+                    Buf::Node(gamma),
+                    Buf::Node(dy),
+                ],
+                out,
+                run,
+            ));
+        }
     }
     Ok(())
 }

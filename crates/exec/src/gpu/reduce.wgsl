@@ -2,13 +2,15 @@
 // its gradients, and the global gradient norm. Needs common.wgsl.
 //
 // Normalisation statistics live in a scratch buffer: mean in [0, groups), 1/std in
-// [groups, 2·groups), where the groups are the columns (P.axis = NORM_BATCH) or the rows
-// (NORM_LAYER). The batch has P.rows rows of P.cols columns.
+// [groups, 2·groups), where the groups are the columns (P.axis = NORM_BATCH), the rows
+// (NORM_LAYER) or the channels of NCHW rows, P.area columns each (NORM_CHANNEL). The batch
+// has P.rows rows of P.cols columns.
 
 // ReduceParams in uniforms.rs.
 struct ReduceParams {
     n: u32, rows: u32, cols: u32, axis: u32,
     chunk_rows: u32, out_offset: u32, eps: f32, momentum: f32,
+    area: u32, sums: u32,
 };
 
 @group(0) @binding(0) var<uniform> P: ReduceParams;
@@ -149,9 +151,9 @@ fn row_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
 @compute @workgroup_size(256)
 fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = flat_index(gid, nwg);
-    if j >= P.cols { return; }
+    if j >= groups() { return; }
     out[j] = in0[j];
-    out[P.cols + j] = 1.0 / sqrt(in1[j] + P.eps);
+    out[groups() + j] = 1.0 / sqrt(in1[j] + P.eps);
 }
 
 // Running statistics after a training step: out = mean, out2 = variance, blended with the
@@ -159,16 +161,29 @@ fn stats_from_running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 @compute @workgroup_size(256)
 fn running_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = flat_index(gid, nwg);
-    if j >= P.cols { return; }
+    if j >= groups() { return; }
     let m = P.momentum;
-    let inv = in0[P.cols + j];
+    let inv = in0[groups() + j];
     let var_ = 1.0 / (inv * inv) - P.eps;
     out[j] = (1.0 - m) * out[j] + m * in0[j];
     out2[j] = (1.0 - m) * out2[j] + m * var_;
 }
 
-fn group_of(r: u32, j: u32) -> u32 { return select(j, r, P.axis == NORM_LAYER); }
-fn groups() -> u32 { return select(P.cols, P.rows, P.axis == NORM_LAYER); }
+fn group_of(r: u32, j: u32) -> u32 {
+    if P.axis == NORM_CHANNEL { return j / P.area; }
+    return select(j, r, P.axis == NORM_LAYER);
+}
+fn groups() -> u32 {
+    if P.axis == NORM_CHANNEL { return P.cols / P.area; }
+    return select(P.cols, P.rows, P.axis == NORM_LAYER);
+}
+// The gamma and beta index of column j: per channel for NORM_CHANNEL, per column otherwise.
+fn param_of(j: u32) -> u32 { return select(j, j / P.area, P.axis == NORM_CHANNEL); }
+// Elements per statistics group.
+fn group_count() -> u32 {
+    if P.axis == NORM_CHANNEL { return P.rows * P.area; }
+    return select(P.rows, P.cols, P.axis == NORM_LAYER);
+}
 
 // gamma · (x − mean) · inv + beta; in0 = x, in1 = statistics, in2 = gamma, in3 = beta.
 @compute @workgroup_size(256)
@@ -178,7 +193,8 @@ fn norm_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let r = i / P.cols;
     let j = i % P.cols;
     let g = group_of(r, j);
-    out[i] = in2[j] * (in0[i] - in1[g]) * in1[groups() + g] + in3[j];
+    let k = param_of(j);
+    out[i] = in2[k] * (in0[i] - in1[g]) * in1[groups() + g] + in3[k];
 }
 
 fn xhat(r: u32, j: u32) -> f32 {
@@ -225,18 +241,76 @@ fn norm_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     }
 }
 
-// Batch norm's input gradient, one thread per element:
-// dx = gamma · inv / n · (n·dy − Σ dy − x̂ · Σ dy·x̂), with the column's mean, 1/std, Σ dy
-// and Σ dy·x̂ in in1 at [0, c), [c, 2c), [2c, 3c), [3c, 4c); in0 = x, in2 = gamma, in3 = dy.
+// Batch norm's input gradient (per column or per channel), one thread per element:
+// dx = gamma · inv / n · (n·dy − Σ dy − x̂ · Σ dy·x̂), with the group's mean, 1/std, Σ dy
+// and Σ dy·x̂ in in1 at [0, G), [G, 2G), [2G, 3G), [3G, 4G); in0 = x, in2 = gamma, in3 = dy.
 @compute @workgroup_size(256)
 fn batch_norm_grad_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if i >= P.n { return; }
     let r = i / P.cols;
     let j = i % P.cols;
-    let c = P.cols;
-    let n = f32(P.rows);
-    out[i] = in2[j] * in1[c + j] / n * (n * in3[i] - in1[2u * c + j] - xhat(r, j) * in1[3u * c + j]);
+    let c = groups();
+    let g = group_of(r, j);
+    let n = f32(group_count());
+    out[i] = in2[param_of(j)] * in1[c + g] / n * (n * in3[i] - in1[2u * c + g] - xhat(r, j) * in1[3u * c + g]);
+}
+
+// The `e`-th element of channel `ch` (NCHW rows of P.area pixels a channel) in a row-major
+// [P.rows, P.cols] buffer's flat index.
+fn channel_at(ch: u32, e: u32) -> u32 {
+    return (e / P.area) * P.cols + ch * P.area + e % P.area;
+}
+
+// Channel batch-norm statistics of in0, one 64-thread workgroup per channel, two passes.
+@compute @workgroup_size(64)
+fn channel_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = row_of(wid, nwg);
+    let n = P.rows * P.area;
+    if ch >= groups() { return; }
+    var s = 0.0;
+    for (var e = lid.x; e < n; e += 64u) { s += in0[channel_at(ch, e)]; }
+    let mean = tree_sum(lid, s, 64u) / f32(max(n, 1u));
+    var q = 0.0;
+    for (var e = lid.x; e < n; e += 64u) { let d = in0[channel_at(ch, e)] - mean; q += d * d; }
+    let var_ = tree_sum(lid, q, 64u) / f32(max(n, 1u));
+    if lid.x == 0u {
+        out[ch] = mean;
+        out[groups() + ch] = 1.0 / sqrt(var_ + P.eps);
+    }
+}
+
+// Σ dy and Σ dy·x̂ per channel, one 64-thread workgroup per channel; in0 = x,
+// in1 = statistics, in2 = dy. P.sums: 0 writes both at out[P.out_offset + ch] and
+// out[P.out_offset + G + ch] (the input gradient's sums), 1 only Σ dy·x̂ (gamma's gradient),
+// 2 only Σ dy (beta's).
+@compute @workgroup_size(64)
+fn channel_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let ch = row_of(wid, nwg);
+    let n = P.rows * P.area;
+    if ch >= groups() { return; }
+    let mean = in1[ch];
+    let inv = in1[groups() + ch];
+    var a = 0.0;
+    var b = 0.0;
+    for (var e = lid.x; e < n; e += 64u) {
+        let at = channel_at(ch, e);
+        let d = in2[at];
+        a += d;
+        b += d * (in0[at] - mean) * inv;
+    }
+    let s1 = tree_sum(lid, a, 64u);
+    let s2 = tree_sum(lid, b, 64u);
+    if lid.x == 0u {
+        switch P.sums {
+            case 1u: { out[P.out_offset + ch] = s2; }
+            case 2u: { out[P.out_offset + ch] = s1; }
+            default: {
+                out[P.out_offset + ch] = s1;
+                out[P.out_offset + groups() + ch] = s2;
+            }
+        }
+    }
 }
 
 // Layer norm's input gradient, one 64-thread workgroup per row; in0 = x,

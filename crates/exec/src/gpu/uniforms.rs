@@ -82,7 +82,11 @@ uniform! {
         eps: f32,
         /// Batch norm's running-statistics momentum.
         momentum: f32,
-        _pad: [u32; 8],
+        /// NORM_CHANNEL: pixels per channel (height × width).
+        area: u32,
+        /// `channel_sums`: which sums it writes (0 both, 1 Σ dy·x̂, 2 Σ dy).
+        sums: u32,
+        _pad: [u32; 6],
     }
 }
 
