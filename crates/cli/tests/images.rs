@@ -125,6 +125,19 @@ fn an_idx_source_trains_the_cnn() {
         &["--set", "train.epochs=5"],
     );
     assert!(accuracy(&v) >= 0.9, "idx digits: {}", accuracy(&v));
+    // `weft predict` reads the IDX images, and their labels from the file beside them.
+    let images = dir.path().join("images-idx3-ubyte.gz");
+    let o = weft(&[
+        "predict",
+        "--model",
+        v["run_dir"].as_str().unwrap(),
+        "--input",
+        images.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(predicted_accuracy(&err) >= 0.9, "{err}");
+    assert_eq!(stdout_lines(&o), 1 + 1797, "a header and a row per image");
     // Labels that do not match the images: a located error with both counts.
     digits_idx(dir.path(), 100);
     let o = weft(&[
@@ -137,6 +150,86 @@ fn an_idx_source_trains_the_cnn() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
         err.contains("data.source.idx: labels-idx1-ubyte: 100 labels (dimensions [100]) for the 1797 images of images-idx3-ubyte.gz; they must be one per image"),
+        "{err}"
+    );
+}
+
+fn stdout_lines(o: &std::process::Output) -> usize {
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+/// The digits as a folder of 16×16 grey PNGs (each pixel doubled), one sub-folder per digit.
+fn digits_folder(dir: &std::path::Path) {
+    let text = std::fs::read_to_string(format!("{REPO}/specs/data/digits.csv")).unwrap();
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let v: Vec<u8> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        let class = dir.join(format!("digit-{}", v[64]));
+        std::fs::create_dir_all(&class).unwrap();
+        let img = image::GrayImage::from_fn(16, 16, |x, y| {
+            image::Luma([v[(y / 2 * 8 + x / 2) as usize] * 15])
+        });
+        img.save(class.join(format!("{i:04}.png"))).unwrap();
+    }
+}
+
+#[test]
+fn an_image_folder_trains_the_cnn_and_predict_scores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    digits_folder(&photos);
+    // batch_norm after each convolution (statistics per channel), images resized to 8×8.
+    let spec = std::fs::read_to_string(format!("{REPO}/{SPEC}"))
+        .unwrap()
+        .replace(
+            "source: {csv: data/digits.csv}\n  label: digit",
+            "source: {image_folder: photos}",
+        )
+        .replace(
+            "  - max_pool2d: {size: 2}\n",
+            "  - batch_norm: {}\n  - max_pool2d: {size: 2}\n",
+        )
+        .replace("preprocess: []", "");
+    assert!(spec.contains("image_folder") && spec.contains("batch_norm"));
+    let path = dir.path().join("digits.yaml");
+    std::fs::write(&path, &spec).unwrap();
+    let v = run_json(
+        path.to_str().unwrap(),
+        dir.path(),
+        &["--set", "train.epochs=6"],
+    );
+    assert!(
+        accuracy(&v) >= 0.95,
+        "image-folder digits: {}",
+        accuracy(&v)
+    );
+    let plan = weft(&["plan", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("BatchNorm2d"), "{text}");
+    // The folder scored by the trained model: every picture, the folder names as labels.
+    let o = weft(&[
+        "predict",
+        "--model",
+        v["run_dir"].as_str().unwrap(),
+        "--input",
+        photos.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(predicted_accuracy(&err) >= 0.97, "{err}");
+    assert_eq!(stdout_lines(&o), 1 + 1797);
+    // A file that is not a picture: the error names it and the spec path.
+    std::fs::write(photos.join("digit-3/broken.png"), b"not a png").unwrap();
+    let o = weft(&[
+        "run",
+        path.to_str().unwrap(),
+        "--runs-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("data.source.image_folder:")
+            && err.contains("digit-3/broken.png: cannot decode it"),
         "{err}"
     );
 }

@@ -76,6 +76,9 @@ pub enum DataError {
     /// An IDX file (MNIST's format) that does not say what it holds.
     #[error("{file}: {message}")]
     Idx { file: String, message: String },
+    /// A picture of an image folder that cannot be read or does not fit.
+    #[error("{file}: {message}")]
+    Image { file: String, message: String },
 
     // ------------------------------------------------------------ columns
     /// `what` is `column` or `label column`; `hint` is the did-you-mean text.
@@ -270,6 +273,7 @@ impl DataError {
             | UnsupportedType { .. } => "data.source",
             Synthetic(_) => "data.source.synthetic",
             Idx { .. } => "data.source.idx",
+            Image { .. } => "data.source.image_folder",
             ColumnNotFound { what, .. } if what.contains("label") => "data.label",
             ColumnNotFound { what, .. } if what.contains("weight") => "data.weight_column",
             ColumnNotFound { what, .. } if what.contains("split key") => "data.split.key",

@@ -181,3 +181,32 @@ pub(crate) fn idx_schema(idx: &IdxSource, base: &Path) -> Result<TableSchema, Da
         classes: None,
     })
 }
+
+/// Whether `path` is an IDX file (gzipped or not): its magic number, a value type IDX
+/// defines and 1 to 4 dimensions.
+pub(crate) fn is_idx(path: &Path) -> bool {
+    let at = path.display().to_string();
+    path.is_file()
+        && open(Path::new(""), &at, Some(4)).is_ok_and(|h| {
+            h.len() == 4
+                && h[0] == 0
+                && h[1] == 0
+                && matches!(h[2], 0x08 | 0x09 | 0x0B | 0x0C | 0x0D | 0x0E)
+                && (1..=4).contains(&h[3])
+        })
+}
+
+/// MNIST's labels file beside an images file (`…images-idx3-ubyte[.gz]` →
+/// `…labels-idx1-ubyte[.gz]`, gzipped or not), when there is one.
+pub(crate) fn labels_beside(images: &Path) -> Option<std::path::PathBuf> {
+    let name = images.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".gz").unwrap_or(name);
+    let labels = stem.replace("images-idx3", "labels-idx1");
+    if labels == stem {
+        return None;
+    }
+    [labels.clone(), format!("{labels}.gz")]
+        .into_iter()
+        .map(|n| images.with_file_name(n))
+        .find(|p| p.is_file())
+}

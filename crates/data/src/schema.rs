@@ -91,6 +91,16 @@ impl TableSchema {
     }
 }
 
+/// [`read_schema`] of a spec's data: an image folder's columns follow `data.image`.
+pub fn read_data_schema(data: &DataSpec, base_dir: &Path) -> Result<TableSchema, DataError> {
+    match &data.source {
+        Source::ImageFolder(at) => {
+            crate::image_folder::image_folder_schema(at, base_dir, data.image)
+        }
+        other => read_schema(other, base_dir),
+    }
+}
+
 /// The schema of the spec's data source, reading no more than headers and metadata.
 pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, DataError> {
     if let Some(url) = crate::source::remote_path(source) {
@@ -135,6 +145,7 @@ pub fn read_schema(source: &Source, base_dir: &Path) -> Result<TableSchema, Data
             Ok(s)
         }
         Source::Idx(idx) => crate::idx::idx_schema(idx, base_dir),
+        Source::ImageFolder(at) => crate::image_folder::image_folder_schema(at, base_dir, None),
         Source::Synthetic(spec) => {
             let mut fields: Vec<Field> = (0..spec.features)
                 .map(|j| Field::new(synthetic_feature(j), DataType::Float32, false))

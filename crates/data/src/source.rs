@@ -8,7 +8,7 @@ use arrow_array::RecordBatch;
 use arrow_csv::reader::{Format, ReaderBuilder};
 use arrow_schema::{ArrowError, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use weft_dsl::{Builtin, Source};
+use weft_dsl::{Builtin, DataSpec, ImageSpec, Source};
 
 use crate::error::{io_message, DataError};
 use crate::synthetic::synthetic;
@@ -35,6 +35,39 @@ pub fn load_table(source: &Source, base_dir: &Path) -> Result<Table, DataError> 
         Source::Builtin(Builtin::Iris) => csv_from_bytes(IRIS_CSV.as_bytes(), "iris"),
         Source::Synthetic(spec) => synthetic(spec),
         Source::Idx(idx) => crate::idx::read_idx(idx, base_dir),
+        Source::ImageFolder(at) => crate::image_folder::read_image_folder(at, base_dir, None),
+    }
+}
+
+/// An input `weft predict` reads whole rather than streams, if `path` is one: an IDX
+/// images file (with the `labels-idx1` file beside it when there is one, so predict
+/// reports the accuracy) or an image folder (its pictures sized to `image`, the model's).
+pub fn read_whole_input(path: &Path, image: Option<ImageSpec>) -> Option<Result<Table, DataError>> {
+    let at = path.display().to_string();
+    if path.is_dir() && crate::image_folder::is_image_folder(path) {
+        return Some(crate::image_folder::read_image_folder(
+            &at,
+            Path::new(""),
+            image,
+        ));
+    }
+    if crate::idx::is_idx(path) {
+        let labels = crate::idx::labels_beside(path).map(|p| p.display().to_string());
+        if let Some(l) = &labels {
+            tracing::info!("{at}: the labels are read from {l}");
+        }
+        let source = weft_dsl::IdxSource { images: at, labels };
+        return Some(crate::idx::read_idx(&source, Path::new("")));
+    }
+    None
+}
+
+/// [`load_table`] of a spec's data: an image folder's pictures are converted and resized
+/// to `data.image`.
+pub fn load_data(data: &DataSpec, base_dir: &Path) -> Result<Table, DataError> {
+    match &data.source {
+        Source::ImageFolder(at) => crate::image_folder::read_image_folder(at, base_dir, data.image),
+        other => load_table(other, base_dir),
     }
 }
 

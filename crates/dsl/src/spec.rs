@@ -163,7 +163,7 @@ impl DataSpec {
         match (&self.label, &self.source) {
             (Some(l), _) => Some(l),
             (None, Source::Builtin(Builtin::Iris)) => Some("species"),
-            (None, Source::Synthetic(_) | Source::Idx(_)) => Some("label"),
+            (None, Source::Synthetic(_) | Source::Idx(_) | Source::ImageFolder(_)) => Some("label"),
             (None, _) => None,
         }
     }
@@ -187,6 +187,10 @@ pub enum Source {
     /// MNIST's IDX files (gzipped or not): the images become pixel columns `p0…` (row-major,
     /// as `data.image` reads them) and the labels the column `label`.
     Idx(IdxSource),
+    /// A folder of PNG/JPEG images, one sub-folder per class (the folder's name is the
+    /// label, column `label`); each image becomes pixel columns `p0…` (channel after
+    /// channel, row-major), resized to `data.image` when it says a size.
+    ImageFolder(String),
 }
 
 /// `{idx: {images: train-images-idx3-ubyte.gz, labels: train-labels-idx1-ubyte.gz}}`.

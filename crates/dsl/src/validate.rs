@@ -143,7 +143,9 @@ fn data(c: &mut Checker, d: &DataSpec) {
         );
     }
     if d.streamed().is_some() {
-        if let Source::Builtin(_) | Source::Synthetic(_) | Source::Idx(_) = &d.source {
+        if let Source::Builtin(_) | Source::Synthetic(_) | Source::Idx(_) | Source::ImageFolder(_) =
+            &d.source
+        {
             let key = if d.shuffle.is_some() {
                 "data.shuffle"
             } else {
@@ -152,6 +154,17 @@ fn data(c: &mut Checker, d: &DataSpec) {
             c.fail(
                 key,
                 "streaming reads files (`csv`, `parquet`, `arrow` sources); this source is read into memory: use `shuffle: full`",
+            );
+        }
+    }
+    if let (Source::ImageFolder(_), Some(img)) = (&d.source, &d.image) {
+        if !matches!(img.channels, 1 | 3 | 4) {
+            c.fail(
+                "data.image.channels",
+                format!(
+                    "an image folder's pictures are read as grey (1), RGB (3) or RGBA (4) channels, found {}",
+                    img.channels
+                ),
             );
         }
     }

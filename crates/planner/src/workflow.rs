@@ -48,6 +48,7 @@ fn describe_source(s: &Source) -> String {
         Source::Arrow(p) => format!("arrow:{p}"),
         Source::Builtin(Builtin::Iris) => "builtin:iris".into(),
         Source::Idx(i) => format!("idx:{}", i.images),
+        Source::ImageFolder(p) => format!("image_folder:{p}"),
         Source::Synthetic(s) => format!(
             "synthetic(rows={}, features={}, classes={})",
             s.rows, s.features, s.classes

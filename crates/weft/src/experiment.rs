@@ -98,7 +98,7 @@ impl Experiment {
 
     /// Loads, splits and preprocesses the data as the spec says.
     pub fn prepare_data(&self) -> Result<(Table, Prepared)> {
-        let table = weft_data::load_table(&self.spec.data.source, &self.base_dir)
+        let table = weft_data::load_data(&self.spec.data, &self.base_dir)
             .map_err(|e| self.data_error(e))?;
         let task = self.spec.train.loss.task_kind();
         let prepared = weft_data::prepare(&self.spec.prepared_data(), self.spec.seed, &table, task)
@@ -108,8 +108,7 @@ impl Experiment {
 
     /// The data's schema (headers and metadata, not the rows).
     fn read_schema(&self) -> Result<TableSchema> {
-        weft_data::read_schema(&self.spec.data.source, &self.base_dir)
-            .map_err(|e| self.data_error(e))
+        weft_data::read_data_schema(&self.spec.data, &self.base_dir).map_err(|e| self.data_error(e))
     }
 
     /// A data error, located at the spec key it is about (`data.label`, `data.source`…).

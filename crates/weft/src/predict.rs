@@ -201,7 +201,19 @@ pub fn predict_stream(
     let (mut rows, mut labelled, mut hits) = (0usize, 0usize, 0.0f64);
     // Regression sums: squared and absolute error, Σy, Σy².
     let (mut sse, mut sae, mut sy, mut syy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for piece in weft_data::stream_table(input, STREAM_ROWS)? {
+    let image = saved.plan.nodes.iter().find_map(|n| match n.op {
+        weft_planner::Op::Input { .. } => n.shape.image.map(|i| weft_dsl::ImageSpec {
+            channels: i.c,
+            height: i.h,
+            width: i.w,
+        }),
+        _ => None,
+    });
+    let pieces = match weft_data::read_whole_input(input, image) {
+        Some(table) => Box::new(std::iter::once(table)),
+        None => weft_data::stream_table(input, STREAM_ROWS)?,
+    };
+    for piece in pieces {
         let table = piece?;
         let x = saved.pipeline.transform(&table)?;
         let labels = saved.pipeline.labels(&table)?;

@@ -151,8 +151,8 @@ impl Experiment {
         Ok(match &self.spec.data.source {
             Source::Csv(p) => json!({ "csv": path(p) }),
             Source::Parquet(p) => json!({ "parquet": path(p) }),
-            other => {
-                let table = weft_data::load_table(other, self.base_dir())
+            _ => {
+                let table = weft_data::load_data(&self.spec.data, self.base_dir())
                     .map_err(|e| self.data_error(e))?;
                 let file = dir.file(INPUT_FILE);
                 write_arrow(&file, &table.batch)?;

@@ -119,7 +119,7 @@ pub(crate) fn list(source: &Source, base_dir: &Path) -> Result<(Vec<Piece>, bool
             csv.csv_schema = Some(schema);
             pieces.push(csv);
         }
-        Source::Builtin(_) | Source::Synthetic(_) | Source::Idx(_) => {
+        Source::Builtin(_) | Source::Synthetic(_) | Source::Idx(_) | Source::ImageFolder(_) => {
             return Err(DataError::Internal(
                 "streaming reads files; this source is made in memory".into(),
             ))
