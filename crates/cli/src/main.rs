@@ -97,7 +97,8 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         max_connections: usize,
     },
-    /// Predict with a trained model (a run directory) on a CSV, Parquet or Arrow file; with
+    /// Predict with a trained model (a run directory) on a CSV, Parquet or Arrow file, an IDX
+    /// images file or an image folder; with
     /// `--input -`, on an Arrow IPC stream on standard input, writing an Arrow IPC stream of
     /// predictions (`prediction`, `probability`) to standard output, batch for batch.
     Predict {
