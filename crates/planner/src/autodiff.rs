@@ -168,7 +168,18 @@ pub fn backward(
                     }
                 }
             }
-            Op::Conv2d { win, filters } => {
+            Op::Conv2d { win, filters, act } => {
+                // A fused activation's gradient first, from the output (see fuse.rs).
+                let dy = match act {
+                    Some(a) => g.add(
+                        &format!("{}.pre.grad", node.name),
+                        Op::ActGrad(*a),
+                        &[n, n, dy],
+                        bwd,
+                        None,
+                    )?,
+                    None => dy,
+                };
                 let grad = |part| Op::Conv2dGrad {
                     win: *win,
                     filters: *filters,

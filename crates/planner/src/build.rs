@@ -304,6 +304,7 @@ impl Builder<'_> {
         let op = Op::Conv2d {
             win,
             filters: k.filters,
+            act: None,
         };
         let h = self.g.add(
             &format!("{name}.conv"),

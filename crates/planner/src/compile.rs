@@ -86,7 +86,7 @@ impl Plan {
             ),
             &fwd.graph,
         )?;
-        let fused = fuse::bias_activation(&mut fwd.graph)?;
+        let fused = fuse::activations(&mut fwd.graph)?;
         for (old, new) in &fused {
             if fwd.output == *old {
                 fwd.output = *new;

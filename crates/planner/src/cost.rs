@@ -23,7 +23,7 @@ pub fn flops(op: &Op, inputs: &[Shape], out: &Shape, batch: usize) -> u64 {
         Op::Concat | Op::Flatten => 0,
         // A multiply-add per weight per output position (+ the bias); the input's and the
         // weights' gradients are the same products again.
-        Op::Conv2d { win, filters }
+        Op::Conv2d { win, filters, .. }
         | Op::Conv2dGrad {
             win,
             filters,

@@ -1,10 +1,12 @@
-//! Fusion pass: `BiasAdd → Act` becomes one `BiasAct` kernel (one pass over memory instead
-//! of two, forward and backward).
+//! Fusion pass: `BiasAdd → Act` becomes one `BiasAct` kernel, and `Conv2d → Act` a
+//! convolution that applies its activation as it writes each sample's maps (one pass over
+//! memory instead of two, forward and backward).
 //!
 //! Only activations whose derivative can be computed from their output are fused (relu,
 //! leaky_relu, elu, sigmoid, tanh): the pre-activation is then never stored, and the
 //! backward `ActGrad` reads the output in place of the input. Runs on the forward graph,
-//! before autodiff; a `BiasAdd` read by anything besides its activation is left alone.
+//! before autodiff; a `BiasAdd` or `Conv2d` read by anything besides its activation is left
+//! alone.
 
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -32,13 +34,30 @@ pub fn grad_from_output(a: Activation) -> bool {
     }
 }
 
-/// Fuses every eligible `BiasAdd → Act` pair; returns (old act node, new node) pairs so the
-/// caller can follow nodes it holds.
-pub fn bias_activation(g: &mut Graph) -> Result<Vec<(NodeIndex, NodeIndex)>, PlanError> {
+/// The op a producer and its activation fuse into, if they do.
+fn fused(producer: &Op, a: Activation) -> Option<Op> {
+    match producer {
+        Op::BiasAdd => Some(Op::BiasAct(a)),
+        Op::Conv2d {
+            win,
+            filters,
+            act: None,
+        } => Some(Op::Conv2d {
+            win: *win,
+            filters: *filters,
+            act: Some(a),
+        }),
+        _ => None,
+    }
+}
+
+/// Fuses every eligible `BiasAdd → Act` and `Conv2d → Act` pair; returns (old act node,
+/// new node) pairs so the caller can follow nodes it holds.
+pub fn activations(g: &mut Graph) -> Result<Vec<(NodeIndex, NodeIndex)>, PlanError> {
     let mut replaced = Vec::new();
     for bias in g.topo_order()? {
         // A node fused earlier is gone (or its index reused by a fused node).
-        if !g.g.contains_node(bias) || g.g[bias].op != Op::BiasAdd {
+        if !g.g.contains_node(bias) || fused(&g.g[bias].op, Activation::Linear).is_none() {
             continue;
         }
         let readers: Vec<(NodeIndex, usize)> =
@@ -49,19 +68,13 @@ pub fn bias_activation(g: &mut Graph) -> Result<Vec<(NodeIndex, NodeIndex)>, Pla
             continue;
         };
         let Op::Act(a) = g.g[*act].op else { continue };
-        if !grad_from_output(a) {
+        let Some(op) = fused(&g.g[bias].op, a).filter(|_| grad_from_output(a)) else {
             continue;
-        }
+        };
         let act = *act;
         let inputs = g.inputs(bias);
         let (name, origin) = (g.g[act].name.clone(), g.g[act].origin.clone());
-        let fused = g.add(
-            &name,
-            Op::BiasAct(a),
-            &inputs,
-            Phase::Forward,
-            origin.as_deref(),
-        )?;
+        let fused = g.add(&name, op, &inputs, Phase::Forward, origin.as_deref())?;
         let outs: Vec<(NodeIndex, usize)> =
             g.g.edges_directed(act, Direction::Outgoing)
                 .map(|e| (e.target(), *e.weight()))

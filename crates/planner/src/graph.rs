@@ -331,7 +331,7 @@ pub fn infer(op: &Op, inputs: &[(String, Shape)]) -> Result<Shape, String> {
             arity(2)?;
             Ok(Shape::fixed(*vocab, s(1).cols))
         }
-        Op::Conv2d { win, filters } => {
+        Op::Conv2d { win, filters, .. } => {
             if inputs.len() != 2 && inputs.len() != 3 {
                 return Err(format!("Conv2d takes 2 or 3 inputs, got {}", inputs.len()));
             }

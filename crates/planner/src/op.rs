@@ -295,6 +295,10 @@ pub enum Op {
     Conv2d {
         win: Window,
         filters: usize,
+        /// An activation applied in the same pass (made by the fusion pass, for those whose
+        /// gradient follows from the output, as `BiasAct`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        act: Option<Activation>,
     },
     /// Each channel's windows reduced to their largest value or their mean (padding cells
     /// are left out) → `[B, c·oh·ow]`.
@@ -445,7 +449,10 @@ impl Op {
                 )
             }
             Op::Slice { start, end } => format!("Slice({start}..{end})"),
-            Op::Conv2d { win, .. } => format!("Conv2d({}×{})", win.kh, win.kw),
+            Op::Conv2d { win, act, .. } => match act {
+                Some(a) => format!("Conv2d({}×{}, {})", win.kh, win.kw, a.name()),
+                None => format!("Conv2d({}×{})", win.kh, win.kw),
+            },
             Op::Pool2d { kind, win } => {
                 format!("{}Pool2d({}×{})", pool_name(*kind), win.kh, win.kw)
             }

@@ -1,28 +1,28 @@
 //! Convolution and pooling of images stored one per row (NCHW: channel by channel, each row
-//! by row). The convolution is im2col and one gemm over the whole batch (`matmul`): the
-//! columns are laid out `[c·kh·kw, B·P]` (a row per kernel cell, a column per output
-//! position of every sample), so im2col copies runs of a row at stride 1, the forward's
-//! output comes out as `[F, B·P]` (each sample's map a contiguous run per filter), and the
-//! weights' gradient is one gemm with the whole batch as its inner dimension. Pooling is a
-//! direct loop. Written here rather than taken from a crate: kernels are weft's own (the
-//! GPU executor has the same ops in WGSL), and they work on the executor's row-per-sample
-//! buffers without copies into another tensor type.
+//! by row). The convolution is im2col and a gemm per sample, the samples spread over the
+//! cores (Caffe's scheme): one sample's columns `[c·kh·kw, P]` (a row per kernel cell, a
+//! column per output position) stay in the cache, and `W [F, K] · cols [K, P]` is the
+//! sample's `[F, P]` output in place, NCHW, with no reordering. The weights' gradient sums
+//! `dy_b [F, P] · cols_bᵀ` over each thread's samples, then over the threads; the input's
+//! gradient is `Wᵀ · dy_b` put back by col2im. A 1×1 convolution of stride 1 reads the
+//! image as its own columns. Pooling is a direct loop. Written here rather than taken from
+//! a crate: kernels are weft's own (the GPU executor has the same ops in WGSL), and they
+//! work on the executor's row-per-sample buffers without copies into another tensor type.
 
 use std::cell::RefCell;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
+use weft_dsl::Activation;
 use weft_planner::{ConvPart, PoolKind, Window};
 
-use super::kernels::{ensure, flat, flat_mut};
-use super::matmul::matmul;
+use super::kernels::{activation_in_place, ensure, flat, flat_mut};
+use super::matmul::matmul_into;
 
 thread_local! {
-    /// The columns and the `[F, B·P]` maps, kept between calls: their allocations are
-    /// reused (sizes repeat every step), so the steady state neither allocates nor faults
-    /// in fresh pages.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// One sample's columns (or their gradient), kept between calls: sizes repeat every
+    /// step, so the steady state neither allocates nor faults in fresh pages.
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// For kernel row `i` (or column), the output positions `o` in `0..out` whose input
@@ -42,122 +42,134 @@ fn valid(out: usize, s: usize, off: isize, len: usize) -> (usize, usize) {
     (lo.min(out), hi.min(out).max(lo.min(out)))
 }
 
-/// Fills `cols` (`[c·kh·kw, rows·P]`) from the batch `x`.
-fn im2col(x: &[f32], rows: usize, win: &Window, cols: &mut Vec<f32>) {
-    let (p, k) = (win.positions(), win.patch());
-    let image = win.input().numel();
-    cols.resize(k * rows * p, 0.0);
-    let area = win.kh * win.kw;
-    cols.par_chunks_mut((rows * p).max(1))
-        .enumerate()
-        .for_each(|(idx, row)| {
-            let (ci, i, j) = (idx / area, (idx % area) / win.kw, idx % win.kw);
-            let offy = (i * win.dh) as isize - win.ph as isize;
-            let offx = (j * win.dw) as isize - win.pw as isize;
-            let (ylo, yhi) = valid(win.oh, win.sh, offy, win.h);
-            let (xlo, xhi) = valid(win.ow, win.sw, offx, win.w);
-            for b in 0..rows {
-                let plane = &x[b * image + ci * win.h * win.w..][..win.h * win.w];
-                let dst = &mut row[b * p..(b + 1) * p];
-                for oy in 0..win.oh {
-                    let d = &mut dst[oy * win.ow..(oy + 1) * win.ow];
-                    if oy < ylo || oy >= yhi {
-                        d.fill(0.0);
-                        continue;
-                    }
-                    let y = (oy * win.sh) as isize + offy;
-                    let src = &plane[y as usize * win.w..][..win.w];
-                    d[..xlo].fill(0.0);
-                    d[xhi..].fill(0.0);
-                    let x0 = (xlo * win.sw) as isize + offx;
-                    if win.sw == 1 {
-                        d[xlo..xhi].copy_from_slice(&src[x0 as usize..x0 as usize + (xhi - xlo)]);
-                    } else {
-                        for (n, v) in d[xlo..xhi].iter_mut().enumerate() {
-                            *v = src[x0 as usize + n * win.sw];
-                        }
-                    }
-                }
-            }
-        });
+/// Whether the image is its own columns (a 1×1 kernel, stride 1, no padding).
+fn pointwise(win: &Window) -> bool {
+    (win.kh, win.kw, win.sh, win.sw, win.ph, win.pw) == (1, 1, 1, 1, 0, 0)
 }
 
-/// Adds `dcols` (`[c·kh·kw, rows·P]`) back into the cells they were read from: `dx`
-/// (`[rows, c·h·w]`, overwritten).
-fn col2im(dcols: &[f32], rows: usize, win: &Window, dx: &mut [f32]) {
-    let (p, k) = (win.positions(), win.patch());
-    let image = win.input().numel();
+/// Kernel cell `idx`'s (channel, input-row offset, input-column offset).
+fn cell(win: &Window, idx: usize) -> (usize, isize, isize) {
     let area = win.kh * win.kw;
-    dx.par_chunks_mut(image.max(1))
-        .enumerate()
-        .for_each(|(b, img)| {
-            img.fill(0.0);
-            for idx in 0..k {
-                let (ci, i, j) = (idx / area, (idx % area) / win.kw, idx % win.kw);
-                let offy = (i * win.dh) as isize - win.ph as isize;
-                let offx = (j * win.dw) as isize - win.pw as isize;
-                let (ylo, yhi) = valid(win.oh, win.sh, offy, win.h);
-                let (xlo, xhi) = valid(win.ow, win.sw, offx, win.w);
-                let src = &dcols[idx * rows * p + b * p..][..p];
-                let plane = &mut img[ci * win.h * win.w..][..win.h * win.w];
-                for oy in ylo..yhi {
-                    let y = ((oy * win.sh) as isize + offy) as usize;
-                    let s = &src[oy * win.ow..(oy + 1) * win.ow];
-                    let x0 = ((xlo * win.sw) as isize + offx) as usize;
-                    let row = &mut plane[y * win.w..(y + 1) * win.w];
-                    for (n, v) in s[xlo..xhi].iter().enumerate() {
-                        row[x0 + n * win.sw] += v;
-                    }
+    let (ci, i, j) = (idx / area, (idx % area) / win.kw, idx % win.kw);
+    (
+        ci,
+        (i * win.dh) as isize - win.ph as isize,
+        (j * win.dw) as isize - win.pw as isize,
+    )
+}
+
+/// Fills `cols` (`[c·kh·kw, P]`) from one image.
+fn im2col(img: &[f32], win: &Window, cols: &mut [f32]) {
+    let p = win.positions();
+    for (idx, dst) in cols.chunks_exact_mut(p.max(1)).enumerate() {
+        let (ci, offy, offx) = cell(win, idx);
+        let plane = &img[ci * win.h * win.w..][..win.h * win.w];
+        let (ylo, yhi) = valid(win.oh, win.sh, offy, win.h);
+        let (xlo, xhi) = valid(win.ow, win.sw, offx, win.w);
+        for oy in 0..win.oh {
+            let d = &mut dst[oy * win.ow..(oy + 1) * win.ow];
+            if oy < ylo || oy >= yhi {
+                d.fill(0.0);
+                continue;
+            }
+            let y = (oy * win.sh) as isize + offy;
+            let src = &plane[y as usize * win.w..][..win.w];
+            d[..xlo].fill(0.0);
+            d[xhi..].fill(0.0);
+            let x0 = (xlo * win.sw) as isize + offx;
+            if win.sw == 1 {
+                d[xlo..xhi].copy_from_slice(&src[x0 as usize..x0 as usize + (xhi - xlo)]);
+            } else {
+                for (n, v) in d[xlo..xhi].iter_mut().enumerate() {
+                    *v = src[x0 as usize + n * win.sw];
                 }
             }
-        });
+        }
+    }
+}
+
+/// Adds one sample's `dcols` (`[c·kh·kw, P]`) back into the cells they were read from:
+/// `dx` (`[c·h·w]`, overwritten).
+fn col2im(dcols: &[f32], win: &Window, dx: &mut [f32]) {
+    let p = win.positions();
+    dx.fill(0.0);
+    for (idx, src) in dcols.chunks_exact(p.max(1)).enumerate() {
+        let (ci, offy, offx) = cell(win, idx);
+        let (ylo, yhi) = valid(win.oh, win.sh, offy, win.h);
+        let (xlo, xhi) = valid(win.ow, win.sw, offx, win.w);
+        let plane = &mut dx[ci * win.h * win.w..][..win.h * win.w];
+        for oy in ylo..yhi {
+            let y = ((oy * win.sh) as isize + offy) as usize;
+            let s = &src[oy * win.ow..(oy + 1) * win.ow];
+            let x0 = ((xlo * win.sw) as isize + offx) as usize;
+            let row = &mut plane[y * win.w..(y + 1) * win.w];
+            for (n, v) in s[xlo..xhi].iter().enumerate() {
+                row[x0 + n * win.sw] += v;
+            }
+        }
+    }
 }
 
 fn view(v: &[f32], r: usize, c: usize) -> ArrayView2<'_, f32> {
     ArrayView2::from_shape((r, c), v).expect("sizes computed from the window")
 }
 
-/// `[rows, F·P]` (a sample per row) as `[F, rows·P]` (a filter per row): runs of P values.
-fn by_filter(src: &[f32], rows: usize, f: usize, p: usize, dst: &mut [f32]) {
-    dst.par_chunks_mut((rows * p).max(1))
-        .enumerate()
-        .for_each(|(fi, d)| {
-            for b in 0..rows {
-                d[b * p..(b + 1) * p].copy_from_slice(&src[(b * f + fi) * p..][..p]);
-            }
-        });
+fn view_mut(v: &mut [f32], r: usize, c: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((r, c), v).expect("sizes computed from the window")
 }
 
-/// `out = conv(x, w) + b`: inputs x `[B, c·h·w]`, w `[F, c·kh·kw]`, b `[1, F]` or none.
+/// Runs `f` with one image's columns (`[K, P]`): the image itself for a pointwise
+/// convolution, else the thread's scratch filled by im2col.
+fn with_cols<R>(img: &[f32], win: &Window, f: impl FnOnce(&[f32]) -> R) -> R {
+    if pointwise(win) {
+        return f(img);
+    }
+    COLS.with_borrow_mut(|cols| {
+        cols.resize(win.patch() * win.positions(), 0.0);
+        im2col(img, win, cols);
+        f(cols)
+    })
+}
+
+/// `out = act(conv(x, w) + b)`: inputs x `[B, c·h·w]`, w `[F, c·kh·kw]`, b `[1, F]` or
+/// none; the bias and the (fused) activation are applied while the sample's maps are in
+/// the cache.
 pub fn conv2d(
     x: &Array2<f32>,
     w: &Array2<f32>,
     b: Option<&Array2<f32>>,
     win: &Window,
-    filters: usize,
+    (filters, act): (usize, Option<Activation>),
     out: &mut Array2<f32>,
 ) {
     let (rows, p, k) = (x.nrows(), win.positions(), win.patch());
-    SCRATCH.with_borrow_mut(|(cols, maps, _)| {
-        im2col(flat(x), rows, win, cols);
-        let mut m = as_array(maps, filters, rows * p);
-        matmul(w.view(), view(cols, k, rows * p), false, false, &mut m);
-        *maps = m.into_raw_vec_and_offset().0;
-        ensure(out, rows, filters * p);
-        let bias = b.map(flat);
-        flat_mut(out)
-            .par_chunks_mut((filters * p).max(1))
-            .enumerate()
-            .for_each(|(r, o)| {
-                for fi in 0..filters {
-                    let add = bias.map_or(0.0, |b| b[fi]);
-                    let src = &maps[fi * rows * p + r * p..][..p];
-                    for (d, s) in o[fi * p..(fi + 1) * p].iter_mut().zip(src) {
-                        *d = s + add;
-                    }
-                }
+    let image = win.input().numel();
+    ensure(out, rows, filters * p);
+    let bias = b.map(flat);
+    flat_mut(out)
+        .par_chunks_mut((filters * p).max(1))
+        .zip(flat(x).par_chunks(image.max(1)))
+        .for_each(|(o, img)| {
+            with_cols(img, win, |cols| {
+                matmul_into(
+                    w.view(),
+                    view(cols, k, p),
+                    false,
+                    false,
+                    view_mut(o, filters, p),
+                    false,
+                    1,
+                );
             });
-    });
+            if let Some(bias) = bias {
+                for (map, add) in o.chunks_exact_mut(p.max(1)).zip(bias) {
+                    map.iter_mut().for_each(|v| *v += add);
+                }
+            }
+            if let Some(a) = act {
+                activation_in_place(a, o);
+            }
+        });
 }
 
 /// A gradient of [`conv2d`]: `Input` from (w, dy), `Weight` from (x, dy), `Bias` from (dy).
@@ -170,55 +182,69 @@ pub fn conv2d_grad(
     out: &mut Array2<f32>,
 ) {
     let (rows, p, k) = (dy.nrows(), win.positions(), win.patch());
+    let image = win.input().numel();
+    let per = (filters * p).max(1);
     match part {
         ConvPart::Bias => {
             ensure(out, 1, filters);
             let o = flat_mut(out);
             o.fill(0.0);
-            for d in flat(dy).chunks_exact((filters * p).max(1)) {
+            for d in flat(dy).chunks_exact(per) {
                 for (fi, v) in o.iter_mut().enumerate() {
                     *v += d[fi * p..(fi + 1) * p].iter().sum::<f32>();
                 }
             }
         }
-        ConvPart::Weight => SCRATCH.with_borrow_mut(|(cols, _, dmaps)| {
-            // dW = dy [F, B·P] · colsᵀ [B·P, K]: the batch is the gemm's inner dimension.
-            im2col(flat(a), rows, win, cols);
-            dmaps.resize(filters * rows * p, 0.0);
-            by_filter(flat(dy), rows, filters, p, dmaps);
-            matmul(
-                view(dmaps, filters, rows * p),
-                view(cols, k, rows * p),
-                false,
-                true,
-                out,
-            );
-        }),
-        ConvPart::Input => SCRATCH.with_borrow_mut(|(cols, _, dmaps)| {
-            // dcols = Wᵀ [K, F] · dy [F, B·P], then each value back to the cell it read.
-            dmaps.resize(filters * rows * p, 0.0);
-            by_filter(flat(dy), rows, filters, p, dmaps);
-            let mut dcols = as_array(cols, k, rows * p);
-            matmul(
-                a.view(),
-                view(dmaps, filters, rows * p),
-                true,
-                false,
-                &mut dcols,
-            );
-            ensure(out, rows, win.input().numel());
-            col2im(flat(&dcols), rows, win, flat_mut(out));
-            *cols = dcols.into_raw_vec_and_offset().0;
-        }),
+        ConvPart::Weight => {
+            // Each thread sums dy_b [F, P] · cols_bᵀ [P, K] over a run of samples.
+            let chunk = rows.div_ceil(rayon::current_num_threads()).max(1);
+            let sums: Vec<Array2<f32>> = flat(a)
+                .par_chunks((image * chunk).max(1))
+                .zip(flat(dy).par_chunks(per * chunk))
+                .map(|(xs, ds)| {
+                    let mut acc = Array2::<f32>::zeros((filters, k));
+                    for (img, d) in xs.chunks_exact(image.max(1)).zip(ds.chunks_exact(per)) {
+                        with_cols(img, win, |cols| {
+                            matmul_into(
+                                view(d, filters, p),
+                                view(cols, k, p),
+                                false,
+                                true,
+                                acc.view_mut(),
+                                true,
+                                1,
+                            );
+                        });
+                    }
+                    acc
+                })
+                .collect();
+            ensure(out, filters, k);
+            out.fill(0.0);
+            for s in &sums {
+                *out += s;
+            }
+        }
+        ConvPart::Input => {
+            // dcols_b = Wᵀ [K, F] · dy_b [F, P], then each value back to the cell it read.
+            ensure(out, rows, image);
+            flat_mut(out)
+                .par_chunks_mut(image.max(1))
+                .zip(flat(dy).par_chunks(per))
+                .for_each(|(dx, d)| {
+                    let (wt, dyv) = (a.view(), view(d, filters, p));
+                    if pointwise(win) {
+                        matmul_into(wt, dyv, true, false, view_mut(dx, k, p), false, 1);
+                        return;
+                    }
+                    COLS.with_borrow_mut(|dcols| {
+                        dcols.resize(k * p, 0.0);
+                        matmul_into(wt, dyv, true, false, view_mut(dcols, k, p), false, 1);
+                        col2im(dcols, win, dx);
+                    });
+                });
+        }
     }
-}
-
-/// The scratch vector as an array of `r × c` (its allocation reused for a gemm's output;
-/// give it back with `into_raw_vec_and_offset`).
-fn as_array(v: &mut Vec<f32>, r: usize, c: usize) -> Array2<f32> {
-    let mut buf = std::mem::take(v);
-    buf.resize(r * c, 0.0);
-    Array2::from_shape_vec((r, c), buf).expect("sized above")
 }
 
 pub fn pool2d(kind: PoolKind, x: &Array2<f32>, win: &Window, out: &mut Array2<f32>) {

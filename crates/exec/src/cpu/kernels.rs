@@ -127,6 +127,25 @@ macro_rules! elementwise {
     };
 }
 
+/// An activation applied to `ys` in place (softmax over all of `ys`, as one row).
+pub fn activation_in_place(a: Activation, ys: &mut [f32]) {
+    macro_rules! map {
+        ($f:expr) => {{
+            let f = $f;
+            ys.iter_mut().for_each(|y| *y = f(*y));
+        }};
+    }
+    elementwise!(a, map, {
+        let m = ys.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut s = 0.0;
+        for y in ys.iter_mut() {
+            *y = (*y - m).exp();
+            s += *y;
+        }
+        ys.iter_mut().for_each(|y| *y /= s);
+    })
+}
+
 pub fn activation(a: Activation, x: &Array2<f32>, out: &mut Array2<f32>) {
     ensure(out, x.nrows(), x.ncols());
     let c = x.ncols();

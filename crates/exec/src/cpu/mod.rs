@@ -282,12 +282,12 @@ impl CpuExecutor {
                 out.assign(&a.slice(ndarray::s![.., *start..*end]));
             }
             Op::LossGrad(kind) => kernels::loss_grad(*kind, input(0), input(1), weights, out),
-            Op::Conv2d { win, filters } => conv::conv2d(
+            Op::Conv2d { win, filters, act } => conv::conv2d(
                 input(0),
                 input(1),
                 (node.inputs.len() == 3).then(|| input(2)),
                 win,
-                *filters,
+                (*filters, *act),
                 out,
             ),
             // dy is the last input (the bias's gradient has no other).

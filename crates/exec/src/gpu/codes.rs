@@ -138,12 +138,25 @@ pub fn norm_axis_code(axis: NormAxis) -> NormAxisCode {
     }
 }
 
+codes! {
+    /// Which per-channel sums reduce.wgsl's `channel_sums` writes.
+    ChannelSumsCode {
+        /// Σ dy and Σ dy·x̂ (a channel norm's input gradient).
+        Both => "SUMS_BOTH",
+        /// Σ dy·x̂ (gamma's gradient).
+        Gamma => "SUMS_GAMMA",
+        /// Σ dy (beta's gradient).
+        Beta => "SUMS_BETA",
+    }
+}
+
 /// (WGSL name, code) of every code of every table.
 pub fn all_codes() -> impl Iterator<Item = (&'static str, u32)> {
     ActCode::consts()
         .chain(LossCode::consts())
         .chain(OptimCode::consts())
         .chain(NormAxisCode::consts())
+        .chain(ChannelSumsCode::consts())
 }
 
 /// The WGSL `const` declaration of every code, prepended to every kernel module.

@@ -6,6 +6,7 @@
 struct ConvParams {
     n: u32, rows: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32,
     stride: u32, pad: u32, dil: u32, oh: u32, ow: u32, filters: u32, bias: u32,
+    act: u32, alpha: f32,
 };
 
 @group(0) @binding(0) var<uniform> P: ConvParams;
@@ -47,7 +48,7 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         }
     }
     if P.bias == 1u { acc += c3[f]; }
-    out[t] = acc;
+    out[t] = act(P.act, P.alpha, acc);
 }
 
 // dx[r, ci, y, x] = Σ over the outputs that read the cell: dy[r, f, oy, ox] · w[f, ci, i, j];

@@ -5,7 +5,7 @@ use weft_planner::target::takes_whole_batch;
 use weft_planner::{ConvPart, NormAxis, NormPart, Op, Plan, PoolKind, Window};
 
 use super::call::{groups_1d, per_row, u, Buf, Call, Run};
-use super::codes::{act_code, loss_code, norm_axis_code, ActCode};
+use super::codes::{act_code, loss_code, norm_axis_code, ActCode, ChannelSumsCode};
 use super::kernels::Kernel;
 use super::lower_matmul::matmul;
 use super::reductions::{batch_stats, RowSum};
@@ -70,15 +70,20 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             }
         }
         Op::Param { .. } | Op::Target | Op::LbfgsStep => {}
-        Op::Conv2d { win, filters } => {
+        Op::Conv2d { win, filters, act } => {
             let mut reads = vec![Buf::Node(input(0)), Buf::Node(input(1))];
             if n.inputs.len() == 3 {
                 reads.push(Buf::Node(input(2)));
             }
+            // Only activations whose gradient follows from the output are fused (never
+            // softmax, which has no code).
+            let (code, alpha) = act.and_then(act_code).unwrap_or((ActCode::Linear, 0.0));
             let p = ConvParams {
                 n: u(numel)?,
                 rows: u(rows)?,
                 bias: u32::from(n.inputs.len() == 3),
+                act: code.code(),
+                alpha,
                 ..conv_params(win, *filters)?
             };
             calls.push(elementwise_call(
@@ -625,19 +630,23 @@ fn channel_norm_grad(
     let groups = per_row(p.cols as usize / p.area.max(1) as usize, run.max_dim);
     let channels = p.cols / p.area.max(1);
     let reads = vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)];
-    let sums = |sums: u32, to: Buf| Call {
+    let sums = |sums: ChannelSumsCode, to: Buf| Call {
         kernel: Kernel::reduce("channel_sums"),
-        params: ReduceParams { sums, ..p }.into(),
+        params: ReduceParams {
+            sums: sums.code(),
+            ..p
+        }
+        .into(),
         reads: reads.clone(),
         writes: vec![to],
         groups,
     };
     match part {
-        NormPart::Gamma => calls.push(sums(1, out)),
-        NormPart::Beta => calls.push(sums(2, out)),
+        NormPart::Gamma => calls.push(sums(ChannelSumsCode::Gamma, out)),
+        NormPart::Beta => calls.push(sums(ChannelSumsCode::Beta, out)),
         NormPart::Input => {
             let both = 2 * channels as usize;
-            calls.push(sums(0, Buf::Partial(both)));
+            calls.push(sums(ChannelSumsCode::Both, Buf::Partial(both)));
             // A one-row sum is a copy: the sums go to the scratch after the statistics.
             calls.push(Call {
                 kernel: Kernel::reduce("sum_rows"),

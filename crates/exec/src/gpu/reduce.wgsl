@@ -281,9 +281,9 @@ fn channel_stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
 }
 
 // Σ dy and Σ dy·x̂ per channel, one 64-thread workgroup per channel; in0 = x,
-// in1 = statistics, in2 = dy. P.sums: 0 writes both at out[P.out_offset + ch] and
-// out[P.out_offset + G + ch] (the input gradient's sums), 1 only Σ dy·x̂ (gamma's gradient),
-// 2 only Σ dy (beta's).
+// in1 = statistics, in2 = dy. P.sums: SUMS_BOTH writes both at out[P.out_offset + ch] and
+// out[P.out_offset + G + ch] (the input gradient's sums), SUMS_GAMMA only Σ dy·x̂,
+// SUMS_BETA only Σ dy.
 @compute @workgroup_size(64)
 fn channel_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = row_of(wid, nwg);
@@ -303,8 +303,8 @@ fn channel_sums(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     let s2 = tree_sum(lid, b, 64u);
     if lid.x == 0u {
         switch P.sums {
-            case 1u: { out[P.out_offset + ch] = s2; }
-            case 2u: { out[P.out_offset + ch] = s1; }
+            case SUMS_GAMMA: { out[P.out_offset + ch] = s2; }
+            case SUMS_BETA: { out[P.out_offset + ch] = s1; }
             default: {
                 out[P.out_offset + ch] = s1;
                 out[P.out_offset + groups() + ch] = s2;

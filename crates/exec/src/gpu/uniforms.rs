@@ -84,7 +84,7 @@ uniform! {
         momentum: f32,
         /// NORM_CHANNEL: pixels per channel (height × width).
         area: u32,
-        /// `channel_sums`: which sums it writes (0 both, 1 Σ dy·x̂, 2 Σ dy).
+        /// `channel_sums`: which sums it writes (a [`ChannelSumsCode`](super::codes::ChannelSumsCode)).
         sums: u32,
         _pad: [u32; 6],
     }
@@ -193,7 +193,10 @@ uniform! {
         filters: u32,
         /// Convolution: 1 when a bias is bound; pooling: 1 for max, 0 for the mean.
         bias: u32,
-        _pad: [u32; 2],
+        /// Convolution: a fused activation's [`ActCode`](super::codes::ActCode) (linear
+        /// when none) and its alpha.
+        act: u32,
+        alpha: f32,
     }
 }
 
