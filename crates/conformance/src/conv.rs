@@ -112,16 +112,38 @@ pub fn conv2d_forward(ctor: Ctor) {
     assert_all_close("conv2d (through a selecting head)", &got, &soft, FORWARD);
 }
 
-/// Max and average pooling's forward values, with overlapping windows and `same` padding.
+/// Max and average pooling's forward values, with overlapping windows and `same` padding,
+/// and without padding (windows of 2, stride 2, the last row and column left out).
 pub fn pool2d_forward(ctor: Ctor) {
     let (c, h, w) = (2, 5, 5);
-    for (layer, max) in [("max_pool2d", true), ("avg_pool2d", false)] {
-        let model = format!("[{{{layer}: {{size: 3, stride: 2, padding: same}}}}, {{flatten: {{}}}}, {{dense: {{units: 18, use_bias: false}}}}]");
-        let p = plan_image(&model, TRAIN_CE, (c, h, w), classes(18));
+    // (window, output size, padding cells before): `same` gives ceil(5 / 2) = 3 outputs
+    // and (3−1)·2 + 3 − 5 = 2 padding cells, one before.
+    let cases = [
+        (
+            "max_pool2d",
+            true,
+            "size: 3, stride: 2, padding: same",
+            3usize,
+            1isize,
+            3usize,
+        ),
+        (
+            "avg_pool2d",
+            false,
+            "size: 3, stride: 2, padding: same",
+            3,
+            1,
+            3,
+        ),
+        ("max_pool2d", true, "size: 2", 2, 0, 2),
+        ("avg_pool2d", false, "size: 2", 2, 0, 2),
+    ];
+    for (layer, max, args, o, pad, k) in cases {
+        let units = c * o * o;
+        let model = format!("[{{{layer}: {{{args}}}}}, {{flatten: {{}}}}, {{dense: {{units: {units}, use_bias: false}}}}]");
+        let p = plan_image(&model, TRAIN_CE, (c, h, w), classes(units));
         let x = inputs(3, c * h * w, 6);
         let mut exec = ctor(&p);
-        // out = ceil(5 / 2) = 3; padding total (3−1)·2 + 3 − 5 = 2: one cell before.
-        let (o, pad) = (3usize, 1isize);
         let mut want = Array2::<f64>::zeros((3, c * o * o));
         let x64 = to64(&x);
         for r in 0..3 {
@@ -130,8 +152,8 @@ pub fn pool2d_forward(ctor: Ctor) {
             for ci in 0..c {
                 for oy in 0..o {
                     for ox in 0..o {
-                        let cells: Vec<f64> = (0..3)
-                            .flat_map(|i| (0..3).map(move |j| (i, j)))
+                        let cells: Vec<f64> = (0..k)
+                            .flat_map(|i| (0..k).map(move |j| (i, j)))
                             .filter_map(|(i, j)| {
                                 img.at(ci, (oy * 2 + i) as isize - pad, (ox * 2 + j) as isize - pad)
                             })
@@ -146,10 +168,11 @@ pub fn pool2d_forward(ctor: Ctor) {
             }
         }
         // An identity head: the logits are the pooled values.
-        let eye = Array2::from_shape_fn((18, 18), |(i, j)| f32::from(i == j));
+        let eye = Array2::from_shape_fn((units, units), |(i, j)| f32::from(i == j));
         set_named(exec.as_mut(), &p, &[("dense_2.weight", eye)]);
         let got = ok(exec.predict(x.view()));
-        assert_all_close(layer, &got, &crate::support::softmax_rows(&want), FORWARD);
+        let what = format!("{layer} {{{args}}}");
+        assert_all_close(&what, &got, &crate::support::softmax_rows(&want), FORWARD);
     }
 }
 
@@ -178,6 +201,9 @@ fn check_pool(ctor: Ctor, pool: &str) {
 
 pub fn max_pool2d_grad(ctor: Ctor) {
     check_pool(ctor, "{max_pool2d: {size: 3, stride: 2, padding: same}}");
+    // Without padding (the loops over whole windows), overlapping and not.
+    check_pool(ctor, "{max_pool2d: {size: 3, stride: 2}}");
+    check_pool(ctor, "{max_pool2d: {size: 2}}");
 }
 
 pub fn avg_pool2d_grad(ctor: Ctor) {
