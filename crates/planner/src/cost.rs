@@ -114,14 +114,49 @@ pub fn activation_bytes(nodes: &[PlanNode], s: &Schedules, batch: usize) -> u64 
         .fold(0, u64::saturating_add)
 }
 
+/// Scratch bytes one CPU thread holds while a training step runs: the largest of the
+/// convolutions' per-image workspaces. The CPU executor convolves one image at a time (im2col
+/// of one image `[c·kh·kw, P]`, reused between steps), and a thread summing the weights'
+/// gradient also holds its partial sum `[F, c·kh·kw]`. A pointwise convolution reads the
+/// image as its columns. The GPU executor's direct kernels need none.
+pub fn workspace_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
+    s.train
+        .iter()
+        .map(|i| match &nodes[*i].op {
+            Op::Conv2d { win, .. }
+            | Op::Conv2dGrad {
+                win,
+                part: ConvPart::Input,
+                ..
+            } if !win.pointwise() => win.patch() * win.positions(),
+            Op::Conv2dGrad {
+                win,
+                filters,
+                part: ConvPart::Weight,
+            } => {
+                let cols = if win.pointwise() {
+                    0
+                } else {
+                    win.patch() * win.positions()
+                };
+                cols + filters * win.patch()
+            }
+            _ => 0,
+        })
+        .max()
+        .map_or(0, |floats| 4u64.saturating_mul(floats as u64))
+}
+
 impl Plan {
-    /// Bytes a training step at batch `batch` holds: parameters, their gradients and the
-    /// optimizer's state, and the activations (saturating).
-    pub fn train_bytes(&self, batch: usize) -> u64 {
+    /// Bytes a training step at batch `batch` holds on `threads` CPU threads: parameters,
+    /// their gradients and the optimizer's state, the activations, and each thread's
+    /// convolution workspace (saturating).
+    pub fn train_bytes(&self, batch: usize, threads: usize) -> u64 {
         self.cost
             .param_bytes
             .saturating_mul(2 + optimizer_slots(&self.train.optimizer))
             .saturating_add(activation_bytes(&self.nodes, &self.schedules, batch))
+            .saturating_add(self.cost.workspace_bytes.saturating_mul(threads as u64))
     }
 }
 
@@ -149,6 +184,48 @@ impl Cost {
             predict_flops_per_row: per_row,
             activation_bytes,
             param_bytes: 4u64.saturating_mul(n_params as u64),
+            workspace_bytes: workspace_bytes(nodes, s),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::Plan;
+    use weft_common::{DataShape, Task};
+
+    fn plan(model: &str) -> Plan {
+        let text = format!(
+            "name: t\ndata: {{source: builtin:iris, image: {{channels: 1, height: 8, width: 8}}}}\nmodel:\n{model}\ntrain: {{batch_size: 4, optimizer: {{sgd: {{lr: 0.1}}}}}}\n"
+        );
+        let (spec, _) = weft_dsl::load("t.yaml", &text, &[]).expect("spec");
+        let data = DataShape {
+            features: (0..64).map(|i| format!("p{i}")).collect(),
+            task: Task::Classification { classes: 3 },
+            vocab: Default::default(),
+        };
+        Plan::new(&spec, &data).expect("plan")
+    }
+
+    #[test]
+    fn the_workspace_is_the_largest_convolution_scratch_of_one_image() {
+        // conv 4@3×3 same on 1×8×8: columns 9×64; conv 6@3×3 valid on 4×8×8: columns
+        // 36×36, and its weight gradient adds a 6×36 sum.
+        let p = plan(
+            "  - conv2d: {filters: 4, kernel: 3, padding: same}\n  - conv2d: {filters: 6, kernel: 3}\n  - flatten: {}\n  - dense: {units: 3, activation: softmax}",
+        );
+        assert_eq!(p.cost.workspace_bytes, 4 * (36 * 36 + 6 * 36));
+        let one = p.train_bytes(4, 1);
+        assert_eq!(p.train_bytes(4, 3) - one, 2 * p.cost.workspace_bytes);
+        // A pointwise convolution reads the image as its columns: only the gradient's sum.
+        let p = plan(
+            "  - conv2d: {filters: 5, kernel: 1}\n  - flatten: {}\n  - dense: {units: 3, activation: softmax}",
+        );
+        assert_eq!(p.cost.workspace_bytes, 4 * 5);
+        // Dense models have none (and the plan's JSON does not mention it).
+        let p = plan("  - flatten: {}\n  - dense: {units: 3, activation: softmax}");
+        assert_eq!(p.cost.workspace_bytes, 0);
+        let json = serde_json::to_string(&p.cost).expect("json");
+        assert!(!json.contains("workspace"), "{json}");
     }
 }

@@ -87,8 +87,16 @@ fn memory_line(plan: &Plan) -> String {
                 .iter()
                 .map(|id| plan.nodes[*id].shape.numel(c.batch_size))
                 .fold(0, usize::saturating_add);
+            let workspace = if c.workspace_bytes > 0 {
+                format!(
+                    ", im2col workspace={} per thread",
+                    human_bytes(c.workspace_bytes as f64)
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "Memory: buffers={} (one per node, kept between steps), activations={} at batch {}, params+grads={params_grads}",
+                "Memory: buffers={} (one per node, kept between steps), activations={} at batch {}, params+grads={params_grads}{workspace}",
                 own.len(),
                 human_bytes(4.0 * floats as f64),
                 c.batch_size,

@@ -74,6 +74,10 @@ impl Window {
     pub fn patch(&self) -> usize {
         self.c * self.kh * self.kw
     }
+    /// Whether the image is its own im2col columns (a 1×1 kernel, stride 1, no padding).
+    pub fn pointwise(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
+    }
     pub fn input(&self) -> Image {
         Image {
             c: self.c,

@@ -176,6 +176,14 @@ pub struct Cost {
     pub activation_bytes: u64,
     /// Bytes of parameters (fp32).
     pub param_bytes: u64,
+    /// Scratch bytes one CPU thread holds besides the tensors (the convolutions' im2col
+    /// columns of one image and a thread's weight-gradient sum); 0 for dense models.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub workspace_bytes: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A reusable buffer: `cols` floats per batch row, or a fixed number of floats.

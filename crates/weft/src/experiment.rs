@@ -437,9 +437,12 @@ impl Experiment {
             Some(shape) => Some(Plan::new(&self.spec, &shape).map_err(|e| self.plan_error(e))?),
             None => None,
         };
-        let model = plan
-            .as_ref()
-            .map_or(0, |p| p.train_bytes(batch).saturating_mul(replicas));
+        // The replicas share the machine's cores, each thread with its own workspace.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let threads = (cores / replicas).max(1) as usize;
+        let model = plan.as_ref().map_or(0, |p| {
+            p.train_bytes(batch, threads).saturating_mul(replicas)
+        });
         let columns = schema.column_names().len() as u64;
         // Streamed, memory holds the shuffle buffer and the chunks being read, not the rows.
         let held = match self.spec.data.streamed() {

@@ -42,11 +42,6 @@ fn valid(out: usize, s: usize, off: isize, len: usize) -> (usize, usize) {
     (lo.min(out), hi.min(out).max(lo.min(out)))
 }
 
-/// Whether the image is its own columns (a 1×1 kernel, stride 1, no padding).
-fn pointwise(win: &Window) -> bool {
-    (win.kh, win.kw, win.sh, win.sw, win.ph, win.pw) == (1, 1, 1, 1, 0, 0)
-}
-
 /// Kernel cell `idx`'s (channel, input-row offset, input-column offset).
 fn cell(win: &Window, idx: usize) -> (usize, isize, isize) {
     let area = win.kh * win.kw;
@@ -121,7 +116,7 @@ fn view_mut(v: &mut [f32], r: usize, c: usize) -> ArrayViewMut2<'_, f32> {
 /// Runs `f` with one image's columns (`[K, P]`): the image itself for a pointwise
 /// convolution, else the thread's scratch filled by im2col.
 fn with_cols<R>(img: &[f32], win: &Window, f: impl FnOnce(&[f32]) -> R) -> R {
-    if pointwise(win) {
+    if win.pointwise() {
         return f(img);
     }
     COLS.with_borrow_mut(|cols| {
@@ -233,7 +228,7 @@ pub fn conv2d_grad(
                 .zip(flat(dy).par_chunks(per))
                 .for_each(|(dx, d)| {
                     let (wt, dyv) = (a.view(), view(d, filters, p));
-                    if pointwise(win) {
+                    if win.pointwise() {
                         matmul_into(wt, dyv, true, false, view_mut(dx, k, p), false, 1);
                         return;
                     }
