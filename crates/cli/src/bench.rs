@@ -38,7 +38,7 @@ evaluate: [accuracy]
 
 /// LeNet-5's shape on MNIST-shaped images (1×28×28): conv 6@5×5 → pool → conv 16@5×5 →
 /// pool → dense 120 → 84 → 10.
-const LENET: &str = "name: bench-lenet
+pub(crate) const LENET: &str = "name: bench-lenet
 seed: 0
 data:
   source: {synthetic: {rows: 15000, features: 784, classes: 10, informative: 50, seed: 0}}
@@ -241,6 +241,7 @@ fn gpu(rows: Option<usize>, json_out: bool, dist: &DistOptions) -> Result<()> {
     crate::bench_gpu::gpu(&crate::bench_gpu::GpuOptions {
         sizes: or(&dist.sizes, &[1024, 2048, 4096, 8192]),
         batches: or(&dist.batches, &[32, 1024, 8192]),
+        lenet_batches: vec![64, 256],
         rows: rows.unwrap_or(200_000),
         torch: dist.torch.clone(),
         json: json_out,

@@ -1,4 +1,5 @@
-//! `weft bench gpu`: the GPU executor's matmul and training throughput, side by side with
+//! `weft bench gpu`: the GPU executor's matmul and training throughput (higgs' MLP, and
+//! LeNet-5's shape for the convolutions), side by side with
 //! PyTorch on the same GPU in the same invocation (`--torch PYTHON` runs
 //! `scripts/bench_gpu_torch.py`), as ratios; plus the time per training step split into
 //! recording, submitting and waiting, so the next optimisation is clear.
@@ -21,6 +22,9 @@ use weft::{Error, Result};
 pub struct GpuOptions {
     pub sizes: Vec<usize>,
     pub batches: Vec<usize>,
+    /// LeNet's batch sizes (64 and 256).
+    pub lenet_batches: Vec<usize>,
+    /// Rows of higgs-synthetic; LeNet trains on at most 60,000 (MNIST's size).
     pub rows: usize,
     /// Python with torch for the baseline (`--torch python3`).
     pub torch: Option<String>,
@@ -120,43 +124,50 @@ pub fn gpu(o: &GpuOptions) -> Result<()> {
         );
     }
     // --- training
-    let torch_train = match &o.torch {
-        Some(py) => torch_lines(py, &["train".into(), join(&o.batches), o.rows.to_string()])?,
-        None => Vec::new(),
-    };
-    if !o.json {
-        println!(
-            "\n{:<14}{:>16}{:>16}{:>9}{:>12}{:>12}{:>12}",
-            "higgs batch",
-            "weft samples/s",
-            "torch samples/s",
-            "ratio",
-            "encode/step",
-            "submit/step",
-            "wait/step"
-        );
-    }
-    for &batch in &o.batches {
-        let (sps, t) = train(&ctx, o.rows, batch)?;
-        let torch = torch_train
-            .iter()
-            .find(|v| v["batch"].as_u64() == Some(batch as u64))
-            .and_then(|v| v["samples_per_s"].as_f64());
-        let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / t.steps.max(1) as f64;
-        print_row(
-            o.json,
-            json!({"train_batch": batch, "samples_per_sec": sps, "torch_samples_per_sec": torch, "ratio": torch.map(|x| sps / x), "steps": t.steps, "encode_us": per(t.encode), "submit_us": per(t.submit), "wait_us": per(t.wait)}),
-            || {
-                format!(
-                    "{batch:<14}{sps:>16.0}{:>16}{:>9}{:>10.1}us{:>10.1}us{:>10.1}us",
-                    opt(torch, 0),
-                    ratio(Some(sps), torch),
-                    per(t.encode),
-                    per(t.submit),
-                    per(t.wait)
-                )
-            },
-        );
+    let lenet_rows = o.rows.min(60_000);
+    let workloads = [
+        ("higgs", crate::bench::HIGGS, &o.batches, o.rows),
+        ("lenet", crate::bench::LENET, &o.lenet_batches, lenet_rows),
+    ];
+    for (name, spec, batches, rows) in workloads {
+        let torch_train = match &o.torch {
+            Some(py) => torch_lines(py, &[name.into(), join(batches), rows.to_string()])?,
+            None => Vec::new(),
+        };
+        if !o.json {
+            println!(
+                "\n{:<14}{:>16}{:>16}{:>9}{:>12}{:>12}{:>12}",
+                format!("{name} batch"),
+                "weft samples/s",
+                "torch samples/s",
+                "ratio",
+                "encode/step",
+                "submit/step",
+                "wait/step"
+            );
+        }
+        for &batch in batches {
+            let (sps, t) = train(&ctx, spec, rows, batch)?;
+            let torch = torch_train
+                .iter()
+                .find(|v| v["batch"].as_u64() == Some(batch as u64))
+                .and_then(|v| v["samples_per_s"].as_f64());
+            let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / t.steps.max(1) as f64;
+            print_row(
+                o.json,
+                json!({"workload": name, "train_batch": batch, "samples_per_sec": sps, "torch_samples_per_sec": torch, "ratio": torch.map(|x| sps / x), "steps": t.steps, "encode_us": per(t.encode), "submit_us": per(t.submit), "wait_us": per(t.wait)}),
+                || {
+                    format!(
+                        "{batch:<14}{sps:>16.0}{:>16}{:>9}{:>10.1}us{:>10.1}us{:>10.1}us",
+                        opt(torch, 0),
+                        ratio(Some(sps), torch),
+                        per(t.encode),
+                        per(t.submit),
+                        per(t.wait)
+                    )
+                },
+            );
+        }
     }
     Ok(())
 }
@@ -180,10 +191,16 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// One warm-up pass of up to 50 steps, then one timed epoch of higgs-synthetic at `batch`
-/// on the GPU executor, reading the loss back every 16 steps as `weft run` does.
-fn train(ctx: &std::sync::Arc<GpuContext>, rows: usize, batch: usize) -> Result<(f64, StepTiming)> {
-    let exp = Experiment::from_yaml(crate::bench::HIGGS)?
+/// One warm-up pass of up to 50 steps, then one timed epoch of the benchmark `spec` (a
+/// synthetic source of `rows` rows) at `batch` on the GPU executor, reading the loss back
+/// every 16 steps as `weft run` does.
+fn train(
+    ctx: &std::sync::Arc<GpuContext>,
+    spec: &str,
+    rows: usize,
+    batch: usize,
+) -> Result<(f64, StepTiming)> {
+    let exp = Experiment::from_yaml(spec)?
         .set("data.source.synthetic.rows", rows)?
         .set("train.batch_size", batch)?;
     let (_, prepared) = exp.prepare_data()?;

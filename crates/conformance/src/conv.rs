@@ -112,6 +112,48 @@ pub fn conv2d_forward(ctor: Ctor) {
     assert_all_close("conv2d (through a selecting head)", &got, &soft, FORWARD);
 }
 
+/// A convolution larger than one GEMM tile on every axis (70 filters, 5 images of 4×4
+/// positions, 27 kernel cells: the GPU's implicit GEMM spans two tiles of M and N and two
+/// K steps): the first filter of the first image and the last of the last, read through a
+/// head whose third logit is 0 (so the softmax gives both values, not only their gap).
+pub fn conv2d_forward_over_tiles(ctor: Ctor) {
+    let (c, h, w, f) = (3, 4, 4, 70);
+    let model = "[{conv2d: {filters: 70, kernel: 3, padding: same, activation: tanh}}, {flatten: {}}, {dense: {units: 3, use_bias: false}}]";
+    let p = plan_image(model, TRAIN_CE, (c, h, w), classes(3));
+    let x = inputs(5, c * h * w, 6);
+    let mut exec = ctor(&p);
+    let wt = inputs(f, c * 9, 7);
+    let b = inputs(1, f, 8);
+    let mut head = Array2::<f32>::zeros((f * h * w, 3));
+    head[[0, 0]] = 1.0;
+    head[[f * h * w - 1, 1]] = 1.0;
+    set_named(
+        exec.as_mut(),
+        &p,
+        &[
+            ("conv2d_0.weight", wt.clone()),
+            ("conv2d_0.bias", b.clone()),
+            ("dense_2.weight", head.clone()),
+        ],
+    );
+    let conv = conv_reference(
+        &to64(&x),
+        (c, h, w),
+        &to64(&wt),
+        &to64(&b),
+        (3, 3),
+        (1, 1),
+        (1, 1),
+        (1, 1),
+        (h, w),
+    )
+    .mapv(f64::tanh);
+    let want = conv.dot(&to64(&head));
+    let got = ok(exec.predict(x.view()));
+    let soft = crate::support::softmax_rows(&want);
+    assert_all_close("conv2d over several tiles", &got, &soft, FORWARD);
+}
+
 /// Max and average pooling's forward values, with overlapping windows and `same` padding,
 /// and without padding (windows of 2, stride 2, the last row and column left out).
 pub fn pool2d_forward(ctor: Ctor) {

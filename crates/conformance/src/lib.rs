@@ -80,7 +80,7 @@ macro_rules! testgen_conformance {
             embedding_looks_up_rows, predict_and_loss_match_their_separate_calls,
         ]);
         $crate::testgen_conformance!(@group $ctor, conv: [
-            conv2d_forward, pool2d_forward, conv2d_grad, conv2d_strided_dilated_grad,
+            conv2d_forward, conv2d_forward_over_tiles, pool2d_forward, conv2d_grad, conv2d_strided_dilated_grad,
             max_pool2d_grad, avg_pool2d_grad, global_avg_pool2d_grad, residual_and_concat_grad,
             batch_norm2d_grad, batch_norm2d_running_statistics,
         ]);

@@ -1,55 +1,10 @@
 // Convolution and pooling of images stored one per row (NCHW), the same ops as the CPU's
-// cpu/conv.rs. Every kernel gathers (one thread per output value, no atomics): the
-// gradients loop over the outputs that read their cell. Needs common.wgsl.
-
-// ConvParams in uniforms.rs; stride, pad and dil pack height | width << 16.
-struct ConvParams {
-    n: u32, rows: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32,
-    stride: u32, pad: u32, dil: u32, oh: u32, ow: u32, filters: u32, bias: u32,
-    act: u32, alpha: f32,
-};
-
-@group(0) @binding(0) var<uniform> P: ConvParams;
-
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> c3: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-
-fn lo(v: u32) -> i32 { return i32(v & 0xffffu); }
-fn hi(v: u32) -> i32 { return i32(v >> 16u); }
-
-// The input row of output row `oy` and kernel row `i` (may be outside the image).
-fn in_y(oy: u32, i: u32) -> i32 { return i32(oy) * lo(P.stride) + i32(i) * lo(P.dil) - lo(P.pad); }
-fn in_x(ox: u32, j: u32) -> i32 { return i32(ox) * hi(P.stride) + i32(j) * hi(P.dil) - hi(P.pad); }
-
-// out[r, f, oy, ox] = Σ x[r, ci, y, x] · w[f, ci, i, j] (+ bias[f]); a = x, b = w, c3 = bias.
-@compute @workgroup_size(256)
-fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = flat_index(gid, nwg);
-    if t >= P.n { return; }
-    let pos = P.oh * P.ow;
-    let r = t / (P.filters * pos);
-    let f = (t / pos) % P.filters;
-    let oy = (t % pos) / P.ow;
-    let ox = t % P.ow;
-    var acc = 0.0;
-    for (var ci = 0u; ci < P.c; ci++) {
-        for (var i = 0u; i < P.kh; i++) {
-            let y = in_y(oy, i);
-            if y < 0 || y >= i32(P.h) { continue; }
-            for (var j = 0u; j < P.kw; j++) {
-                let x = in_x(ox, j);
-                if x < 0 || x >= i32(P.w) { continue; }
-                let xi = ((r * P.c + ci) * P.h + u32(y)) * P.w + u32(x);
-                let wi = ((f * P.c + ci) * P.kh + i) * P.kw + j;
-                acc += a[xi] * b[wi];
-            }
-        }
-    }
-    if P.bias == 1u { acc += c3[f]; }
-    out[t] = act(P.act, P.alpha, acc);
-}
+// cpu/conv.rs, as direct kernels: every one gathers (one thread per output value, no
+// atomics), the gradients looping over the outputs that read their cell. The convolution
+// itself is an implicit GEMM (conv_gemm.wgsl). Its weights' gradient stays a direct kernel,
+// one thread per weight: as a GEMM its output (filters × kernel cells) is a tile or two,
+// and on lavapipe the GEMM measured slower (`weft bench gpu`, BENCHMARKS.md); a split-K
+// GEMM is the step for a real GPU. Needs conv_window.wgsl.
 
 // dx[r, ci, y, x] = Σ over the outputs that read the cell: dy[r, f, oy, ox] · w[f, ci, i, j];
 // a = w, b = dy.

@@ -13,9 +13,12 @@ const ELEMENTWISE: &str = include_str!("elementwise.wgsl");
 const REDUCE: &str = include_str!("reduce.wgsl");
 const LOSS: &str = include_str!("loss.wgsl");
 const OPTIM: &str = include_str!("optim.wgsl");
+const GEMM: &str = include_str!("gemm.wgsl");
 const MATMUL: &str = include_str!("matmul.wgsl");
 const EMBEDDING: &str = include_str!("embedding.wgsl");
+const CONV_WINDOW: &str = include_str!("conv_window.wgsl");
 const CONV: &str = include_str!("conv.wgsl");
+const CONV_GEMM: &str = include_str!("conv_gemm.wgsl");
 
 /// A matmul specialisation: tile size, transposed operands and the fused epilogue are
 /// compile-time constants of the kernel, so each variant is its own pipeline.
@@ -29,6 +32,25 @@ pub struct MatmulCfg {
     pub act: ActCode,
 }
 
+/// A convolution as an implicit GEMM (conv_gemm.wgsl): the tile of C, `bm` filters × `bn`
+/// output columns (a convolution has few filters, so its tiles are short and wide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvGemmCfg {
+    pub bm: u32,
+    pub bn: u32,
+}
+
+/// The constants of gemm.wgsl for a `bm`×`bn` tile of C (multiples of 16, the thread
+/// grid's edge) whose operands are read in the order `ta`, `tb`.
+fn gemm_consts(bm: u32, bn: u32, ta: bool, tb: bool) -> String {
+    let (tm, tn) = (bm / 16, bn / 16);
+    // A 16-deep K step, 8 when a tile edge is 128: at most 8 KiB of workgroup memory.
+    let bk = if bm.max(bn) >= 128 { 8 } else { 16 };
+    format!(
+        "const BM: u32 = {bm}u;\nconst BN: u32 = {bn}u;\nconst BK: u32 = {bk}u;\nconst TM: u32 = {tm}u;\nconst TN: u32 = {tn}u;\nconst TA: bool = {ta};\nconst TB: bool = {tb};\n"
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     Elementwise,
@@ -38,6 +60,7 @@ pub enum Family {
     Matmul(MatmulCfg),
     Embedding,
     Conv,
+    ConvGemm(ConvGemmCfg),
 }
 
 impl Family {
@@ -50,21 +73,18 @@ impl Family {
             Family::Loss => format!("{codes}{COMMON}\n{LOSS}"),
             Family::Optim => format!("{codes}{COMMON}\n{OPTIM}"),
             Family::Embedding => format!("{codes}{COMMON}\n{EMBEDDING}"),
-            Family::Conv => format!("{codes}{COMMON}\n{CONV}"),
-            Family::Matmul(c) => {
-                let t = c.tile / 16;
-                // A 16-deep K step for 64-tiles, 8 for 128-tiles: 8 KiB of workgroup memory.
-                let bk = if c.tile >= 128 { 8 } else { 16 };
-                format!(
-                    "const BM: u32 = {}u;\nconst BN: u32 = {}u;\nconst BK: u32 = {bk}u;\nconst TM: u32 = {t}u;\nconst TN: u32 = {t}u;\nconst TA: bool = {};\nconst TB: bool = {};\nconst BIAS: bool = {};\nconst ACT: u32 = {};\n{codes}{COMMON}\n{MATMUL}",
-                    c.tile,
-                    c.tile,
-                    c.ta,
-                    c.tb,
-                    c.bias,
-                    c.act.wgsl()
-                )
-            }
+            Family::Conv => format!("{codes}{COMMON}\n{CONV_WINDOW}\n{CONV}"),
+            Family::Matmul(c) => format!(
+                "{}const BIAS: bool = {};\nconst ACT: u32 = {};\n{codes}{COMMON}\n{MATMUL}\n{GEMM}",
+                gemm_consts(c.tile, c.tile, c.ta, c.tb),
+                c.bias,
+                c.act.wgsl()
+            ),
+            // The weights are read along K, the columns along N (consecutive positions).
+            Family::ConvGemm(c) => format!(
+                "{}{codes}{COMMON}\n{CONV_WINDOW}\n{CONV_GEMM}\n{GEMM}",
+                gemm_consts(c.bm, c.bn, false, false),
+            ),
         }
     }
 }
@@ -116,7 +136,13 @@ impl Kernel {
     pub fn matmul(cfg: MatmulCfg) -> Kernel {
         Kernel {
             family: Family::Matmul(cfg),
-            entry: "matmul",
+            entry: "gemm",
+        }
+    }
+    pub fn conv_gemm(cfg: ConvGemmCfg) -> Kernel {
+        Kernel {
+            family: Family::ConvGemm(cfg),
+            entry: "gemm",
         }
     }
 
@@ -175,6 +201,9 @@ mod tests {
             Family::Loss,
             Family::Optim,
             Family::Matmul(mm),
+            Family::Embedding,
+            Family::Conv,
+            Family::ConvGemm(ConvGemmCfg { bm: 16, bn: 128 }),
         ]
     }
 

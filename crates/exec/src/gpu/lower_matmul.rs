@@ -1,12 +1,13 @@
-//! Lowering of the matmuls: the kernel variant (tile size, transposes, fused epilogue) and
-//! the workgroup grid of C = op(A)·op(B) (+ bias, activation).
+//! Lowering of the GEMMs: the kernel variant (tile size, transposes, fused epilogue) and
+//! the workgroup grid of C = op(A)·op(B) (+ bias, activation), and of the convolutions
+//! run as implicit GEMMs.
 
-use weft_planner::Plan;
+use weft_planner::{Plan, Window};
 
 use super::call::{u, within, Buf, Call, Run};
 use super::codes::ActCode;
-use super::kernels::{Kernel, MatmulCfg};
-use super::uniforms::MatmulParams;
+use super::kernels::{ConvGemmCfg, Kernel, MatmulCfg};
+use super::uniforms::{ConvParams, MatmulParams};
 use crate::error::ExecError;
 
 /// The matmul kernel for C = op(A)·op(B) (+ bias, activation).
@@ -53,6 +54,42 @@ pub fn matmul(
     Ok(Call {
         kernel: Kernel::matmul(cfg),
         params: p.into(),
+        reads,
+        writes: vec![out],
+        groups: (gx, gy, 1),
+    })
+}
+
+/// A convolution over `rows` images (reads x, w and the bias if bound) as an implicit GEMM
+/// (conv_gemm.wgsl); `p` holds the window, the bias flag and the fused activation.
+pub fn conv_gemm(
+    win: &Window,
+    p: ConvParams,
+    rows: usize,
+    reads: Vec<Buf>,
+    out: Buf,
+    run: Run,
+) -> Result<Call, ExecError> {
+    let (m, n) = (p.filters as usize, rows.saturating_mul(win.positions()));
+    // The kernel indexes the output and the input with u32.
+    u(n.saturating_mul(m))?;
+    u(rows.saturating_mul(win.input().numel()))?;
+    // Tiles as tall as the filters need (16, 32 or 64 rows), wider when short.
+    let bm = match m {
+        0..=16 => 16,
+        17..=32 => 32,
+        _ => 64,
+    };
+    let bn = if bm <= 32 { 128 } else { 64 };
+    let g = |x: usize, t: u32| within(x.div_ceil(t as usize), run, "a convolution");
+    let (gx, gy) = (g(n, bn)?, g(m, bm)?);
+    Ok(Call {
+        kernel: Kernel::conv_gemm(ConvGemmCfg { bm, bn }),
+        params: ConvParams {
+            rows: u(rows)?,
+            ..p
+        }
+        .into(),
         reads,
         writes: vec![out],
         groups: (gx, gy, 1),

@@ -7,7 +7,7 @@ use weft_planner::{ConvPart, NormAxis, NormPart, Op, Plan, PoolKind, Window};
 use super::call::{groups_1d, per_row, u, Buf, Call, Run};
 use super::codes::{act_code, loss_code, norm_axis_code, ActCode, ChannelSumsCode};
 use super::kernels::Kernel;
-use super::lower_matmul::matmul;
+use super::lower_matmul::{conv_gemm, matmul};
 use super::reductions::{batch_stats, RowSum};
 use super::uniforms::{
     ConvParams, ElementwiseParams, EmbeddingParams, LossParams, ReduceParams, Uniform,
@@ -80,20 +80,12 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
             let (code, alpha) = act.and_then(act_code).unwrap_or((ActCode::Linear, 0.0));
             let p = ConvParams {
                 n: u(numel)?,
-                rows: u(rows)?,
                 bias: u32::from(n.inputs.len() == 3),
                 act: code.code(),
                 alpha,
                 ..conv_params(win, *filters)?
             };
-            calls.push(elementwise_call(
-                Kernel::conv("conv_forward"),
-                p,
-                p.n,
-                reads,
-                out,
-                run,
-            ));
+            calls.push(conv_gemm(win, p, rows, reads, out, run)?);
         }
         Op::Conv2dGrad { win, filters, part } => {
             let (entry, reads) = match part {

@@ -236,7 +236,7 @@ impl Uniform {
                 | (Uniform::Optim(_), Family::Optim)
                 | (Uniform::Matmul(_), Family::Matmul(_))
                 | (Uniform::Embedding(_), Family::Embedding)
-                | (Uniform::Conv(_), Family::Conv)
+                | (Uniform::Conv(_), Family::Conv | Family::ConvGemm(_))
         )
     }
 }
@@ -334,7 +334,7 @@ mod tests {
             MatmulParams::FIELDS,
         );
         check(
-            include_str!("conv.wgsl"),
+            include_str!("conv_window.wgsl"),
             "ConvParams",
             p,
             ConvParams::FIELDS,
