@@ -68,30 +68,46 @@ fn conv_reference(
     out
 }
 
-/// A convolution's forward values with stride, cell padding, dilation, 2 channels and 3
-/// filters (the model's only layer but a `flatten`, and an identity-free dense after it
-/// is not needed: `predict` of a linear head reads the flattened image through `dense`).
-pub fn conv2d_forward(ctor: Ctor) {
-    let (c, h, w) = (2, 6, 5);
-    let model = "[{conv2d: {filters: 3, kernel: [3, 2], stride: [2, 1], padding: 1, dilation: [1, 2]}}, {flatten: {}}, {dense: {units: 2, use_bias: false}}]";
-    let p = plan_image(model, TRAIN_CE, (c, h, w), classes(2));
-    // oh = (6 + 2 − 3) / 2 + 1 = 3; ow = (5 + 2 − 3) / 1 + 1 = 5 (dilated kernel width 3).
-    let (oh, ow) = (3, 5);
-    let x = inputs(4, c * h * w, 3);
+/// A convolution's shape for `forward_through_head`.
+struct ConvCase<'a> {
+    model: &'a str,
+    image: (usize, usize, usize),
+    filters: usize,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    out: (usize, usize),
+    rows: usize,
+    act: fn(f64) -> f64,
+}
+
+/// Checks `predict` of a model whose only layers are the convolution, a `flatten` and a
+/// bias-free dense head of 3 units selecting conv outputs (`head`: (output index, logit) pairs, at
+/// most one per logit; a logit with none stays 0, so the softmax gives each selected value,
+/// not only their gaps) against the definition.
+fn forward_through_head(ctor: Ctor, case: &ConvCase, head: &[(usize, usize)], what: &str) {
+    let (c, h, w) = case.image;
+    let (oh, ow) = case.out;
+    let (f, (kh, kw)) = (case.filters, case.kernel);
+    // The model's head has 3 units.
+    let logits = 3;
+    let p = plan_image(case.model, TRAIN_CE, (c, h, w), classes(logits));
+    let x = inputs(case.rows, c * h * w, 3);
     let mut exec = ctor(&p);
-    let wt = inputs(3, c * 3 * 2, 4);
-    let b = inputs(1, 3, 5);
-    // The dense head sums the conv output's first two positions: predict gives conv values.
-    let mut head = Array2::<f32>::zeros((3 * oh * ow, 2));
-    head[[0, 0]] = 1.0;
-    head[[oh * ow + 7, 1]] = 1.0;
+    let wt = inputs(f, c * kh * kw, 4);
+    let b = inputs(1, f, 5);
+    let mut sel = Array2::<f32>::zeros((f * oh * ow, logits));
+    for &(at, logit) in head {
+        sel[[at, logit]] = 1.0;
+    }
     set_named(
         exec.as_mut(),
         &p,
         &[
             ("conv2d_0.weight", wt.clone()),
             ("conv2d_0.bias", b.clone()),
-            ("dense_2.weight", head.clone()),
+            ("dense_2.weight", sel.clone()),
         ],
     );
     let conv = conv_reference(
@@ -99,59 +115,60 @@ pub fn conv2d_forward(ctor: Ctor) {
         (c, h, w),
         &to64(&wt),
         &to64(&b),
-        (3, 2),
-        (2, 1),
-        (1, 1),
-        (1, 2),
-        (oh, ow),
-    );
-    let want = conv.dot(&to64(&head));
-    // Logits of a linear model: predict's softmax is applied to them.
+        case.kernel,
+        case.stride,
+        case.pad,
+        case.dil,
+        case.out,
+    )
+    .mapv(case.act);
+    let want = crate::support::softmax_rows(&conv.dot(&to64(&sel)));
     let got = ok(exec.predict(x.view()));
-    let soft = crate::support::softmax_rows(&want);
-    assert_all_close("conv2d (through a selecting head)", &got, &soft, FORWARD);
+    assert_all_close(what, &got, &want, FORWARD);
+}
+
+/// A convolution's forward values with stride, cell padding, dilation, 2 channels and 3
+/// filters, read through a head that selects two of its outputs.
+pub fn conv2d_forward(ctor: Ctor) {
+    // oh = (6 + 2 − 3) / 2 + 1 = 3; ow = (5 + 2 − 3) / 1 + 1 = 5 (dilated kernel width 3).
+    let case = ConvCase {
+        model: "[{conv2d: {filters: 3, kernel: [3, 2], stride: [2, 1], padding: 1, dilation: [1, 2]}}, {flatten: {}}, {dense: {units: 3, use_bias: false}}]",
+        image: (2, 6, 5),
+        filters: 3,
+        kernel: (3, 2),
+        stride: (2, 1),
+        pad: (1, 1),
+        dil: (1, 2),
+        out: (3, 5),
+        rows: 4,
+        act: |v| v,
+    };
+    forward_through_head(ctor, &case, &[(0, 0), (15 + 7, 1)], "conv2d");
 }
 
 /// A convolution larger than one GEMM tile on every axis (70 filters, 5 images of 4×4
 /// positions, 27 kernel cells: the GPU's implicit GEMM spans two tiles of M and N and two
-/// K steps): the first filter of the first image and the last of the last, read through a
-/// head whose third logit is 0 (so the softmax gives both values, not only their gap).
+/// K steps), with its fused tanh: the first filter of the first position and the last
+/// filter's last position.
 pub fn conv2d_forward_over_tiles(ctor: Ctor) {
-    let (c, h, w, f) = (3, 4, 4, 70);
-    let model = "[{conv2d: {filters: 70, kernel: 3, padding: same, activation: tanh}}, {flatten: {}}, {dense: {units: 3, use_bias: false}}]";
-    let p = plan_image(model, TRAIN_CE, (c, h, w), classes(3));
-    let x = inputs(5, c * h * w, 6);
-    let mut exec = ctor(&p);
-    let wt = inputs(f, c * 9, 7);
-    let b = inputs(1, f, 8);
-    let mut head = Array2::<f32>::zeros((f * h * w, 3));
-    head[[0, 0]] = 1.0;
-    head[[f * h * w - 1, 1]] = 1.0;
-    set_named(
-        exec.as_mut(),
-        &p,
-        &[
-            ("conv2d_0.weight", wt.clone()),
-            ("conv2d_0.bias", b.clone()),
-            ("dense_2.weight", head.clone()),
-        ],
+    let case = ConvCase {
+        model: "[{conv2d: {filters: 70, kernel: 3, padding: same, activation: tanh}}, {flatten: {}}, {dense: {units: 3, use_bias: false}}]",
+        image: (3, 4, 4),
+        filters: 70,
+        kernel: (3, 3),
+        stride: (1, 1),
+        pad: (1, 1),
+        dil: (1, 1),
+        out: (4, 4),
+        rows: 5,
+        act: f64::tanh,
+    };
+    forward_through_head(
+        ctor,
+        &case,
+        &[(0, 0), (70 * 16 - 1, 1)],
+        "conv2d over several tiles",
     );
-    let conv = conv_reference(
-        &to64(&x),
-        (c, h, w),
-        &to64(&wt),
-        &to64(&b),
-        (3, 3),
-        (1, 1),
-        (1, 1),
-        (1, 1),
-        (h, w),
-    )
-    .mapv(f64::tanh);
-    let want = conv.dot(&to64(&head));
-    let got = ok(exec.predict(x.view()));
-    let soft = crate::support::softmax_rows(&want);
-    assert_all_close("conv2d over several tiles", &got, &soft, FORWARD);
 }
 
 /// Max and average pooling's forward values, with overlapping windows and `same` padding,
