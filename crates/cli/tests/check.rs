@@ -95,6 +95,10 @@ fn check_catches_what_run_would_refuse_with_the_spec_location() {
             &["s.yaml:8:", "model.nodes.s.add: `add` needs inputs of the same width, but `a` is [B,2,2,2], `b` is [B,3,2,2]"],
         ),
         (
+            "name: x\ndata: {source: builtin:iris, image: {channels: 3, height: 60000, width: 60000}}\nmodel: [{flatten: {}}, {dense: {units: 3}}]\n",
+            &["s.yaml:2:", "data.image: an image of 3×60000×60000 values is over weft's 67108864 (channels × height × width)"],
+        ),
+        (
             "name: x\ndata: {source: builtin:iris, image: {channels: 1, height: 2, width: 2}}\nmodel: [{conv2d: {filters: 3, kernel: [2, 0], padding: nope}}]\n",
             &["s.yaml:3:", "unknown padding `nope`; valid: `valid`, `same`, a whole number or [height, width]"],
         ),

@@ -116,6 +116,16 @@ fn decode(file: &Path) -> Result<DynamicImage, DataError> {
 /// The (channels, height, width) pictures become: `data.image`'s, or the first picture's.
 fn target(first: &Path, image: Option<ImageSpec>) -> Result<(usize, usize, usize), DataError> {
     if let Some(i) = image {
+        // (A model trained on pixel columns may have any channel count; pictures do not.)
+        if !matches!(i.channels, 1 | 3 | 4) {
+            return Err(error(
+                first,
+                format!(
+                    "pictures are read as grey (1), RGB (3) or RGBA (4) channels; the model's image has {}",
+                    i.channels
+                ),
+            ));
+        }
         return Ok((i.channels, i.height, i.width));
     }
     let d = decode(first)?;
@@ -263,4 +273,34 @@ pub fn is_image_folder(dir: &Path) -> bool {
             .iter()
             .filter(|p| p.is_dir())
             .any(|d| entries(d, "").is_ok_and(|e| e.iter().any(|p| is_picture(p))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model whose image has a channel count pictures cannot have (trained on pixel
+    /// columns) is refused by name, not indexed past its pixels.
+    #[test]
+    fn pictures_are_never_read_as_two_channels() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let class = dir.path().join("photos/a");
+        std::fs::create_dir_all(&class).expect("folder");
+        image::GrayImage::from_pixel(4, 4, image::Luma([9]))
+            .save(class.join("1.png"))
+            .expect("png");
+        let two = ImageSpec {
+            channels: 2,
+            height: 4,
+            width: 4,
+        };
+        let Err(err) = read_image_folder("photos", dir.path(), Some(two)) else {
+            panic!("two channels were read");
+        };
+        let err = err.to_string();
+        assert!(err.contains("the model's image has 2"), "{err}");
+        let grey = ImageSpec { channels: 1, ..two };
+        let t = read_image_folder("photos", dir.path(), Some(grey)).expect("read");
+        assert_eq!(t.num_rows(), 1);
+    }
 }

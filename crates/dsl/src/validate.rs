@@ -51,10 +51,15 @@ impl Checker {
     }
 }
 
-/// Every problem in the spec; empty when it is valid.
 /// The longest run name (it names a folder).
 pub const MAX_NAME: usize = 100;
 
+/// The most values one image may have (channels × height × width: 2²⁶, 256 MiB of f32, a
+/// 4096×4096 RGBA picture), so a typo in `data.image` is an error, not an allocation that
+/// fails.
+pub const MAX_IMAGE_VALUES: usize = 1 << 26;
+
+/// Every problem in the spec; empty when it is valid.
 pub fn validate(spec: &Spec) -> Vec<Problem> {
     let mut c = Checker::default();
     // The name is a folder under the runs directory: it must stay inside it.
@@ -98,6 +103,19 @@ fn data(c: &mut Checker, d: &DataSpec) {
         c.at_least_one("data.image.channels", "channels", img.channels);
         c.at_least_one("data.image.height", "height", img.height);
         c.at_least_one("data.image.width", "width", img.width);
+        let values = img
+            .channels
+            .checked_mul(img.height)
+            .and_then(|v| v.checked_mul(img.width));
+        if values.is_none_or(|v| v > MAX_IMAGE_VALUES) {
+            c.fail(
+                "data.image",
+                format!(
+                    "an image of {}×{}×{} values is over weft's {MAX_IMAGE_VALUES} (channels × height × width)",
+                    img.channels, img.height, img.width
+                ),
+            );
+        }
     }
     let s = &d.split;
     if !(s.train > 0.0 && s.train <= 1.0) {

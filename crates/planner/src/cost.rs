@@ -114,11 +114,15 @@ pub fn activation_bytes(nodes: &[PlanNode], s: &Schedules, batch: usize) -> u64 
         .fold(0, u64::saturating_add)
 }
 
+/// Runs of samples whose convolution weight gradients the CPU executor sums separately
+/// (in parallel), then adds in order: a fixed number, so the gradient's bits do not depend
+/// on how many threads the machine has (a run resumed elsewhere stays exact).
+pub const CONV_WEIGHT_GRAD_PARTS: usize = 16;
+
 /// Scratch bytes one CPU thread holds while a training step runs: the largest of the
-/// convolutions' per-image workspaces. The CPU executor convolves one image at a time (im2col
-/// of one image `[c·kh·kw, P]`, reused between steps), and a thread summing the weights'
-/// gradient also holds its partial sum `[F, c·kh·kw]`. A pointwise convolution reads the
-/// image as its columns. The GPU executor's direct kernels need none.
+/// convolutions' im2col columns of one image `[c·kh·kw, P]` (the CPU executor convolves an
+/// image at a time, reusing them between steps). A pointwise convolution reads the image as
+/// its columns. The GPU executor's kernels need none.
 pub fn workspace_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
     s.train
         .iter()
@@ -126,21 +130,26 @@ pub fn workspace_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
             Op::Conv2d { win, .. }
             | Op::Conv2dGrad {
                 win,
-                part: ConvPart::Input,
+                part: ConvPart::Input | ConvPart::Weight,
                 ..
             } if !win.pointwise() => win.patch() * win.positions(),
+            _ => 0,
+        })
+        .max()
+        .map_or(0, |floats| 4u64.saturating_mul(floats as u64))
+}
+
+/// Bytes of the largest convolution weight gradient's partial sums
+/// ([`CONV_WEIGHT_GRAD_PARTS`] of `[F, c·kh·kw]`).
+fn partial_sum_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
+    s.train
+        .iter()
+        .map(|i| match &nodes[*i].op {
             Op::Conv2dGrad {
                 win,
                 filters,
                 part: ConvPart::Weight,
-            } => {
-                let cols = if win.pointwise() {
-                    0
-                } else {
-                    win.patch() * win.positions()
-                };
-                cols + filters * win.patch()
-            }
+            } => CONV_WEIGHT_GRAD_PARTS * filters * win.patch(),
             _ => 0,
         })
         .max()
@@ -149,14 +158,15 @@ pub fn workspace_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
 
 impl Plan {
     /// Bytes a training step at batch `batch` holds on `threads` CPU threads: parameters,
-    /// their gradients and the optimizer's state, the activations, and each thread's
-    /// convolution workspace (saturating).
+    /// their gradients and the optimizer's state, the activations, each thread's
+    /// convolution workspace and the weight gradients' partial sums (saturating).
     pub fn train_bytes(&self, batch: usize, threads: usize) -> u64 {
         self.cost
             .param_bytes
             .saturating_mul(2 + optimizer_slots(&self.train.optimizer))
             .saturating_add(activation_bytes(&self.nodes, &self.schedules, batch))
             .saturating_add(self.cost.workspace_bytes.saturating_mul(threads as u64))
+            .saturating_add(partial_sum_bytes(&self.nodes, &self.schedules))
     }
 }
 
@@ -210,18 +220,23 @@ mod tests {
     #[test]
     fn the_workspace_is_the_largest_convolution_scratch_of_one_image() {
         // conv 4@3×3 same on 1×8×8: columns 9×64; conv 6@3×3 valid on 4×8×8: columns
-        // 36×36, and its weight gradient adds a 6×36 sum.
+        // 36×36 (the largest), and its weight gradient's 16 partial sums of 6×36.
         let p = plan(
             "  - conv2d: {filters: 4, kernel: 3, padding: same}\n  - conv2d: {filters: 6, kernel: 3}\n  - flatten: {}\n  - dense: {units: 3, activation: softmax}",
         );
-        assert_eq!(p.cost.workspace_bytes, 4 * (36 * 36 + 6 * 36));
+        assert_eq!(p.cost.workspace_bytes, 4 * 36 * 36);
         let one = p.train_bytes(4, 1);
         assert_eq!(p.train_bytes(4, 3) - one, 2 * p.cost.workspace_bytes);
-        // A pointwise convolution reads the image as its columns: only the gradient's sum.
+        let no_partials = p.cost.param_bytes * 2 + p.cost.activation_bytes;
+        assert_eq!(
+            one - no_partials - p.cost.workspace_bytes,
+            4 * (super::CONV_WEIGHT_GRAD_PARTS * 6 * 36) as u64
+        );
+        // A pointwise convolution reads the image as its columns.
         let p = plan(
             "  - conv2d: {filters: 5, kernel: 1}\n  - flatten: {}\n  - dense: {units: 3, activation: softmax}",
         );
-        assert_eq!(p.cost.workspace_bytes, 4 * 5);
+        assert_eq!(p.cost.workspace_bytes, 0);
         // Dense models have none (and the plan's JSON does not mention it).
         let p = plan("  - flatten: {}\n  - dense: {units: 3, activation: softmax}");
         assert_eq!(p.cost.workspace_bytes, 0);

@@ -177,7 +177,7 @@ pub struct Cost {
     /// Bytes of parameters (fp32).
     pub param_bytes: u64,
     /// Scratch bytes one CPU thread holds besides the tensors (the convolutions' im2col
-    /// columns of one image and a thread's weight-gradient sum); 0 for dense models.
+    /// columns of one image); 0 for dense models.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub workspace_bytes: u64,
 }

@@ -451,7 +451,15 @@ impl Experiment {
             }
             None => rows.unwrap_or(0),
         };
-        let data = held.saturating_mul(columns).saturating_mul(4);
+        // Decoded pictures are held row by row while their columns are built: twice.
+        let copies = match self.spec.data.source {
+            weft_dsl::Source::ImageFolder(_) => 2,
+            _ => 1,
+        };
+        let data = held
+            .saturating_mul(columns)
+            .saturating_mul(4)
+            .saturating_mul(copies);
         let need = model.saturating_add(data);
         if need <= limit {
             return Ok(());

@@ -3,7 +3,8 @@
 //! cores (Caffe's scheme): one sample's columns `[c·kh·kw, P]` (a row per kernel cell, a
 //! column per output position) stay in the cache, and `W [F, K] · cols [K, P]` is the
 //! sample's `[F, P]` output in place, NCHW, with no reordering. The weights' gradient sums
-//! `dy_b [F, P] · cols_bᵀ` over each thread's samples, then over the threads; the input's
+//! `dy_b [F, P] · cols_bᵀ` over each of a fixed number of runs of samples, then over the
+//! runs in order (the same bits on any number of threads); the input's
 //! gradient is `Wᵀ · dy_b` put back by col2im. A 1×1 convolution of stride 1 reads the
 //! image as its own columns. Pooling is a direct loop. Written here rather than taken from
 //! a crate: kernels are weft's own (the GPU executor has the same ops in WGSL), and they
@@ -14,6 +15,7 @@ use std::cell::RefCell;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use weft_dsl::Activation;
+use weft_planner::cost::CONV_WEIGHT_GRAD_PARTS;
 use weft_planner::{ConvPart, PoolKind, Window};
 
 use super::kernels::{activation_in_place, ensure, flat, flat_mut};
@@ -191,8 +193,10 @@ pub fn conv2d_grad(
             }
         }
         ConvPart::Weight => {
-            // Each thread sums dy_b [F, P] · cols_bᵀ [P, K] over a run of samples.
-            let chunk = rows.div_ceil(rayon::current_num_threads()).max(1);
+            // dy_b [F, P] · cols_bᵀ [P, K] summed over each of a fixed number of runs of
+            // samples in parallel, then the runs in order: the same bits on any number of
+            // threads.
+            let chunk = rows.div_ceil(CONV_WEIGHT_GRAD_PARTS).max(1);
             let sums: Vec<Array2<f32>> = flat(a)
                 .par_chunks((image * chunk).max(1))
                 .zip(flat(dy).par_chunks(per * chunk))
@@ -404,4 +408,47 @@ pub fn pool2d_grad(
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The weights' gradient has the same bits on 1, 2 and 3 threads (a run resumed on
+    /// another machine stays exact).
+    #[test]
+    fn the_weight_gradient_does_not_depend_on_the_thread_count() {
+        let win = Window {
+            c: 2,
+            h: 9,
+            w: 9,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+            dh: 1,
+            dw: 1,
+            oh: 9,
+            ow: 9,
+        };
+        let (rows, filters) = (37, 4);
+        // Values of many magnitudes, so a different order of the sums changes the bits.
+        let val = |i: usize| ((i * 7919 % 1013) as f32 - 500.0) * 10f32.powi((i % 7) as i32 - 3);
+        let x = Array2::from_shape_fn((rows, 2 * 81), |(r, c)| val(r * 1000 + c));
+        let dy = Array2::from_shape_fn((rows, filters * 81), |(r, c)| val(r * 991 + c + 5));
+        let grad = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            let mut out = Array2::zeros((0, 0));
+            pool.install(|| conv2d_grad(ConvPart::Weight, &x, &dy, &win, filters, &mut out));
+            out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let one = grad(1);
+        assert_eq!(one, grad(2));
+        assert_eq!(one, grad(3));
+    }
 }

@@ -9,10 +9,17 @@
 var<workgroup> As: array<f32, BK * BM>;
 var<workgroup> Bs: array<f32, BK * BN>;
 
+// Workgroup (x + z·nx, y) computes the tile of C at column tile x + z·nx and row tile y
+// (z spreads the column tiles of a wide C over a second dimension when there are more than
+// an adapter allows in one).
 @compute @workgroup_size(16, 16)
-fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn gemm(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
     let row0 = wid.y * BM;
-    let col0 = wid.x * BN;
+    let col0 = (wid.x + wid.z * nwg.x) * BN;
     let tid = lid.y * 16u + lid.x;
     var acc: array<f32, TM * TN>;
     var ar: array<f32, TM>;

@@ -81,8 +81,13 @@ pub fn conv_gemm(
         _ => 64,
     };
     let bn = if bm <= 32 { 128 } else { 64 };
-    let g = |x: usize, t: u32| within(x.div_ceil(t as usize), run, "a convolution");
-    let (gx, gy) = (g(n, bn)?, g(m, bm)?);
+    // A batch of large images has more column tiles than one dimension holds: they spread
+    // over x and z (tiles past the last one compute nothing).
+    let tiles = n.div_ceil(bn as usize);
+    let gz = tiles.div_ceil((run.max_dim as usize).max(1)).max(1);
+    let gx = within(tiles.div_ceil(gz), run, "a convolution")?;
+    let gz = within(gz, run, "a convolution")?;
+    let gy = within(m.div_ceil(bm as usize), run, "a convolution")?;
     Ok(Call {
         kernel: Kernel::conv_gemm(ConvGemmCfg { bm, bn }),
         params: ConvParams {
@@ -92,7 +97,7 @@ pub fn conv_gemm(
         .into(),
         reads,
         writes: vec![out],
-        groups: (gx, gy, 1),
+        groups: (gx, gy, gz),
     })
 }
 
@@ -111,4 +116,52 @@ pub fn matmul_groups(m: usize, n: usize, tile: u32) -> (u32, u32, u32) {
     let t = tile as usize;
     let g = |x: usize| u32::try_from(x.div_ceil(t)).unwrap_or(u32::MAX);
     (g(n), g(m), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::uniforms::ConvParams;
+
+    /// More column tiles than a grid dimension holds spread over x and z, covering each.
+    #[test]
+    fn a_wide_convolution_spreads_its_tiles_over_x_and_z() {
+        let win = Window {
+            c: 1,
+            h: 28,
+            w: 28,
+            kh: 5,
+            kw: 5,
+            sh: 1,
+            sw: 1,
+            ph: 0,
+            pw: 0,
+            dh: 1,
+            dw: 1,
+            oh: 24,
+            ow: 24,
+        };
+        let p = ConvParams {
+            filters: 6,
+            ..ConvParams::default()
+        };
+        let run = |max_dim| Run {
+            rows: 64,
+            train_mode: true,
+            accumulate: false,
+            max_dim,
+        };
+        // 64 images × 576 positions = 36,864 columns: 288 tiles of 128.
+        let call = |max_dim| {
+            conv_gemm(&win, p, 64, vec![], Buf::X, run(max_dim))
+                .expect("lowers")
+                .groups
+        };
+        assert_eq!(call(65_535), (288, 1, 1));
+        let (gx, gy, gz) = call(100);
+        assert!(gx <= 100 && gz <= 100 && gy == 1, "{gx} {gy} {gz}");
+        assert!(gx * gz >= 288, "{gx} × {gz} tiles");
+        // A grid that cannot hold them even so is an error, not a wrong result.
+        assert!(conv_gemm(&win, p, 64, vec![], Buf::X, run(10)).is_err());
+    }
 }
