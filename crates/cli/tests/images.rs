@@ -19,18 +19,8 @@ fn the_digits_cnn_reaches_its_accuracy_and_predict_scores_pixels() {
         "digits test accuracy {}",
         accuracy(&v)
     );
-    let dir = v["run_dir"].as_str().unwrap();
-    let o = weft(&[
-        "predict",
-        "--model",
-        dir,
-        "--input",
-        &format!("{REPO}/specs/data/digits.csv"),
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
     // Every row scored, and the accuracy over all of them (train rows included) is high.
-    assert!(predicted_accuracy(&err) >= 0.98, "{err}");
+    predicts(&v, &format!("{REPO}/specs/data/digits.csv"), 0.98);
 }
 
 #[test]
@@ -127,35 +117,39 @@ fn an_idx_source_trains_the_cnn() {
     assert!(accuracy(&v) >= 0.9, "idx digits: {}", accuracy(&v));
     // `weft predict` reads the IDX images, and their labels from the file beside them.
     let images = dir.path().join("images-idx3-ubyte.gz");
-    let o = weft(&[
-        "predict",
-        "--model",
-        v["run_dir"].as_str().unwrap(),
-        "--input",
-        images.to_str().unwrap(),
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(predicted_accuracy(&err) >= 0.9, "{err}");
-    assert_eq!(stdout_lines(&o), 1 + 1797, "a header and a row per image");
+    predicts(&v, images.to_str().unwrap(), 0.9);
     // Labels that do not match the images: a located error with both counts.
     digits_idx(dir.path(), 100);
-    let o = weft(&[
-        "run",
-        path.to_str().unwrap(),
-        "--runs-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = refused(&path, dir.path());
     assert!(
         err.contains("data.source.idx: labels-idx1-ubyte: 100 labels (dimensions [100]) for the 1797 images of images-idx3-ubyte.gz; they must be one per image"),
         "{err}"
     );
 }
 
-fn stdout_lines(o: &std::process::Output) -> usize {
-    String::from_utf8_lossy(&o.stdout).lines().count()
+/// `weft predict` of the run `v` on `input` (the 1797 digits): a header and a row per
+/// digit, and the accuracy it prints at least `min`.
+fn predicts(v: &serde_json::Value, input: &str, min: f64) {
+    let run_dir = v["run_dir"].as_str().unwrap();
+    let o = weft(&["predict", "--model", run_dir, "--input", input]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(predicted_accuracy(&err) >= min, "{input}: {err}");
+    let lines = String::from_utf8_lossy(&o.stdout).lines().count();
+    assert_eq!(lines, 1 + 1797, "{input}: a header and a row per digit");
+}
+
+/// `weft run` of `spec` refused as a spec or data error (exit 2); its message.
+fn refused(spec: &std::path::Path, runs: &std::path::Path) -> String {
+    let o = weft(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    err
 }
 
 /// The digits as a folder of 16×16 grey PNGs (each pixel doubled), one sub-folder per digit.
@@ -206,27 +200,10 @@ fn an_image_folder_trains_the_cnn_and_predict_scores_it() {
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(text.contains("BatchNorm2d"), "{text}");
     // The folder scored by the trained model: every picture, the folder names as labels.
-    let o = weft(&[
-        "predict",
-        "--model",
-        v["run_dir"].as_str().unwrap(),
-        "--input",
-        photos.to_str().unwrap(),
-    ]);
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(predicted_accuracy(&err) >= 0.97, "{err}");
-    assert_eq!(stdout_lines(&o), 1 + 1797);
+    predicts(&v, photos.to_str().unwrap(), 0.97);
     // A file that is not a picture: the error names it and the spec path.
     std::fs::write(photos.join("digit-3/broken.png"), b"not a png").unwrap();
-    let o = weft(&[
-        "run",
-        path.to_str().unwrap(),
-        "--runs-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = refused(&path, dir.path());
     assert!(
         err.contains("data.source.image_folder:")
             && err.contains("digit-3/broken.png: cannot decode it"),

@@ -494,19 +494,7 @@ pub fn node(plan: &Plan, id: usize, run: Run, calls: &mut Vec<Call>) -> Result<(
                         two_pass: true,
                     }
                     .lower(run, calls)?;
-                    calls.push(elementwise_call(
-                        Kernel::reduce("batch_norm_grad_input"),
-                        p,
-                        p.n,
-                        vec![
-                            Buf::Node(x),
-                            Buf::Scratch(id),
-                            Buf::Node(gamma),
-                            Buf::Node(dy),
-                        ],
-                        out,
-                        run,
-                    ));
+                    calls.push(batch_norm_grad_input([x, gamma, dy], id, out, p, run));
                 }
                 (NormPart::Beta, _) | (NormPart::Input, NormAxis::Channel { .. }) => {
                     return Err(ExecError::Internal(format!(
@@ -598,6 +586,31 @@ fn stats(
     Ok(())
 }
 
+/// A batch norm's input gradient, every element from the statistics and the sums Σ dy and
+/// Σ dy·x̂ that follow them in the node's scratch (per column, or per channel).
+fn batch_norm_grad_input(
+    [x, gamma, dy]: [usize; 3],
+    id: usize,
+    out: Buf,
+    p: ReduceParams,
+    run: Run,
+) -> Call {
+    let reads = vec![
+        Buf::Node(x),
+        Buf::Scratch(id),
+        Buf::Node(gamma),
+        Buf::Node(dy),
+    ];
+    elementwise_call(
+        Kernel::reduce("batch_norm_grad_input"),
+        p,
+        p.n,
+        reads,
+        out,
+        run,
+    )
+}
+
 /// A channel norm's pixels per channel (1 for the other norms: the kernels divide by it).
 fn norm_area(axis: NormAxis) -> Result<u32, ExecError> {
     match axis {
@@ -655,19 +668,7 @@ fn channel_norm_grad(
                 writes: vec![Buf::Scratch(id)],
                 groups: (u(both.div_ceil(32))?, 1, 1),
             });
-            calls.push(elementwise_call(
-                Kernel::reduce("batch_norm_grad_input"),
-                p,
-                p.n,
-                vec![
-                    Buf::Node(x),
-                    Buf::Scratch(id),
-                    Buf::Node(gamma),
-                    Buf::Node(dy),
-                ],
-                out,
-                run,
-            ));
+            calls.push(batch_norm_grad_input([x, gamma, dy], id, out, p, run));
         }
     }
     Ok(())
