@@ -245,7 +245,7 @@ fn unknown_data_source_kind() {
     ]);
     assert_eq!(
         e,
-        ["spec.yaml:3:12: data.source: unknown data source `cvs`; did you mean `csv`? valid: csv, parquet, arrow, builtin, synthetic, idx"]
+        ["spec.yaml:3:12: data.source: unknown data source `cvs`; did you mean `csv`? valid: csv, parquet, arrow, builtin, synthetic, idx, image_folder"]
     );
 }
 
