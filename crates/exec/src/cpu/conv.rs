@@ -246,55 +246,14 @@ pub fn conv2d_grad(
     }
 }
 
-/// Whether every window lies inside the image (no padding cells): the pooling loops then
-/// run over whole kernel rows without bounds.
-fn unpadded(win: &Window) -> bool {
-    win.ph == 0
-        && win.pw == 0
-        && (win.oh.max(1) - 1) * win.sh + win.kh <= win.h
-        && (win.ow.max(1) - 1) * win.sw + win.kw <= win.w
-}
-
-/// One channel's pooling without padding: each output row accumulates its kernel rows.
-fn pool_plane(kind: PoolKind, plane: &[f32], win: &Window, o: &mut [f32]) {
-    let init = match kind {
-        PoolKind::Max => f32::NEG_INFINITY,
-        PoolKind::Avg => 0.0,
-    };
-    for (oy, orow) in o.chunks_exact_mut(win.ow.max(1)).enumerate() {
-        orow.fill(init);
-        for ky in 0..win.kh {
-            let src = &plane[(oy * win.sh + ky) * win.w..][..win.w];
-            for (ox, acc) in orow.iter_mut().enumerate() {
-                let cells = &src[ox * win.sw..ox * win.sw + win.kw];
-                *acc = match kind {
-                    PoolKind::Max => cells.iter().fold(*acc, |m, v| m.max(*v)),
-                    PoolKind::Avg => *acc + cells.iter().sum::<f32>(),
-                };
-            }
-        }
-        if kind == PoolKind::Avg {
-            let inv = 1.0 / (win.kh * win.kw) as f32;
-            orow.iter_mut().for_each(|v| *v *= inv);
-        }
-    }
-}
-
 pub fn pool2d(kind: PoolKind, x: &Array2<f32>, win: &Window, out: &mut Array2<f32>) {
     let (rows, p) = (x.nrows(), win.positions());
     let image = win.input().numel();
     ensure(out, rows, win.c * p);
-    let fast = unpadded(win);
     flat_mut(out)
         .par_chunks_mut((win.c * p).max(1))
         .zip(flat(x).par_chunks(image.max(1)))
         .for_each(|(o, img)| {
-            if fast {
-                for (ci, oc) in o.chunks_exact_mut(p.max(1)).enumerate() {
-                    pool_plane(kind, &img[ci * win.h * win.w..][..win.h * win.w], win, oc);
-                }
-                return;
-            }
             for ci in 0..win.c {
                 let plane = &img[ci * win.h * win.w..][..win.h * win.w];
                 for oy in 0..win.oh {
@@ -342,36 +301,12 @@ pub fn pool2d_grad(
     let (rows, p) = (x.nrows(), win.positions());
     let image = win.input().numel();
     ensure(out, rows, image);
-    let fast = unpadded(win);
     flat_mut(out)
         .par_chunks_mut(image.max(1))
         .zip(flat(x).par_chunks(image.max(1)))
         .zip(flat(dy).par_chunks((win.c * p).max(1)))
         .for_each(|((dx, img), d)| {
             dx.fill(0.0);
-            if fast && kind == PoolKind::Max {
-                for ci in 0..win.c {
-                    let base = ci * win.h * win.w;
-                    let plane = &img[base..][..win.h * win.w];
-                    let g = &d[ci * p..][..p];
-                    for oy in 0..win.oh {
-                        for ox in 0..win.ow {
-                            // The first of the window's largest cells, as the forward's max.
-                            let (y0, x0) = (oy * win.sh, ox * win.sw);
-                            let mut best = y0 * win.w + x0;
-                            for y in y0..y0 + win.kh {
-                                for xx in x0..x0 + win.kw {
-                                    if plane[y * win.w + xx] > plane[best] {
-                                        best = y * win.w + xx;
-                                    }
-                                }
-                            }
-                            dx[base + best] += g[oy * win.ow + ox];
-                        }
-                    }
-                }
-                return;
-            }
             for ci in 0..win.c {
                 let base = ci * win.h * win.w;
                 for oy in 0..win.oh {
