@@ -9,19 +9,18 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch};
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use weft_dsl::IdxSource;
 
 use crate::error::{io_message, DataError};
+use crate::pixels::{pixel_columns, pixel_fields};
 use crate::schema::TableSchema;
 use crate::table::Table;
 
 /// The column names of an IDX set of `per` values per sample.
 fn fields(per: usize, labels: bool) -> Vec<Field> {
-    let mut f: Vec<Field> = (0..per)
-        .map(|j| Field::new(format!("p{j}"), DataType::Float32, false))
-        .collect();
+    let mut f = pixel_fields(per);
     if labels {
         f.push(Field::new("label", DataType::Int64, false));
     }
@@ -135,13 +134,7 @@ pub(crate) fn read_idx(idx: &IdxSource, base: &Path) -> Result<Table, DataError>
     let (dims, pixels) = values(&open(base, &idx.images, None)?, &idx.images)?;
     let n = dims[0];
     let per: usize = dims[1..].iter().product();
-    let mut columns: Vec<ArrayRef> = (0..per)
-        .map(|j| {
-            Arc::new(Float32Array::from_iter_values(
-                (0..n).map(|i| pixels[i * per + j]),
-            )) as ArrayRef
-        })
-        .collect();
+    let mut columns = pixel_columns(&pixels, per);
     if let Some(labels) = &idx.labels {
         let (ldims, l) = values(&open(base, labels, None)?, labels)?;
         if ldims[0] != n || l.len() != n {

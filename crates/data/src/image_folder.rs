@@ -10,8 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+use arrow_array::{RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
+
+use crate::pixels::{pixel_columns, pixel_fields};
 use image::{imageops::FilterType, DynamicImage};
 use weft_dsl::ImageSpec;
 
@@ -173,9 +175,7 @@ fn pixels(
 }
 
 fn schema(per: usize, labels: bool) -> Arc<Schema> {
-    let mut f: Vec<Field> = (0..per)
-        .map(|j| Field::new(format!("p{j}"), DataType::Float32, false))
-        .collect();
+    let mut f = pixel_fields(per);
     if labels {
         f.push(Field::new("label", DataType::Utf8, false));
     }
@@ -218,12 +218,7 @@ pub fn read_image_folder(
                 .unwrap_or_else(|_| Err(DataError::Internal("a decoding thread failed".into())))
         })
     })?;
-    let mut columns: Vec<ArrayRef> = (0..per)
-        .map(|j| {
-            let col: Float32Array = (0..rows).map(|r| values[r * per + j]).collect();
-            Arc::new(col) as ArrayRef
-        })
-        .collect();
+    let mut columns = pixel_columns(&values, per);
     let labelled = !listing.classes.is_empty();
     if labelled {
         let labels: StringArray = listing

@@ -14,6 +14,7 @@ pub mod image_folder;
 mod ipc;
 mod label;
 mod pipeline;
+mod pixels;
 mod prepare;
 #[cfg(feature = "remote")]
 pub mod remote;
