@@ -124,36 +124,37 @@ pub const CONV_WEIGHT_GRAD_PARTS: usize = 16;
 /// image at a time, reusing them between steps). A pointwise convolution reads the image as
 /// its columns. The GPU executor's kernels need none.
 pub fn workspace_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
-    s.train
-        .iter()
-        .map(|i| match &nodes[*i].op {
-            Op::Conv2d { win, .. }
-            | Op::Conv2dGrad {
-                win,
-                part: ConvPart::Input | ConvPart::Weight,
-                ..
-            } if !win.pointwise() => win.patch() * win.positions(),
-            _ => 0,
-        })
-        .max()
-        .map_or(0, |floats| 4u64.saturating_mul(floats as u64))
+    largest_train_floats(nodes, s, |op| match op {
+        Op::Conv2d { win, .. }
+        | Op::Conv2dGrad {
+            win,
+            part: ConvPart::Input | ConvPart::Weight,
+            ..
+        } if !win.pointwise() => win.patch() * win.positions(),
+        _ => 0,
+    })
 }
 
 /// Bytes of the largest convolution weight gradient's partial sums
 /// ([`CONV_WEIGHT_GRAD_PARTS`] of `[F, c·kh·kw]`).
 fn partial_sum_bytes(nodes: &[PlanNode], s: &Schedules) -> u64 {
+    largest_train_floats(nodes, s, |op| match op {
+        Op::Conv2dGrad {
+            win,
+            filters,
+            part: ConvPart::Weight,
+        } => CONV_WEIGHT_GRAD_PARTS * filters * win.patch(),
+        _ => 0,
+    })
+}
+
+/// Bytes (fp32) of the largest `floats(op)` over a training step's nodes.
+fn largest_train_floats(nodes: &[PlanNode], s: &Schedules, floats: impl Fn(&Op) -> usize) -> u64 {
     s.train
         .iter()
-        .map(|i| match &nodes[*i].op {
-            Op::Conv2dGrad {
-                win,
-                filters,
-                part: ConvPart::Weight,
-            } => CONV_WEIGHT_GRAD_PARTS * filters * win.patch(),
-            _ => 0,
-        })
+        .map(|i| floats(&nodes[*i].op))
         .max()
-        .map_or(0, |floats| 4u64.saturating_mul(floats as u64))
+        .map_or(0, |f| 4u64.saturating_mul(f as u64))
 }
 
 impl Plan {

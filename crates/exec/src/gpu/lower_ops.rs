@@ -632,8 +632,8 @@ fn channel_norm_grad(
     run: Run,
     calls: &mut Vec<Call>,
 ) -> Result<(), ExecError> {
-    let groups = per_row(p.cols as usize / p.area.max(1) as usize, run.max_dim);
     let channels = p.cols / p.area.max(1);
+    let groups = per_row(channels as usize, run.max_dim);
     let reads = vec![Buf::Node(x), Buf::Scratch(id), Buf::Node(dy)];
     let sums = |sums: ChannelSumsCode, to: Buf| Call {
         kernel: Kernel::reduce("channel_sums"),
