@@ -30,6 +30,7 @@ pub use dataset::Dataset;
 pub use error::{At, DataError};
 pub use export::write_csv;
 pub use pipeline::Pipeline;
+pub use pixels::copies_while_loading;
 pub use prepare::{feature_columns, prepare, Prepared};
 pub use schema::{read_data_schema, read_schema, TableSchema};
 pub use source::{is_remote, load_data, load_table, read_table, read_whole_input, stream_table};

@@ -25,3 +25,13 @@ pub(crate) fn pixel_columns(values: &[f32], per: usize) -> Vec<ArrayRef> {
         })
         .collect()
 }
+
+/// How many copies of its values a source holds at its peak while it loads: 2 for the
+/// image sources, whose samples are decoded row-major and then transposed into the pixel
+/// columns (the memory preflight counts it), 1 for the others.
+pub fn copies_while_loading(source: &weft_dsl::Source) -> u64 {
+    match source {
+        weft_dsl::Source::Idx(_) | weft_dsl::Source::ImageFolder(_) => 2,
+        _ => 1,
+    }
+}

@@ -451,15 +451,10 @@ impl Experiment {
             }
             None => rows.unwrap_or(0),
         };
-        // Decoded pictures are held row by row while their columns are built: twice.
-        let copies = match self.spec.data.source {
-            weft_dsl::Source::ImageFolder(_) => 2,
-            _ => 1,
-        };
         let data = held
             .saturating_mul(columns)
             .saturating_mul(4)
-            .saturating_mul(copies);
+            .saturating_mul(weft_data::copies_while_loading(&self.spec.data.source));
         let need = model.saturating_add(data);
         if need <= limit {
             return Ok(());
